@@ -1,0 +1,253 @@
+"""Attention dispatch: one function, several interchangeable backends (DESIGN §7).
+
+    attention(q, k, v, backend=None) -> out
+        q [B, Lq, H, D], k / v [B, Lk, H, D]  ->  out [B, Lq, H, D] in q.dtype
+        softmax scale 1 / sqrt(D), no mask, no dropout (inference).
+
+Backends
+    sdpa        torch.nn.functional.scaled_dot_product_attention; on CUDA PyTorch picks
+                cuDNN / flash / memory-efficient kernels, none of which builds the score matrix.
+    chunked     pure torch, query blocks sized from a memory budget, fp32 softmax per block:
+                peak extra memory O(block * Lk), never O(Lq * Lk). Default on CPU.
+    flash_attn  flash_attn.flash_attn_func (Dao-AILab), CUDA + fp16/bf16, head_dim <= 256.
+    sage        sageattention.sageattn (INT8 QK), CUDA + fp16/bf16, head_dim <= 128.
+    naive       materialises the full [Lq, Lk] score matrix; the reference for tests only.
+    auto        the best available for the inputs' device / dtype / shape (see `resolve_backend`).
+
+Which backend runs, in order: the `backend` argument, then the innermost `attention_backend(...)`
+context, then `set_default_backend(...)`, then the environment variable CAMGRID_ATTENTION
+(default "auto"). flash_attn / sage handed inputs they cannot take (CPU, fp32, too large a
+head_dim) fall back to sdpa with a one-time warning instead of failing mid-sampling.
+
+Why a chunked backend at all: a reported ReCamMaster OOM asked for 192 GiB, which is one
+materialised fp32 N x N score matrix; CPU and old GPUs need a path that cannot do that.
+"""
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import functools
+import importlib
+import math
+import os
+import warnings
+
+import torch
+import torch.nn.functional as F
+
+BACKENDS = ("auto", "sdpa", "chunked", "naive", "flash_attn", "sage")
+_OPTIONAL_MODULES = {"flash_attn": "flash_attn", "sage": "sageattention"}
+_INSTALL_HINT = {"flash_attn": "pip install flash-attn --no-build-isolation", "sage": "pip install sageattention"}
+
+# Scores of one chunked step may use this many bytes (fp32); env CAMGRID_ATTENTION_CHUNK_MB overrides.
+DEFAULT_CHUNK_BUDGET_BYTES = int(float(os.environ.get("CAMGRID_ATTENTION_CHUNK_MB", "256")) * 2**20)
+
+_default_backend = os.environ.get("CAMGRID_ATTENTION", "auto")
+_context_backend: contextvars.ContextVar[str | None] = contextvars.ContextVar("camgrid_attention_backend", default=None)
+_warned: set[str] = set()
+
+
+# --------------------------------------------------------------------------------------------
+# backend selection
+# --------------------------------------------------------------------------------------------
+def _check_name(name: str) -> str:
+    if name not in BACKENDS:
+        raise ValueError(f"attention backend {name!r} is unknown; choose one of {', '.join(BACKENDS)}")
+    return name
+
+
+@functools.lru_cache(maxsize=None)
+def _optional_module(name: str):
+    """The imported module behind an optional backend, or None when it is not installed / broken."""
+    try:
+        return importlib.import_module(_OPTIONAL_MODULES[name])
+    except Exception:  # a broken CUDA extension raises OSError / RuntimeError, not only ImportError
+        return None
+
+
+def backend_installed(name: str) -> bool:
+    _check_name(name)
+    return name not in _OPTIONAL_MODULES or _optional_module(name) is not None
+
+
+def available_backends() -> list[str]:
+    """Concrete backends usable in this environment (plus "auto"), in BACKENDS order."""
+    return [name for name in BACKENDS if backend_installed(name)]
+
+
+def _require_installed(name: str) -> None:
+    if not backend_installed(name):
+        raise ValueError(
+            f"attention backend {name!r} needs the {_OPTIONAL_MODULES[name]!r} package, which is not "
+            f"importable here; install it ({_INSTALL_HINT[name]}) or choose one of {', '.join(available_backends())}"
+        )
+
+
+def set_default_backend(name: str) -> None:
+    """Process-wide default used when neither the call nor a context names a backend."""
+    global _default_backend
+    _check_name(name)
+    _require_installed(name)
+    _default_backend = name
+
+
+def get_default_backend() -> str:
+    return _context_backend.get() or _default_backend
+
+
+@contextlib.contextmanager
+def attention_backend(name: str):
+    """`with attention_backend("chunked"): model(...)` runs every attention call inside on `name`."""
+    _check_name(name)
+    _require_installed(name)
+    token = _context_backend.set(name)
+    try:
+        yield
+    finally:
+        _context_backend.reset(token)
+
+
+def _unsupported_reason(name: str, q: torch.Tensor) -> str | None:
+    """Why the optional kernel `name` cannot take these inputs, or None when it can."""
+    if not q.is_cuda:
+        return f"it runs on CUDA only (inputs are on {q.device})"
+    if q.dtype not in (torch.float16, torch.bfloat16):
+        return f"it needs float16/bfloat16 inputs (got {q.dtype})"
+    max_d = 256 if name == "flash_attn" else 128
+    if q.shape[-1] > max_d:
+        return f"head_dim {q.shape[-1]} exceeds its limit of {max_d}"
+    return None
+
+
+def resolve_backend(q: torch.Tensor, backend: str | None = None) -> str:
+    """The concrete backend that `attention` runs for query `q` and the requested `backend`."""
+    name = _check_name(backend or get_default_backend())
+    if name == "auto":
+        if q.device.type == "cpu":
+            return "chunked"  # bounded memory whatever the sequence length; fp32 softmax per block
+        if q.is_cuda and backend_installed("flash_attn") and _unsupported_reason("flash_attn", q) is None:
+            return "flash_attn"
+        return "sdpa"  # cuDNN / flash / mem-efficient on CUDA; the device's fused kernel elsewhere
+    if name in _OPTIONAL_MODULES:
+        _require_installed(name)
+        reason = _unsupported_reason(name, q)
+        if reason is not None:
+            if name not in _warned:
+                _warned.add(name)
+                warnings.warn(f"attention backend {name!r} cannot run these inputs ({reason}); using 'sdpa' instead")
+            return "sdpa"
+    return name
+
+
+# --------------------------------------------------------------------------------------------
+# backends; all take and return [B, L, H, D]
+# --------------------------------------------------------------------------------------------
+def _accum_dtype(dtype: torch.dtype) -> torch.dtype:
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def attention_naive(q, k, v):
+    """Full score matrix in fp32 (fp64 for fp64 inputs). Reference for tests; O(Lq * Lk) memory."""
+    acc = _accum_dtype(q.dtype)
+    qh, kh, vh = (t.transpose(1, 2).to(acc) for t in (q, k, v))  # [B, H, L, D]
+    scores = torch.matmul(qh, kh.transpose(-1, -2)) / math.sqrt(q.shape[-1])
+    return torch.matmul(scores.softmax(dim=-1), vh).transpose(1, 2).to(q.dtype)
+
+
+def attention_masked(q, k, v, mask):
+    """Naive attention with a boolean `mask` broadcastable to [B, H, Lq, Lk] (True = attend).
+
+    Test reference for the grid modes (e.g. the view stream equals full attention masked to the
+    same latent frame). Every query row must attend to at least one key.
+    """
+    acc = _accum_dtype(q.dtype)
+    qh, kh, vh = (t.transpose(1, 2).to(acc) for t in (q, k, v))
+    scores = torch.matmul(qh, kh.transpose(-1, -2)) / math.sqrt(q.shape[-1])
+    scores = scores.masked_fill(~mask.to(torch.bool), float("-inf"))
+    return torch.matmul(scores.softmax(dim=-1), vh).transpose(1, 2).to(q.dtype)
+
+
+def chunk_sizes(batch_heads: int, lq: int, lk: int, budget_bytes: int) -> tuple[int, int]:
+    """(heads per step, queries per step) so one fp32 score block [heads, queries, Lk] fits the budget.
+
+    Queries are cut first (each step keeps all heads busy only if a whole head fits); at least one
+    query row of one head is always processed, so a single [1, 1, Lk] row may exceed a tiny budget.
+    """
+    elems = max(1, budget_bytes // 4)
+    q_block = max(1, min(lq, elems // max(lk, 1)))
+    bh_block = max(1, min(batch_heads, elems // max(q_block * lk, 1)))
+    return bh_block, q_block
+
+
+def attention_chunked(q, k, v, budget_bytes: int | None = None):
+    """Exact attention over query blocks; extra memory ~ budget + O((Lq + Lk) * D) for fp32 copies.
+
+    Each block: s = (q_blk * scale) @ k^T in fp32, s -= rowmax, exp in place, out = (s @ v) / rowsum.
+    bf16/fp16 inputs are upcast (K and V once, Q per block), so CPU bf16 keeps an fp32 softmax.
+    """
+    budget = DEFAULT_CHUNK_BUDGET_BYTES if budget_bytes is None else int(budget_bytes)
+    b, lq, h, d = q.shape
+    lk, dv = k.shape[1], v.shape[-1]
+    acc = _accum_dtype(q.dtype)
+    # [B*H, L, D]; reshape copies only when the [B, L, H, D] input is not already head-major.
+    qh = q.transpose(1, 2).reshape(b * h, lq, d)
+    kt = k.transpose(1, 2).reshape(b * h, lk, d).to(acc).transpose(1, 2)  # [BH, D, Lk]
+    vh = v.transpose(1, 2).reshape(b * h, lk, dv).to(acc)
+    out = torch.empty(b * h, lq, dv, dtype=q.dtype, device=q.device)
+    scale = 1.0 / math.sqrt(d)
+    bh_block, q_block = chunk_sizes(b * h, lq, lk, budget)
+    for i in range(0, b * h, bh_block):
+        kt_i, v_i = kt[i:i + bh_block], vh[i:i + bh_block]
+        for j in range(0, lq, q_block):
+            s = torch.matmul(qh[i:i + bh_block, j:j + q_block].to(acc) * scale, kt_i)
+            s.sub_(s.amax(dim=-1, keepdim=True)).exp_()
+            denom = s.sum(dim=-1, keepdim=True)
+            out[i:i + bh_block, j:j + q_block] = (torch.matmul(s, v_i) / denom).to(q.dtype)
+            del s
+    return out.view(b, h, lq, dv).transpose(1, 2)
+
+
+def attention_sdpa(q, k, v):
+    out = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2),
+                                         scale=1.0 / math.sqrt(q.shape[-1]))
+    return out.transpose(1, 2)
+
+
+def attention_flash_attn(q, k, v):
+    # flash_attn_func takes [B, L, H, D] directly; fp16/bf16 CUDA only (checked in resolve_backend).
+    out = _optional_module("flash_attn").flash_attn_func(q, k, v, dropout_p=0.0,
+                                                         softmax_scale=1.0 / math.sqrt(q.shape[-1]), causal=False)
+    return out[0] if isinstance(out, tuple) else out  # some builds return (out, lse)
+
+
+def attention_sage(q, k, v):
+    # "NHD" is sageattention's name for [B, L, H, D].
+    return _optional_module("sage").sageattn(q, k, v, tensor_layout="NHD", is_causal=False,
+                                             sm_scale=1.0 / math.sqrt(q.shape[-1]))
+
+
+_IMPLEMENTATIONS = {
+    "sdpa": attention_sdpa,
+    "chunked": attention_chunked,
+    "naive": attention_naive,
+    "flash_attn": attention_flash_attn,
+    "sage": attention_sage,
+}
+
+
+def _check_inputs(q, k, v) -> None:
+    for name, t in (("q", q), ("k", k), ("v", v)):
+        if t.dim() != 4:
+            raise ValueError(f"attention: {name} must be [B, L, H, D], got shape {tuple(t.shape)}")
+    if k.shape[:3] != v.shape[:3]:
+        raise ValueError(f"attention: k {tuple(k.shape)} and v {tuple(v.shape)} must share [B, Lk, H]")
+    if (q.shape[0], q.shape[2], q.shape[3]) != (k.shape[0], k.shape[2], k.shape[3]):
+        raise ValueError(f"attention: q {tuple(q.shape)} and k {tuple(k.shape)} must share B, H and D")
+    if not (q.dtype == k.dtype == v.dtype):
+        raise ValueError(f"attention: q, k, v dtypes differ ({q.dtype}, {k.dtype}, {v.dtype}); cast them to one dtype")
+
+
+def attention(q, k, v, backend=None):
+    """Multi-head attention, q [B, Lq, H, D], k/v [B, Lk, H, D] -> [B, Lq, H, D] (q.dtype)."""
+    _check_inputs(q, k, v)
+    return _IMPLEMENTATIONS[resolve_backend(q, backend)](q, k, v)

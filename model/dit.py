@@ -1,0 +1,416 @@
+"""GridDiT: the Wan2.1 video DiT over a latent grid of views x time (DESIGN §3).
+
+One model file, equations visible. Shapes:
+    latent grid      x [B, V, C, T, H, W]
+    per-view tokens    [(B V), (T h w), d]        the canonical layout between blocks
+    view stream        [(B T), (V h w), d]        tokens of all views at the same latent frame
+    time stream        [(B V), (T h w), d]        = per-view tokens
+
+Numerics follow the Wan2.1 reference: the timestep is cast to the model dtype before a float64
+sinusoid, the time embedding / modulation / gates / residual stream are float32, the linear layers
+run in the model dtype. For an fp32 model all of this is plain fp32.
+
+Modes (DESIGN §3.3): independent, syncam (SynCamMaster), recam (ReCamMaster), hard / soft
+(4Real-Video two-stream with hard or soft synchronisation after every block).
+"""
+from __future__ import annotations
+
+import math
+from typing import Callable, Optional
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .attention import attention
+from .config import DiTConfig
+from .rope import rope_apply, rope_table
+from .sync import SyncLayer
+
+MODES = ("independent", "syncam", "recam", "hard", "soft")
+PLANNED_MODES = ("fused",)  # 4Real-Video-V2 joint masked attention (DESIGN §3.3, later)
+
+
+def sinusoid_embedding(dim: int, timestep: torch.Tensor) -> torch.Tensor:
+    """Wan's timestep embedding: [cos, sin] halves, frequencies 10000^(-i/half), float64 math."""
+    half = dim // 2
+    pos = timestep.to(torch.float64)
+    freqs = torch.pow(10000.0, -torch.arange(half, dtype=torch.float64, device=pos.device).div(half))
+    args = torch.outer(pos, freqs)
+    return torch.cat([torch.cos(args), torch.sin(args)], dim=1)
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, dim: int, eps: float = 1e-6):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x):
+        xf = x.float()
+        return (xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)).to(x.dtype) * self.weight
+
+
+class LayerNorm32(nn.LayerNorm):
+    """LayerNorm computed in float32 (Wan's WanLayerNorm), returning float32."""
+
+    def forward(self, x):
+        w = self.weight.float() if self.weight is not None else None
+        b = self.bias.float() if self.bias is not None else None
+        return F.layer_norm(x.float(), self.normalized_shape, w, b, self.eps)
+
+
+class SelfAttention(nn.Module):
+    def __init__(self, dim: int, num_heads: int, eps: float = 1e-6):
+        super().__init__()
+        self.num_heads = num_heads
+        self.q, self.k, self.v, self.o = (nn.Linear(dim, dim) for _ in range(4))
+        self.norm_q, self.norm_k = RMSNorm(dim, eps), RMSNorm(dim, eps)
+
+    def forward(self, x, rope, backend=None):
+        n, l, d = x.shape
+        x = x.to(self.q.weight.dtype)
+        q = self.norm_q(self.q(x)).view(n, l, self.num_heads, -1)
+        k = self.norm_k(self.k(x)).view(n, l, self.num_heads, -1)
+        v = self.v(x).view(n, l, self.num_heads, -1)
+        cos, sin = rope
+        out = attention(rope_apply(q, cos, sin), rope_apply(k, cos, sin), v, backend=backend)
+        return self.o(out.reshape(n, l, d))
+
+
+class CrossAttention(nn.Module):
+    def __init__(self, dim: int, num_heads: int, eps: float = 1e-6):
+        super().__init__()
+        self.num_heads = num_heads
+        self.q, self.k, self.v, self.o = (nn.Linear(dim, dim) for _ in range(4))
+        self.norm_q, self.norm_k = RMSNorm(dim, eps), RMSNorm(dim, eps)
+
+    def forward(self, x, context, backend=None):
+        """x [N, L, d]; context [B, Lc, d] with N a multiple of B (rows of batch b are contiguous)."""
+        n, l, d = x.shape
+        x = x.to(self.q.weight.dtype)
+        q = self.norm_q(self.q(x)).view(n, l, self.num_heads, -1)
+        # k/v of the text once per batch element, shared by all of its rows (views / frames)
+        k = self.norm_k(self.k(context)).view(context.shape[0], -1, self.num_heads, d // self.num_heads)
+        v = self.v(context).view(context.shape[0], -1, self.num_heads, d // self.num_heads)
+        rep = n // context.shape[0]
+        if rep > 1:
+            k, v = k.repeat_interleave(rep, 0), v.repeat_interleave(rep, 0)
+        return self.o(attention(q, k, v, backend=backend).reshape(n, l, d))
+
+
+def modulate(x32, shift, scale):
+    return x32 * (1 + scale) + shift
+
+
+class GridDiTBlock(nn.Module):
+    def __init__(self, cfg: DiTConfig):
+        super().__init__()
+        dim, eps = cfg.dim, cfg.eps
+        self.self_attn = SelfAttention(dim, cfg.num_heads, eps)
+        self.cross_attn = CrossAttention(dim, cfg.num_heads, eps)
+        self.norm1 = LayerNorm32(dim, eps=eps, elementwise_affine=False)
+        self.norm2 = LayerNorm32(dim, eps=eps, elementwise_affine=False)
+        self.norm3 = LayerNorm32(dim, eps=eps, elementwise_affine=True) if cfg.cross_attn_norm else nn.Identity()
+        self.ffn = nn.Sequential(nn.Linear(dim, cfg.ffn_dim), nn.GELU(approximate="tanh"), nn.Linear(cfg.ffn_dim, dim))
+        self.modulation = nn.Parameter(torch.randn(1, 6, dim) / dim ** 0.5)
+        if cfg.variant in ("syncammaster", "recammaster"):
+            self.cam_encoder = nn.Linear(12, dim)
+            self.projector = nn.Linear(dim, dim)
+        if cfg.variant == "syncammaster":
+            self.norm_mvs = LayerNorm32(dim, eps=eps, elementwise_affine=False)
+            self.modulation_mvs = nn.Parameter(torch.randn(1, 3, dim) / dim ** 0.5)
+            self.mvs_attn = SelfAttention(dim, cfg.num_heads, eps)
+        self.sync: Optional[SyncLayer] = None  # attached from a camgrid sync-weights file
+        self.ffn_chunk_tokens: Optional[int] = None  # bound the FFN's hidden activation (memory)
+
+    @property
+    def has_camera(self) -> bool:
+        return hasattr(self, "cam_encoder")
+
+    def ffn_forward(self, x):
+        x = x.to(self.ffn[0].weight.dtype)
+        c = self.ffn_chunk_tokens
+        if c is None or x.shape[1] <= c:
+            return self.ffn(x)
+        return torch.cat([self.ffn(part) for part in x.split(c, dim=1)], dim=1)
+
+    def forward(self, x, e, context, rope, cam=None, use_projector=False, backend=None):
+        """One Wan block on rows x [N, L, d] (float32 residual stream).
+
+        e: [N, 6, d] float32 timestep modulation per row (already expanded to rows).
+        cam: optional [N, L, d] camera features added to the self-attention input (ReCamMaster;
+             the view stream of hard/soft). use_projector: ReCamMaster's projector on the output.
+        """
+        s1, c1, g1, s2, c2, g2 = (self.modulation.float() + e).chunk(6, dim=1)
+        h = modulate(self.norm1(x), s1, c1)
+        if cam is not None:
+            h = h + cam
+        y = self.self_attn(h, rope, backend)
+        if use_projector:
+            y = self.projector(y)
+        x = x + g1 * y.float()
+        return self.cross_ffn(x, e, context, backend, (s2, c2, g2))
+
+    def cross_ffn(self, x, e, context, backend, mlp_mod=None):
+        s2, c2, g2 = mlp_mod if mlp_mod is not None else (self.modulation.float() + e).chunk(6, dim=1)[3:]
+        x = x + self.cross_attn(self.norm3(x), context, backend).float()
+        return x + g2 * self.ffn_forward(modulate(self.norm2(x), s2, c2)).float()
+
+    def forward_syncam(self, x, e, context, rope, rope_mvs, cam, grid, backend=None):
+        """SynCamMaster block: self-attn, multi-view attn across views at the same frame, cross-attn, FFN."""
+        b, v, t, hw = grid
+        s1, c1, g1, s2, c2, g2 = (self.modulation.float() + e).chunk(6, dim=1)
+        x = x + g1 * self.self_attn(modulate(self.norm1(x), s1, c1), rope, backend).float()
+        sm, cm, gm = (self.modulation_mvs.float() + e[:, :3]).chunk(3, dim=1)
+        h = modulate(self.norm_mvs(x), sm, cm) + cam
+        h = to_view_stream(h, b, v, t, hw)
+        y = self.projector(self.mvs_attn(h, rope_mvs, backend)).float()
+        x = x + gm * from_view_stream(y, b, v, t, hw)  # gm depends on the batch element only
+        return self.cross_ffn(x, e, context, backend, (s2, c2, g2))
+
+
+def to_view_stream(x, b, v, t, hw):
+    """[(B V), (T hw), d] -> [(B T), (V hw), d]"""
+    d = x.shape[-1]
+    return x.reshape(b, v, t, hw, d).transpose(1, 2).reshape(b * t, v * hw, d)
+
+
+def from_view_stream(x, b, v, t, hw):
+    """[(B T), (V hw), d] -> [(B V), (T hw), d]"""
+    d = x.shape[-1]
+    return x.reshape(b, t, v, hw, d).transpose(1, 2).reshape(b * v, t * hw, d)
+
+
+class Head(nn.Module):
+    def __init__(self, cfg: DiTConfig):
+        super().__init__()
+        self.norm = LayerNorm32(cfg.dim, eps=cfg.eps, elementwise_affine=False)
+        self.head = nn.Linear(cfg.dim, cfg.out_dim * math.prod(cfg.patch_size))
+        self.modulation = nn.Parameter(torch.randn(1, 2, cfg.dim) / cfg.dim ** 0.5)
+
+    def forward(self, x, t):
+        shift, scale = (self.modulation.float() + t[:, None].float()).chunk(2, dim=1)
+        # the reference runs the output projection in float32
+        return F.linear(modulate(self.norm(x), shift, scale), self.head.weight.float(), self.head.bias.float())
+
+
+class GridDiT(nn.Module):
+    def __init__(self, config: DiTConfig):
+        super().__init__()
+        self.config = cfg = config
+        self.patch_embedding = nn.Conv3d(cfg.in_dim, cfg.dim, kernel_size=cfg.patch_size, stride=cfg.patch_size)
+        self.text_embedding = nn.Sequential(nn.Linear(cfg.text_dim, cfg.dim), nn.GELU(approximate="tanh"),
+                                            nn.Linear(cfg.dim, cfg.dim))
+        self.time_embedding = nn.Sequential(nn.Linear(cfg.freq_dim, cfg.dim), nn.SiLU(), nn.Linear(cfg.dim, cfg.dim))
+        self.time_projection = nn.Sequential(nn.SiLU(), nn.Linear(cfg.dim, cfg.dim * 6))
+        self.blocks = nn.ModuleList([GridDiTBlock(cfg) for _ in range(cfg.num_layers)])
+        self.head = Head(cfg)
+        self.attention_backend: Optional[str] = None  # None = model.attention's default ("auto")
+        # called between blocks (ComfyUI cancel); raises to stop
+        self.interrupt_check: Optional[Callable[[], None]] = None
+
+    # --- properties -------------------------------------------------------------------------
+    @property
+    def variant(self) -> str:
+        return self.config.variant
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.patch_embedding.weight.dtype
+
+    @property
+    def device(self) -> torch.device:
+        return self.patch_embedding.weight.device
+
+    @property
+    def has_camera_encoder(self) -> bool:
+        return self.blocks[0].has_camera
+
+    @property
+    def has_sync_weights(self) -> bool:
+        return self.blocks[0].sync is not None
+
+    def base_state_dict(self) -> dict:
+        """The state dict in original Wan layout, without camgrid sync layers (saved separately)."""
+        return {k: v for k, v in self.state_dict().items() if ".sync." not in k}
+
+    def set_ffn_chunking(self, tokens: Optional[int]) -> None:
+        for block in self.blocks:
+            block.ffn_chunk_tokens = tokens
+
+    # --- embeddings ---------------------------------------------------------------------------
+    def embed_time(self, timestep):
+        """-> t [B, d] and t_mod [B, 6, d], float32 (weights upcast: these layers are tiny)."""
+        t_in = timestep.to(self.dtype)  # the reference casts the timestep to the model dtype first
+        s = sinusoid_embedding(self.config.freq_dim, t_in).float()
+        te, tp = self.time_embedding, self.time_projection[1]
+        t = F.linear(F.silu(F.linear(s, te[0].weight.float(), te[0].bias.float())), te[2].weight.float(), te[2].bias.float())
+        t_mod = F.linear(F.silu(t), tp.weight.float(), tp.bias.float()).unflatten(1, (6, self.config.dim))
+        return t, t_mod
+
+    def embed_patches(self, x):
+        """[N, C, T, H, W] -> tokens [N, f*h*w, d] float32, (f, h, w)."""
+        pt, ph, pw = self.config.patch_size
+        if x.shape[-3] % pt or x.shape[-2] % ph or x.shape[-1] % pw:
+            raise ValueError(f"latent size {tuple(x.shape[-3:])} (T, H, W) is not divisible by the patch size "
+                             f"{self.config.patch_size}: use an image size that is a multiple of {8 * ph} pixels")
+        y = self.patch_embedding(x.to(self.dtype))
+        f, h, w = y.shape[2:]
+        return y.flatten(2).transpose(1, 2).float(), (f, h, w)
+
+    def unpatchify(self, tokens, fhw):
+        f, h, w = fhw
+        pt, ph, pw = self.config.patch_size
+        n, c = tokens.shape[0], self.config.out_dim
+        u = tokens.reshape(n, f, h, w, pt, ph, pw, c)
+        u = torch.einsum("nfhwpqrc->ncfphqwr", u)
+        return u.reshape(n, c, f * pt, h * ph, w * pw)
+
+    def camera_features(self, block, camera_rows, hw):
+        """camera_rows [N, T, 12] -> [N, T*hw, d]: one embedding per latent frame, broadcast over pixels."""
+        c = block.cam_encoder(camera_rows.to(block.cam_encoder.weight.dtype)).float()
+        return c[:, :, None, :].expand(-1, -1, hw, -1).reshape(c.shape[0], -1, c.shape[-1])
+
+    # --- forward ------------------------------------------------------------------------------
+    def forward(self, x, timestep, context, mode: str = "independent", camera=None, source=None):
+        """x [B, V, C, T, H, W], timestep [B] (0..1000), context [B, L, text_dim] -> velocity [B, V, C, T, H, W]."""
+        if mode in PLANNED_MODES:
+            raise NotImplementedError(f"mode {mode!r} (4Real-Video-V2 fused attention) is not implemented yet; "
+                                      f"use one of {MODES}")
+        if mode not in MODES:
+            raise ValueError(f"mode {mode!r} is not one of {MODES}")
+        if x.ndim != 6:
+            raise ValueError(f"x must be a latent grid [B, V, C, T, H, W], got shape {tuple(x.shape)}")
+        b, v, c, t_lat, hh, ww = x.shape
+        if c != self.config.in_dim:
+            raise ValueError(f"x has {c} latent channels, the model expects {self.config.in_dim}")
+        timestep = torch.as_tensor(timestep, device=x.device).reshape(-1)
+        if timestep.numel() == 1 and b > 1:
+            timestep = timestep.expand(b)
+        if timestep.shape[0] != b:
+            raise ValueError(f"timestep has {timestep.shape[0]} entries for a batch of {b}")
+        if context.ndim != 3 or context.shape[0] != b or context.shape[-1] != self.config.text_dim:
+            raise ValueError(f"context must be [B={b}, L, {self.config.text_dim}], got {tuple(context.shape)}")
+        if camera is not None:
+            if mode in ("syncam", "recam", "hard", "soft") and (camera.ndim != 4 or tuple(camera.shape) != (b, v, t_lat, 12)):
+                raise ValueError(f"camera must be [B, V, T, 12] = [{b}, {v}, {t_lat}, 12] for this latent grid, "
+                                 f"got {tuple(camera.shape)}: encode the rig with one camera per view and one "
+                                 "pose per latent frame")
+        t, t_mod = self.embed_time(timestep)
+        ctx = self.text_embedding(context.to(self.dtype))
+        run = getattr(self, f"_forward_{mode}")
+        out = run(x, t, t_mod, ctx, camera, source, timestep)
+        return out.reshape(b, v, self.config.out_dim, *out.shape[-3:])
+
+    def _check_interrupt(self):
+        if self.interrupt_check is not None:
+            self.interrupt_check()
+
+    def _rows(self, tensor, rep):
+        return tensor.repeat_interleave(rep, 0) if rep > 1 else tensor
+
+    def _forward_independent(self, x, t, t_mod, ctx, camera, source, timestep):
+        b, v = x.shape[:2]
+        tokens, fhw = self.embed_patches(x.flatten(0, 1))
+        rope = rope_table(range(fhw[0]), fhw[1], fhw[2], self.config.head_dim, tokens.device)
+        e = self._rows(t_mod, v)
+        for block in self.blocks:
+            self._check_interrupt()
+            tokens = block(tokens, e, ctx, rope, backend=self.attention_backend)
+        return self.unpatchify(self.head(tokens, self._rows(t, v)), fhw)
+
+    def _forward_syncam(self, x, t, t_mod, ctx, camera, source, timestep):
+        if self.variant != "syncammaster":
+            raise ValueError(f"mode 'syncam' needs SynCamMaster weights (multi-view attention 'mvs_attn'), but the "
+                             f"loaded model is '{self.variant}'. Load a SynCamMaster-Wan2.1 checkpoint, or use mode "
+                             "'hard' (training-free 4Real-Video sync, works with any Wan2.1 model).")
+        if camera is None:
+            raise ValueError("mode 'syncam' needs camera embeddings [B, V, T, 12] (CamGridCameraEncode)")
+        b, v = x.shape[:2]
+        tokens, (f, h, w) = self.embed_patches(x.flatten(0, 1))
+        rope = rope_table(range(f), h, w, self.config.head_dim, tokens.device)
+        rope_mvs = rope_table(range(v), h, w, self.config.head_dim, tokens.device)  # frame axis = view index
+        e = self._rows(t_mod, v)
+        cam_rows = camera.flatten(0, 1)
+        for block in self.blocks:
+            self._check_interrupt()
+            cam = self.camera_features(block, cam_rows, h * w)
+            tokens = block.forward_syncam(tokens, e, ctx, rope, rope_mvs, cam, (b, v, f, h * w), self.attention_backend)
+        return self.unpatchify(self.head(tokens, self._rows(t, v)), (f, h, w))
+
+    def _forward_recam(self, x, t, t_mod, ctx, camera, source, timestep):
+        if not self.has_camera_encoder:
+            raise ValueError(f"mode 'recam' needs ReCamMaster weights (a camera encoder), but the loaded model is "
+                             f"'{self.variant}'. Load a ReCamMaster-Wan2.1 checkpoint.")
+        if source is None:
+            raise ValueError("mode 'recam' needs a source video latent [B, C, T, H, W] (CamGridSourceVideo)")
+        if camera is None:
+            raise ValueError("mode 'recam' needs camera embeddings [B, V, T, 12] for the target path")
+        b, v, c, t_lat, hh, ww = x.shape
+        if source.ndim != 5 or source.shape[0] != b or tuple(source.shape[1:]) != (c, t_lat, hh, ww):
+            raise ValueError(f"source latent must be [B, C, T, H, W] = [{b}, {c}, {t_lat}, {hh}, {ww}] like the target, "
+                             f"got {tuple(source.shape)}: encode the source video at the output size and frame count")
+        # every target view is its own ReCamMaster sequence: cat([target, source]) along frames
+        src = source.to(x.dtype)[:, None].expand(b, v, c, t_lat, hh, ww)
+        seq = torch.cat([x, src], dim=3).flatten(0, 1)  # [(B V), C, 2T, H, W]
+        tokens, (f2, h, w) = self.embed_patches(seq)
+        rope = rope_table(range(f2), h, w, self.config.head_dim, tokens.device)
+        e = self._rows(t_mod, v)
+        cam_rows = camera.flatten(0, 1).repeat(1, 2, 1)  # the same path for both halves
+        for block in self.blocks:
+            self._check_interrupt()
+            cam = self.camera_features(block, cam_rows, h * w)
+            tokens = block(tokens, e, ctx, rope, cam=cam, use_projector=True, backend=self.attention_backend)
+        out = self.unpatchify(self.head(tokens, self._rows(t, v)), (f2, h, w))
+        return out[:, :, :t_lat]  # only the target half is the prediction
+
+    def _two_stream_setup(self, x, camera):
+        b, v = x.shape[:2]
+        tokens, (f, h, w) = self.embed_patches(x.flatten(0, 1))
+        hw = h * w
+        dev = tokens.device
+        rope_time = rope_table(range(f), h, w, self.config.head_dim, dev)
+        rope_view = rope_table(range(v), h, w, self.config.head_dim, dev)
+        cam_rows = camera.flatten(0, 1) if (camera is not None and self.has_camera_encoder) else None
+        return tokens, (b, v, f, h, w, hw), rope_time, rope_view, cam_rows
+
+    def _streams(self, block, x_view, x_time, t_mod, ctx, geo, rope_time, rope_view, cam_rows):
+        """Run one block on the view stream and on the time stream (shared weights); canonical layout out."""
+        b, v, f, h, w, hw = geo
+        cam = self.camera_features(block, cam_rows, hw) if cam_rows is not None else None
+        xv = to_view_stream(x_view, b, v, f, hw)
+        cv = to_view_stream(cam, b, v, f, hw) if cam is not None else None
+        yv = block(xv, self._rows(t_mod, f), ctx, rope_view, cam=cv, backend=self.attention_backend)
+        yt = block(x_time, self._rows(t_mod, v), ctx, rope_time, backend=self.attention_backend)
+        return from_view_stream(yv, b, v, f, hw), yt
+
+    def _forward_hard(self, x, t, t_mod, ctx, camera, source, timestep):
+        tokens, geo, rope_time, rope_view, cam_rows = self._two_stream_setup(x, camera)
+        b, v, f, h, w, hw = geo
+        for block in self.blocks:
+            self._check_interrupt()
+            y_view, y_time = self._streams(block, tokens, tokens, t_mod, ctx, geo, rope_time, rope_view, cam_rows)
+            g = block.sync.gate(timestep) if (block.sync is not None and block.sync.gate is not None) else None
+            if g is None:
+                tokens = 0.5 * (y_view + y_time)  # training-free plain average
+            else:
+                g = self._rows(g, v)
+                tokens = (0.5 + g) * y_view + (0.5 - g) * y_time
+        return self.unpatchify(self.head(tokens, self._rows(t, v)), (f, h, w))
+
+    def _forward_soft(self, x, t, t_mod, ctx, camera, source, timestep):
+        if not (self.has_sync_weights and self.blocks[0].sync.soft is not None):
+            raise ValueError("mode 'soft' needs trained soft-sync weights, and none are loaded. Load a camgrid "
+                             "sync-weights file (CamGridModelLoader 'sync_weights', or load_sync_weights(model, path)), "
+                             "or use mode 'hard', which works without trained weights.")
+        tokens, geo, rope_time, rope_view, cam_rows = self._two_stream_setup(x, camera)
+        b, v, f, h, w, hw = geo
+        x_view = x_time = tokens
+        e_rows = self._rows(t_mod, v)
+        for block in self.blocks:
+            self._check_interrupt()
+            y_view, y_time = self._streams(block, x_view, x_time, t_mod, ctx, geo, rope_time, rope_view, cam_rows)
+            dv, dt = block.sync.soft(y_view, y_time, e_rows)
+            x_view, x_time = y_view + dv, y_time + dt
+        return self.unpatchify(self.head(0.5 * (x_view + x_time), self._rows(t, v)), (f, h, w))

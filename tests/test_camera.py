@@ -1,0 +1,389 @@
+"""Camera math (DESIGN §4): conversions, importers, the official embeddings, presets, Plücker rays."""
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from camgrid.model.camera import (
+    PRESETS, RECAMMASTER_TRAJECTORIES, SYNCAMMASTER_EXAMPLE_PAIRS, TRANSLATION_SCALE, CameraRig, CameraRigError,
+    default_intrinsics, dolly, elevation_sweep, from_opencv_c2w, latent_frame_count, load_rig, look_at,
+    make_preset, orbit_arc, parse_unreal_matrix, plucker_rays, recammaster_trajectory, relative_extrinsics,
+    rig_from_matrices, rig_from_unreal_json, rig_to_dict, save_rig, syncammaster_example_rig, to_opencv_c2w,
+)
+
+REFERENCE_DATA = Path(__file__).resolve().parents[2] / "shared" / "reference-data"
+
+# Embeddings computed from the reference files must match the official float32 output to rounding.
+EMBED_RTOL = 1e-5
+# camgrid's presets are built from exact angles/distances; the official files print translations
+# to 0.1 cm (SynCamMaster, ~12960.2 cm) or 0.01 cm (ReCamMaster), rotations to 6 digits, so the
+# presets agree with the files to that rounding: 2e-4 in embedding units (<= 0.4 mm).
+PRESET_ATOL = 2e-4
+
+
+def reference_json(name: str):
+    path = REFERENCE_DATA / name
+    if not path.is_file():
+        pytest.skip(f"reference data {path} is absent (it sits in ../shared/reference-data beside the checkout in CI)")
+    return json.loads(path.read_text())
+
+
+def assert_embeddings_close(got: torch.Tensor, ref: torch.Tensor, rtol: float = EMBED_RTOL):
+    assert got.shape == ref.shape
+    assert got.dtype == torch.float32
+    scale = ref.abs().clamp(min=1.0)
+    err = ((got.double() - ref.double()).abs() / scale).max().item()
+    assert err <= rtol, f"max relative difference {err:.3g} > {rtol}"
+
+
+def random_c2w(n: int, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    q, _ = torch.linalg.qr(torch.randn(n, 3, 3, generator=g, dtype=torch.float64))
+    q = q * torch.linalg.det(q)[:, None, None].sign()  # det +1
+    m = torch.eye(4, dtype=torch.float64).repeat(n, 1, 1)
+    m[:, :3, :3] = q
+    m[:, :3, 3] = torch.randn(n, 3, generator=g, dtype=torch.float64) * 3
+    return m
+
+
+# ------------------------------------------------------------------------------------------------
+# conversions and the schema
+# ------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("convention", ["opencv", "opengl", "blender"])
+@pytest.mark.parametrize("matrix", ["c2w", "w2c"])
+def test_convention_round_trip(convention, matrix):
+    c2w = random_c2w(6)
+    other = from_opencv_c2w(c2w, convention, matrix)
+    if (convention, matrix) != ("opencv", "c2w"):
+        assert not torch.allclose(other, c2w)
+    torch.testing.assert_close(to_opencv_c2w(other, convention, matrix), c2w, rtol=0, atol=1e-12)
+
+
+def test_opengl_camera_axes_flip():
+    # an OpenGL camera at the origin with identity pose looks down world -z, with y up:
+    # in OpenCV axes its forward (z) column is -z and its down (y) column is -y
+    cv = to_opencv_c2w(torch.eye(4), "opengl", "c2w")
+    torch.testing.assert_close(cv, torch.diag(torch.tensor([1.0, -1.0, -1.0, 1.0], dtype=torch.float64)))
+    w2c = torch.linalg.inv(random_c2w(1)[0])
+    torch.testing.assert_close(to_opencv_c2w(w2c, "opencv", "w2c"), torch.linalg.inv(w2c))
+
+
+@pytest.mark.parametrize("convention,matrix", [("opencv", "c2w"), ("opengl", "w2c"), ("blender", "c2w")])
+def test_schema_save_load_round_trip(tmp_path, convention, matrix):
+    rig = CameraRig(random_c2w(10).reshape(2, 5, 4, 4), default_intrinsics(2, 50.0), ["left", "right"],
+                    target=[0.0, 1.0, 2.0])
+    path = save_rig(rig, tmp_path / "rig.json", convention, matrix)
+    data = json.loads(path.read_text())
+    assert data["format"] == "camgrid.rig" and data["convention"] == convention and data["matrix"] == matrix
+    back = load_rig(path)
+    assert back.names == ["left", "right"]
+    torch.testing.assert_close(back.c2w, rig.c2w, rtol=0, atol=1e-12)
+    torch.testing.assert_close(back.intrinsics, rig.intrinsics)
+    torch.testing.assert_close(back.target, rig.target)
+    assert load_rig(rig_to_dict(rig)).c2w.equal(rig.c2w)
+
+
+def test_schema_static_view_and_units():
+    moving = random_c2w(3)
+    static = random_c2w(1, seed=1)[0]
+    in_cm = moving.clone()
+    in_cm[:, :3, 3] *= 100.0
+    data = {"format": "camgrid.rig", "version": 1, "convention": "opencv", "matrix": "c2w", "units": "cm",
+            "views": [{"name": "a", "c2w": in_cm.tolist()},
+                      {"name": "b", "c2w": static.tolist()}]}
+    rig = load_rig(data)
+    assert (rig.num_views, rig.num_frames) == (2, 3)
+    torch.testing.assert_close(rig.c2w[0], moving)
+    static_m = static.clone()
+    static_m[:3, 3] /= 100.0
+    torch.testing.assert_close(rig.c2w[1], static_m.expand(3, 4, 4))
+    torch.testing.assert_close(rig.intrinsics, default_intrinsics(2))
+
+
+def test_plain_matrix_list():
+    c2w = random_c2w(4)
+    gl = from_opencv_c2w(c2w, "blender", "c2w")
+    rig = load_rig({"convention": "blender", "matrix": "c2w", "matrices": gl.tolist()})
+    assert (rig.num_views, rig.num_frames) == (1, 4)
+    torch.testing.assert_close(rig.c2w[0], c2w)
+    rig = load_rig({"convention": "opencv", "matrix": "w2c", "layout": "views",
+                    "matrices": torch.linalg.inv(c2w).tolist()})
+    assert (rig.num_views, rig.num_frames) == (4, 1)
+    torch.testing.assert_close(rig.c2w[:, 0], c2w)
+    rig = load_rig({"convention": "opengl", "matrix": "c2w", "cameras": {"x": gl[:2].tolist(), "y": gl[3].tolist()}})
+    assert rig.names == ["x", "y"] and rig.num_frames == 2
+    with pytest.raises(CameraRigError, match="convention"):
+        load_rig(gl.tolist())
+    with pytest.raises(CameraRigError, match="convention"):
+        load_rig({"matrices": gl.tolist()})
+    with pytest.raises(CameraRigError, match="unknown camera convention"):
+        load_rig({"convention": "unity", "matrices": gl.tolist()})
+
+
+# ------------------------------------------------------------------------------------------------
+# official files and embeddings
+# ------------------------------------------------------------------------------------------------
+
+def test_unreal_matrix_conversion_matches_official_formula():
+    text = "[0.866025 -0.5 0 0] [0.5 0.866025 -0 0] [0 0 1 0] [12960.2 1250 -570 1] "
+    m = parse_unreal_matrix(text)
+    assert m[3].tolist() == [12960.2, 1250.0, -570.0, 1.0]
+    official = m.T[:, [1, 2, 0, 3]].clone()       # what SynCamMaster / ReCamMaster compute
+    official[:3, 1] *= -1
+    official[:3, 3] /= 100
+    # the official result keeps Unreal's left-handed world: det -1; camgrid's has det +1
+    assert torch.linalg.det(official[:3, :3]) == pytest.approx(-1.0, abs=1e-5)
+    rig = rig_from_unreal_json({"frame0": {"camA": text, "camB": "[1 0 0 0] [0 1 0 0] [0 0 1 0] [100 0 0 1]"}})
+    assert torch.linalg.det(rig.c2w[0, 0, :3, :3]) == pytest.approx(1.0, abs=1e-5)
+    # ... and the difference is a fixed world reflection, so relative poses are identical
+    official_b = torch.eye(4, dtype=torch.float64)
+    official_b[:3, :3] = torch.tensor([[0.0, 0, 1], [1, 0, 0], [0, -1, 0]])
+    official_b[:3, 3] = torch.tensor([1.0, 0, 0])
+    torch.testing.assert_close(torch.linalg.inv(rig.c2w[0, 0]) @ rig.c2w[1, 0],
+                               torch.linalg.inv(official) @ official_b)
+    # an Unreal camera at rest looks along world +X, which camgrid calls +z (forward)
+    torch.testing.assert_close(rig.c2w[1, 0, :3, 2], torch.tensor([0.0, 0.0, 1.0], dtype=torch.float64))
+
+
+def test_syncammaster_example_embeddings():
+    cams = reference_json("syncammaster_camera_extrinsics.json")
+    expected = reference_json("syncammaster_example_embeddings.json")["pairs"]
+    rig = load_rig(cams)
+    assert rig.num_views == 10 and rig.num_frames == 81 and rig.is_static
+    assert set(expected) == set(SYNCAMMASTER_EXAMPLE_PAIRS)
+    for key, (ref_cam, other_cam) in SYNCAMMASTER_EXAMPLE_PAIRS.items():
+        assert (expected[key]["reference_cam"], expected[key]["other_cam"]) == (ref_cam, other_cam)
+        ref = torch.tensor(expected[key]["embedding_views_frames_12"])
+        got = relative_extrinsics(rig.select_views([ref_cam, other_cam]), TRANSLATION_SCALE["syncammaster"], "view0")
+        assert got.shape == (2, 21, 12)
+        assert_embeddings_close(got, ref)
+        # view 0 is the identity
+        assert got[0].equal(torch.tensor([1.0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 0]).expand(21, 12))
+
+
+def test_recammaster_trajectory_embeddings():
+    cams = reference_json("recammaster_camera_extrinsics.json")
+    expected = reference_json("recammaster_preset_embeddings.json")["cam_types"]
+    rig = load_rig(cams)
+    assert rig.num_views == 10 and rig.num_frames == 81 and not rig.is_static
+    assert len(expected) == len(RECAMMASTER_TRAJECTORIES) == 10
+    for i, traj in enumerate(RECAMMASTER_TRAJECTORIES):
+        entry = expected[str(i + 1)]
+        assert entry["name"].replace(" ", "_") == traj
+        ref = torch.tensor(entry["embedding_frames_12"])
+        got = relative_extrinsics(rig.select_views([i]), "recammaster", reference="first_pose")
+        assert got.shape == (1, 21, 12)
+        assert_embeddings_close(got[0], ref)
+
+
+def test_syncammaster_preset_matches_official_geometry():
+    file_rig = load_rig(reference_json("syncammaster_camera_extrinsics.json"))
+    expected = reference_json("syncammaster_example_embeddings.json")["pairs"]
+    preset = syncammaster_example_rig()
+    assert preset.names == file_rig.names and preset.num_frames == 81 and preset.is_static
+    # all ten cameras relative to cam01, every latent frame
+    diff = relative_extrinsics(preset, 0.5) - relative_extrinsics(file_rig, 0.5)
+    assert diff.abs().max() <= PRESET_ATOL
+    for key, (ref_cam, other_cam) in SYNCAMMASTER_EXAMPLE_PAIRS.items():
+        got = relative_extrinsics(preset.select_views([ref_cam, other_cam]), "syncammaster")
+        ref = torch.tensor(expected[key]["embedding_views_frames_12"])
+        assert (got - ref).abs().max() <= PRESET_ATOL, key
+
+
+def test_recammaster_presets_match_official_trajectories():
+    file_rig = load_rig(reference_json("recammaster_camera_extrinsics.json"))
+    expected = reference_json("recammaster_preset_embeddings.json")["cam_types"]
+    for i, traj in enumerate(RECAMMASTER_TRAJECTORIES):
+        preset = recammaster_trajectory(traj)
+        assert (preset.num_views, preset.num_frames) == (1, 81)
+        got = relative_extrinsics(preset, "recammaster", "first_pose")[0]
+        assert (got - torch.tensor(expected[str(i + 1)]["embedding_frames_12"])).abs().max() <= PRESET_ATOL, traj
+        # every one of the 81 video frames, not only the latent ones
+        own = file_rig.c2w[i]
+        rel = torch.linalg.inv(own[0]) @ own
+        assert (rel - preset.c2w[0]).abs().max() <= PRESET_ATOL, traj
+
+
+# ------------------------------------------------------------------------------------------------
+# relative encoding and resampling
+# ------------------------------------------------------------------------------------------------
+
+def test_relative_extrinsics_rules():
+    rig = orbit_arc(3, 60.0, 0.0, 3.0, num_frames=9)
+    emb = relative_extrinsics(rig, 1.0)
+    assert emb.shape == (3, latent_frame_count(9), 12) == (3, 3, 12)
+    # view 2 relative to view 0: translation along +x (to the right of view 0 is view 2)
+    c0, c2 = rig.c2w[0, 0], rig.c2w[2, 0]
+    p = (torch.linalg.inv(c0) @ c2)[:3, :4].reshape(12).float()
+    torch.testing.assert_close(emb[2, 0], p)
+    # translation scales linearly, rotations do not
+    half = relative_extrinsics(rig, "syncammaster")
+    torch.testing.assert_close(half[..., 3::4], emb[..., 3::4] * 0.5)
+    torch.testing.assert_close(half.reshape(3, 3, 3, 4)[..., :3], emb.reshape(3, 3, 3, 4)[..., :3])
+    # first_pose: each view's first latent frame is the identity; a fixed reference pose works too
+    first = relative_extrinsics(recammaster_trajectory("zoom_in"), 1.0, "first_pose")
+    torch.testing.assert_close(first[0, 0], torch.tensor([1.0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 0]))
+    assert first[0, -1, 11] > 1.9  # moved ~2 m forward (+z)
+    fixed = relative_extrinsics(rig, 1.0, reference=rig.c2w[0, 0])
+    torch.testing.assert_close(fixed, emb)
+    with pytest.raises(CameraRigError, match="unknown model"):
+        relative_extrinsics(rig, "sora")
+    with pytest.raises(CameraRigError, match="unknown reference"):
+        relative_extrinsics(rig, 1.0, reference="middle")
+
+
+def test_num_latent_frames_resamples_whole_path():
+    traj = recammaster_trajectory("pan_right")
+    emb = relative_extrinsics(traj, 1.0, "first_pose", num_latent_frames=13)  # a 49-frame clip
+    full = relative_extrinsics(traj, 1.0, "first_pose")
+    assert emb.shape == (1, 13, 12)
+    torch.testing.assert_close(emb[0, 0], full[0, 0])
+    torch.testing.assert_close(emb[0, -1], full[0, -1], rtol=0, atol=1e-6)  # same end pose
+    static = orbit_arc(2, num_frames=1)
+    assert relative_extrinsics(static, 1.0, num_latent_frames=21).shape == (2, 21, 12)
+
+
+def test_resample_frames():
+    traj = recammaster_trajectory("arc_left")
+    sub = traj.resample_frames(21)
+    assert sub.c2w.equal(traj.c2w[:, ::4])           # exact picks
+    back = sub.resample_frames(81)
+    assert back.c2w[:, ::4].equal(sub.c2w)
+    # rotation interpolation is a slerp: the midpoint of a pan is half the angle
+    pan = recammaster_trajectory("pan_right", num_frames=2, amplitude=40.0)  # frames at 0 and 40/1.5 deg
+    mid = pan.resample_frames(3).c2w[0, 1]
+    angle = math.degrees(math.atan2(mid[0, 2], mid[2, 2]))
+    assert angle == pytest.approx(40.0 / 1.5 / 2, abs=1e-9)
+    torch.testing.assert_close(torch.linalg.det(mid[:3, :3]), torch.tensor(1.0, dtype=torch.float64))
+    assert orbit_arc(2, num_frames=1).resample_frames(5).num_frames == 5
+
+
+# ------------------------------------------------------------------------------------------------
+# presets and validation
+# ------------------------------------------------------------------------------------------------
+
+def test_presets_geometry():
+    rig = orbit_arc(5, 90.0, 20.0, 4.0, target=(1.0, 0.0, 0.0), num_frames=5)
+    centre = rig.c2w[:, 0, :3, 3]
+    torch.testing.assert_close((centre - rig.target).norm(dim=-1), torch.full((5,), 4.0, dtype=torch.float64))
+    assert (centre[:, 1] < 0).all()                   # raised: up is -y
+    assert (centre[1:, 0] > centre[:-1, 0]).all()     # view 0 leftmost
+    # every camera looks at the target
+    forward = rig.c2w[:, 0, :3, 2]
+    torch.testing.assert_close(forward, (rig.target - centre) / 4.0)
+    sweep = elevation_sweep(4, 30.0, radius=3.0)
+    torch.testing.assert_close(sweep.c2w[:, 0, 2, 3], torch.full((4,), -3.0, dtype=torch.float64))  # ground distance kept
+    torch.testing.assert_close(-sweep.c2w[:, 0, 1, 3], 3.0 * torch.tan(torch.deg2rad(torch.tensor([0.0, 10, 20, 30],
+                                                                                                 dtype=torch.float64))))
+    d = dolly(3, 1.0, 3.0)
+    torch.testing.assert_close(d.c2w[:, 0, 2, 3], torch.tensor([-3.0, -4.0, -5.0], dtype=torch.float64))
+
+
+def test_preset_registry():
+    assert {"orbit_arc", "elevation_sweep", "dolly", "syncammaster_example"} <= set(PRESETS)
+    assert all(f"recammaster_{t}" in PRESETS for t in RECAMMASTER_TRAJECTORIES)
+    for name, spec in PRESETS.items():
+        rig = make_preset(name, num_frames=5)
+        rig.validate()
+        assert rig.num_frames == 5, name
+        assert "num_frames" in spec.params and "name" not in spec.params
+    assert make_preset("orbit_arc", num_views=6).num_views == 6
+    assert make_preset("recammaster_tilt_up").names == ["tilt_up"]
+    with pytest.raises(CameraRigError, match="unknown camera preset"):
+        make_preset("spiral")
+    with pytest.raises(CameraRigError, match="no parameter"):
+        make_preset("dolly", azimuth_span_deg=30)
+
+
+def _rig_with(mutate, v=1, f=2):
+    c2w = orbit_arc(3, num_frames=4).c2w.clone()
+    mutate(c2w[v, f])
+    return CameraRig(c2w)
+
+
+@pytest.mark.parametrize("mutate,message", [
+    (lambda m: m[:3, :3].mul_(2.0), "not orthonormal"),
+    (lambda m: m[:3, 0].mul_(-1.0), "determinant -1"),
+    (lambda m: m[0, 3].fill_(float("nan")), "NaN"),
+    (lambda m: m.copy_(m.T.clone()), "bottom row"),
+])
+def test_bad_rigs_name_camera_and_frame(mutate, message):
+    with pytest.raises(CameraRigError, match=message) as err:
+        _rig_with(mutate).validate()
+    assert "camera 'cam02'" in str(err.value) and "frame 2" in str(err.value)
+
+
+def test_bad_rig_shapes_and_files():
+    good = orbit_arc(2, num_frames=3)
+    with pytest.raises(CameraRigError, match="names"):
+        CameraRig(good.c2w, names=["a"]).validate()
+    with pytest.raises(CameraRigError, match="unique"):
+        CameraRig(good.c2w, names=["a", "a"]).validate()
+    with pytest.raises(CameraRigError, match="intrinsics"):
+        CameraRig(good.c2w, intrinsics=torch.ones(3, 4)).validate()
+    with pytest.raises(CameraRigError, match="positive"):
+        CameraRig(good.c2w, intrinsics=torch.tensor([0.0, 1.0, 0.5, 0.5])).validate()
+    with pytest.raises(CameraRigError, match="frame counts"):
+        load_rig({"convention": "opencv", "cameras": {"a": good.c2w[0].tolist(), "b": good.c2w[1, :2].tolist()}})
+    ident = "[1 0 0 0] [0 1 0 0] [0 0 1 0] [0 0 0 1]"
+    with pytest.raises(CameraRigError, match="same cameras"):
+        load_rig({"frame0": {"cam01": ident, "cam02": ident}, "frame1": {"cam01": ident}})
+    with pytest.raises(CameraRigError, match="cam02.*frame1"):
+        load_rig({"frame0": {"cam01": ident, "cam02": ident}, "frame1": {"cam01": ident, "cam02": "[1 0 0] [0 1 0]"}})
+    with pytest.raises(CameraRigError, match="missing"):
+        load_rig({"frame0": {"cam01": ident}, "frame2": {"cam01": ident}})
+    with pytest.raises(CameraRigError, match="last column"):
+        load_rig({"frame0": {"cam01": "[1 0 0 5] [0 1 0 0] [0 0 1 0] [0 0 0 1]"}})
+    with pytest.raises(CameraRigError, match="not found"):
+        load_rig("/nonexistent/rig.json")
+    with pytest.raises(CameraRigError, match="out of range"):
+        good.select_views([5])
+    with pytest.raises(CameraRigError, match="no camera named"):
+        good.select_views(["cam09"])
+
+
+def test_select_views_and_static():
+    rig = syncammaster_example_rig(num_frames=3)
+    sub = rig.select_views(["cam07", 0])
+    assert sub.names == ["cam07", "cam01"]
+    assert sub.c2w[1].equal(rig.c2w[0])
+    assert rig.is_static and not recammaster_trajectory("zoom_out", num_frames=3).is_static
+
+
+# ------------------------------------------------------------------------------------------------
+# Plücker rays
+# ------------------------------------------------------------------------------------------------
+
+def test_plucker_principal_ray_of_identity_camera():
+    rig = CameraRig(torch.eye(4, dtype=torch.float64))
+    rays = plucker_rays(rig, 5, 7)
+    assert rays.shape == (1, 6, 1, 5, 7)
+    centre = rays[0, :, 0, 2, 3]                 # pixel centre (3.5/7, 2.5/5) = (cx, cy)
+    torch.testing.assert_close(centre, torch.tensor([0.0, 0, 0, 0, 0, 1]))
+    # right of centre tilts +x, below tilts +y (OpenCV axes)
+    assert rays[0, 3, 0, 2, 6] > 0 and rays[0, 4, 0, 4, 3] > 0
+    torch.testing.assert_close(rays[0, 3:].norm(dim=0), torch.ones(1, 5, 7))
+
+
+def test_plucker_world_point_lies_on_its_pixel_ray():
+    c2w = look_at([1.0, -0.5, -3.0], [0.2, 0.1, 0.0])
+    point = torch.tensor([0.4, -0.3, 0.6], dtype=torch.float64)
+    height, width, row, col = 6, 10, 4, 2
+    k = default_intrinsics(1)[0]
+    cam = torch.linalg.inv(c2w) @ torch.cat([point, torch.ones(1, dtype=torch.float64)])
+    u, v = k[0] * cam[0] / cam[2] + k[2], k[1] * cam[1] / cam[2] + k[3]
+    # move the principal point so that the point projects exactly onto pixel (row, col)'s centre
+    k[2] += (col + 0.5) / width - u
+    k[3] += (row + 0.5) / height - v
+    rig = CameraRig(torch.stack([c2w] * 5)[None], k)
+    rays = plucker_rays(rig, height, width).double()
+    assert rays.shape == (1, 6, 2, height, width)
+    moment, d = rays[0, :3, 1, row, col], rays[0, 3:, 1, row, col]
+    torch.testing.assert_close(torch.linalg.cross(point, d), moment, rtol=0, atol=1e-6)
+    assert torch.dot(point - c2w[:3, 3], d) > 0   # in front of the camera
+    # a neighbouring pixel's ray misses the point
+    d2, m2 = rays[0, 3:, 1, row, col + 1], rays[0, :3, 1, row, col + 1]
+    assert (torch.linalg.cross(point, d2) - m2).abs().max() > 1e-3
