@@ -167,44 +167,50 @@ def attention_masked(q, k, v, mask):
     return torch.matmul(scores.softmax(dim=-1), vh).transpose(1, 2).to(q.dtype)
 
 
-def chunk_sizes(batch_heads: int, lq: int, lk: int, budget_bytes: int) -> tuple[int, int]:
-    """(heads per step, queries per step) so one fp32 score block [heads, queries, Lk] fits the budget.
+def chunk_sizes(batch: int, heads: int, lq: int, lk: int, budget_bytes: int) -> tuple[int, int, int]:
+    """(batch elements, heads, queries) per step so one fp32 score block [b, h, q, Lk] fits the budget.
 
-    Queries are cut first (each step keeps all heads busy only if a whole head fits); at least one
-    query row of one head is always processed, so a single [1, 1, Lk] row may exceed a tiny budget.
+    Queries are cut first, then heads, then batch elements (a step spans several heads / batch
+    elements only when whole ones fit). At least one query row of one head is always processed,
+    so a single [1, 1, 1, Lk] row may exceed a tiny budget.
     """
     elems = max(1, budget_bytes // 4)
     q_block = max(1, min(lq, elems // max(lk, 1)))
-    bh_block = max(1, min(batch_heads, elems // max(q_block * lk, 1)))
-    return bh_block, q_block
+    h_block = max(1, min(heads, elems // max(q_block * lk, 1))) if q_block == lq else 1
+    b_block = max(1, min(batch, elems // max(h_block * q_block * lk, 1))) if h_block == heads else 1
+    return b_block, h_block, q_block
 
 
 def attention_chunked(q, k, v, budget_bytes: int | None = None):
-    """Exact attention over query blocks; extra memory ~ budget + O((Lq + Lk) * D) for fp32 copies.
+    """Exact attention in blocks; extra memory ~ budget + fp32 copies of one block's K and V.
 
-    Each block: s = (q_blk * scale) @ k^T in fp32, s -= rowmax, exp in place, out = (s @ v) / rowsum.
-    bf16/fp16 inputs are upcast (K and V once, Q per block), so CPU bf16 keeps an fp32 softmax.
+    Each step: s = (q_blk * scale) @ k^T in fp32, s -= rowmax, exp in place, out = (s @ v) / rowsum.
+    bf16/fp16 inputs are upcast per block (K and V once per batch/head block, Q per query block),
+    so CPU bf16 keeps an fp32 softmax. Inputs are never copied whole; the output is written
+    straight into a contiguous [B, Lq, H, D] tensor.
     """
     budget = DEFAULT_CHUNK_BUDGET_BYTES if budget_bytes is None else int(budget_bytes)
     b, lq, h, d = q.shape
     lk, dv = k.shape[1], v.shape[-1]
     acc = _accum_dtype(q.dtype)
-    # [B*H, L, D]; reshape copies only when the [B, L, H, D] input is not already head-major.
-    qh = q.transpose(1, 2).reshape(b * h, lq, d)
-    kt = k.transpose(1, 2).reshape(b * h, lk, d).to(acc).transpose(1, 2)  # [BH, D, Lk]
-    vh = v.transpose(1, 2).reshape(b * h, lk, dv).to(acc)
-    out = torch.empty(b * h, lq, dv, dtype=q.dtype, device=q.device)
+    qh, kh, vh = (t.transpose(1, 2) for t in (q, k, v))  # [B, H, L, D] views, no copy
+    out = torch.empty(b, lq, h, dv, dtype=q.dtype, device=q.device)
     scale = 1.0 / math.sqrt(d)
-    bh_block, q_block = chunk_sizes(b * h, lq, lk, budget)
-    for i in range(0, b * h, bh_block):
-        kt_i, v_i = kt[i:i + bh_block], vh[i:i + bh_block]
-        for j in range(0, lq, q_block):
-            s = torch.matmul(qh[i:i + bh_block, j:j + q_block].to(acc) * scale, kt_i)
-            s.sub_(s.amax(dim=-1, keepdim=True)).exp_()
-            denom = s.sum(dim=-1, keepdim=True)
-            out[i:i + bh_block, j:j + q_block] = (torch.matmul(s, v_i) / denom).to(q.dtype)
-            del s
-    return out.view(b, h, lq, dv).transpose(1, 2)
+    b_block, h_block, q_block = chunk_sizes(b, h, lq, lk, budget)
+    for b0 in range(0, b, b_block):
+        for h0 in range(0, h, h_block):
+            bs, hs = slice(b0, b0 + b_block), slice(h0, h0 + h_block)
+            # contiguous fp32 K^T / V of this block, reused by every query block below
+            kt = kh[bs, hs].to(acc).transpose(-1, -2).contiguous()  # [b, h, D, Lk]
+            vb = vh[bs, hs].to(acc).contiguous()                    # [b, h, Lk, Dv]
+            for j in range(0, lq, q_block):
+                s = torch.matmul(qh[bs, hs, j:j + q_block].to(acc) * scale, kt)
+                s.sub_(s.amax(dim=-1, keepdim=True)).exp_()
+                denom = s.sum(dim=-1, keepdim=True)
+                out[bs, j:j + q_block, hs] = (torch.matmul(s, vb) / denom).transpose(1, 2).to(q.dtype)
+                del s
+            del kt, vb
+    return out
 
 
 def attention_sdpa(q, k, v):

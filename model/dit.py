@@ -313,7 +313,7 @@ class GridDiT(nn.Module):
     def _forward_independent(self, x, t, t_mod, ctx, camera, source, timestep):
         b, v = x.shape[:2]
         tokens, fhw = self.embed_patches(x.flatten(0, 1))
-        rope = rope_table(range(fhw[0]), fhw[1], fhw[2], self.config.head_dim, tokens.device)
+        rope = rope_table(range(fhw[0]), fhw[1], fhw[2], self.config.head_dim, device=tokens.device)
         e = self._rows(t_mod, v)
         for block in self.blocks:
             self._check_interrupt()
@@ -329,8 +329,8 @@ class GridDiT(nn.Module):
             raise ValueError("mode 'syncam' needs camera embeddings [B, V, T, 12] (CamGridCameraEncode)")
         b, v = x.shape[:2]
         tokens, (f, h, w) = self.embed_patches(x.flatten(0, 1))
-        rope = rope_table(range(f), h, w, self.config.head_dim, tokens.device)
-        rope_mvs = rope_table(range(v), h, w, self.config.head_dim, tokens.device)  # frame axis = view index
+        rope = rope_table(range(f), h, w, self.config.head_dim, device=tokens.device)
+        rope_mvs = rope_table(range(v), h, w, self.config.head_dim, device=tokens.device)  # frame axis = view index
         e = self._rows(t_mod, v)
         cam_rows = camera.flatten(0, 1)
         for block in self.blocks:
@@ -355,7 +355,7 @@ class GridDiT(nn.Module):
         src = source.to(x.dtype)[:, None].expand(b, v, c, t_lat, hh, ww)
         seq = torch.cat([x, src], dim=3).flatten(0, 1)  # [(B V), C, 2T, H, W]
         tokens, (f2, h, w) = self.embed_patches(seq)
-        rope = rope_table(range(f2), h, w, self.config.head_dim, tokens.device)
+        rope = rope_table(range(f2), h, w, self.config.head_dim, device=tokens.device)
         e = self._rows(t_mod, v)
         cam_rows = camera.flatten(0, 1).repeat(1, 2, 1)  # the same path for both halves
         for block in self.blocks:
@@ -370,8 +370,8 @@ class GridDiT(nn.Module):
         tokens, (f, h, w) = self.embed_patches(x.flatten(0, 1))
         hw = h * w
         dev = tokens.device
-        rope_time = rope_table(range(f), h, w, self.config.head_dim, dev)
-        rope_view = rope_table(range(v), h, w, self.config.head_dim, dev)
+        rope_time = rope_table(range(f), h, w, self.config.head_dim, device=dev)
+        rope_view = rope_table(range(v), h, w, self.config.head_dim, device=dev)
         cam_rows = camera.flatten(0, 1) if (camera is not None and self.has_camera_encoder) else None
         return tokens, (b, v, f, h, w, hw), rope_time, rope_view, cam_rows
 

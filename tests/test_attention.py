@@ -69,19 +69,20 @@ def test_chunked_bf16_keeps_fp32_softmax():
     assert (out.double() - exact).abs().max() <= 2 ** -8 * exact.abs().max() + 1e-3
 
 
-@pytest.mark.parametrize("budget", [1, 4 * 7 * 3, 4 * 7 * 33, 4 * 7 * 33 * 3])
+@pytest.mark.parametrize("budget", [1, 4 * 7 * 3, 4 * 7 * 33, 4 * 7 * 33 * 3, 4 * 7 * 33 * 3 * 2, 10**9])
 def test_chunked_any_block_split_is_exact(budget):
-    # budgets from one query row of one head per step up to several whole heads per step
-    q, k, v = _qkv(2, 33, 7, 2, 32)
+    # budgets from one query row of one head per step, through whole heads, to several batch elements
+    q, k, v = _qkv(3, 33, 7, 3, 32)
     torch.testing.assert_close(A.attention_chunked(q, k, v, budget_bytes=budget),
                                attention(q, k, v, backend="naive"), atol=2e-5, rtol=2e-5)
 
 
 def test_chunk_sizes_respect_budget():
-    assert A.chunk_sizes(8, 1000, 1000, 4 * 1000 * 100) == (1, 100)
-    assert A.chunk_sizes(8, 10, 10, 4 * 10 * 10 * 3) == (3, 10)
-    assert A.chunk_sizes(8, 10, 10, 10**9) == (8, 10)
-    assert A.chunk_sizes(8, 10, 10**6, 16) == (1, 1)  # never below one query row
+    assert A.chunk_sizes(2, 8, 1000, 1000, 4 * 1000 * 100) == (1, 1, 100)
+    assert A.chunk_sizes(2, 8, 10, 10, 4 * 10 * 10 * 3) == (1, 3, 10)
+    assert A.chunk_sizes(4, 8, 10, 10, 4 * 10 * 10 * 8 * 2) == (2, 8, 10)
+    assert A.chunk_sizes(4, 8, 10, 10, 10**9) == (4, 8, 10)
+    assert A.chunk_sizes(4, 8, 10, 10**6, 16) == (1, 1, 1)  # never below one query row
 
 
 def test_non_contiguous_inputs():

@@ -8,7 +8,7 @@ from safetensors.torch import save_file
 from camgrid.model import CheckpointError, GridDiT, describe, get_config, load_grid_dit, save_grid_dit
 from camgrid.model.checkpoint import to_diffusers_layout
 from camgrid.model.config import infer_config
-from conftest import tiny_model
+from grid_helpers import tiny_model
 
 HEADS = 2
 

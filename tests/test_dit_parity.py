@@ -6,7 +6,7 @@ import torch
 
 from camgrid.model import load_grid_dit
 from camgrid.model.checkpoint import to_diffusers_layout
-from conftest import tiny_model
+from grid_helpers import tiny_model
 
 diffusers = pytest.importorskip("diffusers")
 from diffusers import WanTransformer3DModel  # noqa: E402

@@ -5,7 +5,7 @@ import torch
 from camgrid.model import attach_sync_layers, load_sync_weights, save_sync_weights
 from camgrid.model.dit import from_view_stream, to_view_stream
 from camgrid.model.rope import rope_apply, rope_table
-from conftest import tiny_model
+from grid_helpers import tiny_model
 
 
 def grid(b=1, v=2, t=3, h=4, w=6, seed=0):
