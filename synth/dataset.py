@@ -1,0 +1,115 @@
+"""Training samples: a random scene rendered from a random preset rig, deterministic from an index.
+
+Rigs come from the same presets the nodes offer (`model.camera.make_preset`): mostly orbit arcs
+with a random azimuth span, elevation and radius around the scene centre, sometimes elevation
+sweeps or dollies, 2-8 views; the whole rig is then turned about the vertical axis by a random
+angle so view 0 is not always on the same side of the scene. Intrinsics get square pixels at the
+rendered aspect (the presets default to Wan's 832x480).
+"""
+from __future__ import annotations
+
+import math
+import random
+from typing import Sequence
+
+import torch
+
+from ..model.camera import CameraRig, default_intrinsics, make_preset
+from .render import render
+from .scenes import sample_scene
+
+__all__ = ["SyntheticMultiViewDataset", "random_rig", "collate_samples"]
+
+DEFAULT_PRESETS = {"orbit_arc": 0.7, "elevation_sweep": 0.15, "dolly": 0.15}
+
+
+def _turn_about_vertical(rig: CameraRig, angle: float, centre: Sequence[float]) -> CameraRig:
+    """The rig rotated by `angle` radians about the vertical (y) axis through `centre`."""
+    c, s = math.cos(angle), math.sin(angle)
+    turn = torch.eye(4, dtype=torch.float64)
+    turn[:3, :3] = torch.tensor([[c, 0.0, s], [0.0, 1.0, 0.0], [-s, 0.0, c]], dtype=torch.float64)
+    centre = torch.as_tensor(centre, dtype=torch.float64)
+    to_origin, back = torch.eye(4, dtype=torch.float64), torch.eye(4, dtype=torch.float64)
+    to_origin[:3, 3], back[:3, 3] = -centre, centre
+    c2w = back @ turn @ to_origin @ rig.c2w
+    return CameraRig(c2w, rig.intrinsics.clone(), list(rig.names), centre.clone())
+
+
+def random_rig(rng: random.Random, num_views: int, num_frames: int, aspect: float,
+               presets: dict[str, float] | None = None) -> CameraRig:
+    """A random static rig of `num_views` cameras looking at (near) the origin, from a preset."""
+    presets = DEFAULT_PRESETS if presets is None else presets
+    names, weights = list(presets), list(presets.values())
+    name = rng.choices(names, weights)[0]
+    hfov = rng.uniform(50.0, 70.0)
+    target = (rng.uniform(-0.2, 0.2), rng.uniform(-0.1, 0.1), rng.uniform(-0.2, 0.2))
+    radius = rng.uniform(3.0, 4.5)
+    common = dict(num_views=num_views, radius=radius, target=target, num_frames=num_frames, hfov_deg=hfov)
+    if name == "orbit_arc":
+        rig = make_preset(name, azimuth_span_deg=rng.uniform(20.0, 20.0 + 20.0 * num_views),
+                          elevation_deg=rng.uniform(5.0, 35.0), **common)
+    elif name == "elevation_sweep":
+        low = rng.uniform(0.0, 15.0)
+        rig = make_preset(name, min_elevation_deg=low, max_elevation_deg=low + rng.uniform(10.0, 40.0),
+                          azimuth_deg=0.0, **common)
+    elif name == "dolly":
+        step = rng.uniform(0.2, min(1.0, 4.0 / max(num_views - 1, 1)))   # the farthest view stays within ~8.5 m
+        rig = make_preset(name, step=step, elevation_deg=rng.uniform(5.0, 30.0), **common)
+    else:
+        raise ValueError(f"random_rig: unsupported preset '{name}'; use orbit_arc, elevation_sweep or dolly.")
+    rig.intrinsics = default_intrinsics(num_views, hfov, aspect=aspect)
+    return _turn_about_vertical(rig, rng.uniform(-math.pi, math.pi), target).validate()
+
+
+class SyntheticMultiViewDataset(torch.utils.data.Dataset):
+    """Map-style dataset of synthetic multi-view videos; item `i` is the same on every call and machine.
+
+    Each item is a dict:
+      videos   float32 [V, F, H, W, 3] in 0..1
+      rig      CameraRig (V views, F frames, static)
+      caption  str, e.g. "a red sphere and a blue box"
+      tracks   float64 [num_objects, F, 3] world-space object centres
+      colours  list[str], the objects' palette colours (for `consistency_metrics`)
+      ids      int64 [V, F, H, W] per-pixel object index (-1 = floor/sky), when return_ids
+      index    int
+    V varies between items, so batch with `collate_fn=collate_samples` (a list) or batch_size=None.
+    """
+
+    def __init__(self, length: int = 100_000, height: int = 48, width: int = 80, num_frames: int = 17,
+                 min_views: int = 2, max_views: int = 8, seed: int = 0, presets: dict[str, float] | None = None,
+                 return_ids: bool = False):
+        if not 1 <= int(min_views) <= int(max_views):
+            raise ValueError(f"need 1 <= min_views <= max_views, got min_views={min_views}, max_views={max_views}.")
+        if int(length) < 1:
+            raise ValueError(f"length must be >= 1, got {length}.")
+        self.length, self.height, self.width = int(length), int(height), int(width)
+        self.num_frames, self.min_views, self.max_views = int(num_frames), int(min_views), int(max_views)
+        self.seed, self.presets, self.return_ids = int(seed), presets, bool(return_ids)
+
+    def __len__(self) -> int:
+        return self.length
+
+    def _rng(self, index: int) -> random.Random:
+        # string seeding is stable across processes and Python versions (unlike hash())
+        return random.Random(f"camgrid.synth:{self.seed}:{index}")
+
+    def __getitem__(self, index: int) -> dict:
+        index = int(index)
+        if not -self.length <= index < self.length:
+            raise IndexError(f"index {index} out of range for a dataset of {self.length} items.")
+        index %= self.length
+        rng = self._rng(index)
+        scene = sample_scene(rng.randrange(2 ** 31), num_frames=self.num_frames)
+        num_views = rng.randint(self.min_views, self.max_views)
+        rig = random_rig(rng, num_views, self.num_frames, self.width / self.height, self.presets)
+        videos, ids = render(scene, rig, self.height, self.width, return_ids=True)
+        sample = dict(videos=videos, rig=rig, caption=scene.caption, tracks=scene.tracks(),
+                      colours=scene.colours, index=index)
+        if self.return_ids:
+            sample["ids"] = ids
+        return sample
+
+
+def collate_samples(batch: list[dict]) -> list[dict]:
+    """Keep items as a list: views and rigs differ between items, so they cannot be stacked."""
+    return list(batch)

@@ -1,0 +1,248 @@
+"""Synthetic 4D scenes, the ray caster, the training dataset and the multi-view consistency metric."""
+import math
+
+import pytest
+import torch
+
+from camgrid.model.camera import CameraRig, default_intrinsics, orbit_arc
+from camgrid.synth.dataset import SyntheticMultiViewDataset, collate_samples
+from camgrid.synth.metric import consistency_metrics, object_centroids, segment_colours, triangulate
+from camgrid.synth.render import project, project_points, render
+from camgrid.synth.scenes import GROUND_Y, MIN_CLEARANCE, PALETTE, VOCABULARY, caption_for, sample_scene
+
+H, W = 48, 80
+
+
+def wide_rig(num_views=4, num_frames=9, height=H, width=W, span=90.0, elevation=20.0, radius=3.5, hfov=60.0):
+    """An orbit with square pixels at the rendered aspect."""
+    rig = orbit_arc(num_views, span, elevation, radius, num_frames=num_frames, hfov_deg=hfov)
+    rig.intrinsics = default_intrinsics(num_views, hfov, aspect=width / height)
+    return rig
+
+
+def mask_centroids(mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Centroid over pixel centres (x, y) of bool masks [..., H, W], and the pixel counts."""
+    m = mask.double()
+    xs = torch.arange(m.shape[-1]).double() + 0.5
+    ys = torch.arange(m.shape[-2]).double() + 0.5
+    count = m.sum((-1, -2))
+    cx = (m.sum(-2) * xs).sum(-1) / count.clamp(min=1)
+    cy = (m.sum(-1) * ys).sum(-1) / count.clamp(min=1)
+    return torch.stack([cx, cy], -1), count
+
+
+def touches_border(mask: torch.Tensor) -> torch.Tensor:
+    return mask[..., 0, :].any(-1) | mask[..., -1, :].any(-1) | mask[..., :, 0].any(-1) | mask[..., :, -1].any(-1)
+
+
+# -- scenes ----------------------------------------------------------------------------------------
+
+def test_scene_is_deterministic_from_its_seed():
+    assert sample_scene(7) == sample_scene(7)
+    assert sample_scene(7) != sample_scene(8)
+    rig = wide_rig(2, 5)
+    a = render(sample_scene(7, num_frames=5), rig, 24, 40)
+    b = render(sample_scene(7, num_frames=5), rig, 24, 40)
+    assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_scene_objects_captions_and_tracks(seed):
+    scene = sample_scene(seed)
+    assert 2 <= scene.num_objects <= 4
+    assert len(set(scene.colours)) == scene.num_objects
+    # the caption names every object, in order, with words from the fixed vocabulary
+    expected = [f"a {o.colour} {o.shape}" for o in scene.objects]
+    assert scene.caption == caption_for(scene.objects)
+    pos = 0
+    for phrase in expected:
+        found = scene.caption.find(phrase, pos)
+        assert found >= 0, (phrase, scene.caption)
+        pos = found + len(phrase)
+    assert set(scene.caption.replace(",", "").split()) <= set(VOCABULARY)
+
+    tracks = scene.tracks()
+    assert tracks.shape == (scene.num_objects, scene.num_frames, 3)
+    # objects rest on or above the floor (y down: a smaller y is higher)
+    for obj, track in zip(scene.objects, tracks):
+        assert (track[:, 1] + obj.size[1] <= GROUND_Y + 1e-9).all()
+    # smooth: no jumps between consecutive frames of a 17-frame clip
+    assert (tracks.diff(dim=1).norm(dim=-1) < 0.5).all()
+    # kept apart on the floor at every frame
+    for i in range(scene.num_objects):
+        for j in range(i + 1, scene.num_objects):
+            gap = (tracks[i, :, [0, 2]] - tracks[j, :, [0, 2]]).norm(dim=-1).min()
+            assert gap >= scene.objects[i].footprint_radius + scene.objects[j].footprint_radius + MIN_CLEARANCE - 1e-6
+
+
+def test_caption_grammar_and_pinned_objects():
+    scene = sample_scene(3, colours=["red", "blue"], shapes=["sphere", "box"])
+    assert scene.caption == "a red sphere and a blue box"
+    three = sample_scene(4, colours=["red", "blue", "green"], shapes=["sphere", "box", "sphere"])
+    assert three.caption == "a red sphere, a blue box and a green sphere"
+    with pytest.raises(ValueError, match="distinct"):
+        sample_scene(0, colours=["red", "red"])
+    with pytest.raises(ValueError, match="num_objects"):
+        sample_scene(0, num_objects=5)
+
+
+# -- renderer --------------------------------------------------------------------------------------
+
+def test_render_shapes_ranges_and_object_colours():
+    scene = sample_scene(1, num_frames=5)
+    rig = wide_rig(3, 5)
+    img, ids = render(scene, rig, H, W, return_ids=True)
+    assert img.shape == (3, 5, H, W, 3) and img.dtype == torch.float32
+    assert ids.shape == (3, 5, H, W) and ids.dtype == torch.long
+    assert img.min() >= 0 and img.max() <= 1
+    assert set(ids.unique().tolist()) <= set(range(-1, scene.num_objects))
+    for k in range(scene.num_objects):
+        assert (ids == k).any(), f"object {k} ({scene.objects[k].colour}) never visible"
+    # what the caption says is what the image shows: every object pixel has its palette colour's hue,
+    # and nothing else in the picture does
+    labels = segment_colours(img, scene.colours)
+    assert torch.equal(labels, ids)
+    # a different frame count samples the same motion (first and last frames agree)
+    img9 = render(scene, rig, H, W, num_frames=9)
+    assert torch.allclose(img9[:, 0], img[:, 0]) and torch.allclose(img9[:, -1], img[:, -1])
+
+
+def test_project_puts_the_look_at_target_at_the_principal_point():
+    rig = wide_rig(5, 3, span=150.0, elevation=30.0, radius=4.0)
+    rig.intrinsics[1, 2] = 0.4   # off-centre principal points must be honoured
+    rig.intrinsics[3, 3] = 0.6
+    uv, depth = project(torch.zeros(1, 3), rig, 0, H, W)
+    assert uv.shape == (5, 1, 2) and depth.shape == (5, 1)
+    expected = torch.stack([rig.intrinsics[:, 2] * W, rig.intrinsics[:, 3] * H], -1)
+    assert torch.allclose(uv[:, 0], expected, atol=1e-9)
+    assert torch.allclose(depth[:, 0], torch.full((5,), 4.0, dtype=torch.float64), atol=1e-9)
+    # a point 1 m to the right of the target (world +x) appears right of centre in the front view
+    uv_right, _ = project(torch.tensor([[1.0, 0.0, 0.0]]), rig, 0, H, W)
+    assert uv_right[2, 0, 0] > expected[2, 0] + 5
+
+
+@pytest.mark.parametrize("shape,tolerance", [("sphere", 0.5), ("box", 1.5)])
+def test_rendered_object_lands_where_project_puts_it(shape, tolerance):
+    """The centroid of an object's rendered mask is the projection of its centre (to perspective
+    bias: tiny for a sphere, up to about a pixel for a close box), in every view and frame, also
+    with non-square images and off-centre principal points."""
+    height, width = 64, 96
+    rig = wide_rig(4, 9, height, width, span=120.0, elevation=25.0, radius=3.0, hfov=50.0)
+    rig.intrinsics[1, 2] = 0.45
+    rig.intrinsics[2, 3] = 0.55
+    for seed in range(3):
+        scene = sample_scene(seed, num_objects=1, shapes=[shape], num_frames=9)
+        _, ids = render(scene, rig, height, width, return_ids=True)
+        mask = ids == 0
+        centroid, count = mask_centroids(mask)
+        inside = (count >= 20) & ~touches_border(mask)
+        assert inside.float().mean() > 0.8
+        uv, _ = project_points(scene.tracks()[0][None], rig.c2w, rig.intrinsics[:, None], height, width)  # [V, F, 2]
+        err = (centroid - uv).norm(dim=-1)[inside]
+        assert err.max() < tolerance, f"{shape} seed {seed}: centroid is {err.max():.2f} px from its projection"
+
+
+def test_moving_rig_is_followed_per_frame():
+    """Each frame is rendered from that frame's camera: a static sphere seen from a camera that
+    pans moves across the image exactly as `project` predicts."""
+    scene = sample_scene(2, num_objects=1, shapes=["sphere"], num_frames=5)
+    base = wide_rig(1, 1)
+    c2w = base.c2w.repeat(1, 5, 1, 1)
+    c2w[0, :, 0, 3] += torch.linspace(-0.6, 0.6, 5, dtype=torch.float64)   # slide the camera sideways
+    rig = CameraRig(c2w, base.intrinsics)
+    _, ids = render(scene, rig, H, W, return_ids=True)
+    centroid, count = mask_centroids(ids == 0)
+    assert (count > 10).all()
+    uv = torch.stack([project(scene.tracks()[0, f][None], rig, f, H, W)[0][0, 0] for f in range(5)])
+    assert (centroid[0] - uv).norm(dim=-1).max() < 0.5
+    assert centroid[0, 0, 0] > centroid[0, -1, 0] + 5   # camera moves right -> object moves left
+
+
+# -- metric ----------------------------------------------------------------------------------------
+
+def inconsistent_grid(scene, rig, height, width, other_seed):
+    """Views 0-1 from `scene`, views 2-3 from another scene with the same objects on other paths."""
+    other = sample_scene(other_seed, colours=scene.colours, shapes=[o.shape for o in scene.objects],
+                         num_frames=scene.num_frames)
+    a = render(scene, rig, height, width)
+    b = render(other, rig, height, width)
+    return torch.cat([a[:2], b[2:]])
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_metric_floor_on_ground_truth_and_larger_on_inconsistent_views(seed):
+    scene = sample_scene(seed, num_frames=9)
+    rig = wide_rig(4, 9)
+    gt = consistency_metrics(render(scene, rig, H, W), rig, scene.colours)
+    assert gt["found"] > 0.9 and gt["triangulated"] > 0.9
+    assert gt["num_observations"] >= 2 * 9 * scene.num_objects
+    assert gt["reproj_px"] < 0.5, gt
+
+    bad = consistency_metrics(inconsistent_grid(scene, rig, H, W, seed + 100), rig, scene.colours)
+    assert bad["found"] > 0.9
+    assert bad["reproj_px"] > 1.5 and bad["reproj_px"] > 5 * gt["reproj_px"], (gt, bad)
+
+
+def test_triangulation_recovers_ground_truth_tracks():
+    scene = sample_scene(5, num_frames=9)
+    rig = wide_rig(4, 9)
+    det = object_centroids(render(scene, rig, H, W), scene.colours)
+    points, valid = triangulate(det.centroids, det.usable, rig, H, W)
+    assert valid.float().mean() > 0.8
+    err = (points - scene.tracks())[valid].norm(dim=-1)
+    assert err.max() < 0.05, f"triangulated centres are up to {err.max():.3f} m off"
+
+
+def test_metric_accepts_uint8_and_reports_missing_objects():
+    scene = sample_scene(1, num_frames=5)
+    rig = wide_rig(3, 5)
+    img = render(scene, rig, H, W)
+    as_bytes = consistency_metrics((img * 255).round().to(torch.uint8), rig, scene.colours)
+    assert as_bytes["reproj_px"] < 0.5
+    absent = next(c for c in PALETTE if c not in scene.colours)
+    m = consistency_metrics(img, rig, scene.colours + [absent])
+    expected_found = scene.num_objects / (scene.num_objects + 1)
+    assert m["found"] <= expected_found + 1e-9
+    assert math.isnan(m["per_object_px"][-1])
+    with pytest.raises(ValueError, match="views"):
+        consistency_metrics(img[:2], rig, scene.colours)
+    with pytest.raises(ValueError, match="colour"):
+        consistency_metrics(img, rig, ["octarine"])
+
+
+# -- dataset ---------------------------------------------------------------------------------------
+
+def test_dataset_items_are_deterministic_and_well_formed():
+    ds = SyntheticMultiViewDataset(length=50, height=32, width=48, num_frames=9, min_views=2, max_views=5, seed=3)
+    first = ds[4]
+    again = SyntheticMultiViewDataset(length=50, height=32, width=48, num_frames=9, min_views=2, max_views=5, seed=3)[4]
+    assert torch.equal(first["videos"], again["videos"]) and first["caption"] == again["caption"]
+    assert torch.equal(first["rig"].c2w, again["rig"].c2w)
+    assert not torch.equal(ds[5]["tracks"], first["tracks"]) or ds[5]["caption"] != first["caption"]
+
+    views = set()
+    for i in range(6):
+        s = ds[i]
+        v = s["rig"].num_views
+        views.add(v)
+        assert 2 <= v <= 5
+        assert s["videos"].shape == (v, 9, 32, 48, 3)
+        assert s["tracks"].shape == (len(s["colours"]), 9, 3)
+        assert s["caption"].split()[1] in s["colours"]
+        s["rig"].validate()
+        # square pixels at the rendered aspect
+        k = s["rig"].intrinsics
+        assert torch.allclose(k[:, 1] * 32, k[:, 0] * 48)
+        # the cameras look at the scene: every object's track projects in front of every camera
+        for f in (0, 8):
+            _, depth = project(s["tracks"][:, f], s["rig"], f, 32, 48)
+            assert (depth > 0.5).all()
+        m = consistency_metrics(s["videos"], s["rig"], s["colours"])
+        assert m["found"] > 0.5
+        if m["num_observations"]:
+            assert m["reproj_px"] < 0.5, (i, m)
+    assert len(views) > 1
+    batch = collate_samples([first, again])
+    assert len(batch) == 2 and batch[0] is first and batch[1] is again
+    with pytest.raises(IndexError):
+        ds[50]
