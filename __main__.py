@@ -1,0 +1,60 @@
+"""`python -m camgrid SUBCOMMAND ...` (also the `camgrid` console script).
+
+Each subcommand lives in its own module, imported only when it runs (so `--help` stays fast and a
+missing optional dependency only breaks its own subcommand). A subcommand module provides
+    add_arguments(parser: argparse.ArgumentParser) -> None
+    run(args: argparse.Namespace) -> int          # the process exit code
+and one line in SUBCOMMANDS below: name -> (module path relative to this package, one-line help).
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# --- subcommand registry --------------------------------------------------------------------------
+# To add `train`, `eval` or `demo`: write a module with add_arguments/run and add its line here, e.g.
+#   "train": (".training.cli", "train camgrid sync layers"),
+SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "generate": (".model.pipeline", "text -> multi-view video grid; video -> novel views"),
+    # "train": ...,   hook: training subcommand
+    # "eval":  ...,   hook: evaluation subcommand
+    # "demo":  ...,   hook: demo subcommand
+}
+
+# errors of bad input: printed as one line instead of a traceback
+USER_ERRORS = (ValueError, FileNotFoundError, ImportError)
+
+
+def _load(name: str):
+    module_path, _ = SUBCOMMANDS[name]
+    return importlib.import_module(module_path, package=__package__ or "camgrid")
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    top = argparse.ArgumentParser(prog="python -m camgrid",
+                                  description="camgrid: synchronized multi-camera and 4D video generation")
+    sub = top.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (_, help_text) in SUBCOMMANDS.items():
+        sub.add_parser(name, help=help_text, add_help=False)
+    # only the chosen subcommand's module is imported; its own parser handles the rest of argv
+    if not argv or argv[0] in ("-h", "--help"):
+        top.print_help()
+        return 0 if argv else 2
+    if argv[0] not in SUBCOMMANDS:
+        top.parse_args(argv)  # exits, listing the valid subcommands
+    name = argv[0]
+    module = _load(name)
+    parser = argparse.ArgumentParser(prog=f"python -m camgrid {name}")
+    module.add_arguments(parser)
+    args = parser.parse_args(argv[1:])
+    try:
+        return int(module.run(args) or 0)
+    except USER_ERRORS as exc:
+        print(f"camgrid {name}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,284 @@
+"""Flow-matching grid sampler (DESIGN §5) and novel-view video conditioning (§6) on tiny models."""
+import numpy as np
+import pytest
+import torch
+
+from camgrid.model.conditioning import SourceVideo, SourceVideoError
+from camgrid.model.sampling import (SamplingInterrupted, base_sigmas, make_noise, prepare_scheduler, sample_grid,
+                                    shift_sigmas, two_scale_guidance)
+from grid_helpers import tiny_model
+
+SHAPE = (1, 2, 16, 2, 4, 4)  # B, V, C, T, H, W: 2 views, 5 video frames, 32x32 pixels
+
+
+def texts(seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(1, 7, 32, generator=g), torch.randn(1, 5, 32, generator=g)
+
+
+def camera(seed=0, v=2, t=2):
+    return torch.randn(v, t, 12, generator=torch.Generator().manual_seed(seed)) * 0.3
+
+
+def record_calls(model):
+    """Wrap model.forward; returns the list that collects (x, timestep, context, source) per call."""
+    calls = []
+    forward = model.forward
+
+    def spy(x, timestep, context, **kw):
+        calls.append((x.clone(), timestep.clone(), context.clone(), kw.get("source")))
+        return forward(x, timestep, context, **kw)
+
+    model.forward = spy
+    return calls
+
+
+@pytest.fixture(scope="module")
+def syncam():
+    return tiny_model("syncammaster", seed=1)
+
+
+def run(model, **kw):
+    ctx, neg = texts()
+    args = dict(mode="syncam", camera=camera(), steps=3, cfg=5.0, shift=5.0, seed=0)
+    args.update(kw)
+    return sample_grid(model, SHAPE, ctx, neg, **args)
+
+
+# --- schedule -------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("scheduler", ["unipc", "euler"])
+@pytest.mark.parametrize("steps,shift", [(50, 5.0), (10, 3.0), (4, 1.0)])
+def test_shifted_sigma_schedule_equals_the_formula(scheduler, steps, shift):
+    _, sigmas = prepare_scheduler(scheduler, steps, shift)
+    base = np.linspace(1, 0, steps + 1)[:-1]
+    expected = shift * base / (1 + (shift - 1) * base)
+    assert len(sigmas) == steps + 1 and sigmas[-1] == 0
+    # UniPC nudges sigma = 1 to 1 - 1e-6 (diffusers, to keep log(alpha) finite)
+    np.testing.assert_allclose(sigmas[:-1].numpy(), expected, atol=2e-6, rtol=0)
+    assert np.all(np.diff(sigmas.numpy()) < 0)
+
+
+def test_model_sees_timestep_1000_sigma():
+    model = tiny_model("syncammaster", seed=1)
+    calls = record_calls(model)
+    run(model, steps=4, cfg=1.0, scheduler="euler", shift=3.0)
+    _, sigmas = prepare_scheduler("euler", 4, 3.0)
+    got = torch.stack([c[1].reshape(-1)[0] for c in calls])
+    torch.testing.assert_close(got, 1000 * sigmas[:-1], atol=1e-3, rtol=0)
+
+
+def test_denoise_truncates_the_schedule_like_comfyui():
+    full = base_sigmas(20)
+    assert np.allclose(base_sigmas(10, denoise=0.5), full[-10:])
+    assert np.allclose(shift_sigmas(base_sigmas(10, 0.5), 5.0), shift_sigmas(full, 5.0)[-10:])
+    with pytest.raises(ValueError, match="denoise"):
+        base_sigmas(10, 0.0)
+
+
+# --- determinism and solvers ----------------------------------------------------------------------
+
+def test_same_seed_same_output_different_seed_different_output(syncam):
+    a, b, c = run(syncam, seed=7), run(syncam, seed=7), run(syncam, seed=8)
+    assert torch.equal(a, b)
+    assert (a - c).abs().max() > 1e-2
+
+
+def test_noise_is_drawn_on_cpu_from_the_seed():
+    n = make_noise(SHAPE, 3)
+    assert torch.equal(n, torch.randn(SHAPE, generator=torch.Generator().manual_seed(3)))
+
+
+@pytest.mark.parametrize("scheduler", ["unipc", "euler"])
+def test_both_solvers_run_and_give_finite_output(syncam, scheduler):
+    out = run(syncam, scheduler=scheduler, steps=4)
+    assert out.shape == SHAPE and torch.isfinite(out).all()
+    assert (out - make_noise(SHAPE, 0)).abs().max() > 1e-2  # it moved away from the noise
+
+
+def test_unipc_and_euler_differ(syncam):
+    assert (run(syncam, scheduler="unipc", steps=4) - run(syncam, scheduler="euler", steps=4)).abs().max() > 1e-4
+
+
+# --- guidance -------------------------------------------------------------------------------------
+
+def test_cfg_one_runs_one_forward_per_step():
+    model = tiny_model("syncammaster", seed=1)
+    calls = record_calls(model)
+    run(model, steps=3, cfg=1.0)
+    assert len(calls) == 3 and all(c[0].shape[0] == 1 for c in calls)
+
+
+def test_batched_cfg_equals_unbatched_cfg():
+    model = tiny_model("syncammaster", seed=1)
+    calls = record_calls(model)
+    batched = run(model, steps=3, cfg=5.0, batch_cfg=True)
+    assert len(calls) == 3 and all(c[0].shape[0] == 2 for c in calls)  # cond + uncond in one forward
+    calls.clear()
+    unbatched = run(model, steps=3, cfg=5.0, batch_cfg=False)
+    assert len(calls) == 6 and all(c[0].shape[0] == 1 for c in calls)
+    torch.testing.assert_close(batched, unbatched, atol=1e-5, rtol=1e-5)
+
+
+def test_cfg_changes_the_result(syncam):
+    assert (run(syncam, cfg=1.0) - run(syncam, cfg=5.0)).abs().max() > 1e-3
+
+
+def test_cfg_without_negative_context_is_refused(syncam):
+    ctx, _ = texts()
+    with pytest.raises(ValueError, match="negative_context"):
+        sample_grid(syncam, SHAPE, ctx, None, mode="syncam", camera=camera(), steps=2, cfg=5.0)
+
+
+class FakeModel:
+    """Velocity per batch element = 10 * mean(context) + 100 * mean|source| (a known function of the inputs)."""
+
+    def __init__(self, variant="recammaster"):
+        self.variant = variant
+        self.device = torch.device("cpu")
+        self.config = type("Config", (), {"text_dim": 4, "in_dim": 16})()
+        self.interrupt_check = None
+        self.calls = []
+
+    def __call__(self, x, timestep, context, mode=None, camera=None, source=None):
+        self.calls.append((x.clone(), context.clone(), None if source is None else source.clone()))
+        value = 10 * context.mean(dim=(1, 2))
+        if source is not None:
+            value = value + 100 * source.abs().mean(dim=(1, 2, 3, 4))
+        return value.view(-1, 1, 1, 1, 1, 1).expand_as(x).clone()
+
+
+@pytest.mark.parametrize("batch_cfg", [True, False])
+def test_two_scale_guidance_formula_with_known_velocities(batch_cfg):
+    model = FakeModel()
+    src = SourceVideo(torch.full((1, 16, 2, 4, 4), 3.0), "recam")
+    cond, neg = torch.ones(1, 3, 4), torch.full((1, 3, 4), 2.0)
+    s_t, s_v = 7.5, 1.8
+    # Euler, 1 step: sigma 1 -> 0, so the result is noise - v
+    out = sample_grid(model, (1, 1, 16, 2, 4, 4), cond, neg, mode="recam", source=src, steps=1, cfg=s_t,
+                      video_cfg=s_v, guidance="two_scale", scheduler="euler", batch_cfg=batch_cfg, seed=4)
+    v_null, v_video, v_video_text = 20.0, 20.0 + 300.0, 10.0 + 300.0  # (∅,∅), (v,∅), (v,t)
+    expected_v = v_null + s_v * (v_video - v_null) + s_t * (v_video_text - v_video)
+    assert expected_v == pytest.approx(float(two_scale_guidance(torch.tensor(v_null), torch.tensor(v_video),
+                                                                torch.tensor(v_video_text), s_v, s_t)))
+    torch.testing.assert_close(out, make_noise((1, 1, 16, 2, 4, 4), 4) - expected_v, atol=1e-4, rtol=0)
+    assert len(model.calls) == (1 if batch_cfg else 3)
+    if not batch_cfg:  # the null-video branch gets an all-zero source latent
+        assert model.calls[0][2].abs().max() == 0 and model.calls[1][2].abs().min() == 3
+
+
+def test_two_scale_null_video_for_replace_view_is_pure_noise_in_that_view():
+    model = FakeModel(variant="wan")
+    src = SourceVideo(torch.full((1, 16, 2, 4, 4), 3.0), "replace_view", view=1)
+    cond, neg = torch.ones(1, 3, 4), torch.full((1, 3, 4), 2.0)
+    sample_grid(model, SHAPE, cond, neg, mode="hard", source=src, steps=2, guidance="two_scale", batch_cfg=False,
+                scheduler="euler", seed=5)
+    noise = make_noise(SHAPE, 5)
+    x_null, x_video = model.calls[0][0], model.calls[1][0]
+    assert torch.equal(x_null[:, 1], noise[:, 1])                     # no information from the source
+    torch.testing.assert_close(x_video[:, 1], noise[:, 1])  # step 0: sigma = 1, pure noise
+    x_video_step1, sigma1 = model.calls[4][0], float(prepare_scheduler("euler", 2, 5.0)[1][1])
+    torch.testing.assert_close(x_video_step1[:, 1], (1 - sigma1) * 3.0 + sigma1 * noise[:, 1])
+
+
+def test_two_scale_without_source_is_refused(syncam):
+    with pytest.raises(ValueError, match="two_scale"):
+        run(syncam, guidance="two_scale")
+
+
+# --- denoise, callbacks, interrupt -----------------------------------------------------------------
+
+def test_denoise_below_one_starts_from_the_noised_init_latent():
+    model = tiny_model("syncammaster", seed=1)
+    calls = record_calls(model)
+    init = torch.randn(SHAPE, generator=torch.Generator().manual_seed(9))
+    out = run(model, steps=3, cfg=1.0, denoise=0.4, init_latent=init, seed=2)
+    _, sigmas = prepare_scheduler("unipc", 3, 5.0, denoise=0.4)
+    s0 = float(sigmas[0])
+    assert s0 < 0.99
+    torch.testing.assert_close(calls[0][0], (1 - s0) * init + s0 * make_noise(SHAPE, 2))
+    assert (out - init).abs().mean() < (run(model, steps=3, cfg=1.0, seed=2) - init).abs().mean()
+    with pytest.raises(ValueError, match="init_latent"):
+        run(model, denoise=0.5)
+
+
+def test_callback_reports_every_step_with_a_clean_prediction(syncam):
+    seen = []
+    run(syncam, steps=3, callback=lambda step, total, x0: seen.append((step, total, tuple(x0.shape))))
+    assert seen == [(1, 3, SHAPE), (2, 3, SHAPE), (3, 3, SHAPE)]
+
+
+def test_interrupt_stops_sampling_between_steps():
+    model = tiny_model("syncammaster", seed=1)
+    calls = record_calls(model)
+    state = {"steps": 0}
+
+    def cb(step, total, x0):
+        state["steps"] = step
+
+    with pytest.raises(SamplingInterrupted):
+        run(model, steps=10, callback=cb, interrupt=lambda: state["steps"] >= 2)
+    assert len(calls) == 2 and state["steps"] == 2
+    assert model.interrupt_check is None  # restored after sampling
+
+
+def test_interrupt_is_checked_between_blocks():
+    model = tiny_model("syncammaster", seed=1)
+    checks = {"n": 0}
+
+    class Cancelled(Exception):
+        pass
+
+    def interrupt():
+        checks["n"] += 1
+        if checks["n"] == 3:  # 1 = before step 0, 2 = before block 0, 3 = before block 1
+            raise Cancelled
+
+    with pytest.raises(Cancelled):
+        run(model, steps=5, interrupt=interrupt)
+    assert checks["n"] == 3 and model.interrupt_check is None
+
+
+# --- novel-view conditioning ----------------------------------------------------------------------
+
+@pytest.mark.parametrize("how,view,mode", [("replace_view", 1, "syncam"), ("replace_view", 0, "hard"),
+                                           ("first_row", 0, "syncam")])
+def test_replaced_view_follows_the_noised_source_and_ends_equal_to_it(how, view, mode):
+    model = tiny_model("syncammaster", seed=1)
+    calls = record_calls(model)
+    src = torch.randn(1, 16, 2, 4, 4, generator=torch.Generator().manual_seed(11))
+    out = run(model, mode=mode, steps=3, cfg=1.0, seed=3, source=SourceVideo(src, how, view))
+    assert torch.equal(out[:, view], src)
+    _, sigmas = prepare_scheduler("unipc", 3, 5.0)
+    noise = make_noise(SHAPE, 3)
+    for i, call in enumerate(calls):
+        s = float(sigmas[i])
+        torch.testing.assert_close(call[0][:, view], (1 - s) * src + s * noise[:, view])
+    other = 1 - view
+    free = run(tiny_model("syncammaster", seed=1), mode=mode, steps=3, cfg=1.0, seed=3)
+    assert (out[:, other] - free[:, other]).abs().max() > 1e-4  # the source steers the other view
+
+
+def test_recam_passes_the_source_to_the_model():
+    model = tiny_model("recammaster", seed=2)
+    calls = record_calls(model)
+    src = torch.randn(1, 16, 2, 4, 4)
+    out = run(model, mode="recam", steps=2, cfg=5.0, source=SourceVideo(src, "recam"))
+    assert out.shape == SHAPE and torch.isfinite(out).all()
+    assert all(torch.equal(c[3], torch.cat([src, src])) for c in calls)
+
+
+def test_source_validation_errors_name_the_fix(syncam):
+    good = torch.zeros(1, 16, 2, 4, 4)
+    with pytest.raises(SourceVideoError, match="frame count"):
+        run(syncam, source=SourceVideo(torch.zeros(1, 16, 3, 4, 4), "replace_view"))
+    with pytest.raises(SourceVideoError, match="out of range"):
+        run(syncam, source=SourceVideo(good, "replace_view", view=2))
+    with pytest.raises(SourceVideoError, match="ReCamMaster"):
+        run(syncam, mode="recam", source=SourceVideo(good, "recam"))
+    with pytest.raises(SourceVideoError, match="recam"):
+        run(tiny_model("recammaster"), mode="recam")
+    with pytest.raises(SourceVideoError, match="view 0"):
+        SourceVideo(good, "first_row", view=1)
+    with pytest.raises(SourceVideoError, match="how"):
+        SourceVideo(good, "overlay")
