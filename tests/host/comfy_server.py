@@ -50,7 +50,7 @@ class ComfyServer:
     """One ComfyUI process on 127.0.0.1:`port` with its own base directory."""
 
     def __init__(self, comfyui_path: str, base_dir: str, port: int | None = None, link_pack: bool = True,
-                 extra_args: tuple = ()):
+                 extra_args: tuple = (), extra_packs: dict | None = None):
         self.comfyui_path = os.path.abspath(comfyui_path)
         if not os.path.isfile(os.path.join(self.comfyui_path, "main.py")):
             raise FileNotFoundError(f"COMFYUI_PATH={comfyui_path!r} has no main.py; point it at a ComfyUI checkout")
@@ -59,6 +59,7 @@ class ComfyServer:
         self.url = f"http://127.0.0.1:{self.port}"
         self.link_pack = link_pack
         self.extra_args = tuple(extra_args)
+        self.extra_packs = dict(extra_packs or {})  # custom_nodes folder name -> source folder (test-only packs)
         self.log_path = os.path.join(self.base_dir, "server.log")
         self.custom_nodes_dir = os.path.join(self.base_dir, "custom_nodes")
         self.pack_dir = os.path.join(self.custom_nodes_dir, PACK_DIR_NAME)
@@ -87,6 +88,10 @@ class ComfyServer:
             os.makedirs(folder, exist_ok=True)
         if self.link_pack and not os.path.lexists(self.pack_dir):
             os.symlink(REPO_ROOT, self.pack_dir, target_is_directory=True)
+        for name, source in self.extra_packs.items():
+            link = os.path.join(self.custom_nodes_dir, name)
+            if not os.path.lexists(link):
+                os.symlink(os.path.abspath(source), link, target_is_directory=True)
         env = dict(os.environ)
         env.pop("COMFYUI_PATH", None)
         env["PYTHONUNBUFFERED"] = "1"

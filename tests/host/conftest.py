@@ -32,9 +32,14 @@ def comfyui_path() -> str:
     return path
 
 
+# Test-only loaders for the umT5 text encoder and the Wan VAE, whose real weights tests cannot have
+# (see standin_pack/__init__.py); workflows swap only those two nodes for them.
+STANDIN_PACK = {"camgrid_test_standins": os.path.join(HERE, "standin_pack")}
+
+
 @pytest.fixture(scope="session")
 def comfy_server(comfyui_path, tmp_path_factory):
-    server = ComfyServer(comfyui_path, str(tmp_path_factory.mktemp("comfy_base")))
+    server = ComfyServer(comfyui_path, str(tmp_path_factory.mktemp("comfy_base")), extra_packs=STANDIN_PACK)
     server.start()
     try:
         yield server

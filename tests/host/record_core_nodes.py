@@ -25,7 +25,7 @@ WANTED = [
     "CLIPLoader", "CLIPTextEncode", "VAELoader", "VAEDecode", "VAEEncode", "UNETLoader",
     "LoadImage", "SaveImage", "PreviewImage", "ImageScale", "ImageFromBatch",
     "SaveAnimatedWEBP", "SaveAnimatedPNG", "SaveWEBM", "CreateVideo", "SaveVideo", "LoadVideo",
-    "GetVideoComponents", "EmptyHunyuanLatentVideo",
+    "GetVideoComponents", "EmptyHunyuanLatentVideo", "PreviewAny",
     # ... and two with a seed widget, to test the extra "control_after_generate" widget.
     "KSampler", "RandomNoise",
 ]

@@ -1,0 +1,96 @@
+"""CamGridBuiltinModel: the embedded tiny model (DiT + its own text encoder and video autoencoder).
+
+It runs on a CPU in seconds with no downloads (the quick start). Its text encoder and autoencoder are
+not Wan's, so this node hands them out as a CLIP and a VAE that core CLIP Text Encode and our nodes
+use like the real ones.
+"""
+from __future__ import annotations
+
+import torch
+
+from .optional import BUILTIN_MODEL_NAME, builtin_loader
+from .sockets import MODEL, LoadedModel
+
+
+class BuiltinCLIP:
+    """The tiny text encoder behind ComfyUI's CLIP methods (tokenize / encode_from_tokens_scheduled)."""
+
+    def __init__(self, text_encoder):
+        self.text = text_encoder
+
+    def tokenize(self, text, **_):
+        return str(text)
+
+    @torch.no_grad()
+    def encode_from_tokens_scheduled(self, tokens, **_):
+        return [[self.text.encode(tokens).float().cpu(), {"pooled_output": None}]]
+
+
+class BuiltinVAE:
+    """The tiny video autoencoder behind ComfyUI's VAE methods. Its latents are normalised by the
+    autoencoder itself (8 channels, 4x space, 4x time), so LATENTs of this model hold them as they are."""
+
+    def __init__(self, autoencoder):
+        self.ae = autoencoder
+        self.latent_channels = autoencoder.latent_dim
+
+    def spacial_compression_decode(self):
+        return 4
+
+    def spacial_compression_encode(self):
+        return 4
+
+    def temporal_compression_decode(self):
+        return 4
+
+    @torch.no_grad()
+    def decode(self, samples, **_):
+        return self.ae.decode(samples.float()).cpu()  # [B, F, H, W, 3]
+
+    def decode_tiled(self, samples, **_):
+        return self.decode(samples)  # tiny: never needs tiles
+
+    @torch.no_grad()
+    def encode(self, pixels):
+        return self.ae.encode(pixels[None, ..., :3].float()).cpu()
+
+
+class CamGridBuiltinModel:
+    """The built-in tiny model: generates small multi-camera videos of simple synthetic scenes."""
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "use_sync_layers": ("BOOLEAN", {"default": True, "tooltip": "Load the model's trained sync layers "
+                             "(needed for sync mode soft)."}),
+        }}
+
+    RETURN_TYPES = (MODEL, "CLIP", "VAE", "STRING")
+    RETURN_NAMES = ("model", "clip", "vae", "info")
+    FUNCTION = "load"
+    CATEGORY = "CamGrid/loaders"
+    DESCRIPTION = (f"{BUILTIN_MODEL_NAME}: a tiny model trained on synthetic scenes ('a red sphere and a blue "
+                   "box'), 80x48 pixels, 17 frames. Runs on a CPU; for trying camgrid without downloads.")
+
+    @classmethod
+    def VALIDATE_INPUTS(cls, use_sync_layers=None):
+        if builtin_loader() is None:
+            return ("the built-in model files are not installed (assets/ folder of the node pack); reinstall the "
+                    "pack, or use CamGrid Model Loader with a real model")
+        return True
+
+    def load(self, use_sync_layers=True):
+        load = builtin_loader()
+        if load is None:
+            raise ValueError("the built-in model files are not installed; reinstall the node pack")
+        tiny = load(device="cpu")
+        dit = tiny.dit
+        if not use_sync_layers:
+            for block in dit.blocks:
+                block.sync = None
+        size = f"tiny {tiny.width}x{tiny.height}, {tiny.frames} frames"
+        model = LoadedModel(model=dit, name=BUILTIN_MODEL_NAME, variant=dit.variant, size=size,
+                            dtype=torch.float32, attention="auto",
+                            sync_weights="built-in" if dit.has_sync_weights else None)
+        info = model.summary() + f"; use width {tiny.width}, height {tiny.height}, length {tiny.frames}"
+        return model, BuiltinCLIP(tiny.text), BuiltinVAE(tiny.ae), info

@@ -1,0 +1,164 @@
+"""Grid latent -> pictures: per-view frames, a side-by-side video, a view x time contact sheet."""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from ..model.video_io import grid_layout
+from . import host, latent_convert
+from .vae_io import decode_video
+
+MAX_SHEET_WIDTH = 4096  # the contact sheet is shrunk to at most this many pixels across
+
+
+def tile_views(frames: torch.Tensor, rows: int, cols: int) -> torch.Tensor:
+    """[V, F, H, W, 3] -> [F, rows*H, cols*W, 3], views left to right, top to bottom; empty cells black."""
+    v, f, h, w, c = frames.shape
+    canvas = frames.new_zeros(f, rows * h, cols * w, c)
+    for i in range(v):
+        r, q = divmod(i, cols)
+        canvas[:, r * h:(r + 1) * h, q * w:(q + 1) * w] = frames[i]
+    return canvas
+
+
+def sample_frame_indices(num_frames: int, count: int) -> list[int]:
+    """`count` frame indices spread evenly from the first to the last frame."""
+    count = max(1, min(count, num_frames))
+    if count == 1:
+        return [0]
+    return [round(i * (num_frames - 1) / (count - 1)) for i in range(count)]
+
+
+def contact_sheet(frames: torch.Tensor, count: int, gap: int = 4) -> torch.Tensor:
+    """[V, F, H, W, 3] -> [1, H', W', 3]: one row per view, `count` sampled frames across (time ->)."""
+    v, f, h, w, c = frames.shape
+    picks = sample_frame_indices(f, count)
+    n = len(picks)
+    sheet = frames.new_ones(v * h + (v - 1) * gap, n * w + (n - 1) * gap, c)  # white gaps
+    for i in range(v):
+        for j, k in enumerate(picks):
+            sheet[i * (h + gap):i * (h + gap) + h, j * (w + gap):j * (w + gap) + w] = frames[i, k]
+    if sheet.shape[1] > MAX_SHEET_WIDTH:
+        factor = MAX_SHEET_WIDTH / sheet.shape[1]
+        size = (max(1, round(sheet.shape[0] * factor)), MAX_SHEET_WIDTH)
+        sheet = F.interpolate(sheet.permute(2, 0, 1)[None], size=size, mode="area")[0].permute(1, 2, 0)
+    return sheet[None]
+
+
+def resolve_layout(views: int, rows: int, cols: int) -> tuple[int, int]:
+    """rows / cols 0 = automatic (as square as possible); one given -> the other follows."""
+    if rows and cols:
+        return rows, cols
+    if rows:
+        return rows, math.ceil(views / rows)
+    if cols:
+        return math.ceil(views / cols), cols
+    return grid_layout(views)
+
+
+class CamGridDecode:
+    """Decodes a grid latent view by view and lays the views out."""
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "latent": ("LATENT", {"tooltip": "The grid from CamGrid Sampler."}),
+                "vae": ("VAE", {"tooltip": "The Wan2.1 VAE (wan_2.1_vae.safetensors)."}),
+                "rows": ("INT", {"default": 0, "min": 0, "max": 64, "tooltip": "Rows of the side-by-side video; "
+                         "0 = automatic."}),
+                "cols": ("INT", {"default": 0, "min": 0, "max": 64, "tooltip": "Columns of the side-by-side video; "
+                         "0 = automatic."}),
+                "sheet_frames": ("INT", {"default": 6, "min": 1, "max": 64, "tooltip": "Frames per view in the "
+                                 "contact sheet (evenly spaced over time)."}),
+            },
+            "optional": {
+                "tiled": ("BOOLEAN", {"default": False, "tooltip": "Decode in tiles: much less VRAM at 480p+ "
+                          "(slightly slower, rare seams)."}),
+                "tile_size": ("INT", {"default": 256, "min": 64, "max": 4096, "step": 32, "tooltip": "Tile size "
+                              "in pixels (tiled)."}),
+                "overlap": ("INT", {"default": 64, "min": 0, "max": 4096, "step": 32, "tooltip": "Tile overlap in "
+                            "pixels (tiled)."}),
+                "temporal_size": ("INT", {"default": 64, "min": 8, "max": 4096, "step": 4, "tooltip": "Video "
+                                  "frames decoded at a time (tiled)."}),
+                "temporal_overlap": ("INT", {"default": 8, "min": 4, "max": 4096, "step": 4, "tooltip": "Frames "
+                                     "of overlap between temporal tiles (tiled)."}),
+            },
+        }
+
+    RETURN_TYPES = ("IMAGE", "IMAGE", "IMAGE", "INT")
+    RETURN_NAMES = ("frames", "side_by_side", "contact_sheet", "views")
+    FUNCTION = "decode"
+    CATEGORY = "CamGrid/latent"
+    DESCRIPTION = ("Decodes every view (one at a time, so memory stays bounded). frames: all views' frames, view "
+                   "after view; side_by_side: one video with the views tiled; contact_sheet: views x time.")
+
+    @classmethod
+    def VALIDATE_INPUTS(cls, tile_size=None, overlap=None):
+        if tile_size is not None and overlap is not None and overlap * 2 > tile_size:
+            return f"overlap ({overlap}) must be at most half of tile_size ({tile_size})"
+        return True
+
+    def decode(self, latent, vae, rows, cols, sheet_frames, tiled=False, tile_size=256, overlap=64,
+               temporal_size=64, temporal_overlap=8):
+        grid = latent_convert.latent_to_grid(latent)  # raw [B, V, C, T, H, W]
+        b, v = grid.shape[:2]
+        rows, cols = resolve_layout(v, rows, cols)
+        if rows * cols < v:
+            raise ValueError(f"a {rows} x {cols} layout holds {rows * cols} views but the grid has {v}: "
+                             "raise rows or cols, or set them to 0 (automatic)")
+        progress = host.ProgressReporter(b * v, desc="camgrid decoding")
+        per_item = []
+        try:
+            for i in range(b):
+                views = []
+                for k in range(v):
+                    views.append(decode_video(vae, grid[i, k][None], tiled, tile_size, overlap, temporal_size,
+                                              temporal_overlap))
+                    host.soft_empty_cache()  # one view's activations at a time
+                    progress.update(i * v + k + 1)
+                per_item.append(torch.stack(views))  # [V, F, H, W, 3]
+        finally:
+            progress.close()
+        frames = torch.cat([item.flatten(0, 1) for item in per_item])  # view-major within each batch item
+        side = torch.cat([tile_views(item, rows, cols) for item in per_item])
+        sheet = torch.cat([contact_sheet(item, sheet_frames) for item in per_item])
+        return frames, side, sheet, v
+
+
+class CamGridSelectView:
+    """One view's frames out of a grid IMAGE batch (view-major, e.g. CamGrid Decode's 'frames')."""
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "images": ("IMAGE", {"tooltip": "All views' frames, view after view (CamGrid Decode 'frames', or core "
+                       "VAE Decode of a grid latent)."}),
+            "views": ("INT", {"default": 4, "min": 1, "max": 64, "tooltip": "How many views the batch holds "
+                      "(CamGrid Decode's 'views' output)."}),
+            "view": ("INT", {"default": 0, "min": 0, "max": 63, "tooltip": "The view to take (0 = the first)."}),
+        }}
+
+    RETURN_TYPES = ("IMAGE",)
+    RETURN_NAMES = ("frames",)
+    FUNCTION = "select"
+    CATEGORY = "CamGrid/latent"
+    DESCRIPTION = "Takes one view's frames out of a grid's frames."
+
+    @classmethod
+    def VALIDATE_INPUTS(cls, views=None, view=None):
+        if views is not None and view is not None and not 0 <= view < views:
+            return f"view {view} does not exist in a grid of {views} views (0..{views - 1})"
+        return True
+
+    def select(self, images, views, view):
+        n = images.shape[0]
+        if n % views:
+            raise ValueError(f"{n} frames cannot be split into {views} equal views: set views to the grid's view "
+                             "count (CamGrid Decode's 'views' output)")
+        if not 0 <= view < views:
+            raise ValueError(f"view {view} does not exist in a grid of {views} views (0..{views - 1})")
+        per_view = n // views
+        return (images[view * per_view:(view + 1) * per_view],)

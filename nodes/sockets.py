@@ -1,0 +1,108 @@
+"""What flows on camgrid's own sockets (DESIGN §2). Core types (LATENT, IMAGE, ...) are not here."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+import torch
+
+from ..model.camera import CameraRig, latent_frame_count, plucker_rays, relative_extrinsics, TRANSLATION_SCALE
+from ..model.pipeline import CAMERA_REFERENCE
+
+MODEL = "CAMGRID_MODEL"
+RIG = "CAMERA_RIG"
+EMBEDS = "CAMERA_EMBEDS"
+SOURCE = "CAMGRID_SOURCE"
+
+VARIANTS = tuple(TRANSLATION_SCALE)  # "syncammaster", "recammaster", "wan"
+
+
+@dataclass
+class LoadedModel:
+    """A loaded grid DiT and how to run it (the CAMGRID_MODEL socket)."""
+
+    model: torch.nn.Module          # GridDiT, parked on the offload device between runs
+    name: str                       # file name (or the built-in model's name)
+    variant: str                    # "wan" | "syncammaster" | "recammaster"
+    size: str                       # "1.3B", "14B", "tiny", ...
+    dtype: torch.dtype
+    attention: str                  # attention backend name
+    sync_weights: Optional[str] = None
+    block_swap: int = 0             # blocks whose weights stay on the offload device
+    weight_storage: str = "default"
+    notes: list = field(default_factory=list)
+
+    def summary(self) -> str:
+        parts = [f"{self.name}: {self.variant} DiT, {self.size}, {str(self.dtype).replace('torch.', '')}, "
+                 f"attention {self.attention}"]
+        parts.append(f"sync weights {self.sync_weights}" if self.sync_weights else "no sync weights")
+        if self.block_swap:
+            parts.append(f"block swap {self.block_swap}")
+        if self.weight_storage != "default":
+            parts.append(f"weights {self.weight_storage}")
+        return "; ".join(parts + list(self.notes))
+
+
+@dataclass
+class CameraEmbeds:
+    """A rig and how to encode it (the CAMERA_EMBEDS socket).
+
+    convention "auto" defers the encoding rule (translation scale, reference camera) to the
+    sampler, which knows the model variant; a variant name fixes it. `extrinsics` is the eager
+    [V, T_lat, 12] encoding for a fixed convention (None for auto), shown to the user and checked
+    early.
+    """
+
+    rig: CameraRig
+    length: int                          # video frames the embedding is for (4k+1)
+    convention: str = "auto"             # "auto" | one of VARIANTS
+    reference: str = "auto"              # "auto" | "view0" | "first_pose"
+    translation_scale: float = 0.0       # 0: the convention's own scale
+    kind: str = "relative"               # "relative" (12-d) | "plucker"
+    extrinsics: Optional[torch.Tensor] = None
+
+    @property
+    def num_views(self) -> int:
+        return self.rig.num_views
+
+    @property
+    def num_latent_frames(self) -> int:
+        return latent_frame_count(self.length)
+
+    def rule_for(self, variant: str) -> tuple[str, str, float]:
+        convention = variant if self.convention == "auto" else self.convention
+        reference = CAMERA_REFERENCE[convention] if self.reference == "auto" else self.reference
+        scale = TRANSLATION_SCALE[convention] if not self.translation_scale else float(self.translation_scale)
+        return convention, reference, scale
+
+    def relative(self, variant: str, num_latent_frames: Optional[int] = None) -> torch.Tensor:
+        """[V, T_lat, 12] relative extrinsics under the rule for `variant`."""
+        _, reference, scale = self.rule_for(variant)
+        t = num_latent_frames or self.num_latent_frames
+        return relative_extrinsics(self.rig, scale, reference=reference, num_latent_frames=t)
+
+    def plucker(self, variant: str, height: int, width: int, num_latent_frames: Optional[int] = None) -> torch.Tensor:
+        """[V, 6, T_lat, height, width] Plücker rays relative to the rule's reference camera."""
+        _, reference, scale = self.rule_for(variant)
+        t = num_latent_frames or self.num_latent_frames
+        return plucker_rays(self.rig, height, width, t, reference=reference, translation_scale=scale)
+
+
+@dataclass
+class SourceLatent:
+    """An encoded input video (the CAMGRID_SOURCE socket): normalised latent [1, C, T, H, W].
+
+    how "auto" lets the sampler choose: recam with a ReCamMaster model, else replace_view.
+    """
+
+    latent: torch.Tensor
+    how: str = "auto"
+    view: int = 0
+    width: int = 0
+    height: int = 0
+    length: int = 0
+
+    def resolve(self, mode: str) -> str:
+        if self.how != "auto":
+            return self.how
+        return "recam" if mode == "recam" else "replace_view"
