@@ -26,11 +26,15 @@ def triton_available() -> bool:
 def use_triton(*tensors: torch.Tensor) -> bool:
     """Whether the fused kernels should run for these inputs.
 
-    Only on CUDA, only without autograd (the kernels have no backward), and not when the user
-    disabled them via CAMGRID_DISABLE_TRITON=1.
+    Only on CUDA, only without autograd (the kernels have no backward), not while torch.compile
+    traces (it fuses the references itself), and not when the user disabled them via
+    CAMGRID_DISABLE_TRITON=1.
     """
+    if torch.compiler.is_compiling():
+        return False  # under torch.compile the torch references are traced and fused by Inductor
     if os.environ.get("CAMGRID_DISABLE_TRITON", "0") not in ("", "0") or not triton_available():
         return False
     if not all(t.is_cuda for t in tensors):
         return False
+
     return not (torch.is_grad_enabled() and any(t.requires_grad for t in tensors))

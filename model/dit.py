@@ -10,6 +10,13 @@ Numerics follow the Wan2.1 reference: the timestep is cast to the model dtype be
 sinusoid, the time embedding / modulation / gates / residual stream are float32, the linear layers
 run in the model dtype. For an fp32 model all of this is plain fp32.
 
+Speed (DESIGN §7): q/k RMSNorm + RoPE, LayerNorm + modulation and the gated residuals go through
+the fused kernels of kernels/ (Triton on CUDA, their torch references elsewhere: CPU numerics are
+the plain fp32 formulas); RoPE tables are cached per grid; on Hopper the SDPA kernel is picked per
+shape (kernels/sdpa_select.py). Opt-in: `compile_blocks()` (torch.compile per block),
+`set_row_chunks(n)` (rows of a stream in chunks of n, bounds activation memory),
+`set_ffn_chunking(tokens)`.
+
 Modes (DESIGN §3.3): independent, syncam (SynCamMaster), recam (ReCamMaster), hard / soft
 (4Real-Video two-stream with hard or soft synchronisation after every block).
 """
@@ -22,6 +29,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..kernels.gated_residual import gated_residual
+from ..kernels.layernorm_modulate import layer_norm_modulate
+from ..kernels.qk_norm_rope import qk_norm_rope
+from ..kernels.sdpa_select import sdpa_priority
 from .attention import attention
 from .config import DiTConfig
 from .rope import rope_apply, rope_table
@@ -60,6 +71,20 @@ class LayerNorm32(nn.LayerNorm):
         return F.layer_norm(x.float(), self.normalized_shape, w, b, self.eps)
 
 
+@torch.compiler.disable
+def attend(q, k, v, backend=None):
+    """model.attention with the SDPA kernel priority for this shape; never traced by torch.compile,
+    so a compiled block keeps exactly the backend the dispatcher picks."""
+    with sdpa_priority(q, k):
+        return attention(q, k, v, backend=backend)
+
+
+def norm_heads(x, norm: RMSNorm, num_heads: int, rope=None):
+    """RMSNorm(x) over the full width, viewed as heads, rotated by RoPE when `rope` = (cos, sin)."""
+    cos, sin = rope if rope is not None else (None, None)
+    return qk_norm_rope(x, norm.weight, cos, sin, num_heads, norm.eps)
+
+
 class SelfAttention(nn.Module):
     def __init__(self, dim: int, num_heads: int, eps: float = 1e-6):
         super().__init__()
@@ -70,11 +95,10 @@ class SelfAttention(nn.Module):
     def forward(self, x, rope, backend=None):
         n, l, d = x.shape
         x = x.to(self.q.weight.dtype)
-        q = self.norm_q(self.q(x)).view(n, l, self.num_heads, -1)
-        k = self.norm_k(self.k(x)).view(n, l, self.num_heads, -1)
+        q = norm_heads(self.q(x), self.norm_q, self.num_heads, rope)
+        k = norm_heads(self.k(x), self.norm_k, self.num_heads, rope)
         v = self.v(x).view(n, l, self.num_heads, -1)
-        cos, sin = rope
-        out = attention(rope_apply(q, cos, sin), rope_apply(k, cos, sin), v, backend=backend)
+        out = attend(q, k, v, backend)
         return self.o(out.reshape(n, l, d))
 
 
@@ -85,18 +109,49 @@ class CrossAttention(nn.Module):
         self.q, self.k, self.v, self.o = (nn.Linear(dim, dim) for _ in range(4))
         self.norm_q, self.norm_k = RMSNorm(dim, eps), RMSNorm(dim, eps)
 
-    def forward(self, x, context, backend=None):
-        """x [N, L, d]; context [B, Lc, d] with N a multiple of B (rows of batch b are contiguous)."""
+    def context_kv(self, context):
+        """k, v [B, Lc, H, D] of the text, once per batch element (shared by all its rows)."""
+        b = context.shape[0]
+        k = norm_heads(self.k(context), self.norm_k, self.num_heads)
+        v = self.v(context).view(b, -1, self.num_heads, context.shape[-1] // self.num_heads)
+        return k, v
+
+    def forward(self, x, context, backend=None, kv=None):
+        """x [N, L, d]; context [B, Lc, d] with N a multiple of B (rows of batch b are contiguous).
+
+        kv: (k, v) from `context_kv`, already one per row of x or one per batch element (then
+        `context` is not read); lets a caller that processes rows in chunks project the text once.
+        """
         n, l, d = x.shape
         x = x.to(self.q.weight.dtype)
-        q = self.norm_q(self.q(x)).view(n, l, self.num_heads, -1)
-        # k/v of the text once per batch element, shared by all of its rows (views / frames)
-        k = self.norm_k(self.k(context)).view(context.shape[0], -1, self.num_heads, d // self.num_heads)
-        v = self.v(context).view(context.shape[0], -1, self.num_heads, d // self.num_heads)
-        rep = n // context.shape[0]
+        q = norm_heads(self.q(x), self.norm_q, self.num_heads)
+        k, v = kv if kv is not None else self.context_kv(context)
+        rep = n // k.shape[0]
         if rep > 1:
             k, v = k.repeat_interleave(rep, 0), v.repeat_interleave(rep, 0)
-        return self.o(attention(q, k, v, backend=backend).reshape(n, l, d))
+        return self.o(attend(q, k, v, backend).reshape(n, l, d))
+
+
+_GELU_EPILOGUE: dict = {}
+
+
+def gelu_epilogue_is_tanh(device) -> bool:
+    """Whether torch._addmm_activation(use_gelu=True) computes the tanh GELU on `device`.
+
+    cuBLASLt's GELU epilogue is the tanh approximation Wan uses; other builds (torch's CPU
+    kernel uses the erf GELU) must not take the fused path. Checked once per device in fp32 on
+    values where the two GELUs differ by ~1e-3.
+    """
+    key = str(device)
+    if key not in _GELU_EPILOGUE:
+        with torch.no_grad():
+            x = torch.linspace(-3, 3, 64 * 64, device=device).view(64, 64)
+            eye = torch.eye(64, device=device)
+            got = torch._addmm_activation(torch.zeros(64, device=device), x, eye, use_gelu=True)
+            d_tanh = (got - F.gelu(x, approximate="tanh")).abs().max().item()
+            d_erf = (got - F.gelu(x)).abs().max().item()
+        _GELU_EPILOGUE[key] = d_tanh < 1e-5 < d_erf
+    return _GELU_EPILOGUE[key]
 
 
 def modulate(x32, shift, scale):
@@ -123,6 +178,7 @@ class GridDiTBlock(nn.Module):
             self.mvs_attn = SelfAttention(dim, cfg.num_heads, eps)
         self.sync: Optional[SyncLayer] = None  # attached from a camgrid sync-weights file
         self.ffn_chunk_tokens: Optional[int] = None  # bound the FFN's hidden activation (memory)
+        self.row_chunk: Optional[int] = None  # process at most this many rows (streams) at a time
 
     @property
     def has_camera(self) -> bool:
@@ -132,41 +188,83 @@ class GridDiTBlock(nn.Module):
         x = x.to(self.ffn[0].weight.dtype)
         c = self.ffn_chunk_tokens
         if c is None or x.shape[1] <= c:
+            return self.ffn_apply(x)
+        return torch.cat([self.ffn_apply(part) for part in x.split(c, dim=1)], dim=1)
+
+    def ffn_apply(self, x):
+        """Linear, GELU(tanh), Linear. On CUDA in half precision (inference) the GELU runs in the
+        first matmul's cuBLASLt epilogue (torch._addmm_activation): one pass less over the
+        [L, ffn_dim] hidden activation, the largest tensor of the block."""
+        up = self.ffn[0]
+        fused = (x.is_cuda and type(up) is nn.Linear and x.dtype in (torch.float16, torch.bfloat16)
+                 and not torch.is_grad_enabled() and not torch.compiler.is_compiling()
+                 and gelu_epilogue_is_tanh(x.device))
+        if not fused:
             return self.ffn(x)
-        return torch.cat([self.ffn(part) for part in x.split(c, dim=1)], dim=1)
+        hidden = torch._addmm_activation(up.bias, x.reshape(-1, x.shape[-1]), up.weight.t(), use_gelu=True)
+        return self.ffn[2](hidden).view(*x.shape[:-1], -1)
+
+    def cross_input(self, x):
+        """norm3(x) in the linear layers' dtype. On CUDA the affine LayerNorm runs as the fused
+        LN + modulation kernel: LN(x) * w + b == LN(x) * (1 + (w - 1)) + b."""
+        n3 = self.norm3
+        if not (x.is_cuda and isinstance(n3, LayerNorm32) and n3.weight is not None
+                and not torch.compiler.is_compiling()):
+            return n3(x)
+        return layer_norm_modulate(x, n3.bias.float(), n3.weight.float() - 1, n3.eps, out_dtype=self.ffn[0].weight.dtype)
+
+    def modulated(self, x, norm, shift, scale, cam=None):
+        """LN(x) * (1 + scale) + shift (+ cam), in the linear layers' dtype (fused kernel on CUDA)."""
+        dtype = self.ffn[0].weight.dtype
+        if cam is None:
+            return layer_norm_modulate(x, shift, scale, norm.eps, out_dtype=dtype)
+        return (layer_norm_modulate(x, shift, scale, norm.eps, out_dtype=torch.float32) + cam).to(dtype)
 
     def forward(self, x, e, context, rope, cam=None, use_projector=False, backend=None):
-        """One Wan block on rows x [N, L, d] (float32 residual stream).
+        """One Wan block on rows x [N, L, d] (float32 residual stream); x itself is not modified.
 
         e: [N, 6, d] float32 timestep modulation per row (already expanded to rows).
         cam: optional [N, L, d] camera features added to the self-attention input (ReCamMaster;
              the view stream of hard/soft). use_projector: ReCamMaster's projector on the output.
+        With `row_chunk` set, rows go through the block in chunks (rows are independent).
         """
+        n, c = x.shape[0], self.row_chunk
+        if c is None or n <= c:
+            return self.forward_rows(x, e, context, rope, cam, use_projector, backend)
+        k, v = self.cross_attn.context_kv(context)
+        rep = n // context.shape[0]
+        out = torch.empty_like(x)
+        for r0 in range(0, n, c):
+            r1 = min(n, r0 + c)
+            batch_of_row = torch.arange(r0, r1, device=x.device) // rep
+            kv = (k.index_select(0, batch_of_row), v.index_select(0, batch_of_row))
+            out[r0:r1] = self.forward_rows(x[r0:r1], e[r0:r1] if e.shape[0] == n else e, None, rope,
+                                           cam[r0:r1] if cam is not None else None, use_projector, backend, kv)
+        return out
+
+    def forward_rows(self, x, e, context, rope, cam=None, use_projector=False, backend=None, kv=None):
         s1, c1, g1, s2, c2, g2 = (self.modulation.float() + e).chunk(6, dim=1)
-        h = modulate(self.norm1(x), s1, c1)
-        if cam is not None:
-            h = h + cam
-        y = self.self_attn(h, rope, backend)
+        y = self.self_attn(self.modulated(x, self.norm1, s1, c1, cam), rope, backend)
         if use_projector:
             y = self.projector(y)
-        x = x + g1 * y.float()
-        return self.cross_ffn(x, e, context, backend, (s2, c2, g2))
+        x = gated_residual(x, g1, y)  # out of place: the caller's x may feed the other stream too
+        return self.cross_ffn(x, e, context, backend, (s2, c2, g2), kv)
 
-    def cross_ffn(self, x, e, context, backend, mlp_mod=None):
+    def cross_ffn(self, x, e, context, backend, mlp_mod=None, kv=None):
+        """Cross-attention and FFN residuals; updates x (a tensor this block owns) in place."""
         s2, c2, g2 = mlp_mod if mlp_mod is not None else (self.modulation.float() + e).chunk(6, dim=1)[3:]
-        x = x + self.cross_attn(self.norm3(x), context, backend).float()
-        return x + g2 * self.ffn_forward(modulate(self.norm2(x), s2, c2)).float()
+        x = x.add_(self.cross_attn(self.cross_input(x), context, backend, kv))
+        return gated_residual(x, g2, self.ffn_forward(self.modulated(x, self.norm2, s2, c2)), inplace=True)
 
     def forward_syncam(self, x, e, context, rope, rope_mvs, cam, grid, backend=None):
         """SynCamMaster block: self-attn, multi-view attn across views at the same frame, cross-attn, FFN."""
         b, v, t, hw = grid
         s1, c1, g1, s2, c2, g2 = (self.modulation.float() + e).chunk(6, dim=1)
-        x = x + g1 * self.self_attn(modulate(self.norm1(x), s1, c1), rope, backend).float()
+        x = gated_residual(x, g1, self.self_attn(self.modulated(x, self.norm1, s1, c1), rope, backend))
         sm, cm, gm = (self.modulation_mvs.float() + e[:, :3]).chunk(3, dim=1)
-        h = modulate(self.norm_mvs(x), sm, cm) + cam
-        h = to_view_stream(h, b, v, t, hw)
-        y = self.projector(self.mvs_attn(h, rope_mvs, backend)).float()
-        x = x + gm * from_view_stream(y, b, v, t, hw)  # gm depends on the batch element only
+        h = to_view_stream(self.modulated(x, self.norm_mvs, sm, cm, cam), b, v, t, hw)
+        y = self.projector(self.mvs_attn(h, rope_mvs, backend))
+        x = gated_residual(x, gm, from_view_stream(y, b, v, t, hw), inplace=True)  # gm: per batch element
         return self.cross_ffn(x, e, context, backend, (s2, c2, g2))
 
 
@@ -192,7 +290,8 @@ class Head(nn.Module):
     def forward(self, x, t):
         shift, scale = (self.modulation.float() + t[:, None].float()).chunk(2, dim=1)
         # the reference runs the output projection in float32
-        return F.linear(modulate(self.norm(x), shift, scale), self.head.weight.float(), self.head.bias.float())
+        h = layer_norm_modulate(x, shift, scale, self.norm.eps, out_dtype=torch.float32)
+        return F.linear(h, self.head.weight.float(), self.head.bias.float())
 
 
 class GridDiT(nn.Module):
@@ -238,6 +337,35 @@ class GridDiT(nn.Module):
     def set_ffn_chunking(self, tokens: Optional[int]) -> None:
         for block in self.blocks:
             block.ffn_chunk_tokens = tokens
+
+    def set_row_chunks(self, rows: Optional[int]) -> None:
+        """Run each block on at most `rows` rows at a time (None = all at once).
+
+        A row is one sequence of a stream: a view of the time stream, a latent frame of the view
+        stream, a (view, cond/uncond) pair in batched CFG. Rows are independent, so the result is
+        the same; peak activation memory shrinks to about rows/N of the block's (the residual
+        stream itself stays whole). Applies to independent, recam, hard and soft; syncam's
+        sequential block mixes both layouts inside one block and is not chunked.
+        """
+        if rows is not None and (not isinstance(rows, int) or rows < 1):
+            raise ValueError(f"row chunk must be a positive int or None, got {rows!r}")
+        for block in self.blocks:
+            block.row_chunk = rows
+
+    def compile_blocks(self, enabled: bool = True, **compile_kwargs) -> None:
+        """torch.compile every block (regional compilation; one compiled graph reused by all blocks).
+
+        Under compilation the fused Triton kernels give way to their torch references, which
+        Inductor fuses itself; attention stays outside the graphs (same backend dispatch).
+        compile_kwargs go to torch.compile (default dynamic=False: the stream shapes are few and
+        fixed during sampling). enabled=False restores eager blocks.
+        """
+        compile_kwargs.setdefault("dynamic", False)
+        for block in self.blocks:
+            if enabled:
+                block.compile(**compile_kwargs)
+            else:
+                block._compiled_call_impl = None
 
     # --- embeddings ---------------------------------------------------------------------------
     def embed_time(self, timestep):
