@@ -17,9 +17,9 @@ import sys
 #   "train": (".training.cli", "train camgrid sync layers"),
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "generate": (".model.pipeline", "text -> multi-view video grid; video -> novel views"),
-    # "train": ...,   hook: training subcommand
-    # "eval":  ...,   hook: evaluation subcommand
-    # "demo":  ...,   hook: demo subcommand
+    "train": (".train.trainer", "train the tiny built-in model (or your own) on synthetic multi-camera scenes"),
+    "eval": (".train.evaluate", "multi-view consistency table per grid mode (independent/syncam/hard/soft)"),
+    "demo": (".train.demo", "generate a 4-view grid with the built-in model on CPU: videos, rig picture, metrics"),
 }
 
 # errors of bad input: printed as one line instead of a traceback

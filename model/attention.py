@@ -205,7 +205,10 @@ def attention_chunked(q, k, v, budget_bytes: int | None = None):
             vb = vh[bs, hs].to(acc).contiguous()                    # [b, h, Lk, Dv]
             for j in range(0, lq, q_block):
                 s = torch.matmul(qh[bs, hs, j:j + q_block].to(acc) * scale, kt)
-                s.sub_(s.amax(dim=-1, keepdim=True)).exp_()
+                if torch.is_grad_enabled() and (q.requires_grad or k.requires_grad or v.requires_grad):
+                    s = (s - s.amax(dim=-1, keepdim=True)).exp()  # autograd needs s: no in-place update
+                else:
+                    s.sub_(s.amax(dim=-1, keepdim=True)).exp_()
                 denom = s.sum(dim=-1, keepdim=True)
                 out[bs, j:j + q_block, hs] = (torch.matmul(s, vb) / denom).transpose(1, 2).to(q.dtype)
                 del s

@@ -35,7 +35,7 @@ from ..kernels.qk_norm_rope import qk_norm_rope
 from ..kernels.sdpa_select import sdpa_priority
 from .attention import attention
 from .config import DiTConfig
-from .rope import rope_apply, rope_table
+from .rope import rope_table
 from .sync import SyncLayer
 
 MODES = ("independent", "syncam", "recam", "hard", "soft")
@@ -251,10 +251,14 @@ class GridDiTBlock(nn.Module):
         return self.cross_ffn(x, e, context, backend, (s2, c2, g2), kv)
 
     def cross_ffn(self, x, e, context, backend, mlp_mod=None, kv=None):
-        """Cross-attention and FFN residuals; updates x (a tensor this block owns) in place."""
+        """Cross-attention and FFN residuals; at inference updates x (a tensor this block owns) in place.
+
+        With autograd recording (training) everything stays out of place: backward needs the old x."""
         s2, c2, g2 = mlp_mod if mlp_mod is not None else (self.modulation.float() + e).chunk(6, dim=1)[3:]
-        x = x.add_(self.cross_attn(self.cross_input(x), context, backend, kv))
-        return gated_residual(x, g2, self.ffn_forward(self.modulated(x, self.norm2, s2, c2)), inplace=True)
+        inplace = not torch.is_grad_enabled()
+        y = self.cross_attn(self.cross_input(x), context, backend, kv)
+        x = x.add_(y) if inplace else x + y
+        return gated_residual(x, g2, self.ffn_forward(self.modulated(x, self.norm2, s2, c2)), inplace=inplace)
 
     def forward_syncam(self, x, e, context, rope, rope_mvs, cam, grid, backend=None):
         """SynCamMaster block: self-attn, multi-view attn across views at the same frame, cross-attn, FFN."""
@@ -264,7 +268,7 @@ class GridDiTBlock(nn.Module):
         sm, cm, gm = (self.modulation_mvs.float() + e[:, :3]).chunk(3, dim=1)
         h = to_view_stream(self.modulated(x, self.norm_mvs, sm, cm, cam), b, v, t, hw)
         y = self.projector(self.mvs_attn(h, rope_mvs, backend))
-        x = gated_residual(x, gm, from_view_stream(y, b, v, t, hw), inplace=True)  # gm: per batch element
+        x = gated_residual(x, gm, from_view_stream(y, b, v, t, hw), inplace=not torch.is_grad_enabled())  # gm: per batch
         return self.cross_ffn(x, e, context, backend, (s2, c2, g2))
 
 

@@ -257,3 +257,14 @@ def test_chunked_memory_is_bounded(monkeypatch):
     rows = torch.tensor([0, 1, 4097, n - 1])
     ref = attention(q[:, rows], k, v, backend="naive")
     torch.testing.assert_close(out[0][:, rows], ref, atol=2e-5, rtol=2e-5)
+
+
+def test_chunked_backend_supports_autograd():
+    """Training (the built-in model's trainer) backpropagates through the default CPU backend."""
+    g = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(1, 33, 2, 16, generator=g, requires_grad=True) for _ in range(3))
+    out = A.attention_chunked(q, k, v, budget_bytes=4096)
+    ref = A.attention_naive(q.detach().requires_grad_(), k.detach().requires_grad_(), v.detach().requires_grad_())
+    out.sum().backward()
+    assert q.grad is not None and torch.isfinite(q.grad).all()
+    assert (out - ref).abs().max() < 1e-5

@@ -1,0 +1,186 @@
+"""The built-in model "camgrid-tiny (built-in)": a tiny GridDiT trained by `camgrid train` on synthetic scenes.
+
+It ships in `assets/` so the quick start runs with no downloads:
+  camgrid-tiny.safetensors          the DiT ("syncammaster" variant, Wan key layout, config in the metadata),
+                                    read by `load_grid_dit` like any real checkpoint;
+  camgrid-tiny-sync.safetensors     its 4Real-Video sync layers (hard gates + soft layers), `load_sync_weights`;
+  camgrid-tiny-text-ae.safetensors  the tiny text encoder (`text.*`) and video autoencoder (`ae.*`), their
+                                    configs and the training resolution in the metadata.
+Weights are stored in float16 (half the size) and loaded as float32.
+
+    from camgrid.train import load_builtin
+    m = load_builtin()
+    frames = m.generate("a red sphere and a blue box", rig, mode="syncam")   # [V, F, H, W, 3] in 0..1
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional, Sequence, Union
+
+import torch
+
+from ..model.camera import CameraRig, relative_extrinsics
+
+BUILTIN_NAME = "camgrid-tiny (built-in)"
+ASSETS_DIR = Path(__file__).resolve().parent.parent / "assets"
+DIT_FILE = "camgrid-tiny.safetensors"
+SYNC_FILE = "camgrid-tiny-sync.safetensors"
+TEXT_AE_FILE = "camgrid-tiny-text-ae.safetensors"
+DEFAULT_META = {"height": 48, "width": 80, "frames": 17, "shift": 3.0}
+
+
+@dataclass
+class TinyGridModel:
+    """DiT + tiny text encoder + tiny video autoencoder, with a text -> multi-view video `generate`."""
+    dit: torch.nn.Module
+    text: torch.nn.Module
+    ae: torch.nn.Module
+    meta: dict = field(default_factory=lambda: dict(DEFAULT_META))
+
+    @property
+    def device(self) -> torch.device:
+        return self.dit.device
+
+    @property
+    def height(self) -> int:
+        return int(self.meta["height"])
+
+    @property
+    def width(self) -> int:
+        return int(self.meta["width"])
+
+    @property
+    def frames(self) -> int:
+        return int(self.meta["frames"])
+
+    @property
+    def latent_frames(self) -> int:
+        return (self.frames - 1) // 4 + 1
+
+    def modes(self) -> list[str]:
+        """Grid modes this model can run."""
+        modes = ["independent", "hard"]
+        if self.dit.variant == "syncammaster":
+            modes.insert(1, "syncam")
+        if self.dit.has_sync_weights and self.dit.blocks[0].sync.soft is not None:
+            modes.append("soft")
+        return modes
+
+    @torch.no_grad()
+    def encode_prompt(self, captions: Union[str, Sequence[str]]) -> torch.Tensor:
+        """[B, L, text_dim]; "" gives the unconditional (all-zero) features."""
+        return self.text.encode(captions).to(self.device)
+
+    def camera_embedding(self, rig: CameraRig) -> torch.Tensor:
+        """[V, T_lat, 12] SynCamMaster relative extrinsics (view 0 reference, 0.5 per metre)."""
+        return relative_extrinsics(rig, "syncammaster", "view0", num_latent_frames=self.latent_frames)
+
+    def latent_shape(self, num_views: int, batch: int = 1) -> tuple:
+        c = self.dit.config.in_dim
+        return (batch, num_views, c, self.latent_frames, self.height // 4, self.width // 4)
+
+    @torch.no_grad()
+    def generate_latents(self, captions: Union[str, Sequence[str]], cameras: torch.Tensor, mode: str = "syncam",
+                         steps: int = 20, cfg: float = 4.0, shift: Optional[float] = None, seed: int = 0,
+                         scheduler: str = "unipc", callback=None) -> torch.Tensor:
+        """captions (B of them) and cameras [B, V, T, 12] or [V, T, 12] -> latent grid [B, V, C, T, h, w]."""
+        from ..model.sampling import sample_grid
+
+        captions = [captions] if isinstance(captions, str) else list(captions)
+        cameras = cameras if cameras.ndim == 4 else cameras[None].expand(len(captions), -1, -1, -1)
+        b, v = cameras.shape[:2]
+        if b != len(captions):
+            raise ValueError(f"{len(captions)} captions for {b} camera sets; give one caption per grid")
+        ctx = self.encode_prompt(captions)
+        neg = self.encode_prompt([""] * b)
+        return sample_grid(self.dit, self.latent_shape(v, b), ctx, neg, mode=mode, camera=cameras.to(self.device),
+                           steps=steps, cfg=cfg, shift=float(self.meta.get("shift", 3.0) if shift is None else shift),
+                           scheduler=scheduler, seed=seed, callback=callback)
+
+    @torch.no_grad()
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        """latent grid [B, V, C, T, h, w] -> frames [B, V, F, H, W, 3] in 0..1 (on the CPU)."""
+        return torch.stack([self.ae.decode(grid).cpu() for grid in latents])
+
+    @torch.no_grad()
+    def generate(self, caption: str, rig: CameraRig, mode: str = "syncam", steps: int = 20, cfg: float = 4.0,
+                 shift: Optional[float] = None, seed: int = 0, scheduler: str = "unipc") -> torch.Tensor:
+        """One grid for `rig`: frames [V, F, H, W, 3] in 0..1 at the model's resolution."""
+        if mode not in self.modes():
+            raise ValueError(f"mode {mode!r} is not available for this model; use one of {self.modes()}")
+        lat = self.generate_latents(caption, self.camera_embedding(rig), mode, steps, cfg, shift, seed, scheduler)
+        return self.decode(lat)[0]
+
+
+def _half(sd: dict, dtype) -> dict:
+    return {k: (v.detach().to(dtype) if v.is_floating_point() else v.detach()).contiguous().cpu() for k, v in sd.items()}
+
+
+def save_builtin(model: TinyGridModel, directory: Union[str, Path], dtype=torch.float16) -> dict:
+    """Write the three model files into `directory`; returns their paths."""
+    from safetensors.torch import save_file
+
+    from ..model.checkpoint import METADATA_CONFIG_KEY
+    from ..model.sync import sync_state_dict
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    paths = {"dit": directory / DIT_FILE, "sync": directory / SYNC_FILE, "text_ae": directory / TEXT_AE_FILE}
+    dit = model.dit
+    save_file(_half(dit.base_state_dict(), dtype), str(paths["dit"]),
+              metadata={METADATA_CONFIG_KEY: dit.config.to_json(), "format": "camgrid-dit", "name": BUILTIN_NAME})
+    if dit.has_sync_weights:
+        sd = _half(sync_state_dict(dit), dtype)
+        rank = dit.blocks[0].sync.soft.rank if dit.blocks[0].sync.soft is not None else 0
+        save_file(sd, str(paths["sync"]), metadata={"format": "camgrid-sync", "dim": str(dit.config.dim),
+                                                    "num_layers": str(dit.config.num_layers), "rank": str(rank),
+                                                    "model": BUILTIN_NAME})
+    else:
+        paths["sync"].unlink(missing_ok=True)
+        del paths["sync"]
+    sd = {**{f"text.{k}": v for k, v in model.text.state_dict().items()},
+          **{f"ae.{k}": v for k, v in model.ae.state_dict().items()}}
+    save_file(_half(sd, dtype), str(paths["text_ae"]),
+              metadata={"format": "camgrid-tiny-text-ae", "text": json.dumps(model.text.config()),
+                        "ae": json.dumps(model.ae.config()), "meta": json.dumps(model.meta)})
+    return paths
+
+
+def builtin_available(directory: Union[str, Path, None] = None) -> bool:
+    directory = ASSETS_DIR if directory is None else Path(directory)
+    return (directory / DIT_FILE).is_file() and (directory / TEXT_AE_FILE).is_file()
+
+
+def load_builtin(directory: Union[str, Path, None] = None, device: Union[str, torch.device] = "cpu",
+                 attention: Optional[str] = None) -> TinyGridModel:
+    """Load the built-in model (from `assets/`, or a `camgrid train --out` folder) as float32 on `device`."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    from ..model.checkpoint import load_grid_dit
+    from ..model.sync import load_sync_weights
+    from .autoencoder import TinyVideoAE
+    from .text import TinyTextEncoder
+
+    directory = ASSETS_DIR if directory is None else Path(directory)
+    if not builtin_available(directory):
+        raise FileNotFoundError(f"the built-in model files ({DIT_FILE}, {TEXT_AE_FILE}) are not in {directory}: "
+                                "reinstall camgrid with its assets/ folder, or train them with `python -m camgrid train`")
+    device = torch.device(device)
+    dit = load_grid_dit(directory / DIT_FILE, device=device, dtype=torch.float32)
+    if (directory / SYNC_FILE).is_file():
+        load_sync_weights(dit, directory / SYNC_FILE)
+        dit.to(device=device, dtype=torch.float32).requires_grad_(False)
+    if attention is not None:
+        dit.attention_backend = attention
+    with safe_open(str(directory / TEXT_AE_FILE), "pt") as f:
+        meta = f.metadata()
+    sd = load_file(str(directory / TEXT_AE_FILE))
+    text = TinyTextEncoder(**json.loads(meta["text"]))
+    text.load_state_dict({k[5:]: v.float() for k, v in sd.items() if k.startswith("text.")})
+    ae = TinyVideoAE(**json.loads(meta["ae"]))
+    ae.load_state_dict({k[3:]: v.float() for k, v in sd.items() if k.startswith("ae.")})
+    info = {**DEFAULT_META, **json.loads(meta.get("meta", "{}"))}
+    return TinyGridModel(dit, text.to(device).eval().requires_grad_(False), ae.to(device).eval().requires_grad_(False), info)

@@ -1,0 +1,114 @@
+"""A bank of rendered training samples in memory, filled by background worker processes.
+
+Rendering (synth.render, a CPU ray caster) is the slow part of training tiny models, so worker
+processes render samples of `SyntheticMultiViewDataset` while the GPU trains; `poll()` moves finished
+samples into the bank without waiting. Frames are kept as uint8, object masks as bool (the AE loss
+weighs object pixels up: they carry what the consistency metric measures). Every sample of a bank
+has the same number of views, so batches stack.
+"""
+from __future__ import annotations
+
+import multiprocessing as mp
+import queue
+import random
+import threading
+from typing import Optional
+
+import numpy as np
+import torch
+
+from ..model.camera import relative_extrinsics
+from ..synth.dataset import SyntheticMultiViewDataset
+
+_WORKER_DATASET: Optional[SyntheticMultiViewDataset] = None
+
+
+def _init_worker():
+    torch.set_num_threads(1)
+
+
+def render_item(dataset: SyntheticMultiViewDataset, index: int) -> dict:
+    s = dataset[index]
+    t_lat = (dataset.num_frames - 1) // 4 + 1
+    return dict(index=index,
+                videos=(s["videos"].clamp(0, 1) * 255 + 0.5).to(torch.uint8).numpy(),
+                mask=(s["ids"] >= 0).numpy(),
+                camera=relative_extrinsics(s["rig"], "syncammaster", "view0", num_latent_frames=t_lat).numpy(),
+                caption=s["caption"], colours=list(s["colours"]), rig=s["rig"])
+
+
+def _render_global(index: int) -> dict:
+    return render_item(_WORKER_DATASET, index)
+
+
+class SampleBank:
+    def __init__(self, num_samples: int, views: int, height: int, width: int, frames: int, seed: int = 0,
+                 workers: int = 0):
+        global _WORKER_DATASET
+        self.dataset = SyntheticMultiViewDataset(length=num_samples, height=height, width=width, num_frames=frames,
+                                                 min_views=views, max_views=views, seed=seed, return_ids=True)
+        self.target = int(num_samples)
+        self.items: list[dict] = []
+        self.latents: list[torch.Tensor] = []   # per item [V, C, T, h, w], filled by encode_pending
+        self._pool, self._results, self._next = None, None, 0
+        if workers > 0:
+            _WORKER_DATASET = self.dataset  # inherited by the forked workers
+            self._pool = mp.get_context("fork").Pool(workers, initializer=_init_worker)
+            self._queue: queue.Queue = queue.Queue()
+            results = self._pool.imap_unordered(_render_global, range(self.target), chunksize=2)
+            # a thread hands finished samples over, so poll() can take them without blocking
+            self._thread = threading.Thread(target=self._collect, args=(results,), daemon=True)
+            self._thread.start()
+
+    def _collect(self, results):
+        try:
+            for item in results:
+                self._queue.put(item)
+        except Exception as exc:  # a pool terminated by close(), or a rendering error: poll() reports it
+            self._queue.put(exc)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    @property
+    def complete(self) -> bool:
+        return len(self.items) >= self.target
+
+    def poll(self, at_least: int = 0) -> int:
+        """Move rendered samples into the bank; wait until it holds `at_least` (capped at the target)."""
+        at_least = min(int(at_least), self.target)
+        if self._pool is None:  # no workers: render in this process, only as many as asked for
+            while len(self.items) < at_least:
+                self.items.append(render_item(self.dataset, len(self.items)))
+            return len(self.items)
+        while not self.complete:
+            try:
+                item = self._queue.get(block=len(self.items) < at_least, timeout=600)
+            except queue.Empty:
+                break
+            if isinstance(item, Exception):
+                raise RuntimeError(f"rendering training samples failed: {item}") from item
+            self.items.append(item)
+        if self.complete:
+            self.close()
+        return len(self.items)
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.terminate()
+            self._pool.join()
+            self._pool = None
+
+    def sample(self, rng: random.Random, batch: int, field: str = "videos"):
+        idx = [rng.randrange(len(self.items)) for _ in range(batch)]
+        return idx, np.stack([self.items[i][field] for i in idx])
+
+    @torch.no_grad()
+    def encode_pending(self, ae, device, chunk: int = 16) -> None:
+        """Encode every sample that has no latent yet (all views), keeping latents on `device`."""
+        while len(self.latents) < len(self.items):
+            items = self.items[len(self.latents):len(self.latents) + chunk]
+            frames = torch.from_numpy(np.stack([it["videos"] for it in items])).to(device)  # [n, V, F, H, W, 3]
+            n, v = frames.shape[:2]
+            z = ae.encode(frames.flatten(0, 1).float() / 255.0)
+            self.latents.extend(z.reshape(n, v, *z.shape[1:]).unbind(0))
