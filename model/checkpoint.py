@@ -223,13 +223,19 @@ def _problem_list(keys, limit=12):
 
 
 def load_grid_dit(path_or_state_dict, device="cpu", dtype: torch.dtype | None = None, num_heads: int | None = None,
-                  config: DiTConfig | None = None, strict: bool = True):
+                  config: DiTConfig | None = None, strict: bool = True, fp8: bool = False,
+                  fp8_scaling: str = "per_channel", block_swap: int = 0, attention: str | None = None,
+                  ffn_chunk: int | None = None):
     """Load a Wan2.1-family DiT (plain Wan, SynCamMaster, ReCamMaster) from a file or a state dict.
 
     The config and variant come from the keys and shapes (`num_heads` only for non-standard widths);
-    `dtype` None keeps the file's floating dtype. Returns a GridDiT in eval mode.
+    `dtype` None keeps the file's floating dtype (bf16 compute for fp8 files). Returns a GridDiT in eval mode.
+    Memory options (DESIGN §7): `fp8` stores the block Linear weights in fp8 e4m3 with scales (model/fp8.py;
+    fp8 files, ComfyUI "scaled fp8" included, load either way); `block_swap` keeps that many blocks' weights
+    on the CPU (model/offload.py); `attention` sets the attention backend; `ffn_chunk` the FFN token chunk.
     """
     from .dit import GridDiT
+    from .fp8 import dequantize_weight, quantize_linear_weights, split_fp8_scales, to_fp8_entry
 
     if isinstance(path_or_state_dict, Mapping):
         sd, meta, name = dict(path_or_state_dict), {}, "state dict"
@@ -237,6 +243,7 @@ def load_grid_dit(path_or_state_dict, device="cpu", dtype: torch.dtype | None = 
         sd, meta = read_state_dict(path_or_state_dict)
         name = Path(path_or_state_dict).name
     sd, layout = to_original_layout(sd)
+    sd, fp8_scales = split_fp8_scales(sd)  # scaled-fp8 files: per-layer scales out of the way of the key checks
     try:
         cfg = _config_from(sd, meta, num_heads, config)
     except CheckpointError as exc:
@@ -244,8 +251,23 @@ def load_grid_dit(path_or_state_dict, device="cpu", dtype: torch.dtype | None = 
     if any(".sync." in k for k in sd):
         raise CheckpointError(f"{name}: this is a camgrid sync-weights file, not a DiT. Load a DiT first and pass this "
                               "file as its sync weights (CamGridModelLoader 'sync_weights' / load_sync_weights).")
+    if dtype is None:
+        floats = [v.dtype for v in sd.values() if v.is_floating_point()]
+        dtype = max(set(floats), key=floats.count) if floats else torch.float32
+        if dtype not in (torch.float32, torch.float16, torch.bfloat16):
+            dtype = torch.bfloat16  # fp8 storage: compute in bf16
     with torch.device("meta"):
-        model = GridDiT(cfg)
+        model = GridDiT(cfg).to(dtype)
+    kept_fp8 = set()
+    if fp8:
+        for layer in quantize_linear_weights(model, scaling=fp8_scaling):
+            key = layer + ".weight"
+            if key in sd:
+                sd[key], sd[layer + ".scale_weight"] = to_fp8_entry(sd[key], fp8_scales.pop(key, None), scaling=fp8_scaling)
+                kept_fp8.update((key, layer + ".scale_weight"))
+    for key, scale in fp8_scales.items():  # scaled fp8 weights not kept in fp8
+        if key in sd:
+            sd[key] = dequantize_weight(sd[key], scale, dtype)
     expected = {k: v.shape for k, v in model.state_dict().items()}
     missing = expected.keys() - sd.keys()
     unexpected = sd.keys() - expected.keys()
@@ -257,20 +279,27 @@ def load_grid_dit(path_or_state_dict, device="cpu", dtype: torch.dtype | None = 
             parts.append(f"Unexpected {len(unexpected)}: {_problem_list(unexpected)}.")
         parts.append("Is this a Wan2.1 T2V / SynCamMaster / ReCamMaster DiT file (not a VAE or text encoder)?")
         raise CheckpointError(" ".join(parts))
-    bad_shapes = [f"{k} {tuple(sd[k].shape)} != {tuple(s)}" for k, s in expected.items() if k in sd and tuple(sd[k].shape) != tuple(s)]
+    bad_shapes = [f"{k} {tuple(sd[k].shape)} != {tuple(s)}" for k, s in expected.items()
+                  if k in sd and tuple(sd[k].shape) != tuple(s) and not k.endswith(".scale_weight")]
     if bad_shapes:
         raise CheckpointError(f"{name}: tensor shapes do not match the detected config ({cfg.size_name}): "
                               f"{_problem_list(bad_shapes, 6)}")
-    if dtype is None:
-        floats = [v.dtype for v in sd.values() if v.is_floating_point()]
-        dtype = max(set(floats), key=floats.count) if floats else torch.float32
-        if dtype not in (torch.float32, torch.float16, torch.bfloat16):
-            dtype = torch.bfloat16  # fp8 storage: compute in bf16
-    tensors = {k: sd[k].to(device=device, dtype=dtype if sd[k].is_floating_point() else sd[k].dtype) for k in expected if k in sd}
+    load_device = "cpu" if block_swap else device  # with block swap the full model need not fit on the GPU
+    tensors = {k: sd[k].to(device=load_device, dtype=dtype if sd[k].is_floating_point() and k not in kept_fp8 else sd[k].dtype)
+               for k in expected if k in sd}
     model.load_state_dict(tensors, strict=strict, assign=True)
     model.load_info = {"name": name, "layout": layout, "variant": cfg.variant, "size": cfg.size_name,
-                       "dtype": str(dtype).replace("torch.", "")}
-    return model.eval().requires_grad_(False)
+                       "dtype": str(dtype).replace("torch.", ""), "fp8": bool(kept_fp8), "block_swap": int(block_swap)}
+    model.eval().requires_grad_(False)
+    if attention is not None:
+        model.attention_backend = attention
+    if ffn_chunk:
+        model.set_ffn_chunking(int(ffn_chunk))
+    if block_swap:
+        from .offload import enable_block_swap
+
+        enable_block_swap(model, int(block_swap), device)
+    return model
 
 
 def save_grid_dit(model, path, layout: str = "original") -> None:
