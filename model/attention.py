@@ -10,7 +10,11 @@ Backends
     chunked     pure torch, query blocks sized from a memory budget, fp32 softmax per block:
                 peak extra memory O(block * Lk), never O(Lq * Lk). Default on CPU.
     flash_attn  flash_attn.flash_attn_func (Dao-AILab), CUDA + fp16/bf16, head_dim <= 256.
-    sage        sageattention.sageattn (INT8 QK), CUDA + fp16/bf16, head_dim <= 128.
+    sage        sageattention.sageattn: INT8 Q K^T (per-block scales) and fp16 P V; CUDA + fp16/bf16,
+                head_dim 64 / 96 / 128. Changes the numerics (8-bit scores), so `auto` never picks it:
+                it is a user choice (`attention=` option, loader node). See `attention_sage`.
+                Measured on an H200 (benchmarks/RESULTS.md, round 2): 1.0.6's Triton kernel runs at
+                0.5-0.8x cuDNN's speed; it pays on GPUs without a fast fused SDPA kernel.
     naive       materialises the full [Lq, Lk] score matrix; the reference for tests only.
     auto        the best available for the inputs' device / dtype / shape (see `resolve_backend`).
 
@@ -41,6 +45,9 @@ _INSTALL_HINT = {"flash_attn": "pip install flash-attn --no-build-isolation", "s
 
 # Scores of one chunked step may use this many bytes (fp32); env CAMGRID_ATTENTION_CHUNK_MB overrides.
 DEFAULT_CHUNK_BUDGET_BYTES = int(float(os.environ.get("CAMGRID_ATTENTION_CHUNK_MB", "256")) * 2**20)
+
+# sageattention 1.x has kernels for these head sizes only (Wan: 128)
+SAGE_HEAD_DIMS = (64, 96, 128)
 
 _default_backend = os.environ.get("CAMGRID_ATTENTION", "auto")
 _context_backend: contextvars.ContextVar[str | None] = contextvars.ContextVar("camgrid_attention_backend", default=None)
@@ -113,9 +120,12 @@ def _unsupported_reason(name: str, q: torch.Tensor) -> str | None:
         return f"it runs on CUDA only (inputs are on {q.device})"
     if q.dtype not in (torch.float16, torch.bfloat16):
         return f"it needs float16/bfloat16 inputs (got {q.dtype})"
-    max_d = 256 if name == "flash_attn" else 128
-    if q.shape[-1] > max_d:
-        return f"head_dim {q.shape[-1]} exceeds its limit of {max_d}"
+    if name == "sage":
+        if q.shape[-1] not in SAGE_HEAD_DIMS:
+            return f"head_dim {q.shape[-1]} is not one of its head sizes {SAGE_HEAD_DIMS}"
+        return None
+    if q.shape[-1] > 256:
+        return f"head_dim {q.shape[-1]} exceeds its limit of 256"
     return None
 
 
@@ -123,6 +133,7 @@ def resolve_backend(q: torch.Tensor, backend: str | None = None) -> str:
     """The concrete backend that `attention` runs for query `q` and the requested `backend`."""
     name = _check_name(backend or get_default_backend())
     if name == "auto":
+        # never "sage": its 8-bit scores change the output (a user choice, not a silent speed-up)
         if q.device.type == "cpu":
             return "chunked"  # bounded memory whatever the sequence length; fp32 softmax per block
         if q.is_cuda and backend_installed("flash_attn") and _unsupported_reason("flash_attn", q) is None:
@@ -230,9 +241,27 @@ def attention_flash_attn(q, k, v):
 
 
 def attention_sage(q, k, v):
-    # "NHD" is sageattention's name for [B, L, H, D].
-    return _optional_module("sage").sageattn(q, k, v, tensor_layout="NHD", is_causal=False,
-                                             sm_scale=1.0 / math.sqrt(q.shape[-1]))
+    """SageAttention (INT8 Q K^T, fp16 P V) on [B, L, H, D] inputs ("NHD" in sageattention's terms).
+
+    Why the wrapper does more than forward the call:
+      * smoothing: sageattn(smooth_k=True) subtracts the key mean *in place* (`k -= km`), which
+        would corrupt a caller's k (cached text keys, a view into a fused projection). Softmax is
+        unchanged by a per-query constant, so q.(k - mean_k) gives the same attention; we subtract
+        out of place and pass smooth_k=False.
+      * its kernels index the last dimension as contiguous (asserted inside); views get a copy.
+      * V goes to fp16 inside sageattn (|v| must stay below 65504; Wan's values are O(10)).
+    Known bias of sageattention 1.0.x: when Lk is not a multiple of 64 its kernel loads the missing
+    keys of the last block as zeros without masking them, so n_pad = (-Lk) % 64 phantom keys with
+    score 0 and value 0 enter the softmax denominator: the output shrinks by at most n_pad / Lk
+    (0.02 % at Lk = 32760, 0.5 % at the SynCamMaster V=2 view stream, Lk = 3120).
+    """
+    def last_dim_contiguous(t):
+        return t if t.stride(-1) == 1 else t.contiguous()
+
+    k = k - k.mean(dim=1, keepdim=True)  # out-of-place smooth_k (see above); [B, Lk, H, D]
+    out = _optional_module("sage").sageattn(last_dim_contiguous(q), k, last_dim_contiguous(v), tensor_layout="NHD",
+                                            is_causal=False, sm_scale=1.0 / math.sqrt(q.shape[-1]), smooth_k=False)
+    return out[0] if isinstance(out, tuple) else out
 
 
 _IMPLEMENTATIONS = {

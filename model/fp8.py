@@ -12,6 +12,12 @@ per tensor): w ~= weight_fp8 * scale. Two ways to run it:
   * "scaled_mm" (Hopper / Ada: CUDA capability >= 8.9): the activations are quantised too (one scale
                  per token with per-channel weights, one per tensor with a per-tensor weight scale) and
                  torch._scaled_mm runs the fp8 tensor-core matmul, fp32 accumulation, bf16 out.
+                 Per token, the quantisation is one fused Triton pass on CUDA (kernels/fp8_quant.py)
+                 and the matmul is rowwise-scaled (scale_a [M, 1], scale_b [1, N]). q, k and v of an
+                 attention read the same input: it is quantised once (`_ActivationCache`).
+FFN GELU fusion (`fuse_gelu=True`, the default of quantize_linear_weights): the FFN's
+Linear -> GELU(tanh) -> Linear becomes Linear -> Identity -> FP8Linear(input_gelu=True), which applies
+the GELU inside its quantisation pass, saving a pass over the FFN hidden, the largest activation.
   "auto" (the default) picks scaled_mm where it can run and dequant elsewhere. torch's CPU build also
   has _scaled_mm, which is how the tests check the fp8 matmul path's math without a GPU.
 
@@ -28,11 +34,14 @@ Why the `weight` attribute is a shape/dtype-only stand-in: GridDiT code reads
 from __future__ import annotations
 
 import re
+import weakref
 from typing import Iterable, Mapping
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from ..kernels.fp8_quant import quantize_rows_fp8
 
 FP8_DTYPES = (torch.float8_e4m3fn, torch.float8_e5m2)
 SCALINGS = ("per_channel", "per_tensor")
@@ -40,6 +49,8 @@ MATMUL_MODES = ("auto", "dequant", "scaled_mm")
 
 # the block Linear layers worth storing in fp8 (they hold >99% of the DiT's weights)
 QUANTIZABLE = re.compile(r"^blocks\.\d+\.((self_attn|cross_attn|mvs_attn)\.[qkvo]|ffn\.[02]|projector)$")
+# projections that GridDiT applies to one shared input (q, k, v of x; k, v of the text)
+SHARED_INPUT = re.compile(r"\.(self_attn|cross_attn|mvs_attn)\.[qkv]$")
 
 # per-layer keys of already-quantised files (ComfyUI legacy "scaled fp8" and the newer mixed-precision format)
 _WEIGHT_SCALE_SUFFIXES = (".scale_weight", ".weight_scale")
@@ -105,8 +116,45 @@ def scaled_mm_supported(device: torch.device) -> bool:
     return torch.cuda.get_device_capability(device) >= (8, 9)
 
 
+def _version_of(x: torch.Tensor):
+    try:
+        return x._version
+    except RuntimeError:  # inference-mode tensors keep no version counter
+        return None
+
+
+class _ActivationCache:
+    """The last per-token quantisation of a q / k / v projection's input: the three projections of
+    one attention read the same tensor, so the second and third reuse the first one's fp8 copy.
+    Keyed on the tensor object (weak reference: a freed tensor whose memory is reused never
+    matches), its data pointer and shape, its in-place version counter where it has one (tensors
+    made under torch.inference_mode have none: there the cache relies on GridDiT never modifying a
+    projection's input between q, k and v, which it does not), the fp8 dtype and the GELU flag.
+    Holds one fp8 copy of one attention input at most."""
+
+    def __init__(self):
+        self.key, self.ref, self.value = None, None, None
+
+    def lookup(self, x, key):
+        if self.ref is not None and self.ref() is x and self.key == (_version_of(x), *key):
+            return self.value
+        return None
+
+    def store(self, x, key, value):
+        self.ref, self.key, self.value = weakref.ref(x), (_version_of(x), *key), value
+
+    def clear(self):
+        self.key, self.ref, self.value = None, None, None
+
+
+_activation_cache = _ActivationCache()
+
+
 class FP8Linear(nn.Module):
-    """A Linear layer whose weight is stored in fp8 with float32 scales; bias in the compute dtype."""
+    """A Linear layer whose weight is stored in fp8 with float32 scales; bias in the compute dtype.
+
+    `input_gelu=True`: the layer computes Linear(GELU_tanh(x)) (the FFN's second Linear after the
+    GELU fusion; see the module docstring)."""
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True, compute_dtype=torch.bfloat16,
                  fp8_dtype=torch.float8_e4m3fn, per_channel: bool = True, device=None):
@@ -119,6 +167,8 @@ class FP8Linear(nn.Module):
         self.bias = nn.Parameter(torch.zeros(out_features, dtype=compute_dtype, device=device),
                                  requires_grad=False) if bias else None
         self.matmul = "auto"  # "auto" | "dequant" | "scaled_mm" (see the module docstring)
+        self.input_gelu = False  # set by fuse_ffn_gelu
+        self.share_input_quant = False  # q / k / v projections: reuse the input's fp8 copy (_ActivationCache)
 
     @classmethod
     def from_linear(cls, linear: nn.Linear, fp8_dtype=torch.float8_e4m3fn, scaling: str = "per_channel",
@@ -147,7 +197,8 @@ class FP8Linear(nn.Module):
 
     def extra_repr(self) -> str:
         return (f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}, "
-                f"{str(self.fp8_dtype).replace('torch.', '')}, {'per_channel' if self.per_channel else 'per_tensor'}")
+                f"{str(self.fp8_dtype).replace('torch.', '')}, {'per_channel' if self.per_channel else 'per_tensor'}"
+                + (", input_gelu=True" if self.input_gelu else ""))
 
     # --- state dict in ComfyUI's scaled-fp8 key names ------------------------------------------
     def _save_to_state_dict(self, destination, prefix, keep_vars):
@@ -202,13 +253,31 @@ class FP8Linear(nn.Module):
         return (self.compute_dtype in (torch.bfloat16, torch.float16) and self.fp8_dtype == torch.float8_e4m3fn
                 and self.in_features % 16 == 0 and self.out_features % 16 == 0 and scaled_mm_supported(x.device))
 
+    def _quantized_input(self, x: torch.Tensor, x2: torch.Tensor):
+        """(x_fp8 [M, K], scale) of this layer's input; per token through the fused kernel, reused
+        when the previous layer quantised the very same tensor."""
+        if not self.per_channel:
+            xin = F.gelu(x2, approximate="tanh") if self.input_gelu else x2
+            return quantize_activation(xin, self.fp8_dtype, per_token=False)
+        if not self.share_input_quant:
+            return quantize_rows_fp8(x2, self.fp8_dtype, gelu=self.input_gelu)
+        key = (self.fp8_dtype, self.input_gelu, tuple(x.shape), x.data_ptr())
+        hit = _activation_cache.lookup(x, key)
+        if hit is not None:
+            return hit
+        value = quantize_rows_fp8(x2, self.fp8_dtype, gelu=self.input_gelu)
+        _activation_cache.store(x, key, value)
+        return value
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x.to(self.compute_dtype)
         if not self._use_scaled_mm(x):
+            if self.input_gelu:
+                x = F.gelu(x, approximate="tanh")
             return F.linear(x, self.dequantized_weight(), self.bias)
         shape = x.shape
         x2 = x.reshape(-1, shape[-1])
-        xq, sx = quantize_activation(x2, self.fp8_dtype, per_token=self.per_channel)
+        xq, sx = self._quantized_input(x, x2)
         sw = self.scale_weight.reshape(1, -1) if self.per_channel else self.scale_weight
         # weight_fp8 [out, in] row-major; .t() is the column-major [in, out] operand _scaled_mm wants
         fused_bias = self.compute_dtype != torch.float32  # rowwise scaling only writes bf16 / fp16
@@ -236,13 +305,30 @@ def _set_submodule(model: nn.Module, name: str, module: nn.Module) -> None:
     setattr(parent, child, module)
 
 
+def fuse_ffn_gelu(model: nn.Module) -> int:
+    """Move each FFN's tanh GELU into its second Linear's quantisation pass; returns the count.
+
+    Only where ffn = Sequential(FP8Linear, GELU(tanh), FP8Linear): with an nn.Linear first layer
+    GridDiT runs the GELU in that matmul's epilogue and calls ffn[2] itself, so it must stay as is."""
+    count = 0
+    for mod in model.modules():
+        if (isinstance(mod, nn.Sequential) and len(mod) == 3 and isinstance(mod[0], FP8Linear)
+                and isinstance(mod[1], nn.GELU) and mod[1].approximate == "tanh" and isinstance(mod[2], FP8Linear)
+                and not mod[2].input_gelu):
+            mod[1] = nn.Identity()
+            mod[2].input_gelu = True
+            count += 1
+    return count
+
+
 def quantize_linear_weights(model: nn.Module, dtype=torch.float8_e4m3fn, scaling: str = "per_channel",
-                            skip: Iterable[str] = (), matmul: str = "auto") -> list[str]:
+                            skip: Iterable[str] = (), matmul: str = "auto", fuse_gelu: bool = True) -> list[str]:
     """Replace the block Linear layers of a GridDiT by FP8Linear in place; returns the replaced names.
 
     The compute dtype of each layer is its current weight dtype (bf16 for a bf16 model). Works on the
     meta device too (the loader quantises a meta model, then loads fp8 tensors into it).
-    Call it before `enable_block_swap` (block swap hooks the modules present when it is enabled)."""
+    Call it before `enable_block_swap` (block swap hooks the modules present when it is enabled).
+    `fuse_gelu`: see `fuse_ffn_gelu` (same output up to rounding, one pass less per FFN)."""
     _check_dtype(dtype)
     if scaling not in SCALINGS:
         raise ValueError(f"scaling must be one of {SCALINGS}, got {scaling!r}")
@@ -252,7 +338,10 @@ def quantize_linear_weights(model: nn.Module, dtype=torch.float8_e4m3fn, scaling
     for name in names:
         layer = FP8Linear.from_linear(model.get_submodule(name), dtype, scaling)
         layer.matmul = matmul
+        layer.share_input_quant = bool(SHARED_INPUT.search(name))
         _set_submodule(model, name, layer)
+    if fuse_gelu:
+        fuse_ffn_gelu(model)
     return names
 
 
@@ -275,6 +364,12 @@ def dequantize_model(model: nn.Module) -> int:
         if q.bias is not None:
             lin.bias = nn.Parameter(q.bias.detach(), requires_grad=False)
         _set_submodule(model, name, lin)
+        parent_name, _, child = name.rpartition(".")
+        parent = model.get_submodule(parent_name) if parent_name else model
+        if q.input_gelu:  # undo fuse_ffn_gelu: the GELU goes back between the two Linears
+            if not (isinstance(parent, nn.Sequential) and child == "2" and isinstance(parent[1], nn.Identity)):
+                raise RuntimeError(f"{name}: an input-GELU FP8Linear outside an FFN Sequential; cannot restore the GELU")
+            parent[1] = nn.GELU(approximate="tanh")
     return len(names)
 
 

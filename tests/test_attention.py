@@ -148,6 +148,18 @@ def test_auto_on_cuda(monkeypatch):
     assert resolve_backend(_fake_cuda_query(torch.bfloat16, d=512), "auto") == "sdpa"
 
 
+def test_auto_never_picks_sage(monkeypatch):
+    # int8 attention changes the numerics: only an explicit request runs it
+    only_sage = types.SimpleNamespace(sageattn=None)
+    monkeypatch.setattr(A, "_optional_module", lambda name: only_sage if name == "sage" else None)
+    for dtype in (torch.bfloat16, torch.float16):
+        assert resolve_backend(_fake_cuda_query(dtype), "auto") == "sdpa"
+        assert resolve_backend(_fake_cuda_query(dtype), "sage") == "sage"
+    monkeypatch.setattr(A, "_warned", set())
+    with pytest.warns(UserWarning, match="head_dim 80 is not one of"):
+        assert resolve_backend(_fake_cuda_query(torch.bfloat16, d=80), "sage") == "sdpa"
+
+
 def test_missing_optional_backend_is_a_clear_error(monkeypatch):
     monkeypatch.setattr(A, "_optional_module", lambda name: None)
     q, k, v = _qkv(1, 4, 4, 1, 32)
@@ -166,7 +178,9 @@ def test_optional_backends_layout_and_fallback(monkeypatch):
         calls.append(("flash", softmax_scale, causal))
         return A.attention_naive(q, k, v)
 
-    def sageattn(q, k, v, tensor_layout, is_causal, sm_scale):
+    def sageattn(q, k, v, tensor_layout, is_causal, sm_scale, smooth_k):
+        # the real kernels assert a contiguous last dim, and smooth_k=True would do `k -= mean` in place
+        assert q.stride(-1) == k.stride(-1) == v.stride(-1) == 1 and not is_causal and smooth_k is False
         calls.append(("sage", tensor_layout, sm_scale))
         return A.attention_naive(q, k, v)
 
@@ -175,14 +189,20 @@ def test_optional_backends_layout_and_fallback(monkeypatch):
     q, k, v = _qkv(1, 9, 5, 2, 64)
     ref = A.attention_naive(q, k, v)
     torch.testing.assert_close(A.attention_flash_attn(q, k, v), ref)
-    torch.testing.assert_close(A.attention_sage(q, k, v), ref)
+    k_before = k.clone()
+    # the wrapper smooths k itself (softmax ignores a per-query constant), out of place
+    torch.testing.assert_close(A.attention_sage(q, k, v), ref, atol=2e-6, rtol=2e-5)
+    assert torch.equal(k, k_before)
     assert calls == [("flash", 1 / 8, False), ("sage", "NHD", 1 / 8)]
+    # views whose last dim is strided are made contiguous before the call
+    wide = torch.randn(1, 5, 2, 128)[..., ::2]
+    torch.testing.assert_close(A.attention_sage(q, wide, wide), A.attention_naive(q, wide, wide), atol=2e-6, rtol=2e-5)
     # CPU / fp32 inputs cannot go to these kernels: one warning, then sdpa
     monkeypatch.setattr(A, "_warned", set())
     with pytest.warns(UserWarning, match="flash_attn.*CUDA.*sdpa"):
         out = attention(q, k, v, backend="flash_attn")
     torch.testing.assert_close(out, ref, atol=2e-5, rtol=2e-5)
-    assert len(calls) == 2
+    assert len(calls) == 3  # flash, sage, sage (strided); the fallback called neither
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         attention(q, k, v, backend="flash_attn")  # warned once only

@@ -5,8 +5,10 @@ import pytest
 import torch
 
 from camgrid.model.checkpoint import load_grid_dit, save_grid_dit
-from camgrid.model.fp8 import (FP8Linear, dequantize_weight, quantize_activation, quantize_linear_weights,
-                               quantize_weight, set_fp8_matmul, split_fp8_scales)
+import camgrid.model.fp8 as FP8
+from camgrid.kernels.fp8_quant import quantize_rows_fp8_reference
+from camgrid.model.fp8 import (FP8Linear, dequantize_model, dequantize_weight, quantize_activation,
+                               quantize_linear_weights, quantize_weight, set_fp8_matmul, split_fp8_scales)
 from camgrid.model.memory import GIB, predict_peak_memory, weight_bytes
 from camgrid.model.offload import block_swap_of, disable_block_swap, enable_block_swap
 from grid_helpers import tiny_config, tiny_model
@@ -112,8 +114,9 @@ def test_fp8_linear_dequant_and_scaled_mm_paths():
     y_mm = q(x).float()
     assert y_mm.shape == ref.shape
     assert float((y_mm - ref).norm() / ref.norm()) < 0.08
-    # ...and it computes exactly (x_fp8 * sx) @ (w_fp8 * sw)^T + b up to bf16 output rounding
-    xq, sx = quantize_activation(x.reshape(-1, 64))
+    # ...and it computes exactly (x_fp8 * sx) @ (w_fp8 * sw)^T + b up to bf16 output rounding,
+    # x quantised per token (kernels/fp8_quant.py; its torch reference on CPU)
+    xq, sx = quantize_rows_fp8_reference(x.reshape(-1, 64))
     emulated = (xq.float() * sx) @ (q.weight_fp8.float() * q.scale_weight[:, None]).t() + q.bias.float()
     assert torch.allclose(y_mm.reshape(-1, 48), emulated, rtol=1e-2, atol=1e-3)
 
@@ -125,6 +128,58 @@ def test_quantize_activation_per_token_scale():
     back = xq.float() * s
     assert float((back - x.float()).norm() / x.float().norm()) < 0.05
     assert torch.all((back - x.float()).abs() <= x.float().abs() * 2 ** -4 + s * 2 ** -9 + 1e-6)
+
+
+def test_fp8_gelu_fusion_and_shared_input_quantisation(monkeypatch):
+    model = tiny_model(num_layers=2, dim=128, ffn_dim=256, num_heads=2).to(torch.bfloat16)
+    x, t, ctx, _ = grid_inputs(model)
+    unfused, fused = copy.deepcopy(model), copy.deepcopy(model)
+    quantize_linear_weights(unfused, fuse_gelu=False)
+    quantize_linear_weights(fused)
+    ffn = fused.blocks[0].ffn
+    assert isinstance(ffn[1], torch.nn.Identity) and ffn[2].input_gelu and not ffn[0].input_gelu
+    assert isinstance(unfused.blocks[0].ffn[1], torch.nn.GELU)
+    assert fused.blocks[0].self_attn.k.share_input_quant and not fused.blocks[0].self_attn.o.share_input_quant
+    assert set(fused.state_dict()) == set(unfused.state_dict())  # same file either way
+    calls = []
+    real = FP8.quantize_rows_fp8
+    monkeypatch.setattr(FP8, "quantize_rows_fp8", lambda x2, *a, **k: calls.append(x2.shape) or real(x2, *a, **k))
+    with torch.no_grad():
+        for m in (unfused, fused):
+            set_fp8_matmul(m, "scaled_mm")
+        calls.clear()
+        out_unfused = unfused(x, t, ctx)
+        n_unfused = len(calls)
+        out_fused = fused(x, t, ctx)
+        set_fp8_matmul(fused, "dequant")
+        out_deq = fused(x, t, ctx)
+        set_fp8_matmul(unfused, "dequant")
+        out_deq_unfused = unfused(x, t, ctx)
+    # per block: self q,k,v share one quantisation, text k,v another: 7 calls instead of 10
+    layers, quantised = 2, 4 + 4 + 2  # self q,k,v,o; cross q,k,v,o; ffn 0, 2
+    assert n_unfused == layers * (quantised - 3)
+    # fused GELU: fp32 GELU straight into fp8 (unfused: GELU rounded to bf16 first): same up to rounding
+    assert psnr(out_unfused, out_fused) > 40
+    torch.testing.assert_close(out_deq, out_deq_unfused, atol=0, rtol=0)  # dequant path: identical math
+    # dequantize_model puts the GELU back
+    assert dequantize_model(fused) > 0 and isinstance(fused.blocks[0].ffn[1], torch.nn.GELU)
+    with torch.no_grad():
+        assert psnr(out_deq, fused(x, t, ctx)) > 60
+
+
+def test_shared_input_cache_sees_in_place_changes():
+    g = torch.Generator().manual_seed(0)
+    lin = torch.nn.Linear(32, 16).to(torch.bfloat16).requires_grad_(False)
+    q = FP8Linear.from_linear(lin)
+    q.matmul, q.share_input_quant = "scaled_mm", True
+    x = torch.randn(3, 32, generator=g).to(torch.bfloat16)
+    with torch.no_grad():
+        y1 = q(x)
+        assert torch.equal(q(x), y1)  # reused (same tensor, same version)
+        x.mul_(2)  # version counter moves: the cached fp8 copy must not be reused
+        y2 = q(x)
+        q.share_input_quant = False
+        assert torch.equal(y2, q(x)) and not torch.equal(y1, y2)
 
 
 @pytest.mark.parametrize("mode,variant", [("independent", "wan"), ("syncam", "syncammaster"), ("hard", "wan")])
