@@ -69,7 +69,7 @@ class CamGridModelLoader:
                 "block_swap": ("INT", {"default": 0, "min": 0, "max": 64, "tooltip": "Keep this many blocks' "
                                "weights in CPU memory and stream them in (saves VRAM, costs speed). 0 = off."}),
                 "weight_storage": (list(WEIGHT_STORAGE), {"default": "default", "tooltip": "fp8_e4m3fn stores "
-                                   "the big weights in 8 bits (half the memory of bf16; fastest on Hopper/Ada)."}),
+                                   "the big weights in 8 bits (half the memory of bf16; fp8 matmuls on Hopper GPUs, dequantised elsewhere)."}),
             },
         }
 
