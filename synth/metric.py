@@ -212,11 +212,12 @@ def triangulate(centroids: torch.Tensor, found: torch.Tensor, rig: CameraRig, he
     rows = torch.stack([rows_x, rows_y], 2) * weight[:, :, None, :, None]  # [N, V, 2, F, 4]
     rows = rows / rows.norm(dim=-1, keepdim=True).clamp(min=1e-12)
     a = rows.permute(0, 3, 1, 2, 4).reshape(n, f, 2 * v, 4)
+    valid = (found.sum(1) >= 2) & torch.isfinite(a).all(-1).all(-1)
+    a = torch.where(valid[..., None, None], a, torch.zeros_like(a))       # no NaN/inf into the SVD
     _, _, vh = torch.linalg.svd(a)
     hom = vh[..., -1, :]
     safe_w = torch.where(hom[..., 3].abs() < 1e-12, torch.full_like(hom[..., 3], 1e-12), hom[..., 3])
     points = hom[..., :3] / safe_w[..., None]                              # [N, F, 3]
-    valid = found.sum(1) >= 2
 
     # Gauss-Newton on pixel errors: u = fx*W * x/z + cx*W with (x, y, z) = R^T (X - t)
     rot_t = w2c[..., :3].permute(1, 0, 2, 3)                               # [F, V, 3, 3] (= R^T)
@@ -232,10 +233,21 @@ def triangulate(centroids: torch.Tensor, found: torch.Tensor, rig: CameraRig, he
         # d(x/z)/dX = (R0 - (x/z) R2) / z, likewise for y
         jac = (rot_t[None, :, :, :2, :] - (cam[..., :2] / z)[..., None] * rot_t[None, :, :, 2:3, :]) / z[..., None]
         jac = jac * scale[None, None, :, :, None] * wt[..., None, None]    # [N, F, V, 2, 3]
-        jt_j = torch.einsum("nfvai,nfvaj->nfij", jac, jac) + 1e-9 * torch.eye(3, dtype=torch.float64)
+        jt_j = torch.einsum("nfvai,nfvaj->nfij", jac, jac)
         jt_r = torch.einsum("nfvai,nfva->nfi", jac, resid)
-        step = torch.linalg.solve(jt_j, jt_r[..., None]).squeeze(-1)
-        points = torch.where(valid[..., None], points - step, points)
+        # damping relative to the system's own scale (a point at infinity or behind every camera makes
+        # J^T J (nearly) singular); solve_ex reports a failed solve instead of raising, and such a
+        # point keeps its previous estimate
+        damping = 1e-9 * (1.0 + jt_j.diagonal(dim1=-2, dim2=-1).abs().amax(-1))
+        jt_j = jt_j + damping[..., None, None] * torch.eye(3, dtype=torch.float64)
+        ok = torch.isfinite(jt_j).all(-1).all(-1) & torch.isfinite(jt_r).all(-1)
+        eye = torch.eye(3, dtype=torch.float64).expand_as(jt_j)
+        step, info = torch.linalg.solve_ex(torch.where(ok[..., None, None], jt_j, eye),
+                                           torch.where(ok[..., None], jt_r, torch.zeros_like(jt_r))[..., None])
+        step = step.squeeze(-1)
+        ok = ok & (info == 0) & torch.isfinite(step).all(-1)
+        points = torch.where((valid & ok)[..., None], points - step, points)
+    valid = valid & torch.isfinite(points).all(-1)
     return points, valid
 
 

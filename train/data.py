@@ -28,13 +28,17 @@ def _init_worker():
 
 
 def render_item(dataset: SyntheticMultiViewDataset, index: int) -> dict:
+    """One training sample as numpy arrays and plain Python values only: a torch tensor in an item
+    (the CameraRig's) travels between processes as a shared file descriptor, and thousands of them
+    in flight broke the pool's result thread on the GPU machine ("received 0 items of ancdata"),
+    which silently stopped the bank from growing."""
     s = dataset[index]
     t_lat = (dataset.num_frames - 1) // 4 + 1
     return dict(index=index,
                 videos=(s["videos"].clamp(0, 1) * 255 + 0.5).to(torch.uint8).numpy(),
                 mask=(s["ids"] >= 0).numpy(),
                 camera=relative_extrinsics(s["rig"], "syncammaster", "view0", num_latent_frames=t_lat).numpy(),
-                caption=s["caption"], colours=list(s["colours"]), rig=s["rig"])
+                caption=s["caption"], colours=list(s["colours"]))
 
 
 def _render_global(index: int) -> dict:
@@ -95,9 +99,12 @@ class SampleBank:
 
     def close(self) -> None:
         if self._pool is not None:
-            self._pool.terminate()
-            self._pool.join()
-            self._pool = None
+            pool, self._pool = self._pool, None
+            try:
+                pool.terminate()
+                pool.join()
+            except AssertionError:   # the pool's own result thread died: its workers go with the process
+                pass
 
     def sample(self, rng: random.Random, batch: int, field: str = "videos"):
         idx = [rng.randrange(len(self.items)) for _ in range(batch)]

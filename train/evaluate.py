@@ -6,6 +6,10 @@ colour, triangulates them with the known rig and reports the reprojection error 
 fraction of objects found. Two floors: the ground-truth renders, and the same renders passed through
 the autoencoder (the best a generated grid can do after decoding). Our small-scale version of
 4Real-Video's ablation (independent vs. SynCamMaster vs. hard vs. soft sync).
+
+A mode's numbers pool every scored observation of every scene (an object usable, i.e. whole and
+apart from the others, in at least two views of a frame); a mode with none is reported as not
+scorable (None / "n/a"), never as a number.
 """
 from __future__ import annotations
 
@@ -18,32 +22,73 @@ from typing import Optional, Sequence
 import torch
 
 from ..synth.dataset import SyntheticMultiViewDataset
-from ..synth.metric import consistency_metrics
+from ..synth.metric import _as_frames, object_centroids, triangulate
+from ..synth.render import project_points, rig_at_frames
 
 EVAL_SEED = 9001          # training banks use seeds 0..; held-out scenes come from this one
 MODES = ("independent", "syncam", "hard", "soft")
-KEYS = ("reproj_px", "reproj_px_median", "found", "usable", "triangulated")
+KEYS = ("reproj_px", "reproj_px_median", "found", "usable", "triangulated", "observations")
 
 
-def _mean(values) -> float:
-    vals = [v for v in values if not math.isnan(v)]
-    return float(sum(vals) / len(vals)) if vals else float("nan")
+def _finite(values) -> list:
+    return [v for v in values if v is not None and not math.isnan(v)]
+
+
+def _mean(values):
+    vals = _finite(values)
+    return float(sum(vals) / len(vals)) if vals else None
+
+
+def observation_errors(frames, rig, colours) -> tuple[torch.Tensor, dict]:
+    """The metric's per-observation reprojection errors (pixels, float64 [n]) and its fractions.
+
+    The same steps as `synth.metric.consistency_metrics` (segment, keep usable detections,
+    triangulate, reproject), returning the errors themselves so several grids pool into one mean
+    and median. Raises torch.linalg.LinAlgError if a linear solve fails (safe_metrics catches it).
+    """
+    frames = _as_frames(frames)
+    v, f, h, w, _ = frames.shape
+    rig = rig_at_frames(rig, f)
+    det = object_centroids(frames, colours)
+    usable = det.usable
+    points, valid = triangulate(det.centroids, usable, rig, h, w)
+    proj, _ = project_points(points[:, None, :, :], rig.c2w[None], rig.intrinsics[None, :, None], h, w)
+    err = (proj - det.centroids).norm(dim=-1)                              # [N, V, F]
+    errors = err[usable & valid[:, None, :]]
+    return errors, dict(found=float(det.found.double().mean()), usable=float(usable.double().mean()),
+                        triangulated=float(valid.double().mean()))
 
 
 def safe_metrics(frames, rig, colours) -> dict:
-    """consistency_metrics, or NaNs (with failed=1) when its triangulation hits a singular system."""
+    """One grid: {"reproj_px", "reproj_px_median" (None when nothing was scorable), "found", "usable",
+    "triangulated", "observations", "errors" (the per-observation list), "failed" (1 = the metric broke)}."""
     try:
-        return {**consistency_metrics(frames, rig, colours), "failed": 0}
+        errors, fractions = observation_errors(frames, rig, colours)
     except torch.linalg.LinAlgError:
-        return {**{k: float("nan") for k in KEYS}, "failed": 1}
+        return {**{k: None for k in KEYS}, "observations": 0, "errors": [], "failed": 1}
+    scored = errors.numel() > 0
+    return {"reproj_px": float(errors.mean()) if scored else None,
+            "reproj_px_median": float(errors.median()) if scored else None,
+            **fractions, "observations": int(errors.numel()), "errors": errors.tolist(), "failed": 0}
 
 
 def summarise(per_scene: list[dict]) -> dict:
-    out = {k: _mean([m[k] for m in per_scene]) for k in KEYS}
-    out["scenes"] = len(per_scene)
-    out["metric_failures"] = sum(m.get("failed", 0) for m in per_scene)
-    out["scenes_scored"] = sum(not math.isnan(m["reproj_px"]) for m in per_scene)
-    return out
+    """Pool grids: reproj_px is the mean over ALL scored observations of all grids (not a mean of
+    per-grid means), reproj_px_median their median; None (and "scored": false) when no grid had an
+    object usable in two views, which says the mode could not be measured, not that it scored 0."""
+    errors = torch.tensor([e for m in per_scene for e in m.get("errors", [])], dtype=torch.float64)
+    scored = errors.numel() > 0
+    return {"reproj_px": float(errors.mean()) if scored else None,
+            "reproj_px_median": float(errors.median()) if scored else None,
+            "found": _mean([m["found"] for m in per_scene]),
+            "usable": _mean([m["usable"] for m in per_scene]),
+            "triangulated": _mean([m["triangulated"] for m in per_scene]),
+            "observations": int(errors.numel()),
+            "scored": bool(scored),
+            "scenes": len(per_scene),
+            "scenes_scored": sum(m.get("observations", 0) > 0 for m in per_scene),
+            "metric_failures": sum(m.get("failed", 0) for m in per_scene),
+            "per_scene_px": [m["reproj_px"] for m in per_scene]}
 
 
 def eval_scenes(model, num_scenes: int, views: int = 4, seed: int = EVAL_SEED) -> list[dict]:
@@ -80,25 +125,46 @@ def evaluate(model, num_scenes: int = 16, modes: Sequence[str] = MODES, steps: i
     return results
 
 
+def _fmt(value, width: int, digits: int = 2) -> str:
+    return f"{value:{width}.{digits}f}" if value is not None else f"{'n/a':>{width}}"
+
+
+def improvement_lines(modes: dict) -> list[str]:
+    """'MODE: X% lower mean / Y% lower median reprojection error than independent' per multi-view mode."""
+    ind = modes.get("independent", {})
+    if ind.get("reproj_px") is None:
+        return ["independent: not scorable, so no comparison against it"] if "independent" in modes else []
+    lines = []
+    for mode, r in modes.items():
+        if mode == "independent":
+            continue
+        if r.get("reproj_px") is None:
+            lines.append(f"{mode}: not scorable (no object usable in two views), no comparison")
+            continue
+        mean = 100 * (1 - r["reproj_px"] / ind["reproj_px"])
+        median = 100 * (1 - r["reproj_px_median"] / ind["reproj_px_median"])
+        word = lambda pct: f"{abs(pct):.0f}% {'lower' if pct >= 0 else 'higher'}"
+        lines.append(f"{mode}: {word(mean)} mean, {word(median)} median reprojection error than independent "
+                     f"(x{ind['reproj_px'] / max(r['reproj_px'], 1e-9):.1f} / x{ind['reproj_px_median'] / max(r['reproj_px_median'], 1e-9):.1f})")
+    return lines
+
+
 def format_table(results: dict) -> str:
-    rows = [("ground truth (floor)", results["ground_truth"]), ("autoencoder round trip", results["autoencoder"])]
+    rows = [("ground truth (floor)", results["ground_truth"])]
+    if "autoencoder" in results:
+        rows.append(("autoencoder round trip", results["autoencoder"]))
     rows += [(mode, r) for mode, r in results["modes"].items()]
     s = results.get("settings", {})
-    lines = [f"multi-view consistency, {s.get('scenes', '?')} held-out scenes x {s.get('views', '?')} views, "
+    lines = [f"multi-view consistency, {s.get('scenes', '?')} scenes x {s.get('views', '?')} views, "
              f"{s.get('width', '?')}x{s.get('height', '?')} px, {s.get('frames', '?')} frames, {s.get('steps', '?')} steps, "
-             f"cfg {s.get('cfg', '?')}",
-             f"| {'grid':<24} | reproj px (mean) | reproj px (median) | found | usable | triangulated |",
-             f"|{'-' * 26}|-----------------:|-------------------:|------:|-------:|-------------:|"]
+             f"cfg {s.get('cfg', '?')}; errors pooled over every scored observation (n/a: nothing scorable)",
+             f"| {'grid':<24} | reproj px (mean) | reproj px (median) | observations | scenes scored | found | usable |",
+             f"|{'-' * 26}|-----------------:|-------------------:|-------------:|--------------:|------:|-------:|"]
     for name, r in rows:
-        lines.append(f"| {name:<24} | {r['reproj_px']:16.2f} | {r['reproj_px_median']:18.2f} | {r['found']:5.2f} | "
-                     f"{r['usable']:6.2f} | {r['triangulated']:12.2f} |")
-    ind = results["modes"].get("independent", {}).get("reproj_px")
-    if ind and not math.isnan(ind):
-        for mode, r in results["modes"].items():
-            if mode != "independent" and not math.isnan(r["reproj_px"]):
-                lines.append(f"{mode}: {100 * (1 - r['reproj_px'] / ind):+.0f}% reprojection error vs independent"
-                             .replace("+-", "-"))
-    return "\n".join(lines)
+        lines.append(f"| {name:<24} | {_fmt(r['reproj_px'], 16)} | {_fmt(r['reproj_px_median'], 18)} | "
+                     f"{r['observations']:12d} | {r['scenes_scored']:6d} of {r['scenes']:<4d} | {_fmt(r['found'], 5)} | "
+                     f"{_fmt(r['usable'], 6)} |")
+    return "\n".join(lines + improvement_lines(results["modes"]))
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -8,8 +8,25 @@ Stages (each runs until `--steps` or its time budget, whichever comes first, and
           mvs_attn copied from self_attn, modulation_mvs from modulation[:, :3], zero projector and
           zero cam_encoder (so the new model starts equal to the independent one); trained in mode
           "syncam" on 4-view samples with their relative extrinsics;
-  sync    4Real-Video sync layers on the frozen syncam model: the hard gates in mode "hard", then the
-          soft layers in mode "soft" (half the budget each).
+  hard    4Real-Video's two-stream fine-tune: the WHOLE DiT (base blocks, SynCamMaster modules and the
+          hard gates) trains in mode "hard" (loss on every step), together with an anchor loss that
+          alternates between mode "syncam" and mode "independent" on the same batch;
+  soft    the soft sync layers alone, on the frozen DiT of the hard stage, in mode "soft".
+  ("sync" is accepted as the old name of hard + soft: `--stages sync`, `--stage-budgets sync=S` = S/2 each.)
+
+Why the hard stage fine-tunes the whole DiT. Hard sync is x = (½ + g)·y_view + (½ - g)·y_time after
+every block, where y_view runs the block's own self-attention across the views of one latent frame
+(plus the camera embedding, DESIGN §3.3). A video model's self-attention never saw that grouping, so
+with the base frozen y_view carries little that is consistent, and the only trainable thing, the
+per-channel gate g(σ), can at best fall back to y_time: the first GPU run's hard mode scored no
+better than independent (86.7 vs 64 px median). 4Real-Video fine-tunes the model in two-stream mode;
+we do the same, but the built-in model ships ONE DiT file (+ one sync file) that every mode and the
+ComfyUI nodes run, so the base weights the fine-tune changes are also those of independent and syncam.
+The anchor loss keeps those two modes trained on the changing weights (independent stays a fair
+baseline: the same weights, the views generated without exchanging anything), and costs one extra
+pass per step instead of a second 4.5 MB DiT file and a loader that picks a DiT per mode. The gates
+learn at the full learning rate, the pre-trained weights at half of it. Soft sync then trains its
+zero-initialised low-rank layers on top of that two-stream-tuned DiT.
 
 Flow matching as the sampler uses it (model/sampling.py): x_σ = (1 - σ)·x0 + σ·noise, target
 v = noise - x0, timestep 1000·σ, σ = shift(u) = s·u / (1 + (s - 1)·u) with u ~ U(0, 1) (s = --shift).
@@ -42,7 +59,8 @@ from .builtin import TinyGridModel, save_builtin
 from .data import SampleBank
 from .text import TinyTextEncoder, tokenize
 
-STAGES = ("ae", "video", "syncam", "sync")
+STAGES = ("ae", "video", "syncam", "hard", "soft")
+LEGACY_STAGES = {"sync": ("hard", "soft")}   # the first release trained both in one "sync" stage
 
 
 @dataclass
@@ -72,6 +90,7 @@ class TrainConfig:
     stage_budgets: dict = field(default_factory=dict)   # per-stage overrides of time_budget
     batch: int = 16                    # multi-view samples per step (the single-view stage uses batch*views views)
     lr: float = 5e-4
+    finetune_lr_scale: float = 0.5    # hard stage: pre-trained weights learn at lr * this, new gates at lr
     ae_lr: float = 1e-3
     shift: float = 3.0
     caption_dropout: float = 0.1
@@ -211,8 +230,14 @@ class Trainer:
         # PyTorch's SDPA has a backward; the memory-bounded "chunked" CPU backend works in place (inference only)
         self.dit.attention_backend = "sdpa"
 
-        params = [p for p in params if p.requires_grad]
-        opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0, betas=(0.9, 0.99))
+        # params: tensors, or groups {"params": [...], "lr_scale": s} learning at lr * s
+        params = list(params)
+        groups = params if params and isinstance(params[0], dict) else [{"params": params, "lr_scale": 1.0}]
+        groups = [{"params": [p for p in g["params"] if p.requires_grad], "lr_scale": float(g.get("lr_scale", 1.0))}
+                  for g in groups]
+        groups = [g for g in groups if g["params"]]
+        params = [p for g in groups for p in g["params"]]
+        opt = torch.optim.AdamW(groups, lr=lr, weight_decay=0.0, betas=(0.9, 0.99))
         start_step = self._restore(stage, modules, opt)
         warmup = 100
         t0 = time.time()
@@ -225,7 +250,7 @@ class Trainer:
             frac = min(1.0, (time.time() - t0) / max(budget, 1e-6))
             cur_lr *= 0.5 * (1 + math.cos(math.pi * frac)) * 0.9 + 0.1     # cosine over the time budget
             for g in opt.param_groups:
-                g["lr"] = cur_lr
+                g["lr"] = cur_lr * g["lr_scale"]
             loss = step_fn()
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -302,37 +327,68 @@ class Trainer:
             for name in SYNCAM_PARTS:
                 getattr(block, name).requires_grad_(True)
 
+        self.dit.train()
+        losses = self._loop("syncam", {"dit": self.dit}, self.dit.parameters(), lambda: self._multiview_step("syncam"),
+                            c.lr, self.budget("syncam"))
+        self.dit.eval().requires_grad_(False)
+        return losses
+
+    def _multiview_step(self, mode: str):
+        """flow-matching loss of one multi-view batch in `mode` (text encoder frozen)."""
+        lat, captions, cam = self._latent_batch(self.cfg.batch, single_view=False)
+        with torch.no_grad():
+            ctx = self._context(captions)
+        return flow_matching_loss(self.dit, lat, ctx, self.cfg.shift, mode=mode, camera=cam)
+
+    def _ensure_sync_layers(self):
+        if not self.dit.has_sync_weights:
+            attach_sync_layers(self.dit, rank=self.cfg.sync_rank, hard=True, soft=True)
+
+    def stage_hard(self):
+        """Two-stream fine-tune (see the module docstring): the whole DiT + hard gates in mode "hard", with
+        an anchor loss alternating between "syncam" and "independent" on the same batch."""
+        c = self.cfg
+        if self.dit.variant != "syncammaster":
+            self.dit = syncammaster_from(self.dit)
+        self._ensure_sync_layers()
+        self.dit.requires_grad_(True)
+        for block in self.dit.blocks:
+            block.sync.soft.requires_grad_(False)      # unused in mode hard; trained in the soft stage
+        gates = [p for block in self.dit.blocks for p in block.sync.gate.parameters()]
+        gate_ids = {id(p) for p in gates}
+        rest = [p for p in self.dit.parameters() if id(p) not in gate_ids]
+        anchors = ("syncam", "independent")
+        count = [0]
+
         def step():
             lat, captions, cam = self._latent_batch(c.batch, single_view=False)
             with torch.no_grad():
                 ctx = self._context(captions)
-            return flow_matching_loss(self.dit, lat, ctx, c.shift, mode="syncam", camera=cam)
+            anchor = anchors[count[0] % len(anchors)]
+            count[0] += 1
+            return (flow_matching_loss(self.dit, lat, ctx, c.shift, mode="hard", camera=cam)
+                    + flow_matching_loss(self.dit, lat, ctx, c.shift, mode=anchor, camera=cam))
 
         self.dit.train()
-        losses = self._loop("syncam", {"dit": self.dit}, self.dit.parameters(), step, c.lr, self.budget("syncam"))
+        losses = self._loop("hard", {"dit": self.dit},
+                            [{"params": gates, "lr_scale": 1.0}, {"params": rest, "lr_scale": c.finetune_lr_scale}],
+                            step, c.lr, self.budget("hard"))
         self.dit.eval().requires_grad_(False)
         return losses
 
-    def stage_sync(self):
+    def stage_soft(self):
+        """The soft sync layers alone on the frozen DiT, in mode "soft"."""
         c = self.cfg
-        if not self.dit.has_sync_weights:
-            attach_sync_layers(self.dit, rank=c.sync_rank, hard=True, soft=True)
-        losses = []
-        for mode, part in (("hard", "gate"), ("soft", "soft")):
-            self.dit.requires_grad_(False)
-            for block in self.dit.blocks:
-                getattr(block.sync, part).requires_grad_(True)
-
-            def step(mode=mode):
-                lat, captions, cam = self._latent_batch(c.batch, single_view=False)
-                with torch.no_grad():
-                    ctx = self._context(captions)
-                return flow_matching_loss(self.dit, lat, ctx, c.shift, mode=mode, camera=cam)
-
-            self.dit.train()
-            losses += self._loop(f"sync-{mode}", {"dit": self.dit}, self.dit.parameters(), step, c.lr,
-                                 self.budget("sync") / 2)
-            self.dit.eval().requires_grad_(False)
+        if self.dit.variant != "syncammaster":
+            self.dit = syncammaster_from(self.dit)
+        self._ensure_sync_layers()
+        self.dit.requires_grad_(False)
+        for block in self.dit.blocks:
+            block.sync.soft.requires_grad_(True)
+        self.dit.train()
+        losses = self._loop("soft", {"dit": self.dit}, self.dit.parameters(), lambda: self._multiview_step("soft"),
+                            c.lr, self.budget("soft"))
+        self.dit.eval().requires_grad_(False)
         return losses
 
     # -- the whole run -----------------------------------------------------------------------------
@@ -348,7 +404,8 @@ class Trainer:
         """With --resume: reload the model files of the finished stages."""
         if not (self.cfg.resume and self.progress_path.exists()):
             return
-        self.done = list(json.loads(self.progress_path.read_text())["done"])
+        self.done = [s for name in json.loads(self.progress_path.read_text())["done"]
+                     for s in LEGACY_STAGES.get(name, (name,))]
         if self.done:
             from .builtin import load_builtin
 
@@ -381,13 +438,24 @@ class Trainer:
 # ---------------------------------------------------------------------------------------------------
 
 def _budgets(text: str) -> dict:
-    out = {}
+    out, legacy = {}, {}
     for part in filter(None, (text or "").split(",")):
         name, _, value = part.partition("=")
-        if name not in STAGES or not value:
+        if name not in STAGES and name not in LEGACY_STAGES or not value:
             raise ValueError(f"--stage-budgets: expected STAGE=SECONDS with STAGE in {STAGES}, got {part!r}")
-        out[name] = float(value)
-    return out
+        if name in LEGACY_STAGES:   # sync=S: S/2 for hard and for soft, unless they are given
+            legacy.update({s: float(value) / len(LEGACY_STAGES[name]) for s in LEGACY_STAGES[name]})
+        else:
+            out[name] = float(value)
+    return {**legacy, **out}
+
+
+def _stages(text: str) -> tuple:
+    stages = tuple(s for name in text.split(",") if name for s in LEGACY_STAGES.get(name, (name,)))
+    bad = [s for s in stages if s not in STAGES]
+    if bad:
+        raise ValueError(f"--stages: unknown {bad}; choose from {STAGES}")
+    return stages
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -396,7 +464,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--steps", type=int, default=d.steps, help="at most this many steps per stage")
     parser.add_argument("--time-budget", type=float, default=d.time_budget, help="seconds per stage")
-    parser.add_argument("--stage-budgets", default="", help="per-stage seconds, e.g. ae=60,video=120,syncam=90,sync=60")
+    parser.add_argument("--stage-budgets", default="", help="per-stage seconds, e.g. ae=40,video=180,syncam=120,hard=60,soft=60")
     parser.add_argument("--stages", default=",".join(STAGES), help=f"comma-separated subset of {STAGES}")
     parser.add_argument("--batch", type=int, default=d.batch, help="multi-view samples per step")
     parser.add_argument("--samples", type=int, default=d.samples, help="scenes rendered for training")
@@ -419,10 +487,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def config_from_args(args) -> TrainConfig:
-    stages = tuple(s for s in args.stages.split(",") if s)
-    bad = [s for s in stages if s not in STAGES]
-    if bad:
-        raise ValueError(f"--stages: unknown {bad}; choose from {STAGES}")
+    stages = _stages(args.stages)
     return TrainConfig(out=args.out, device=args.device, steps=args.steps, time_budget=args.time_budget,
                        stage_budgets=_budgets(args.stage_budgets), stages=stages, batch=args.batch,
                        samples=args.samples, workers=args.workers, height=args.height, width=args.width,
@@ -437,6 +502,9 @@ def run(args: argparse.Namespace) -> int:
     trainer = Trainer(cfg)
     trainer.run()
     if cfg.eval_scenes > 0:
+        import os
+
+        torch.set_num_threads(os.cpu_count() or 1)   # the rendering workers are gone: the metric gets every core
         from .evaluate import evaluate, format_table
 
         results = evaluate(trainer.model(), num_scenes=cfg.eval_scenes, steps=cfg.eval_steps, device=trainer.device)
