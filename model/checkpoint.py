@@ -203,9 +203,10 @@ def read_header(path):
         from safetensors import safe_open
 
         try:
-            with safe_open(str(path), framework="pt", device="meta" if False else "cpu") as f:
+            with safe_open(str(path), framework="pt", device="cpu") as f:
                 meta = f.metadata() or {}
-                return {k: _ShapeOnly(f.get_slice(k).get_shape(), f.get_slice(k).get_dtype()) for k in f.keys()}, meta
+                slices = {k: f.get_slice(k) for k in f.keys()}  # headers only; no tensor data is read
+                return {k: _ShapeOnly(sl.get_shape(), sl.get_dtype()) for k, sl in slices.items()}, meta
         except Exception as exc:
             raise CheckpointError(f"{path.name}: not a readable .safetensors file ({exc})") from None
     return read_state_dict(path)

@@ -37,18 +37,10 @@ from .attention import attention
 from .config import DiTConfig
 from .rope import rope_table
 from .sync import SyncLayer
+from .timestep import sinusoid_embedding
 
 MODES = ("independent", "syncam", "recam", "hard", "soft")
 PLANNED_MODES = ("fused",)  # 4Real-Video-V2 joint masked attention (DESIGN §3.3, later)
-
-
-def sinusoid_embedding(dim: int, timestep: torch.Tensor) -> torch.Tensor:
-    """Wan's timestep embedding: [cos, sin] halves, frequencies 10000^(-i/half), float64 math."""
-    half = dim // 2
-    pos = timestep.to(torch.float64)
-    freqs = torch.pow(10000.0, -torch.arange(half, dtype=torch.float64, device=pos.device).div(half))
-    args = torch.outer(pos, freqs)
-    return torch.cat([torch.cos(args), torch.sin(args)], dim=1)
 
 
 class RMSNorm(nn.Module):

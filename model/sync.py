@@ -13,23 +13,14 @@ and metadata naming the model width and depth they were trained for.
 """
 from __future__ import annotations
 
-import json
-import math
-from pathlib import Path
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .timestep import sinusoid_embedding
+
 GATE_FREQ_DIM = 32
-
-
-def timestep_sinusoid(timestep: torch.Tensor, dim: int) -> torch.Tensor:
-    """[cos, sin] embedding of timesteps (0..1000), float32, as Wan's sinusoid (float64 math)."""
-    half = dim // 2
-    freqs = torch.pow(10000.0, -torch.arange(half, dtype=torch.float64, device=timestep.device) / half)
-    args = timestep.to(torch.float64)[:, None] * freqs[None]
-    return torch.cat([args.cos(), args.sin()], dim=1).float()
 
 
 class HardSyncGate(nn.Module):
@@ -42,7 +33,7 @@ class HardSyncGate(nn.Module):
         nn.init.zeros_(self.proj.bias)
 
     def forward(self, timestep: torch.Tensor) -> torch.Tensor:
-        g = self.proj(timestep_sinusoid(timestep, GATE_FREQ_DIM).to(self.proj.weight.dtype)).float()
+        g = self.proj(sinusoid_embedding(GATE_FREQ_DIM, timestep).to(self.proj.weight.dtype)).float()
         return g.clamp(-0.5, 0.5)[:, None, :]  # [B, 1, dim]
 
 

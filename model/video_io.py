@@ -86,19 +86,26 @@ def grid_layout(num_views: int) -> tuple[int, int]:
     return math.ceil(num_views / cols), cols
 
 
+def tile_frames(views, rows: int, cols: int):
+    """[V, F, H, W, C] -> [F, rows*H, cols*W, C] in the input's type and dtype (numpy array or torch
+    tensor), views left to right, top to bottom; empty cells are zero (black)."""
+    v, f, h, w, c = views.shape
+    shape = (f, rows * h, cols * w, c)
+    canvas = views.new_zeros(shape) if isinstance(views, torch.Tensor) else np.zeros(shape, dtype=views.dtype)
+    for i in range(v):
+        r, q = divmod(i, cols)
+        canvas[:, r * h:(r + 1) * h, q * w:(q + 1) * w] = views[i]
+    return canvas
+
+
 def tile_views(views, rows: Optional[int] = None, cols: Optional[int] = None) -> np.ndarray:
     """[V, F, H, W, 3] -> [F, rows*H, cols*W, 3] uint8, view-major left to right, top to bottom;
     empty cells are black."""
     views = to_uint8(views)
     if views.ndim != 5:
         raise ValueError(f"views must be [V, F, H, W, 3], got shape {views.shape}")
-    v, f, h, w, c = views.shape
     if rows is None or cols is None:
-        rows, cols = grid_layout(v)
-    if rows * cols < v:
-        raise ValueError(f"a {rows} x {cols} layout cannot hold {v} views")
-    canvas = np.zeros((f, rows * h, cols * w, c), dtype=np.uint8)
-    for i in range(v):
-        r, q = divmod(i, cols)
-        canvas[:, r * h:(r + 1) * h, q * w:(q + 1) * w] = views[i]
-    return canvas
+        rows, cols = grid_layout(views.shape[0])
+    if rows * cols < views.shape[0]:
+        raise ValueError(f"a {rows} x {cols} layout cannot hold {views.shape[0]} views")
+    return tile_frames(views, rows, cols)

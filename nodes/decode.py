@@ -6,21 +6,11 @@ import math
 import torch
 import torch.nn.functional as F
 
-from ..model.video_io import grid_layout
+from ..model.video_io import grid_layout, tile_frames
 from . import host, latent_convert
 from .vae_io import decode_video
 
 MAX_SHEET_WIDTH = 4096  # the contact sheet is shrunk to at most this many pixels across
-
-
-def tile_views(frames: torch.Tensor, rows: int, cols: int) -> torch.Tensor:
-    """[V, F, H, W, 3] -> [F, rows*H, cols*W, 3], views left to right, top to bottom; empty cells black."""
-    v, f, h, w, c = frames.shape
-    canvas = frames.new_zeros(f, rows * h, cols * w, c)
-    for i in range(v):
-        r, q = divmod(i, cols)
-        canvas[:, r * h:(r + 1) * h, q * w:(q + 1) * w] = frames[i]
-    return canvas
 
 
 def sample_frame_indices(num_frames: int, count: int) -> list[int]:
@@ -123,7 +113,7 @@ class CamGridDecode:
         finally:
             progress.close()
         frames = torch.cat([item.flatten(0, 1) for item in per_item])  # view-major within each batch item
-        side = torch.cat([tile_views(item, rows, cols) for item in per_item])
+        side = torch.cat([tile_frames(item, rows, cols) for item in per_item])
         sheet = torch.cat([contact_sheet(item, sheet_frames) for item in per_item])
         return frames, side, sheet, v
 
