@@ -162,7 +162,7 @@ def test_stage_names_and_legacy_sync_budget():
 def test_hard_stage_finetunes_the_dit_and_soft_stage_only_soft_layers(tmp_path):
     torch.manual_seed(0)
     cfg = TrainConfig(**{**MICRO, "out": str(tmp_path / "run"), "steps": 3, "lr": 1e-2,
-                         "stages": ("ae", "video", "syncam")})
+                         "stages": ("ae", "video", "syncam"), "two_stream_modes": ("hard",)})
     trainer = Trainer(cfg, log=lambda *_: None)
     trainer.run()
     trainer.start_data()
@@ -179,6 +179,25 @@ def test_hard_stage_finetunes_the_dit_and_soft_stage_only_soft_layers(tmp_path):
     after = trainer.dit.state_dict()
     moved = {k for k in after if not torch.equal(before[k], after[k])}
     assert moved and all(".sync.soft." in k for k in moved)
+    trainer.bank.close()
+
+
+def test_two_stream_finetune_can_train_soft_layers_with_the_dit(tmp_path):
+    torch.manual_seed(0)
+    cfg = TrainConfig(**{**MICRO, "out": str(tmp_path / "run"), "steps": 4, "lr": 1e-2,
+                         "stages": ("ae", "video", "syncam"), "two_stream_modes": ("hard", "soft")})
+    trainer = Trainer(cfg, log=lambda *_: None)
+    trainer.run()
+    trainer.start_data()
+    before = {k: v.clone() for k, v in trainer.dit.state_dict().items() if ".sync." not in k}
+    trainer.stage_hard()
+    after = trainer.dit.state_dict()
+    assert not torch.equal(before["blocks.0.self_attn.q.weight"], after["blocks.0.self_attn.q.weight"])
+    assert after["blocks.0.sync.gate.proj.weight"].abs().sum() > 0
+    assert after["blocks.0.sync.soft.up.weight"].abs().sum() > 0             # soft trained alongside the DiT
+    trainer.cfg.two_stream_modes = ("soft", "fused")
+    with pytest.raises(ValueError, match="two_stream_modes"):
+        trainer.stage_hard()
     trainer.bank.close()
 
 
@@ -202,6 +221,14 @@ def test_metric_pooling_and_unscorable_modes():
     table = format_table(results)
     assert "n/a" in table and "hard: not scorable" in table
     assert "syncam: 75% lower mean" in table                    # 2 px vs 8 px
+    assert "lower in 1 of the 1 grids scored in both" in table
+
+
+def test_paired_wins_only_count_grids_scored_in_both():
+    from camgrid.train.evaluate import paired_wins
+
+    assert paired_wins([1.0, 5.0, None, 2.0], [2.0, 4.0, 3.0, None]) == (1, 2)
+    assert paired_wins([None], [1.0]) == (0, 0)
 
 
 def test_observation_errors_match_the_metric_and_triangulation_survives_degenerate_input():

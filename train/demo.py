@@ -34,6 +34,10 @@ DEMO_COLOURS, DEMO_SHAPES = ("red", "blue"), ("sphere", "box")
 DEMO_SCENES = 3   # grids per mode: one is a noisy sample of the metric, 3 keep the CPU demo under 2 minutes
 # find_demo_scene_seeds(built-in model, demo_rig(model)) for 80x48 px, 17 frames (tests/test_train.py checks them)
 DEMO_SCENE_SEEDS = (11, 25, 48)
+# Guidance 2, not the eval's 4: at 4 the tiny model draws the objects larger, in the demo's wide orbit they
+# touch in most views and the metric (which scores only objects apart from the others) has nothing to
+# score in 3 of the 4 modes; at 2 every mode is scorable. The held-out eval reports both (TINY_MODEL.md).
+DEMO_CFG = 2.0
 
 
 def demo_rig(model, views: int = 4):
@@ -112,7 +116,7 @@ def _describe(m: dict) -> str:
 
 
 def run_demo(out, model=None, caption: str = "a red sphere and a blue box", views: int = 4, steps: int = 20,
-             cfg: float = 4.0, seed: int = 0, scenes: int = DEMO_SCENES, modes=MODES, fps: float = 8.0,
+             cfg: float = DEMO_CFG, seed: int = 0, scenes: int = DEMO_SCENES, modes=MODES, fps: float = 8.0,
              log=print) -> dict:
     from .builtin import load_builtin
 
@@ -167,7 +171,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--caption", default="a red sphere and a blue box",
                         help="what to generate; the metric looks for red and blue objects")
     parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--cfg", type=float, default=4.0)
+    parser.add_argument("--cfg", type=float, default=DEMO_CFG, help="classifier-free guidance scale")
     parser.add_argument("--seed", type=int, default=0, help="noise seed of the batch of grids")
     parser.add_argument("--scenes", type=int, default=DEMO_SCENES, help="grids per mode (and ground-truth scenes)")
     parser.add_argument("--device", default="cpu")

@@ -11,6 +11,8 @@ Stages (each runs until `--steps` or its time budget, whichever comes first, and
   hard    4Real-Video's two-stream fine-tune: the WHOLE DiT (base blocks, SynCamMaster modules and the
           hard gates) trains in mode "hard" (loss on every step), together with an anchor loss that
           alternates between mode "syncam" and mode "independent" on the same batch;
+          With --two-stream-modes hard,soft (the default, the shipped model's recipe) the loss alternates
+          between mode "hard" and mode "soft", and the soft sync layers train here too;
   soft    the soft sync layers alone, on the frozen DiT of the hard stage, in mode "soft".
   ("sync" is accepted as the old name of hard + soft: `--stages sync`, `--stage-budgets sync=S` = S/2 each.)
 
@@ -26,7 +28,10 @@ The anchor loss keeps those two modes trained on the changing weights (independe
 baseline: the same weights, the views generated without exchanging anything), and costs one extra
 pass per step instead of a second 4.5 MB DiT file and a loader that picks a DiT per mode. The gates
 learn at the full learning rate, the pre-trained weights at half of it. Soft sync then trains its
-zero-initialised low-rank layers on top of that two-stream-tuned DiT.
+zero-initialised low-rank layers on top of that two-stream-tuned DiT. Soft sync keeps the two streams
+apart through every block, which a DiT tuned only for the hard merge never saw: trained that way, soft
+was no better than independent by the mean (run 4 in benchmarks/TINY_MODEL.md). With soft steps in the
+two-stream fine-tune the shared weights learn to serve both merges (run 5, the shipped model).
 
 Flow matching as the sampler uses it (model/sampling.py): x_σ = (1 - σ)·x0 + σ·noise, target
 v = noise - x0, timestep 1000·σ, σ = shift(u) = s·u / (1 + (s - 1)·u) with u ~ U(0, 1) (s = --shift).
@@ -91,6 +96,7 @@ class TrainConfig:
     batch: int = 16                    # multi-view samples per step (the single-view stage uses batch*views views)
     lr: float = 5e-4
     finetune_lr_scale: float = 0.5    # hard stage: pre-trained weights learn at lr * this, new gates at lr
+    two_stream_modes: tuple = ("hard", "soft")   # modes the hard stage's two-stream fine-tune cycles through
     ae_lr: float = 1e-3
     shift: float = 3.0
     caption_dropout: float = 0.1
@@ -346,17 +352,24 @@ class Trainer:
 
     def stage_hard(self):
         """Two-stream fine-tune (see the module docstring): the whole DiT + hard gates in mode "hard", with
-        an anchor loss alternating between "syncam" and "independent" on the same batch."""
+        an anchor loss alternating between "syncam" and "independent" on the same batch. With
+        two_stream_modes = ("hard", "soft") the two-stream loss alternates between hard and soft, and the
+        soft layers train here too (at the full learning rate, like the gates)."""
         c = self.cfg
         if self.dit.variant != "syncammaster":
             self.dit = syncammaster_from(self.dit)
         self._ensure_sync_layers()
+        two_stream = tuple(c.two_stream_modes)
+        bad = [m for m in two_stream if m not in ("hard", "soft")]
+        if not two_stream or bad:
+            raise ValueError(f"two_stream_modes: expected a non-empty subset of ('hard', 'soft'), got {two_stream}")
         self.dit.requires_grad_(True)
         for block in self.dit.blocks:
-            block.sync.soft.requires_grad_(False)      # unused in mode hard; trained in the soft stage
-        gates = [p for block in self.dit.blocks for p in block.sync.gate.parameters()]
-        gate_ids = {id(p) for p in gates}
-        rest = [p for p in self.dit.parameters() if id(p) not in gate_ids]
+            # unused in mode hard; trained in the soft stage unless soft is one of the two-stream modes
+            block.sync.soft.requires_grad_("soft" in two_stream)
+        new_layers = [p for block in self.dit.blocks for p in block.sync.parameters()]
+        new_ids = {id(p) for p in new_layers}
+        rest = [p for p in self.dit.parameters() if id(p) not in new_ids]
         anchors = ("syncam", "independent")
         count = [0]
 
@@ -364,14 +377,15 @@ class Trainer:
             lat, captions, cam = self._latent_batch(c.batch, single_view=False)
             with torch.no_grad():
                 ctx = self._context(captions)
-            anchor = anchors[count[0] % len(anchors)]
+            mode = two_stream[count[0] % len(two_stream)]
+            anchor = anchors[(count[0] // len(two_stream)) % len(anchors)]   # every pairing of the two occurs
             count[0] += 1
-            return (flow_matching_loss(self.dit, lat, ctx, c.shift, mode="hard", camera=cam)
+            return (flow_matching_loss(self.dit, lat, ctx, c.shift, mode=mode, camera=cam)
                     + flow_matching_loss(self.dit, lat, ctx, c.shift, mode=anchor, camera=cam))
 
         self.dit.train()
         losses = self._loop("hard", {"dit": self.dit},
-                            [{"params": gates, "lr_scale": 1.0}, {"params": rest, "lr_scale": c.finetune_lr_scale}],
+                            [{"params": new_layers, "lr_scale": 1.0}, {"params": rest, "lr_scale": c.finetune_lr_scale}],
                             step, c.lr, self.budget("hard"))
         self.dit.eval().requires_grad_(False)
         return losses
@@ -481,6 +495,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--shift", type=float, default=d.shift)
     parser.add_argument("--seed", type=int, default=d.seed)
     parser.add_argument("--resume", action="store_true", help="skip finished stages, continue the one in progress")
+    parser.add_argument("--two-stream-modes", default=",".join(d.two_stream_modes),
+                        help="modes the hard stage's whole-DiT fine-tune cycles through: hard, or hard,soft")
     parser.add_argument("--eval-scenes", type=int, default=0, help="after training, evaluate on this many held-out scenes")
     parser.add_argument("--eval-steps", type=int, default=d.eval_steps)
     parser.add_argument("--no-progress", action="store_true")
@@ -493,6 +509,7 @@ def config_from_args(args) -> TrainConfig:
                        samples=args.samples, workers=args.workers, height=args.height, width=args.width,
                        frames=args.frames, views=args.views, dim=args.dim, num_layers=args.layers,
                        num_heads=args.heads, ffn_dim=args.ffn_dim, lr=args.lr, shift=args.shift, seed=args.seed,
+                       two_stream_modes=tuple(m for m in args.two_stream_modes.split(",") if m),
                        resume=args.resume, eval_scenes=args.eval_scenes, eval_steps=args.eval_steps,
                        progress_bar=not args.no_progress)
 

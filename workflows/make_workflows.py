@@ -306,7 +306,7 @@ def builtin_demo(defs):
     latent = wf.add("CamGridEmptyLatent", (760, 520), views=4, width=80, height=48, length=17)
     wf.link(builtin, "vae", latent, "vae")
     s = sampler_node(wf, 1120, 0, builtin, "model", pos, neg, latent, enc)
-    s["widgets_values"][2:5] = [20, 4.0, 3.0]  # steps, cfg, shift of the tiny model
+    s["widgets_values"][2:5] = [20, 2.0, 3.0]  # steps, cfg, shift of the tiny model (cfg as in `camgrid demo`)
     outputs(wf, s, builtin, "vae", "tiny", 8.0)
     return wf.to_json("Built-in tiny model demo (CPU, no downloads)",
                       "The embedded tiny model: four synchronized 80x48 views of a synthetic scene in seconds.")
