@@ -45,13 +45,15 @@ ROWS = [
     ("wan-1.3b", 8, "hard", False, 0, 16384, None),
     ("wan-1.3b", 8, "hard", False, 0, None, 2),
     ("wan-1.3b", 4, "hard", False, 15, None, None),
+    ("wan-1.3b", 8, "syncam", False, 0, None, None),
+    ("wan-1.3b", 8, "syncam", False, 0, None, 2),
     ("wan-14b", 4, "independent", True, 0, None, None),
     ("wan-14b", 4, "hard", True, 0, None, None),
 ]
 
 
-def random_model(size: str, fp8: bool) -> GridDiT:
-    cfg = get_config(size)
+def random_model(size: str, fp8: bool, variant: str = "wan") -> GridDiT:
+    cfg = get_config(size).replace(variant=variant)
     with torch.device("meta"):
         model = GridDiT(cfg).to(torch.bfloat16)
     model = model.to_empty(device="cuda")
@@ -79,18 +81,19 @@ def inputs(cfg, views):
     g = torch.Generator(device="cuda").manual_seed(1)
     x = torch.randn(1, views, cfg.in_dim, t, 2 * h, 2 * w, device="cuda", generator=g)
     ctx = torch.randn(1, 512, cfg.text_dim, device="cuda", generator=g)
-    return x, torch.tensor([900.0], device="cuda"), ctx
+    cam = torch.randn(1, views, t, 12, device="cuda", generator=g)
+    return x, torch.tensor([900.0], device="cuda"), ctx, cam
 
 
 def measure(model, views, mode):
-    x, t, ctx = inputs(model.config, views)
+    x, t, ctx, cam = inputs(model.config, views)
     torch.cuda.synchronize()
     gc.collect()
     torch.cuda.empty_cache()
     torch.cuda.reset_peak_memory_stats()
     start = time.perf_counter()
     with torch.inference_mode():
-        out = model(x, t, ctx, mode=mode)
+        out = model(x, t, ctx, mode=mode, camera=cam if mode == "syncam" else None)
     torch.cuda.synchronize()
     seconds = time.perf_counter() - start
     peak = torch.cuda.max_memory_allocated()
@@ -107,6 +110,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default=None, help="also write the markdown table here")
     ap.add_argument("--time-limit", type=float, default=300, help="skip remaining rows after this many seconds")
+    ap.add_argument("--modes", default=None, help="only the rows of these modes, e.g. syncam,hard")
     args = ap.parse_args()
     t0 = time.perf_counter()
     lines = [f"GPU: {torch.cuda.get_device_name()}, torch {torch.__version__}; {FRAMES} frames {HEIGHT}x{WIDTH}, "
@@ -116,21 +120,24 @@ def main():
     checks = []
     cache = {}
     for size, views, mode, fp8, swap, chunk, rows in ROWS:
+        if args.modes and mode not in args.modes.split(","):
+            continue
         if time.perf_counter() - t0 > args.time_limit:
             lines.append(f"| {size} | {views} | {mode} | {fp8} | {swap} | {chunk} | {rows} | skipped (time limit) | | | |")
             continue
-        key = (size, fp8)
+        variant = "syncammaster" if mode == "syncam" else "wan"
+        key = (size, fp8, variant)
         if key not in cache:
             cache.clear()
             gc.collect()
             torch.cuda.empty_cache()
-            cache[key] = random_model(size, fp8)
+            cache[key] = random_model(size, fp8, variant)
         model = cache[key]
         model.set_ffn_chunking(chunk)
         model.set_row_chunks(rows)
         if swap:
             enable_block_swap(model, swap, "cuda")
-        pred = predict_peak_memory(size, views, FRAMES, HEIGHT, WIDTH, mode=mode, fp8=fp8, block_swap=swap,
+        pred = predict_peak_memory(get_config(size).replace(variant=variant), views, FRAMES, HEIGHT, WIDTH, mode=mode, fp8=fp8, block_swap=swap,
                                    ffn_chunk=chunk, row_chunks=rows)
         try:
             out, peak, secs = measure(model, views, mode)

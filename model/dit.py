@@ -253,8 +253,15 @@ class GridDiTBlock(nn.Module):
         return gated_residual(x, g2, self.ffn_forward(self.modulated(x, self.norm2, s2, c2)), inplace=inplace)
 
     def forward_syncam(self, x, e, context, rope, rope_mvs, cam, grid, backend=None):
-        """SynCamMaster block: self-attn, multi-view attn across views at the same frame, cross-attn, FFN."""
+        """SynCamMaster block: self-attn, multi-view attn across views at the same frame, cross-attn, FFN.
+
+        With `row_chunk` set, each of the three steps runs on at most that many rows of its own layout:
+        time-stream rows (a view's whole video) for self-attention and cross-attention + FFN, view-stream
+        rows (one latent frame of every view) for the multi-view attention."""
         b, v, t, hw = grid
+        n, c = x.shape[0], self.row_chunk
+        if c is not None and (n > c or b * t > c):
+            return self._forward_syncam_chunked(x, e, context, rope, rope_mvs, cam, grid, backend)
         s1, c1, g1, s2, c2, g2 = (self.modulation.float() + e).chunk(6, dim=1)
         x = gated_residual(x, g1, self.self_attn(self.modulated(x, self.norm1, s1, c1), rope, backend))
         sm, cm, gm = (self.modulation_mvs.float() + e[:, :3]).chunk(3, dim=1)
@@ -262,6 +269,55 @@ class GridDiTBlock(nn.Module):
         y = self.projector(self.mvs_attn(h, rope_mvs, backend))
         x = gated_residual(x, gm, from_view_stream(y, b, v, t, hw), inplace=not torch.is_grad_enabled())  # gm: per batch
         return self.cross_ffn(x, e, context, backend, (s2, c2, g2))
+
+    def _forward_syncam_chunked(self, x, e, context, rope, rope_mvs, cam, grid, backend):
+        """forward_syncam, row chunk by row chunk; the same result (rows are independent in every step).
+        Writes into one new residual stream (in place at inference, into a second buffer under autograd)."""
+        b, v, t, hw = grid
+        n, c, d = x.shape[0], self.row_chunk, x.shape[-1]
+        mod = self.modulation.float() + e                                 # [N or 1, 6, d]
+        rows = lambda r0, r1: mod[r0:r1] if mod.shape[0] == n else mod
+        inplace = not torch.is_grad_enabled()
+        # 1. self-attention over the frames of each view (time-stream rows)
+        x1 = torch.empty_like(x)
+        for r0 in range(0, n, c):
+            r1 = min(n, r0 + c)
+            s1, c1, g1 = rows(r0, r1)[:, :3].chunk(3, dim=1)
+            xr = x[r0:r1]
+            x1[r0:r1] = gated_residual(xr, g1, self.self_attn(self.modulated(xr, self.norm1, s1, c1), rope, backend))
+        # 2. multi-view attention across the views of each latent frame (view-stream rows), per batch element
+        mvs = (self.modulation_mvs.float() + (e[:, :3] if e.shape[0] == n else e[:, :3].expand(n, -1, -1)))
+        sm, cm, gm = (t_.reshape(b, v, 1, d) for t_ in mvs.chunk(3, dim=1))   # per (batch, view) row
+        x2 = x1 if inplace else torch.empty_like(x1)
+        src, dst = x1.view(b, v, t * hw, d), x2.view(b, v, t * hw, d)
+        cam_v = cam.view(b, v, t * hw, d) if cam is not None else None
+        tc = max(1, min(c, t))
+        for bi in range(b):
+            for t0 in range(0, t, tc):
+                t1 = min(t, t0 + tc)
+                cols = slice(t0 * hw, t1 * hw)
+                xs = src[bi, :, cols]                                      # [V, tc*hw, d]
+                h = self.modulated(xs, self.norm_mvs, sm[bi], cm[bi], cam_v[bi, :, cols] if cam_v is not None else None)
+                h = h.reshape(v, t1 - t0, hw, d).transpose(0, 1).reshape(t1 - t0, v * hw, d)
+                y = self.projector(self.mvs_attn(h, rope_mvs, backend))
+                y = y.reshape(t1 - t0, v, hw, d).transpose(0, 1).reshape(v, (t1 - t0) * hw, d)
+                if inplace:
+                    gated_residual(xs, gm[bi], y, inplace=True)
+                else:
+                    dst[bi, :, cols] = gated_residual(xs, gm[bi], y)
+        # 3. cross-attention + FFN, time-stream rows; the text k/v once per batch element
+        k, vv = self.cross_attn.context_kv(context)
+        rep = n // context.shape[0]
+        out = x2 if inplace else torch.empty_like(x2)
+        for r0 in range(0, n, c):
+            r1 = min(n, r0 + c)
+            batch_of_row = torch.arange(r0, r1, device=x.device) // rep
+            kv = (k.index_select(0, batch_of_row), vv.index_select(0, batch_of_row))
+            s2, c2, g2 = rows(r0, r1)[:, 3:].chunk(3, dim=1)
+            res = self.cross_ffn(x2[r0:r1], rows(r0, r1), None, backend, (s2, c2, g2), kv)
+            if not inplace:
+                out[r0:r1] = res
+        return out
 
 
 def to_view_stream(x, b, v, t, hw):
@@ -340,8 +396,8 @@ class GridDiT(nn.Module):
         A row is one sequence of a stream: a view of the time stream, a latent frame of the view
         stream, a (view, cond/uncond) pair in batched CFG. Rows are independent, so the result is
         the same; peak activation memory shrinks to about rows/N of the block's (the residual
-        stream itself stays whole). Applies to independent, recam, hard and soft; syncam's
-        sequential block mixes both layouts inside one block and is not chunked.
+        stream itself stays whole). Applies to every mode; syncam's block chunks each of its steps in
+        that step's own layout (time-stream rows, then view-stream rows: one latent frame of all views).
         """
         if rows is not None and (not isinstance(rows, int) or rows < 1):
             raise ValueError(f"row chunk must be a positive int or None, got {rows!r}")

@@ -70,6 +70,13 @@ class CamGridModelLoader:
                                "weights in CPU memory and stream them in (saves VRAM, costs speed). 0 = off."}),
                 "weight_storage": (list(WEIGHT_STORAGE), {"default": "default", "tooltip": "fp8_e4m3fn stores "
                                    "the big weights in 8 bits (half the memory of bf16; fp8 matmuls on Hopper GPUs, dequantised elsewhere)."}),
+                "row_chunks": ("INT", {"default": 0, "min": 0, "max": 4096, "tooltip": "Run each block on this "
+                               "many sequences at a time (one view's video, or one frame of all views): the same "
+                               "result with much less activation memory (1.3B, 8 views, 81 frames: 16 -> 9.7 GiB "
+                               "syncam, 22 -> 13.5 GiB hard at 2), a few % slower. 0 = off."}),
+                "ffn_chunk": ("INT", {"default": 0, "min": 0, "max": 1 << 20, "step": 1024, "tooltip": "Run the "
+                              "feed-forward layers on this many tokens at a time (e.g. 8192): the same result, "
+                              "less memory for the FFN's 4x-wide hidden layer. 0 = off."}),
             },
         }
 
@@ -80,7 +87,8 @@ class CamGridModelLoader:
     DESCRIPTION = "Loads a Wan2.1 / SynCamMaster / ReCamMaster DiT and reports what it is."
 
     @classmethod
-    def VALIDATE_INPUTS(cls, dit_name=None, block_swap=None, weight_storage=None, sync_weights=None):
+    def VALIDATE_INPUTS(cls, dit_name=None, block_swap=None, weight_storage=None, sync_weights=None,
+                        row_chunks=None, ffn_chunk=None):
         if dit_name is not None and dit_name not in dit_files():
             return (f"DiT file {dit_name!r} is not in models/diffusion_models; put the model file there and "
                     "refresh the page")
@@ -90,6 +98,9 @@ class CamGridModelLoader:
             return "block_swap needs camgrid's model/offload.py, which this install lacks; set block_swap to 0"
         if block_swap is not None and not 0 <= block_swap <= 64:
             return f"block_swap must be between 0 and 64, got {block_swap}"
+        for name, value in (("row_chunks", row_chunks), ("ffn_chunk", ffn_chunk)):
+            if value is not None and value < 0:
+                return f"{name} must be 0 (off) or a positive number, got {value}"
         if weight_storage not in (None, "default"):
             if weight_storage not in WEIGHT_STORAGE:
                 return f"weight_storage must be one of {', '.join(WEIGHT_STORAGE)}"
@@ -97,7 +108,8 @@ class CamGridModelLoader:
                 return "fp8 weight storage needs camgrid's model/fp8.py, which this install lacks; use default"
         return True
 
-    def load(self, dit_name, dtype, attention, sync_weights=NO_SYNC, block_swap=0, weight_storage="default"):
+    def load(self, dit_name, dtype, attention, sync_weights=NO_SYNC, block_swap=0, weight_storage="default",
+             row_chunks=0, ffn_chunk=0):
         notes = []
         if dit_name == BUILTIN_MODEL_NAME:
             loader = builtin_loader()
@@ -131,9 +143,12 @@ class CamGridModelLoader:
                 raise ValueError("fp8 weight storage needs camgrid's model/fp8.py; use weight_storage default")
             quantize(model, dtype=torch.float8_e4m3fn)
         model.attention_backend = None if attention == "auto" else attention
+        model.set_row_chunks(int(row_chunks) or None)
+        model.set_ffn_chunking(int(ffn_chunk) or None)
         loaded = LoadedModel(model=model, name=dit_name, variant=model.variant, size=size, dtype=target,
                              attention=attention, sync_weights=sync_name, block_swap=int(block_swap),
-                             weight_storage=weight_storage, notes=notes)
+                             weight_storage=weight_storage, row_chunks=int(row_chunks), ffn_chunk=int(ffn_chunk),
+                             notes=notes)
         if block_swap > len(model.blocks):
             raise ValueError(f"block_swap {block_swap} is more than the model's {len(model.blocks)} blocks; "
                              f"use at most {len(model.blocks)}")

@@ -30,6 +30,8 @@ class LoadedModel:
     sync_weights: Optional[str] = None
     block_swap: int = 0             # blocks whose weights stay on the offload device
     weight_storage: str = "default"
+    row_chunks: int = 0             # GridDiT.set_row_chunks (0: off)
+    ffn_chunk: int = 0              # GridDiT.set_ffn_chunking (0: off)
     notes: list = field(default_factory=list)
 
     def summary(self) -> str:
@@ -40,6 +42,10 @@ class LoadedModel:
             parts.append(f"block swap {self.block_swap}")
         if self.weight_storage != "default":
             parts.append(f"weights {self.weight_storage}")
+        if self.row_chunks:
+            parts.append(f"row chunks {self.row_chunks}")
+        if self.ffn_chunk:
+            parts.append(f"FFN chunk {self.ffn_chunk} tokens")
         return "; ".join(parts + list(self.notes))
 
 

@@ -50,7 +50,7 @@ def maxrel(a, b):
     return ((a - b).abs().max() / b.abs().max()).item()
 
 
-@pytest.mark.parametrize("mode", ["independent", "recam", "hard", "soft"])
+@pytest.mark.parametrize("mode", ["independent", "syncam", "recam", "hard", "soft"])
 @pytest.mark.parametrize("rows", [1, 2])
 def test_row_chunks_give_the_same_result(mode, rows):
     model = model_for(mode)
@@ -75,12 +75,24 @@ def test_row_chunk_rejects_bad_values():
             model.set_row_chunks(bad)
 
 
-def test_syncam_ignores_row_chunks():
-    model = tiny_model("syncammaster", seed=2)
-    with torch.no_grad():
-        plain = run(model, "syncam")
-        model.set_row_chunks(1)
-        assert maxrel(run(model, "syncam"), plain) < 1e-6
+def test_syncam_row_chunks_keep_gradients():
+    """Under autograd (training) the chunked syncam block writes into fresh buffers: same loss, same grads."""
+    model = model_for("syncam")
+
+    def loss_and_grads():
+        model.zero_grad(set_to_none=True)
+        out = run(model, "syncam", b=2)
+        out.square().mean().backward()
+        return out.detach(), {k: p.grad.clone() for k, p in model.named_parameters() if p.grad is not None}
+
+    plain, g_plain = loss_and_grads()
+    model.set_row_chunks(2)
+    chunked, g_chunked = loss_and_grads()
+    model.set_row_chunks(None)
+    assert maxrel(chunked, plain) < 1e-5
+    assert g_plain.keys() == g_chunked.keys() and any("mvs_attn" in k for k in g_plain)
+    for k in g_plain:
+        assert maxrel(g_chunked[k], g_plain[k]) < 1e-4, k
 
 
 @pytest.mark.parametrize("backend", ["eager", "aot_eager"])
