@@ -223,16 +223,21 @@ class GridDiTBlock(nn.Module):
         n, c = x.shape[0], self.row_chunk
         if c is None or n <= c:
             return self.forward_rows(x, e, context, rope, cam, use_projector, backend)
-        k, v = self.cross_attn.context_kv(context)
-        rep = n // context.shape[0]
         out = torch.empty_like(x)
-        for r0 in range(0, n, c):
-            r1 = min(n, r0 + c)
-            batch_of_row = torch.arange(r0, r1, device=x.device) // rep
-            kv = (k.index_select(0, batch_of_row), v.index_select(0, batch_of_row))
+        for r0, r1, kv in self._row_chunks_with_text(n, context):
             out[r0:r1] = self.forward_rows(x[r0:r1], e[r0:r1] if e.shape[0] == n else e, None, rope,
                                            cam[r0:r1] if cam is not None else None, use_projector, backend, kv)
         return out
+
+    def _row_chunks_with_text(self, n, context):
+        """(r0, r1, kv) for each chunk of `row_chunk` of the n rows; kv is the text k/v of each row's batch
+        element (rows of one batch element are contiguous), projected once per call, not once per chunk."""
+        k, v = self.cross_attn.context_kv(context)
+        rep = n // context.shape[0]
+        for r0 in range(0, n, self.row_chunk):
+            r1 = min(n, r0 + self.row_chunk)
+            batch_of_row = torch.arange(r0, r1, device=k.device) // rep
+            yield r0, r1, (k.index_select(0, batch_of_row), v.index_select(0, batch_of_row))
 
     def forward_rows(self, x, e, context, rope, cam=None, use_projector=False, backend=None, kv=None):
         s1, c1, g1, s2, c2, g2 = (self.modulation.float() + e).chunk(6, dim=1)
@@ -272,26 +277,26 @@ class GridDiTBlock(nn.Module):
 
     def _forward_syncam_chunked(self, x, e, context, rope, rope_mvs, cam, grid, backend):
         """forward_syncam, row chunk by row chunk; the same result (rows are independent in every step).
-        Writes into one new residual stream (in place at inference, into a second buffer under autograd)."""
+        Writes into one new residual stream (in place at inference, into a second buffer under autograd).
+        e is per time-stream row here ([B*V, 6, d], GridDiT._forward_syncam)."""
         b, v, t, hw = grid
         n, c, d = x.shape[0], self.row_chunk, x.shape[-1]
-        mod = self.modulation.float() + e                                 # [N or 1, 6, d]
-        rows = lambda r0, r1: mod[r0:r1] if mod.shape[0] == n else mod
+        mod = self.modulation.float() + e                                 # [N, 6, d]
         inplace = not torch.is_grad_enabled()
         # 1. self-attention over the frames of each view (time-stream rows)
         x1 = torch.empty_like(x)
         for r0 in range(0, n, c):
             r1 = min(n, r0 + c)
-            s1, c1, g1 = rows(r0, r1)[:, :3].chunk(3, dim=1)
+            s1, c1, g1 = mod[r0:r1, :3].chunk(3, dim=1)
             xr = x[r0:r1]
             x1[r0:r1] = gated_residual(xr, g1, self.self_attn(self.modulated(xr, self.norm1, s1, c1), rope, backend))
         # 2. multi-view attention across the views of each latent frame (view-stream rows), per batch element
-        mvs = (self.modulation_mvs.float() + (e[:, :3] if e.shape[0] == n else e[:, :3].expand(n, -1, -1)))
-        sm, cm, gm = (t_.reshape(b, v, 1, d) for t_ in mvs.chunk(3, dim=1))   # per (batch, view) row
+        mvs = self.modulation_mvs.float() + e[:, :3]
+        sm, cm, gm = (part.reshape(b, v, 1, d) for part in mvs.chunk(3, dim=1))   # per (batch, view) row
         x2 = x1 if inplace else torch.empty_like(x1)
         src, dst = x1.view(b, v, t * hw, d), x2.view(b, v, t * hw, d)
         cam_v = cam.view(b, v, t * hw, d) if cam is not None else None
-        tc = max(1, min(c, t))
+        tc = min(c, t)
         for bi in range(b):
             for t0 in range(0, t, tc):
                 t1 = min(t, t0 + tc)
@@ -305,16 +310,10 @@ class GridDiTBlock(nn.Module):
                     gated_residual(xs, gm[bi], y, inplace=True)
                 else:
                     dst[bi, :, cols] = gated_residual(xs, gm[bi], y)
-        # 3. cross-attention + FFN, time-stream rows; the text k/v once per batch element
-        k, vv = self.cross_attn.context_kv(context)
-        rep = n // context.shape[0]
+        # 3. cross-attention + FFN, time-stream rows
         out = x2 if inplace else torch.empty_like(x2)
-        for r0 in range(0, n, c):
-            r1 = min(n, r0 + c)
-            batch_of_row = torch.arange(r0, r1, device=x.device) // rep
-            kv = (k.index_select(0, batch_of_row), vv.index_select(0, batch_of_row))
-            s2, c2, g2 = rows(r0, r1)[:, 3:].chunk(3, dim=1)
-            res = self.cross_ffn(x2[r0:r1], rows(r0, r1), None, backend, (s2, c2, g2), kv)
+        for r0, r1, kv in self._row_chunks_with_text(n, context):
+            res = self.cross_ffn(x2[r0:r1], e[r0:r1], None, backend, mod[r0:r1, 3:].chunk(3, dim=1), kv)
             if not inplace:
                 out[r0:r1] = res
         return out

@@ -195,10 +195,11 @@ def test_two_stream_finetune_can_train_soft_layers_with_the_dit(tmp_path):
     assert not torch.equal(before["blocks.0.self_attn.q.weight"], after["blocks.0.self_attn.q.weight"])
     assert after["blocks.0.sync.gate.proj.weight"].abs().sum() > 0
     assert after["blocks.0.sync.soft.up.weight"].abs().sum() > 0             # soft trained alongside the DiT
-    trainer.cfg.two_stream_modes = ("soft", "fused")
-    with pytest.raises(ValueError, match="two_stream_modes"):
-        trainer.stage_hard()
     trainer.bank.close()
+    with pytest.raises(ValueError, match="two_stream_modes"):       # refused before any stage runs
+        TrainConfig(**{**MICRO, "two_stream_modes": ("soft", "fused")})
+    with pytest.raises(ValueError, match="two_stream_modes"):
+        TrainConfig(**{**MICRO, "two_stream_modes": ()})
 
 
 def test_metric_pooling_and_unscorable_modes():

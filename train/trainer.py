@@ -107,6 +107,14 @@ class TrainConfig:
     resume: bool = False
     progress_bar: bool = True
 
+    def __post_init__(self):
+        # checked here, not in the hard stage: a bad value must fail before minutes of earlier stages
+        self.two_stream_modes = tuple(self.two_stream_modes)
+        bad = [m for m in self.two_stream_modes if m not in ("hard", "soft")]
+        if not self.two_stream_modes or bad:
+            raise ValueError(f"two_stream_modes (--two-stream-modes): expected a non-empty subset of "
+                             f"('hard', 'soft'), got {self.two_stream_modes}")
+
 
 def shifted_sigmas(u: torch.Tensor, shift: float) -> torch.Tensor:
     return shift * u / (1 + (shift - 1) * u)
@@ -359,10 +367,7 @@ class Trainer:
         if self.dit.variant != "syncammaster":
             self.dit = syncammaster_from(self.dit)
         self._ensure_sync_layers()
-        two_stream = tuple(c.two_stream_modes)
-        bad = [m for m in two_stream if m not in ("hard", "soft")]
-        if not two_stream or bad:
-            raise ValueError(f"two_stream_modes: expected a non-empty subset of ('hard', 'soft'), got {two_stream}")
+        two_stream = c.two_stream_modes
         self.dit.requires_grad_(True)
         for block in self.dit.blocks:
             # unused in mode hard; trained in the soft stage unless soft is one of the two-stream modes
