@@ -31,6 +31,16 @@ def _load(name: str):
     return importlib.import_module(module_path, package=__package__ or "camgrid")
 
 
+def _check_common_arguments(args: argparse.Namespace) -> None:
+    """--device and --out, shared by the subcommands, checked before any model loads (one line on error)."""
+    from .model.checks import output_folder, torch_device
+
+    if getattr(args, "device", None) is not None:
+        args.device = str(torch_device(args.device, "--device"))
+    if getattr(args, "out", None) is not None:
+        output_folder(args.out)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     top = argparse.ArgumentParser(prog="python -m camgrid",
@@ -50,6 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     module.add_arguments(parser)
     args = parser.parse_args(argv[1:])
     try:
+        _check_common_arguments(args)
         return int(module.run(args) or 0)
     except USER_ERRORS as exc:
         print(f"camgrid {name}: error: {exc}", file=sys.stderr)

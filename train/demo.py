@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from ..model.camera import default_intrinsics, make_preset
+from ..model.checks import output_folder
 from ..synth.render import render
 from ..synth.scenes import sample_scene
 from .evaluate import MODES, improvement_lines, safe_metrics, summarise
@@ -120,8 +121,7 @@ def run_demo(out, model=None, caption: str = "a red sphere and a blue box", view
              log=print) -> dict:
     from .builtin import load_builtin
 
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = output_folder(out)
     t0 = time.time()
     model = load_builtin() if model is None else model
     rig = demo_rig(model, views)

@@ -1,0 +1,45 @@
+"""Input checks shared by the library, the command line and the nodes: each limit is stated once, here.
+
+Every check raises `InputError` (a ValueError) whose message names the input and the fix, so the CLI can
+print it as one line and ComfyUI can show it in the node's error box.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+
+class InputError(ValueError):
+    """A bad argument: the message names the argument and what to do instead."""
+
+
+def torch_device(name, what: str = "device") -> torch.device:
+    """`name` as a torch.device that this torch can use, or an InputError that says how to get one."""
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError) as exc:
+        raise InputError(f"{what} {name!r} is not a device name ({exc}); use cpu, cuda or cuda:N") from None
+    if device.type == "cuda":
+        if not torch.backends.cuda.is_built():
+            raise InputError(f"{what} {name!r}: this torch ({torch.__version__}) is a CPU-only build; "
+                             "use --device cpu, or install a CUDA build of torch")
+        if not torch.cuda.is_available():
+            raise InputError(f"{what} {name!r}: no CUDA GPU is visible to torch; use --device cpu")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise InputError(f"{what} {name!r}: only {torch.cuda.device_count()} CUDA device(s) are visible")
+    elif device.type == "mps" and not torch.backends.mps.is_available():
+        raise InputError(f"{what} {name!r}: MPS is not available here; use --device cpu")
+    return device
+
+
+def output_folder(path, what: str = "--out") -> Path:
+    """A folder to write results into: created if missing; an existing file of that name is refused."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise InputError(f"{what} {str(path)!r} is an existing file, not a folder: name a folder to write into")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"{what} {str(path)!r}: cannot create the folder ({exc.strerror})") from None
+    return path
