@@ -10,7 +10,12 @@ from pathlib import Path
 import torch
 
 
-class InputError(ValueError):
+class CamGridError(ValueError):
+    """Base of camgrid's errors about bad input (arguments, files, rigs): the message is one line that names
+    the input and the fix. A ValueError, so callers that catch ValueError keep working."""
+
+
+class InputError(CamGridError):
     """A bad argument: the message names the argument and what to do instead."""
 
 

@@ -1,0 +1,68 @@
+"""Writing files so that a crash, a full disk or a kill in the middle never destroys the last good copy.
+
+Every file camgrid writes goes through `atomic_write`: the data goes to a temporary file in the same
+folder, is flushed and fsync'ed, then renamed over the target (an atomic step on POSIX and Windows), and
+the folder is fsync'ed so the rename itself survives a power cut. On any error the temporary file is
+removed and the previous file is untouched.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+from typing import Callable, Iterator, Union
+
+PathLike = Union[str, os.PathLike]
+
+
+@contextlib.contextmanager
+def atomic_path(path: PathLike) -> Iterator[Path]:
+    """Yields a temporary path beside `path`; a writer writes the whole file there. When the block ends
+    without an error the file is fsync'ed and renamed over `path`; on an error it is deleted."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp)
+    try:
+        yield tmp
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_folder(path.parent)
+
+
+def atomic_write(path: PathLike, data: Union[bytes, str], encoding: str = "utf-8") -> Path:
+    """Write `data` (bytes, or text in `encoding`) to `path` atomically."""
+    payload = data.encode(encoding) if isinstance(data, str) else data
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            f.write(payload)
+    return Path(path)
+
+
+def atomic_save(path: PathLike, write: Callable[[Path], object]) -> Path:
+    """`write(tmp_path)` writes the file (torch.save, safetensors' save_file, PIL's save, ...); then it is
+    moved over `path` atomically."""
+    with atomic_path(path) as tmp:
+        write(tmp)
+    return Path(path)
+
+
+def _fsync_folder(folder: Path) -> None:
+    if os.name != "posix":
+        return   # Windows cannot open a folder for fsync; os.replace is still atomic there
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
