@@ -10,7 +10,7 @@ for cuDNN first, falling back to flash / efficient / math where cuDNN refuses th
     set_sdpa_policy("auto" | "default" | "cudnn" | "flash")   process-wide choice, for benchmarks
 
 "auto" applies the measured rule below; "default" leaves PyTorch's own order untouched.
-The context only affects the "sdpa" attention backend (model/attention.py).
+model/attention.py's "sdpa" backend enters this context around its call (kernels never import model/).
 """
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ import contextlib
 import functools
 
 import torch
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 POLICIES = ("auto", "default", "cudnn", "flash")
 _policy = "auto"
@@ -44,8 +45,6 @@ def _capability(index: int) -> tuple[int, int]:
 
 
 def _order(name: str):
-    from torch.nn.attention import SDPBackend
-
     cudnn = [SDPBackend.CUDNN_ATTENTION, SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]
     flash = [SDPBackend.FLASH_ATTENTION, SDPBackend.CUDNN_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]
     return cudnn if name == "cudnn" else flash
@@ -71,6 +70,4 @@ def sdpa_priority(q: torch.Tensor, k: torch.Tensor):
     name = choose_order(q, k)
     if name is None:
         return contextlib.nullcontext()
-    from torch.nn.attention import sdpa_kernel
-
     return sdpa_kernel(_order(name), set_priority=True)

@@ -1,12 +1,14 @@
-"""Attention dispatch: one function, several interchangeable backends (DESIGN §7).
+"""Attention dispatch: one function, a table of interchangeable backends (docs/ARCHITECTURE.md §7 Attention
+and memory).
 
     attention(q, k, v, backend=None) -> out
         q [B, Lq, H, D], k / v [B, Lk, H, D]  ->  out [B, Lq, H, D] in q.dtype
         softmax scale 1 / sqrt(D), no mask, no dropout (inference).
 
-Backends
+Backends (the table `IMPLEMENTATIONS` at the end of this file)
     sdpa        torch.nn.functional.scaled_dot_product_attention; on CUDA PyTorch picks
-                cuDNN / flash / memory-efficient kernels, none of which builds the score matrix.
+                cuDNN / flash / memory-efficient kernels, none of which builds the score matrix
+                (on Hopper cuDNN is asked for first: kernels/sdpa_select.py).
     chunked     pure torch, query blocks sized from a memory budget, fp32 softmax per block:
                 peak extra memory O(block * Lk), never O(Lq * Lk). Default on CPU.
     flash_attn  flash_attn.flash_attn_func (Dao-AILab), CUDA + fp16/bf16, head_dim <= 256.
@@ -16,12 +18,20 @@ Backends
                 Measured on an H200 (benchmarks/RESULTS.md, round 2): 1.0.6's Triton kernel runs at
                 0.5-0.8x cuDNN's speed; it pays on GPUs without a fast fused SDPA kernel.
     naive       materialises the full [Lq, Lk] score matrix; the reference for tests only.
-    auto        the best available for the inputs' device / dtype / shape (see `resolve_backend`).
+    auto        the first backend of `AUTO_ORDER[device type]` that is installed and takes the inputs,
+                else sdpa.
 
 Which backend runs, in order: the `backend` argument, then the innermost `attention_backend(...)`
-context, then `set_default_backend(...)`, then the environment variable CAMGRID_ATTENTION
-(default "auto"). flash_attn / sage handed inputs they cannot take (CPU, fp32, too large a
-head_dim) fall back to sdpa with a one-time warning instead of failing mid-sampling.
+context (GridDiT.forward enters one with the model's `attention_backend`), then
+`set_default_backend(...)`, then the environment variable CAMGRID_ATTENTION (default "auto").
+An optional backend handed inputs it cannot take (CPU, fp32, too large a head_dim) falls back to
+sdpa with a one-time warning instead of failing mid-sampling.
+
+Adding a backend: write `fn(q, k, v) -> out` on [B, L, H, D] (its kernel lives in kernels/, which never
+imports model/), then add one entry to `IMPLEMENTATIONS`, e.g.
+    "fa3": Backend(attention_fa3, package="flash_attn_interface", install="pip install ...",
+                   unsupported=needs_cuda_half(max_head_dim=256)),
+and its name to `AUTO_ORDER["cuda"]` if `auto` should pick it.
 
 Why a chunked backend at all: a reported ReCamMaster OOM asked for 192 GiB, which is one
 materialised fp32 N x N score matrix; CPU and old GPUs need a path that cannot do that.
@@ -35,13 +45,13 @@ import importlib
 import math
 import os
 import warnings
+from dataclasses import dataclass
+from typing import Callable, Optional
 
 import torch
 import torch.nn.functional as F
 
-BACKENDS = ("auto", "sdpa", "chunked", "naive", "flash_attn", "sage")
-_OPTIONAL_MODULES = {"flash_attn": "flash_attn", "sage": "sageattention"}
-_INSTALL_HINT = {"flash_attn": "pip install flash-attn --no-build-isolation", "sage": "pip install sageattention"}
+from ..kernels.sdpa_select import sdpa_priority
 
 # Scores of one chunked step may use this many bytes (fp32); env CAMGRID_ATTENTION_CHUNK_MB overrides.
 DEFAULT_CHUNK_BUDGET_BYTES = int(float(os.environ.get("CAMGRID_ATTENTION_CHUNK_MB", "256")) * 2**20)
@@ -54,100 +64,35 @@ _context_backend: contextvars.ContextVar[str | None] = contextvars.ContextVar("c
 _warned: set[str] = set()
 
 
-# --------------------------------------------------------------------------------------------
-# backend selection
-# --------------------------------------------------------------------------------------------
-def _check_name(name: str) -> str:
-    if name not in BACKENDS:
-        raise ValueError(f"attention backend {name!r} is unknown; choose one of {', '.join(BACKENDS)}")
-    return name
+@dataclass(frozen=True)
+class Backend:
+    """One attention implementation: `run(q, k, v)` on [B, L, H, D].
+
+    package:     the optional module it needs (None: always available); imported on first use.
+    install:     how to get that package (shown when it is missing).
+    unsupported: q -> why these inputs cannot run on it, or None when they can (then `resolve_backend`
+                 falls back to sdpa with a one-time warning).
+    """
+
+    run: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+    package: Optional[str] = None
+    install: str = ""
+    unsupported: Optional[Callable[[torch.Tensor], Optional[str]]] = None
 
 
-@functools.lru_cache(maxsize=None)
-def _optional_module(name: str):
-    """The imported module behind an optional backend, or None when it is not installed / broken."""
-    try:
-        return importlib.import_module(_OPTIONAL_MODULES[name])
-    except Exception:  # a broken CUDA extension raises OSError / RuntimeError, not only ImportError
+def needs_cuda_half(max_head_dim: Optional[int] = None, head_dims: tuple = ()):
+    """An `unsupported` rule for CUDA kernels that take fp16/bf16 inputs of some head sizes only."""
+    def reason(q) -> Optional[str]:
+        if not q.is_cuda:
+            return f"it runs on CUDA only (inputs are on {q.device})"
+        if q.dtype not in (torch.float16, torch.bfloat16):
+            return f"it needs float16/bfloat16 inputs (got {q.dtype})"
+        if head_dims and q.shape[-1] not in head_dims:
+            return f"head_dim {q.shape[-1]} is not one of its head sizes {head_dims}"
+        if max_head_dim is not None and q.shape[-1] > max_head_dim:
+            return f"head_dim {q.shape[-1]} exceeds its limit of {max_head_dim}"
         return None
-
-
-def backend_installed(name: str) -> bool:
-    _check_name(name)
-    return name not in _OPTIONAL_MODULES or _optional_module(name) is not None
-
-
-def available_backends() -> list[str]:
-    """Concrete backends usable in this environment (plus "auto"), in BACKENDS order."""
-    return [name for name in BACKENDS if backend_installed(name)]
-
-
-def _require_installed(name: str) -> None:
-    if not backend_installed(name):
-        raise ValueError(
-            f"attention backend {name!r} needs the {_OPTIONAL_MODULES[name]!r} package, which is not "
-            f"importable here; install it ({_INSTALL_HINT[name]}) or choose one of {', '.join(available_backends())}"
-        )
-
-
-def set_default_backend(name: str) -> None:
-    """Process-wide default used when neither the call nor a context names a backend."""
-    global _default_backend
-    _check_name(name)
-    _require_installed(name)
-    _default_backend = name
-
-
-def get_default_backend() -> str:
-    return _context_backend.get() or _default_backend
-
-
-@contextlib.contextmanager
-def attention_backend(name: str):
-    """`with attention_backend("chunked"): model(...)` runs every attention call inside on `name`."""
-    _check_name(name)
-    _require_installed(name)
-    token = _context_backend.set(name)
-    try:
-        yield
-    finally:
-        _context_backend.reset(token)
-
-
-def _unsupported_reason(name: str, q: torch.Tensor) -> str | None:
-    """Why the optional kernel `name` cannot take these inputs, or None when it can."""
-    if not q.is_cuda:
-        return f"it runs on CUDA only (inputs are on {q.device})"
-    if q.dtype not in (torch.float16, torch.bfloat16):
-        return f"it needs float16/bfloat16 inputs (got {q.dtype})"
-    if name == "sage":
-        if q.shape[-1] not in SAGE_HEAD_DIMS:
-            return f"head_dim {q.shape[-1]} is not one of its head sizes {SAGE_HEAD_DIMS}"
-        return None
-    if q.shape[-1] > 256:
-        return f"head_dim {q.shape[-1]} exceeds its limit of 256"
-    return None
-
-
-def resolve_backend(q: torch.Tensor, backend: str | None = None) -> str:
-    """The concrete backend that `attention` runs for query `q` and the requested `backend`."""
-    name = _check_name(backend or get_default_backend())
-    if name == "auto":
-        # never "sage": its 8-bit scores change the output (a user choice, not a silent speed-up)
-        if q.device.type == "cpu":
-            return "chunked"  # bounded memory whatever the sequence length; fp32 softmax per block
-        if q.is_cuda and backend_installed("flash_attn") and _unsupported_reason("flash_attn", q) is None:
-            return "flash_attn"
-        return "sdpa"  # cuDNN / flash / mem-efficient on CUDA; the device's fused kernel elsewhere
-    if name in _OPTIONAL_MODULES:
-        _require_installed(name)
-        reason = _unsupported_reason(name, q)
-        if reason is not None:
-            if name not in _warned:
-                _warned.add(name)
-                warnings.warn(f"attention backend {name!r} cannot run these inputs ({reason}); using 'sdpa' instead")
-            return "sdpa"
-    return name
+    return reason
 
 
 # --------------------------------------------------------------------------------------------
@@ -228,8 +173,9 @@ def attention_chunked(q, k, v, budget_bytes: int | None = None):
 
 
 def attention_sdpa(q, k, v):
-    out = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2),
-                                         scale=1.0 / math.sqrt(q.shape[-1]))
+    with sdpa_priority(q, k):  # which fused SDPA kernel PyTorch tries first for this shape and GPU
+        out = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2),
+                                             scale=1.0 / math.sqrt(q.shape[-1]))
     return out.transpose(1, 2)
 
 
@@ -264,13 +210,112 @@ def attention_sage(q, k, v):
     return out[0] if isinstance(out, tuple) else out
 
 
-_IMPLEMENTATIONS = {
-    "sdpa": attention_sdpa,
-    "chunked": attention_chunked,
-    "naive": attention_naive,
-    "flash_attn": attention_flash_attn,
-    "sage": attention_sage,
+# --------------------------------------------------------------------------------------------
+# the table: a backend joins with one entry (see the module docstring)
+# --------------------------------------------------------------------------------------------
+IMPLEMENTATIONS: dict[str, Backend] = {
+    "sdpa": Backend(attention_sdpa),
+    "chunked": Backend(attention_chunked),
+    "naive": Backend(attention_naive),
+    "flash_attn": Backend(attention_flash_attn, package="flash_attn",
+                          install="pip install flash-attn --no-build-isolation",
+                          unsupported=needs_cuda_half(max_head_dim=256)),
+    "sage": Backend(attention_sage, package="sageattention", install="pip install sageattention",
+                    unsupported=needs_cuda_half(head_dims=SAGE_HEAD_DIMS)),
 }
+BACKENDS = ("auto",) + tuple(IMPLEMENTATIONS)  # the names users may choose (option lists of nodes and CLI)
+# what "auto" tries per device type, in order (never "sage": its 8-bit scores change the output, so it
+# is a user choice, not a silent speed-up); the first installed backend that takes the inputs runs
+AUTO_ORDER = {"cpu": ("chunked",), "cuda": ("flash_attn", "sdpa")}
+FALLBACK = "sdpa"  # the device's fused kernel: what runs when nothing else fits
+
+
+# --------------------------------------------------------------------------------------------
+# backend selection
+# --------------------------------------------------------------------------------------------
+def _check_name(name: str) -> str:
+    if name != "auto" and name not in IMPLEMENTATIONS:
+        raise ValueError(f"attention backend {name!r} is unknown; choose one of auto, {', '.join(IMPLEMENTATIONS)}")
+    return name
+
+
+@functools.lru_cache(maxsize=None)
+def _optional_module(name: str):
+    """The imported module behind backend `name`'s package, or None when it is not installed / broken."""
+    try:
+        return importlib.import_module(IMPLEMENTATIONS[name].package)
+    except Exception:  # a broken CUDA extension raises OSError / RuntimeError, not only ImportError
+        return None
+
+
+def backend_installed(name: str) -> bool:
+    _check_name(name)
+    return name == "auto" or IMPLEMENTATIONS[name].package is None or _optional_module(name) is not None
+
+
+def available_backends() -> list[str]:
+    """Backends usable in this environment (plus "auto"), in table order."""
+    return [name for name in ("auto", *IMPLEMENTATIONS) if backend_installed(name)]
+
+
+def _require_installed(name: str) -> None:
+    if not backend_installed(name):
+        b = IMPLEMENTATIONS[name]
+        raise ValueError(
+            f"attention backend {name!r} needs the {b.package!r} package, which is not importable here; "
+            f"install it ({b.install}) or choose one of {', '.join(available_backends())}"
+        )
+
+
+def set_default_backend(name: str) -> None:
+    """Process-wide default used when neither the call nor a context names a backend."""
+    global _default_backend
+    _check_name(name)
+    _require_installed(name)
+    _default_backend = name
+
+
+def get_default_backend() -> str:
+    return _context_backend.get() or _default_backend
+
+
+@contextlib.contextmanager
+def attention_backend(name: Optional[str]):
+    """`with attention_backend("chunked"): model(...)` runs every attention call inside on `name`;
+    None keeps the surrounding choice (so a model whose `attention_backend` is None changes nothing)."""
+    if name is None:
+        yield
+        return
+    _check_name(name)
+    _require_installed(name)
+    token = _context_backend.set(name)
+    try:
+        yield
+    finally:
+        _context_backend.reset(token)
+
+
+def _unsupported_reason(name: str, q: torch.Tensor) -> str | None:
+    rule = IMPLEMENTATIONS[name].unsupported
+    return None if rule is None else rule(q)
+
+
+def resolve_backend(q: torch.Tensor, backend: str | None = None) -> str:
+    """The concrete backend that `attention` runs for query `q` and the requested `backend`."""
+    name = _check_name(backend or get_default_backend())
+    if name == "auto":
+        for candidate in AUTO_ORDER.get(q.device.type, ()):
+            if backend_installed(candidate) and _unsupported_reason(candidate, q) is None:
+                return candidate
+        return FALLBACK
+    _require_installed(name)
+    reason = _unsupported_reason(name, q)
+    if reason is not None:
+        if name not in _warned:
+            _warned.add(name)
+            warnings.warn(f"attention backend {name!r} cannot run these inputs ({reason}); using {FALLBACK!r} instead")
+        return FALLBACK
+    return name
 
 
 def _check_inputs(q, k, v) -> None:
@@ -285,7 +330,10 @@ def _check_inputs(q, k, v) -> None:
         raise ValueError(f"attention: q, k, v dtypes differ ({q.dtype}, {k.dtype}, {v.dtype}); cast them to one dtype")
 
 
+# Never traced by torch.compile: a compiled block keeps exactly the backend this dispatcher picks
+# (the choice reads a context variable and may call optional extension kernels).
+@torch.compiler.disable
 def attention(q, k, v, backend=None):
     """Multi-head attention, q [B, Lq, H, D], k/v [B, Lk, H, D] -> [B, Lq, H, D] (q.dtype)."""
     _check_inputs(q, k, v)
-    return _IMPLEMENTATIONS[resolve_backend(q, backend)](q, k, v)
+    return IMPLEMENTATIONS[resolve_backend(q, backend)].run(q, k, v)

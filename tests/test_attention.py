@@ -288,3 +288,55 @@ def test_chunked_backend_supports_autograd():
     out.sum().backward()
     assert q.grad is not None and torch.isfinite(q.grad).all()
     assert (out - ref).abs().max() < 1e-5
+
+
+# ---------------------------------------------------------------------------------------------
+# the backend table and the model's one context per forward
+# ---------------------------------------------------------------------------------------------
+def test_a_backend_joins_with_one_table_entry(monkeypatch):
+    calls = []
+
+    def fake(q, k, v):
+        calls.append(tuple(q.shape))
+        return A.attention_naive(q, k, v)
+
+    monkeypatch.setitem(A.IMPLEMENTATIONS, "fake", A.Backend(fake))
+    q, k, v = _qkv(1, 5, 7, 2, 32)
+    torch.testing.assert_close(attention(q, k, v, backend="fake"), A.attention_naive(q, k, v))
+    assert "fake" in available_backends()
+    with attention_backend("fake"):
+        attention(q, k, v)
+    assert calls == [(1, 5, 2, 32)] * 2
+    # a CUDA-only entry handed CPU inputs falls back to sdpa with one warning
+    monkeypatch.setitem(A.IMPLEMENTATIONS, "gpu_only", A.Backend(fake, unsupported=A.needs_cuda_half(max_head_dim=128)))
+    monkeypatch.setattr(A, "_warned", set())
+    with pytest.warns(UserWarning, match="gpu_only.*CUDA only.*sdpa"):
+        assert resolve_backend(q, "gpu_only") == "sdpa"
+    too_wide = A.needs_cuda_half(max_head_dim=64)(_fake_cuda_query(torch.bfloat16, d=128))
+    assert too_wide == "head_dim 128 exceeds its limit of 64"
+
+
+@pytest.mark.parametrize("mode,expected_calls", [("independent", 2 * 2), ("hard", 2 * 4)])
+def test_the_model_runs_every_attention_on_its_backend(monkeypatch, mode, expected_calls):
+    """GridDiT.forward enters `attention_backend(model.attention_backend)` once; no layer takes a backend argument."""
+    from grid_helpers import tiny_model
+
+    calls = []
+
+    def fake(q, k, v):
+        calls.append(tuple(q.shape))
+        return A.attention_naive(q, k, v)
+
+    monkeypatch.setitem(A.IMPLEMENTATIONS, "fake", A.Backend(fake))
+    model = tiny_model("wan", seed=3)  # 2 blocks; per block: self + cross attention, per stream
+    g = torch.Generator().manual_seed(0)
+    x, ctx = torch.randn(1, 2, 16, 2, 4, 4, generator=g), torch.randn(1, 5, 32, generator=g)
+    with torch.no_grad():
+        reference = model(x, torch.tensor([500.0]), ctx, mode=mode)
+        assert calls == []
+        model.attention_backend = "fake"
+        out = model(x, torch.tensor([500.0]), ctx, mode=mode)
+    assert len(calls) == expected_calls
+    torch.testing.assert_close(out, reference, atol=2e-5, rtol=2e-5)
+    q, _, _ = _qkv(1, 4, 4, 1, 32)
+    assert resolve_backend(q) == resolve_backend(q, A.get_default_backend())  # the context ended with the forward
