@@ -252,7 +252,7 @@ def make_call(name, model):
         cam = rnd(1, v, T_LAT, 12) if mode in ("syncam", "recam") else None
         src = rnd(1, 16, T_LAT, H, W) if mode == "recam" else None
         model.set_row_chunks(r["opts"].get("row_chunks"))
-        model.set_ffn_chunking(r["opts"].get("ffn_chunk"))
+        model.set_ffn_chunk(r["opts"].get("ffn_chunk"))
         model.compile_blocks(bool(r["opts"].get("compile")))
         policy = r["opts"].get("sdpa", "auto")
         triton_on = r["opts"].get("triton", True)
@@ -449,7 +449,7 @@ def main():
     header = (f"GPU: {gpu}; torch {torch.__version__}; CUDA {torch.version.cuda}; cuDNN {torch.backends.cudnn.version()}; "
               f"triton {triton_v}; diffusers {diffusers_v}")
     print(header, flush=True)
-    from camgrid.model.dit import gelu_epilogue_is_tanh
+    from camgrid.model.block import gelu_epilogue_is_tanh
 
     print(f"cuBLASLt GELU epilogue is the tanh GELU: {gelu_epilogue_is_tanh('cuda')}", flush=True)
     mm = matmul_peak()

@@ -133,7 +133,7 @@ def main():
             torch.cuda.empty_cache()
             cache[key] = random_model(size, fp8, variant)
         model = cache[key]
-        model.set_ffn_chunking(chunk)
+        model.set_ffn_chunk(chunk)
         model.set_row_chunks(rows)
         if swap:
             enable_block_swap(model, swap, "cuda")
@@ -150,7 +150,7 @@ def main():
         lines.append(row)
         if swap:
             disable_block_swap(model, "cuda")
-        model.set_ffn_chunking(None)
+        model.set_ffn_chunk(None)
         model.set_row_chunks(None)
 
         if size == "wan-1.3b" and views == 1 and not fp8 and time.perf_counter() - t0 < args.time_limit:

@@ -295,7 +295,7 @@ def load_grid_dit(path_or_state_dict, device="cpu", dtype: torch.dtype | None = 
     if attention is not None:
         model.attention_backend = attention
     if ffn_chunk:
-        model.set_ffn_chunking(int(ffn_chunk))
+        model.set_ffn_chunk(int(ffn_chunk))
     if block_swap:
         from .offload import enable_block_swap
 

@@ -48,3 +48,17 @@ def output_folder(path, what: str = "--out") -> Path:
     except OSError as exc:
         raise InputError(f"{what} {str(path)!r}: cannot create the folder ({exc.strerror})") from None
     return path
+
+
+class NonFiniteError(InputError):
+    """A tensor holds NaN or infinity: refused where it enters (an input) or as soon as it appears (a result)."""
+
+
+def require_finite(name: str, tensor, fix: str) -> None:
+    """Raise NonFiniteError naming `name` when `tensor` (None: nothing to check) holds NaN or infinity.
+
+    One reduction and one device sync per tensor: cheap beside a DiT forward."""
+    if tensor is None or not tensor.is_floating_point() or bool(torch.isfinite(tensor).all()):
+        return
+    bad = int((~torch.isfinite(tensor)).sum())
+    raise NonFiniteError(f"{name} holds {bad} NaN or infinite value(s) of {tensor.numel()}: {fix}")

@@ -1,4 +1,5 @@
-"""Predict the peak GPU memory of one GridDiT forward (DESIGN §7), with a breakdown.
+"""Predict the peak GPU memory of one GridDiT forward (docs/ARCHITECTURE.md §7 Attention and memory), with a
+breakdown.
 
     est = predict_peak_memory("wan-1.3b", views=8, frames=81, height=480, width=832, mode="hard")
     int(est)         -> bytes (est is an int)
@@ -25,12 +26,12 @@ from typing import Optional, Union
 
 import torch
 
+from .attention import BACKENDS, DEFAULT_CHUNK_BUDGET_BYTES
 from .config import DiTConfig, get_config
+from .dit import MODES, GridDiT
 from .fp8 import QUANTIZABLE
 
 GIB = 2**30
-MODES = ("independent", "syncam", "recam", "hard", "soft")
-ATTENTION = ("sdpa", "flash_attn", "sage", "chunked", "naive", "auto")
 
 # Counts read off model/dit.py (fused LayerNorm+modulation writing bf16, fused q/k norm+RoPE, gated
 # residuals out of place for the block input and in place after). fp32 token states alive at a block's
@@ -79,8 +80,6 @@ def _dtype_bytes(dtype: torch.dtype) -> int:
 def weight_bytes(config: DiTConfig, dtype=torch.bfloat16, fp8: bool = False, block_swap: int = 0,
                  scaling: str = "per_channel") -> int:
     """Bytes of the model's tensors on the GPU (exact for GridDiT as built by model/dit.py)."""
-    from .dit import GridDiT
-
     with torch.device("meta"):
         model = GridDiT(config)
     wb = _dtype_bytes(dtype)
@@ -113,6 +112,15 @@ def latent_grid(frames: int, height: int, width: int, patch=(1, 2, 2), vae_strid
     return t // patch[0], height // cell_h, width // cell_w
 
 
+def attention_workspace(attention: str, heads: int, dim: int, tokens: int, seq_len: int) -> int:
+    """Bytes an attention backend needs beyond q / k / v / out for `tokens` queries in sequences of `seq_len`."""
+    if attention == "chunked":
+        return DEFAULT_CHUNK_BUDGET_BYTES + 2 * 4 * dim * seq_len  # score block + fp32 K/V of one sequence
+    if attention == "naive":  # the full fp32 score matrix of every sequence
+        return 4 * heads * seq_len * tokens
+    return 4 * heads * tokens  # fused kernels (sdpa, flash_attn, sage; auto on a GPU): fp32 log-sum-exp per head and query
+
+
 def predict_peak_memory(config: Union[DiTConfig, str], views: int, frames: int, height: int, width: int,
                         mode: str = "independent", dtype=torch.bfloat16, fp8: bool = False, block_swap: int = 0,
                         ffn_chunk: Optional[int] = None, row_chunks: Optional[int] = None,
@@ -120,14 +128,14 @@ def predict_peak_memory(config: Union[DiTConfig, str], views: int, frames: int, 
     """Peak bytes of one forward of GridDiT at this configuration (see the module docstring).
 
     views V, frames (video frames, 4k+1), height x width (pixels); cfg_batch: batch rows per forward
-    (2 when cond and uncond run batched); ffn_chunk: tokens per FFN chunk (GridDiT.set_ffn_chunking);
+    (2 when cond and uncond run batched); ffn_chunk: tokens per FFN chunk (GridDiT.set_ffn_chunk);
     row_chunks: rows (sequences) per block call (GridDiT.set_row_chunks; shrinks the block temporaries,
     not the stream states); attention: the backend (sdpa / flash_attn / sage keep O(N) workspace)."""
     cfg = get_config(config) if isinstance(config, str) else config
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-    if attention not in ATTENTION:
-        raise ValueError(f"attention must be one of {ATTENTION}, got {attention!r}")
+    if attention not in BACKENDS:
+        raise ValueError(f"attention must be one of {BACKENDS}, got {attention!r}")
     if views < 1 or cfg_batch < 1:
         raise ValueError(f"views and cfg_batch must be >= 1, got {views}, {cfg_batch}")
     t, h, w = latent_grid(frames, height, width, cfg.patch_size)
@@ -159,15 +167,7 @@ def predict_peak_memory(config: Union[DiTConfig, str], views: int, frames: int, 
     if merge > block_transient:
         block_transient = merge
 
-    # attention workspace beyond q/k/v/out: flash/cuDNN keep fp32 log-sum-exp per head and query
     seq_len = max(frames_per_seq, views) * hw if mode in ("hard", "soft", "syncam") else frames_per_seq * hw
-    if attention in ("sdpa", "flash_attn", "sage", "auto"):
-        attn_ws = 4 * heads * n
-    elif attention == "chunked":
-        from .attention import DEFAULT_CHUNK_BUDGET_BYTES
-        attn_ws = DEFAULT_CHUNK_BUDGET_BYTES + 2 * 4 * d * seq_len  # score block + fp32 K/V of one sequence
-    else:  # naive: the full fp32 score matrix of every sequence
-        attn_ws = 4 * heads * seq_len * n
 
     # RoPE tables (fp32 cos + sin, [L, head_dim/2] each) per stream layout; text context; latent in/out
     rope = 4 * cfg.head_dim * frames_per_seq * hw + (4 * cfg.head_dim * views * hw if mode in ("hard", "soft", "syncam") else 0)
@@ -177,7 +177,7 @@ def predict_peak_memory(config: Union[DiTConfig, str], views: int, frames: int, 
         "weights": weight_bytes(cfg, dtype, fp8, block_swap),
         "states": states,
         "block_transient": block_transient,
-        "attention_workspace": attn_ws,
+        "attention_workspace": attention_workspace(attention, heads, d, n, seq_len),
         "rope": rope,
         "io": io,
     })

@@ -1,4 +1,4 @@
-"""Flow-matching sampling of a latent grid (DESIGN §5).
+"""Flow-matching sampling of a latent grid (docs/ARCHITECTURE.md §5 Sampling).
 
 The model predicts the velocity ``v = noise - x0`` of the path ``x_σ = (1 - σ)·x0 + σ·noise``.
 
@@ -224,43 +224,40 @@ def sample_grid(model, shape_or_noise: Union[Sequence[int], torch.Tensor], conte
             cs = torch.cat([br[1] for br in branches])
             ss = torch.cat([br[2] for br in branches]) if branches[0][2] is not None else None
             cams = cam.repeat(n, 1, 1, 1) if cam is not None else None
-            out = model(xs, timestep.expand(b * n), cs, mode=mode, camera=cams, source=ss).float()
+            out = model(xs, timestep.expand(b * n), cs, mode=mode, camera=cams, source=ss, interrupt=block_check).float()
             return list(out.chunk(n))
-        return [model(bx, timestep.expand(b), bc, mode=mode, camera=cam, source=bs).float() for bx, bc, bs in branches]
+        return [model(bx, timestep.expand(b), bc, mode=mode, camera=cam, source=bs, interrupt=block_check).float()
+                for bx, bc, bs in branches]
 
+    block_check = check_interrupt if interrupt is not None else None  # the model calls it before every block
     total = len(sigmas) - 1
-    previous_check = getattr(model, "interrupt_check", None)
-    model.interrupt_check = check_interrupt if interrupt is not None else previous_check
-    try:
-        with torch.no_grad():
-            for i in range(total):
-                check_interrupt()
-                sigma = float(sigmas[i])
+    with torch.no_grad():
+        for i in range(total):
+            check_interrupt()
+            sigma = float(sigmas[i])
+            if source is not None and source.replaces_a_view:
+                x = replace_view(x, source.view, noised_source(src, noise[:, source.view], sigma))
+            timestep = torch.full((1,), NUM_TRAIN_TIMESTEPS * sigma, device=device, dtype=torch.float32)
+            recam_src = src if (source is not None and source.how == "recam") else None
+            if guidance == "two_scale":
+                if source.how == "recam":
+                    x_null, src_null = x, null_source_latent(src)
+                else:  # the source view carries no information: its pure noise
+                    x_null, src_null = replace_view(x, source.view, noise[:, source.view]), None
+                v_null, v_video, v_text = forward([(x_null, neg, src_null), (x, neg, recam_src),
+                                                   (x, ctx, recam_src)], timestep)
+                vel = two_scale_guidance(v_null, v_video, v_text, video_cfg, cfg)
+            elif use_uncond:
+                v_cond, v_uncond = forward([(x, ctx, recam_src), (x, neg, recam_src)], timestep)
+                vel = text_guidance(v_cond, v_uncond, cfg)
+            else:
+                vel = forward([(x, ctx, recam_src)], timestep)[0]
+            x0 = x - sigma * vel
+            x = sched.step(vel, sched.timesteps[i], x, return_dict=False)[0].float()
+            if callback is not None:
                 if source is not None and source.replaces_a_view:
-                    x = replace_view(x, source.view, noised_source(src, noise[:, source.view], sigma))
-                timestep = torch.full((1,), NUM_TRAIN_TIMESTEPS * sigma, device=device, dtype=torch.float32)
-                recam_src = src if (source is not None and source.how == "recam") else None
-                if guidance == "two_scale":
-                    if source.how == "recam":
-                        x_null, src_null = x, null_source_latent(src)
-                    else:  # the source view carries no information: its pure noise
-                        x_null, src_null = replace_view(x, source.view, noise[:, source.view]), None
-                    v_null, v_video, v_text = forward([(x_null, neg, src_null), (x, neg, recam_src),
-                                                       (x, ctx, recam_src)], timestep)
-                    vel = two_scale_guidance(v_null, v_video, v_text, video_cfg, cfg)
-                elif use_uncond:
-                    v_cond, v_uncond = forward([(x, ctx, recam_src), (x, neg, recam_src)], timestep)
-                    vel = text_guidance(v_cond, v_uncond, cfg)
-                else:
-                    vel = forward([(x, ctx, recam_src)], timestep)[0]
-                x0 = x - sigma * vel
-                x = sched.step(vel, sched.timesteps[i], x, return_dict=False)[0].float()
-                if callback is not None:
-                    if source is not None and source.replaces_a_view:
-                        x0 = replace_view(x0, source.view, src)
-                    callback(i + 1, total, x0)
-    finally:
-        model.interrupt_check = previous_check
+                    x0 = replace_view(x0, source.view, src)
+                callback(i + 1, total, x0)
     if source is not None and source.replaces_a_view:
         x = replace_view(x, source.view, src)  # the conditioned view is the source itself
     return x

@@ -144,7 +144,7 @@ class CamGridModelLoader:
             quantize(model, dtype=torch.float8_e4m3fn)
         model.attention_backend = None if attention == "auto" else attention
         model.set_row_chunks(int(row_chunks) or None)
-        model.set_ffn_chunking(int(ffn_chunk) or None)
+        model.set_ffn_chunk(int(ffn_chunk) or None)
         loaded = LoadedModel(model=model, name=dit_name, variant=model.variant, size=size, dtype=target,
                              attention=attention, sync_weights=sync_name, block_swap=int(block_swap),
                              weight_storage=weight_storage, row_chunks=int(row_chunks), ffn_chunk=int(ffn_chunk),

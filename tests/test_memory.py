@@ -1,4 +1,4 @@
-"""Memory features (DESIGN §7): block swap, fp8 weight storage, the peak-memory predictor. CPU only."""
+"""Memory features (docs/ARCHITECTURE.md §7 Attention and memory): block swap, fp8 weight storage, the peak-memory predictor. CPU only."""
 import copy
 
 import pytest
@@ -219,7 +219,7 @@ def test_loader_fp8_option_and_scaled_fp8_files(tmp_path):
         ref = model(x, t, ctx)
         m8 = load_grid_dit(path, fp8=True, attention="chunked", ffn_chunk=7)
         assert isinstance(m8.blocks[0].ffn[0], FP8Linear) and m8.load_info["fp8"]
-        assert m8.attention_backend == "chunked" and m8.blocks[0].ffn_chunk_tokens == 7
+        assert m8.attention_backend == "chunked" and m8.blocks[0].ffn_chunk == 7
         out8 = m8(x, t, ctx)
     assert psnr(ref, out8) > 30
     # a ComfyUI-style scaled fp8 file: prefixed keys, fp8 weights with per-tensor `scale_weight`,

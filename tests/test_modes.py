@@ -1,11 +1,18 @@
-"""The grid modes of DESIGN §3.3: equivalences, any view count, errors, sync weights, fp32 vs bf16."""
+"""The grid modes of docs/ARCHITECTURE.md §3.3 Grid modes: equivalences, any view count, errors, sync weights,
+fp32 vs bf16; one forward's machinery (inputs object, mode table, shared text k/v, interrupt, finite inputs)."""
+import dataclasses
+
 import pytest
 import torch
 
-from camgrid.model import attach_sync_layers, load_sync_weights, save_sync_weights
-from camgrid.model.dit import from_view_stream, to_view_stream
-from camgrid.model.rope import rope_apply, rope_table
-from grid_helpers import tiny_model
+from camgrid.model import GridDiT, attach_sync_layers, load_sync_weights, save_sync_weights
+from camgrid.model.attention import attention_naive
+from camgrid.model.checks import NonFiniteError
+from camgrid.model.layers import TextKV
+from camgrid.kernels.rope import rope_apply_reference as rope_apply
+from camgrid.kernels.rope import rope_cos_sin
+from camgrid.model.block import TokenGrid, from_view_stream, to_view_stream
+from grid_helpers import randomize, tiny_config, tiny_model
 
 
 def grid(b=1, v=2, t=3, h=4, w=6, seed=0):
@@ -81,11 +88,12 @@ def test_regrouped_stream_attention_equals_masked_attention_over_the_whole_grid(
     time_id = torch.arange(t)[None, :, None].expand(v, t, hw).reshape(-1)
     with torch.no_grad():
         if stream == "view":
-            rope = rope_table(range(v), h, w, hd)
-            out = from_view_stream(attn(to_view_stream(x, b, v, t, hw), rope), b, v, t, hw)
+            rope = rope_cos_sin(v, h, w, hd)
+            tg = TokenGrid(b, v, t, h, w)
+            out = from_view_stream(attn(to_view_stream(x, tg), rope), tg)
             pos_f, mask = view_id, time_id[:, None] == time_id[None, :]
         else:
-            rope = rope_table(range(t), h, w, hd)
+            rope = rope_cos_sin(t, h, w, hd)
             out = attn(x, rope)
             pos_f, mask = time_id, view_id[:, None] == view_id[None, :]
         # reference: every token of the grid at once, RoPE from its own (frame-axis, row, col) position
@@ -97,7 +105,7 @@ def test_regrouped_stream_attention_equals_masked_attention_over_the_whole_grid(
         cols = torch.arange(hw) % w
         cos_all, sin_all = [], []
         for i in range(v * t * hw):
-            c, s = rope_table([int(pos_f[i])], h, w, hd)
+            c, s = rope_cos_sin([int(pos_f[i])], h, w, hd)
             j = i % hw
             cos_all.append(c[j])
             sin_all.append(s[j])
@@ -197,3 +205,99 @@ def test_planned_mode_says_it_is_not_implemented():
     x, ts, ctx, _ = grid(v=2)
     with pytest.raises(NotImplementedError, match="fused"):
         model(x, ts, ctx, mode="fused")
+
+
+# --- one forward: inputs object, mode table, text k/v once per block, interrupt, finite inputs ---------------------
+
+@pytest.mark.parametrize("variant,mode", [("wan", "independent"), ("syncammaster", "syncam"), ("wan", "hard"),
+                                          ("wan", "soft"), ("recammaster", "recam")])
+def test_text_keys_and_values_are_projected_once_per_block(variant, mode):
+    """Every stream of a block shares one text k/v (two streams in hard / soft, three steps in syncam)."""
+    model = tiny_model(variant, seed=15)
+    if mode == "soft":
+        attach_sync_layers(model)
+    calls = []
+    for i, block in enumerate(model.blocks):
+        block.cross_attn.k.register_forward_hook(lambda m, a, o, i=i: calls.append(i))
+    x, ts, ctx, cam = grid(b=2, v=3, t=2)
+    src = torch.randn(2, 16, 2, 4, 6) if mode == "recam" else None
+    with torch.no_grad():
+        model(x, ts, ctx, mode=mode, camera=cam, source=src)
+    assert calls == [0, 1]
+
+
+@pytest.mark.parametrize("chunk", [1, 2, 5, 7, 12])
+def test_text_kv_shared_by_rows_equals_per_row_attention(chunk):
+    """Rows of one batch element attend as one long query; chunks that cut a batch element's rows run per
+    element. Both equal attention of every row to its own copy of the text (what repeat_interleave built)."""
+    g = torch.Generator().manual_seed(16)
+    b, rep, l, lc, h, d = 3, 4, 5, 6, 2, 8
+    q = torch.randn(b * rep, l, h, d, generator=g)
+    k, v = torch.randn(b, lc, h, d, generator=g), torch.randn(b, lc, h, d, generator=g)
+    want = attention_naive(q, k.repeat_interleave(rep, 0), v.repeat_interleave(rep, 0))
+    text, n = TextKV(k, v), b * rep
+    got = torch.cat([text.rows(r0, min(n, r0 + chunk), n).attend(q[r0:r0 + chunk]) for r0 in range(0, n, chunk)])
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(text.attend(q), want, atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match="batch elements"):
+        text.rows(0, 7, 7)
+
+
+def test_forward_calls_interrupt_before_every_block():
+    model = tiny_model("wan", seed=17)
+    x, ts, ctx, _ = grid(v=2)
+    seen = []
+    with torch.no_grad():
+        model(x, ts, ctx, mode="hard", interrupt=lambda: seen.append(1))
+    assert len(seen) == len(model.blocks)
+
+    class Stop(Exception):
+        pass
+
+    def stop():
+        raise Stop
+
+    with pytest.raises(Stop), torch.no_grad():
+        model(x, ts, ctx, interrupt=stop)
+    assert not hasattr(model, "interrupt_check")
+
+
+def test_a_new_mode_is_one_method_and_one_table_entry():
+    """How to add a mode (model/dit.py): a method taking the GridInputs, one entry in MODE_FORWARDS."""
+
+    class WithMirror(GridDiT):
+        def _forward_mirror(self, inp):  # independent mode on the views in reverse order, reversed back
+            out = self._forward_independent(dataclasses.replace(inp, x=inp.x.flip(1)))
+            return out.unflatten(0, (inp.x.shape[0], inp.x.shape[1])).flip(1).flatten(0, 1)
+
+        MODE_FORWARDS = {**GridDiT.MODE_FORWARDS, "mirror": _forward_mirror}
+
+    model = randomize(WithMirror(tiny_config("wan")).eval(), seed=18)
+    x, ts, ctx, _ = grid(v=3)
+    with torch.no_grad():
+        assert maxdiff(model(x, ts, ctx, mode="mirror"), model(x, ts, ctx, mode="independent")) < 1e-6
+
+
+@pytest.mark.parametrize("name,message", [("x", "the latent x holds 1 NaN"), ("context", "context holds 1 NaN"),
+                                          ("camera", "camera holds 1 NaN or infinite.*check the rig"),
+                                          ("source", "source holds 1 NaN"), ("timestep", "timestep holds 1 NaN")])
+def test_non_finite_inputs_are_refused_by_the_model(name, message):
+    model = tiny_model("recammaster", seed=19)
+    x, ts, ctx, cam = grid(v=1)
+    inputs = dict(x=x, timestep=ts, context=ctx, camera=cam, source=torch.randn(1, 16, 3, 4, 6))
+    inputs[name] = inputs[name].clone()
+    inputs[name].view(-1)[0] = float("nan") if name != "camera" else float("inf")
+    with pytest.raises(NonFiniteError, match=message):
+        model(inputs["x"], inputs["timestep"], inputs["context"], mode="recam", camera=inputs["camera"],
+              source=inputs["source"])
+
+
+def test_latent_and_text_mismatch_errors_name_the_fix():
+    model = tiny_model("wan", seed=20)
+    x, ts, ctx, _ = grid(v=2)
+    with pytest.raises(ValueError, match="8 channels but the model expects 16.*Empty Latent"):
+        model(x[:, :, :8], ts, ctx)
+    with pytest.raises(ValueError, match=r"context must be \[B=1, L, 32\].*CLIP Loader type 'wan'"):
+        model(x, ts, ctx[..., :16])
+    with pytest.raises(ValueError, match="not divisible by the patch size"):
+        model(x[..., :5], ts, ctx)

@@ -130,7 +130,7 @@ def test_loader_memory_chunking_options_give_the_same_grid(models_dir):
     ref = run_sampler(plain)[0]["samples"]
     chunked, info = load("syncammaster", row_chunks=1, ffn_chunk=1024)
     assert "row chunks 1" in info and "FFN chunk 1024 tokens" in info
-    assert chunked.model.blocks[0].row_chunk == 1 and chunked.model.blocks[0].ffn_chunk_tokens == 1024
+    assert chunked.model.blocks[0].row_chunks == 1 and chunked.model.blocks[0].ffn_chunk == 1024
     got = run_sampler(chunked)[0]["samples"]
     assert torch.allclose(got, ref, rtol=1e-4, atol=1e-5)
     assert "row_chunks" in CamGridModelLoader.VALIDATE_INPUTS(row_chunks=-1)

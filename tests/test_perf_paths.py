@@ -13,8 +13,9 @@ from camgrid.kernels import layernorm_modulate as ln_mod
 from camgrid.kernels import qk_norm_rope as qk_mod
 from camgrid.kernels.sdpa_select import choose_order, sdpa_priority, set_sdpa_policy
 from camgrid.model import attach_sync_layers
-from camgrid.model.attention import attention_naive
-from camgrid.model.rope import rope_apply, rope_table
+from camgrid.kernels.rope import rope_apply_reference as rope_apply
+from camgrid.kernels.rope import rope_cos_sin
+from camgrid.model.attention import attention_backend, attention_naive
 from grid_helpers import tiny_model
 
 
@@ -58,10 +59,10 @@ def test_row_chunks_give_the_same_result(mode, rows):
         plain = run(model, mode, b=2)  # b=2: chunks cross batch elements (text context per row)
         model.set_row_chunks(rows)
         chunked = run(model, mode, b=2)
-        model.set_ffn_chunking(7)
+        model.set_ffn_chunk(7)
         both = run(model, mode, b=2)
         model.set_row_chunks(None)
-        model.set_ffn_chunking(None)
+        model.set_ffn_chunk(None)
         again = run(model, mode, b=2)
     assert torch.equal(again, plain)
     assert maxrel(chunked, plain) < 1e-5
@@ -71,7 +72,7 @@ def test_row_chunks_give_the_same_result(mode, rows):
 def test_row_chunk_rejects_bad_values():
     model = tiny_model("wan")
     for bad in (0, -2, 1.5):
-        with pytest.raises(ValueError, match="row chunk"):
+        with pytest.raises(ValueError, match="row_chunks"):
             model.set_row_chunks(bad)
 
 
@@ -126,7 +127,7 @@ def test_cpu_never_calls_the_triton_launchers(monkeypatch):
 
 
 def old_block(block, x, e, ctx, rope):
-    """The Wan block as plain torch (the equations of DESIGN §3.1, as the model had them before the
+    """The Wan block as plain torch (the equations of docs/ARCHITECTURE.md §3.1 Base block, as the model had them before the
     fused kernels): fp32 LN / modulation / residual, RMSNorm + RoPE, naive attention."""
     heads = block.self_attn.num_heads
     n, l, d = x.shape
@@ -162,12 +163,12 @@ def test_block_equals_the_plain_torch_equations():
     x = torch.randn(2, f * hh * ww, model.config.dim, generator=g)
     e = 0.1 * torch.randn(2, 6, model.config.dim, generator=g)
     ctx = torch.randn(2, 5, model.config.dim, generator=g)
-    rope = rope_table(range(f), hh, ww, model.config.head_dim)
-    with torch.no_grad():
+    rope = rope_cos_sin(f, hh, ww, model.config.head_dim)
+    with torch.no_grad(), attention_backend("naive"):
         want = old_block(block, x, e, ctx, rope)
-        got = block(x, e, ctx, rope, backend="naive")
-        block.row_chunk = 1
-        got_chunked = block(x, e, ctx, rope, backend="naive")
+        got = block(x, e, block.cross_attn.text_kv(ctx), rope)
+        block.row_chunks = 1
+        got_chunked = block(x, e, block.cross_attn.text_kv(ctx), rope)
     assert maxrel(got, want) < 1e-5
     assert maxrel(got_chunked, want) < 1e-5
 
@@ -178,9 +179,9 @@ def test_block_does_not_modify_its_input():
     tokens, (f, h, w) = model.embed_patches(x.flatten(0, 1))
     before = tokens.clone()
     t, t_mod = model.embed_time(ts)
-    rope = rope_table(range(f), h, w, model.config.head_dim)
+    rope = rope_cos_sin(f, h, w, model.config.head_dim)
     with torch.no_grad():
-        model.blocks[0](tokens, t_mod, model.text_embedding(ctx), rope)
+        model.blocks[0](tokens, t_mod, model.blocks[0].cross_attn.text_kv(model.text_embedding(ctx)), rope)
     assert torch.equal(tokens, before)  # hard/soft feed the same tokens to both streams
 
 
@@ -199,7 +200,7 @@ def test_ffn_epilogue_is_taken_only_where_it_is_the_tanh_gelu():
     """The CUDA path of ffn_apply uses torch._addmm_activation(use_gelu=True) (cuBLASLt epilogue,
     tanh GELU). torch's CPU kernel of that op is the erf GELU: the detector must say so, and the
     CPU FFN must stay the plain Sequential."""
-    from camgrid.model.dit import gelu_epilogue_is_tanh
+    from camgrid.model.block import gelu_epilogue_is_tanh
 
     assert gelu_epilogue_is_tanh("cpu") is False
     block = tiny_model("wan", seed=11).blocks[0]
