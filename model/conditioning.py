@@ -1,4 +1,7 @@
-"""Novel-view video conditioning: how an encoded input video steers the grid sampler (DESIGN §6).
+"""Conditioning of the grid sampler: the prompt's text features and novel-view video conditioning, i.e. how an
+encoded input video steers the grid (docs/ARCHITECTURE.md §6 Novel-view video conditioning).
+
+Text: Wan was trained on umT5 features padded with zero tokens to `TEXT_LENGTH` (512); `pad_text` pads.
 
 An input video is VAE-encoded once (normalised latent `[B, C, T, H, W]`, the same size as one view
 of the grid) and used in one of three ways:
@@ -10,6 +13,7 @@ of the grid) and used in one of three ways:
                    last step view k is the source itself. Works with every grid mode.
 - ``first_row``    4Real-Video: the source is the fixed-camera video of view 0 across time (the first
                    row of the view x time grid); the same replacement, always on view 0.
+- ``auto``         decided by the grid mode (`SourceVideo.resolve`): recam in mode recam, else replace_view.
 
 "No video" for two-scale guidance (`sampling.sample_grid(guidance="two_scale")`) is defined here too:
 - recam: an all-zero source latent. Latents are normalised with the VAE's per-channel mean/std, so
@@ -20,14 +24,25 @@ of the grid) and used in one of three ways:
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 
+from .checks import InputError, require_finite
+
+TEXT_LENGTH = 512  # Wan's umT5 context length: shorter prompts are padded with zero tokens
 SOURCE_USES = ("recam", "replace_view", "first_row")
 
 
-class SourceVideoError(ValueError):
+def pad_text(context: torch.Tensor, length: int) -> torch.Tensor:
+    """Text features [B, L, D] padded with zero tokens to `length` (unchanged when L >= length). Zero tokens
+    are what Wan's text encoder gives for padding; the model was trained on prompts padded to TEXT_LENGTH."""
+    return F.pad(context, (0, 0, 0, length - context.shape[1])) if context.shape[1] < length else context
+
+
+class SourceVideoError(InputError):
     """A source video that does not fit the grid / model / mode; the message names the fix."""
 
 
@@ -36,7 +51,7 @@ class SourceVideo:
     """An encoded input video and how the sampler uses it.
 
     latent: normalised VAE latent [B, C, T, H, W] (B = 1 is broadcast over the grid's batch).
-    how:    "recam" | "replace_view" | "first_row" (see the module docstring).
+    how:    "recam" | "replace_view" | "first_row" | "auto" (see the module docstring).
     view:   the grid view the source replaces (replace_view); first_row always uses view 0.
     """
 
@@ -45,8 +60,8 @@ class SourceVideo:
     view: int = 0
 
     def __post_init__(self):
-        if self.how not in SOURCE_USES:
-            raise SourceVideoError(f"SourceVideo.how must be one of {SOURCE_USES}, got {self.how!r}")
+        if self.how not in SOURCE_USES + ("auto",):
+            raise SourceVideoError(f"SourceVideo.how must be one of {SOURCE_USES} or 'auto', got {self.how!r}")
         if not isinstance(self.latent, torch.Tensor) or self.latent.ndim != 5:
             shape = tuple(self.latent.shape) if isinstance(self.latent, torch.Tensor) else type(self.latent).__name__
             raise SourceVideoError(f"SourceVideo.latent must be a VAE latent [B, C, T, H, W], got {shape}: encode "
@@ -56,6 +71,12 @@ class SourceVideo:
             raise SourceVideoError(f"SourceVideo how='first_row' always conditions view 0 (the first row of the grid), "
                                    f"got view={self.view}: use view=0, or how='replace_view' to condition view "
                                    f"{self.view}")
+
+    def resolve(self, mode: str) -> "SourceVideo":
+        """This source with how "auto" decided for grid mode `mode`: recam in mode recam, else replace_view."""
+        if self.how != "auto":
+            return self
+        return dataclasses.replace(self, how="recam" if mode == "recam" else "replace_view")
 
     @property
     def replaces_a_view(self) -> bool:
@@ -72,6 +93,7 @@ class SourceVideo:
                 f"and frame count (4*(T-1)+1 = {4 * (t - 1) + 1} frames)")
         if sb not in (1, b):
             raise SourceVideoError(f"source latent batch {sb} must be 1 or the grid's batch {b}")
+        require_finite("the source video latent", self.latent, "re-encode the source video")
         if self.how == "recam":
             variant = getattr(model, "variant", None)
             if variant != "recammaster":

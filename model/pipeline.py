@@ -27,11 +27,10 @@ import torch.nn.functional as F
 
 from .camera import RIG_PRESETS, TRANSLATION_SCALE, CameraRig, latent_frame_count, load_rig, make_preset, \
     relative_extrinsics
-from .conditioning import SOURCE_USES, SourceVideo
+from .conditioning import SOURCE_USES, TEXT_LENGTH, SourceVideo
 from .dit import MODES
 from .sampling import GUIDANCE, SCHEDULERS, sample_grid
 
-TEXT_LENGTH = 512  # Wan's umT5 sequence length
 SPATIAL_STRIDE = 16  # 8x VAE times the DiT's 2x2 patch: width and height must be multiples of this
 # diffusers' Wan example negative prompt (Wan's own default is the Chinese original of it)
 DEFAULT_NEGATIVE_PROMPT = (

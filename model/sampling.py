@@ -21,24 +21,144 @@ Guidance (the unconditional text is the negative prompt's embedding):
 With `batch_cfg` the guidance branches run as one forward (concatenated along B), else one each.
 
 Noise is drawn on the CPU from `seed` and then moved, so a seed gives the same video on any device.
+
+How a run is put together (each piece can be used or replaced on its own):
+    options = SamplerOptions(steps=30, cfg=5.0)              the knobs, checked once (`LIMITS`)
+    plan = prepare(model, shape, context, negative, mode=..., camera=..., options=options)
+    grid = denoise(plan, velocity=guided_velocity, callback=...)
+`sample_grid` is these three lines. `guided_velocity(plan, x, sigma)` is one step's guided prediction:
+a step cache or a context-window sampler wraps it (`velocity=wrapper(guided_velocity)`) and the loop
+stays the same; it checks every prediction for NaN / inf, whoever made it.
 """
 from __future__ import annotations
 
-from typing import Callable, Optional, Sequence, Union
+import dataclasses
+import math
+import numbers
+from dataclasses import dataclass
+from typing import Any, Callable, Optional, Sequence, Union
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from .conditioning import SourceVideo, SourceVideoError, noised_source, null_source_latent, replace_view
+from .checks import InputError, NonFiniteError, require_finite
+from .conditioning import SourceVideo, SourceVideoError, noised_source, null_source_latent, pad_text, replace_view
 
 SCHEDULERS = ("unipc", "euler")
 GUIDANCE = ("text", "two_scale")
 NUM_TRAIN_TIMESTEPS = 1000
 
+# The sampler's numeric limits, stated once (nodes and the CLI offer the same ranges).
+LIMITS = {
+    "steps": (1, 1000),
+    "schedule_steps": (1, 100_000),  # int(steps / denoise): the schedule denoise < 1 keeps the end of
+    "denoise": (0.0, 1.0),           # (0, 1]
+    "cfg": (0.0, 30.0),              # also video_cfg
+    "shift": (0.0, 100.0),           # (0, 100]
+    "seed": (0, 2**64 - 1),
+}
+
 
 class SamplingInterrupted(RuntimeError):
     """Raised when the `interrupt` callback asks sampling to stop (it returned True)."""
+
+
+# ---------------------------------------------------------------------------------------------
+# options and their checks
+# ---------------------------------------------------------------------------------------------
+
+def _number(name: str, value, integer: bool = False):
+    kinds = numbers.Integral if integer else numbers.Real
+    if isinstance(value, bool) or not isinstance(value, kinds) or not math.isfinite(value):
+        raise InputError(f"{name} must be a finite {'integer' if integer else 'number'}, got {value!r}")
+    return int(value) if integer else float(value)
+
+
+def check_steps(steps, denoise=1.0) -> tuple[int, float]:
+    """(steps, denoise) checked against LIMITS: 1 <= steps <= 1000, 0 < denoise <= 1, and the schedule they
+    cut from, int(steps / denoise) steps, at most 100 000 (so a tiny denoise cannot ask for terabytes)."""
+    steps, denoise = _number("steps", steps, integer=True), _number("denoise", denoise)
+    lo, hi = LIMITS["steps"]
+    if not lo <= steps <= hi:
+        raise InputError(f"steps must be between {lo} and {hi}, got {steps}")
+    if not 0.0 < denoise <= 1.0:
+        raise InputError(f"denoise must be in (0, 1], got {denoise}: 1 generates from noise, smaller values keep "
+                         "more of init_latent")
+    schedule = steps if denoise >= 1.0 else max(steps, int(steps / denoise))
+    if schedule > LIMITS["schedule_steps"][1]:
+        raise InputError(f"denoise {denoise:g} with {steps} steps cuts them from a schedule of {schedule} steps (more "
+                         f"than {LIMITS['schedule_steps'][1]}): raise denoise to at least "
+                         f"{steps / LIMITS['schedule_steps'][1]:g} or use fewer steps")
+    return steps, denoise
+
+
+def check_shift(shift) -> float:
+    shift = _number("shift", shift)
+    if not 0.0 < shift <= LIMITS["shift"][1]:
+        raise InputError(f"shift must be in (0, {LIMITS['shift'][1]:g}], got {shift} (Wan uses 3 at 480p, 5 at 720p)")
+    return shift
+
+
+def check_guidance_scale(name: str, value) -> float:
+    value = _number(name, value)
+    lo, hi = LIMITS["cfg"]
+    if not lo <= value <= hi:
+        raise InputError(f"{name} must be in [{lo:g}, {hi:g}], got {value:g} (Wan uses 5; 1 turns guidance off)")
+    return value
+
+
+@dataclass(frozen=True)
+class SamplerOptions:
+    """The sampler's settings, checked once when made (see the module docstring for their meaning).
+
+    steps, denoise:  steps that run; denoise < 1 refines `init_latent` (ComfyUI's rule).
+    cfg:             text guidance scale (s_t of two_scale); 1 skips the negative branch.
+    shift:           flow shift of the schedule.   scheduler: "unipc" | "euler".
+    guidance:        "text" | "two_scale" (needs a source video; s_v = video_cfg).
+    batch_cfg:       run the guidance branches as one forward.   seed: the noise seed.
+    text_length:     pad both prompts with zero tokens to at least this many (Wan's umT5: TEXT_LENGTH = 512).
+    """
+
+    steps: int = 50
+    cfg: float = 5.0
+    shift: float = 5.0
+    scheduler: str = "unipc"
+    seed: int = 0
+    denoise: float = 1.0
+    guidance: str = "text"
+    video_cfg: float = 1.8
+    batch_cfg: bool = True
+    text_length: Optional[int] = None
+
+    def __post_init__(self):
+        steps, denoise = check_steps(self.steps, self.denoise)
+        seed = _number("seed", self.seed, integer=True)
+        if not LIMITS["seed"][0] <= seed <= LIMITS["seed"][1]:
+            raise InputError(f"seed must be between 0 and 2**64 - 1, got {seed}")
+        if self.scheduler not in SCHEDULERS:
+            raise InputError(f"scheduler {self.scheduler!r} is not one of {SCHEDULERS}")
+        if self.guidance not in GUIDANCE:
+            raise InputError(f"guidance {self.guidance!r} is not one of {GUIDANCE}")
+        if self.text_length is not None and _number("text_length", self.text_length, integer=True) < 1:
+            raise InputError(f"text_length must be a positive number of tokens or None, got {self.text_length}")
+        for name, value in (("steps", steps), ("denoise", denoise), ("seed", seed), ("shift", check_shift(self.shift)),
+                            ("cfg", check_guidance_scale("cfg", self.cfg)),
+                            ("video_cfg", check_guidance_scale("video_cfg", self.video_cfg))):
+            object.__setattr__(self, name, value)
+
+    @property
+    def uses_negative(self) -> bool:
+        """Whether the negative prompt's branch runs (two_scale always, text guidance when cfg != 1)."""
+        return self.guidance == "two_scale" or self.cfg != 1.0
+
+    @classmethod
+    def build(cls, options: Optional["SamplerOptions"] = None, **settings) -> "SamplerOptions":
+        """`options` (default: the defaults) with `settings` replaced; unknown names are refused."""
+        unknown = sorted(set(settings) - {f.name for f in dataclasses.fields(cls)})
+        if unknown:
+            raise TypeError(f"unknown sampler setting(s) {unknown}; the settings are "
+                            f"{[f.name for f in dataclasses.fields(cls)]}")
+        return dataclasses.replace(options or cls(), **settings)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -48,13 +168,8 @@ class SamplingInterrupted(RuntimeError):
 def base_sigmas(steps: int, denoise: float = 1.0) -> np.ndarray:
     """Unshifted sigmas of the steps that run: linspace(1, 0, n+1)[:-1] with n = int(steps/denoise),
     the last `steps` of them (ComfyUI's rule for denoise < 1)."""
-    steps = int(steps)
-    if steps < 1:
-        raise ValueError(f"steps must be >= 1, got {steps}")
-    if not 0.0 < float(denoise) <= 1.0:
-        raise ValueError(f"denoise must be in (0, 1], got {denoise}: 1 generates from noise, smaller values "
-                         "keep more of init_latent")
-    total = steps if denoise >= 1.0 else max(steps, int(steps / float(denoise)))
+    steps, denoise = check_steps(steps, denoise)
+    total = steps if denoise >= 1.0 else max(steps, int(steps / denoise))
     return np.linspace(1.0, 0.0, total + 1)[:-1][-steps:]
 
 
@@ -65,6 +180,7 @@ def shift_sigmas(sigmas, shift: float):
 
 def make_scheduler(name: str = "unipc", shift: float = 5.0):
     """A fresh diffusers flow-matching scheduler configured like diffusers' Wan pipeline."""
+    # diffusers is imported here, not at module level: it takes seconds and only sampling needs it
     from diffusers import FlowMatchEulerDiscreteScheduler, UniPCMultistepScheduler
 
     if name == "unipc":
@@ -74,15 +190,13 @@ def make_scheduler(name: str = "unipc", shift: float = 5.0):
                                        final_sigmas_type="zero")
     if name == "euler":
         return FlowMatchEulerDiscreteScheduler(num_train_timesteps=NUM_TRAIN_TIMESTEPS, shift=float(shift))
-    raise ValueError(f"scheduler {name!r} is not one of {SCHEDULERS}")
+    raise InputError(f"scheduler {name!r} is not one of {SCHEDULERS}")
 
 
 def prepare_scheduler(name: str = "unipc", steps: int = 50, shift: float = 5.0, denoise: float = 1.0, device=None):
     """(scheduler ready to step, sigmas float32 [steps + 1] ending in 0). sigmas[i] is the noise level
     of the latent fed to the model at step i; the model's timestep is 1000·sigmas[i]."""
-    if shift <= 0:
-        raise ValueError(f"shift must be > 0, got {shift} (Wan uses 3 at 480p, 5 at 720p)")
-    sched = make_scheduler(name, shift)
+    sched = make_scheduler(name, check_shift(shift))
     sched.set_timesteps(sigmas=base_sigmas(steps, denoise), device=device)
     sched.set_begin_index(0)  # step by position, not by looking timesteps up
     return sched, sched.sigmas.detach().float().cpu()
@@ -108,18 +222,72 @@ def two_scale_guidance(v_null: torch.Tensor, v_video: torch.Tensor, v_video_text
     return v_null + video_cfg * (v_video - v_null) + text_cfg * (v_video_text - v_video)
 
 
-def _pad_tokens(ctx: torch.Tensor, length: int) -> torch.Tensor:
-    # zero tokens are what Wan's text encoder gives for padding, so padding changes nothing
-    return F.pad(ctx, (0, 0, 0, length - ctx.shape[1])) if ctx.shape[1] < length else ctx
+# ---------------------------------------------------------------------------------------------
+# preparation: everything a run needs, made once
+# ---------------------------------------------------------------------------------------------
+
+@dataclass
+class SamplingPlan:
+    """One run's prepared inputs (`prepare`). Used by one run only: its scheduler keeps state.
+
+    The guidance branches are fixed by the options: two_scale runs (null video, no text), (video, no text),
+    (video, text); text CFG runs (text), (no text); cfg = 1 runs (text). `texts` / `sources` hold each
+    branch's text features and recam source latent; `batched` the same concatenated once for batch_cfg.
+    """
+
+    model: Any
+    mode: str
+    options: SamplerOptions
+    noise: torch.Tensor                        # [B, V, C, T, H, W] float32 on the model's device
+    x_init: torch.Tensor                       # the latent fed to step 0
+    scheduler: Any
+    sigmas: torch.Tensor                       # float32 [steps + 1], ending in 0
+    texts: list                                # per branch: [B, L, text_dim]
+    sources: list                              # per branch: recam source latent [B, C, T, H, W] or None
+    camera: Optional[torch.Tensor]             # [B, V, T, 12]
+    source: Optional[SourceVideo]              # resolved (how is never "auto")
+    source_latent: Optional[torch.Tensor]      # [B, C, T, H, W] on the model's device
+    interrupt: Optional[Callable[[], None]]    # raises to stop; checked before every step and block
+    batched: Optional[tuple] = None            # (texts, sources, camera) concatenated over the branches
+
+    def predict(self, xs: list, timestep: torch.Tensor) -> list:
+        """The model's velocity for each branch's latent xs[i] (with the branch's text and source)."""
+        b, n = xs[0].shape[0], len(xs)
+        kw = dict(mode=self.mode, interrupt=self.interrupt)
+        if self.batched is not None and n > 1:
+            texts, sources, camera = self.batched
+            out = self.model(torch.cat(xs), timestep.expand(b * n), texts, camera=camera, source=sources, **kw)
+            return list(out.float().chunk(n))
+        return [self.model(x, timestep.expand(b), text, camera=self.camera, source=src, **kw).float()
+                for x, text, src in zip(xs, self.texts, self.sources)]
+
+    def condition(self, x: torch.Tensor, sigma: float) -> torch.Tensor:
+        """x with the conditioned view (replace_view / first_row) set to the source noised to sigma."""
+        if self.source is None or not self.source.replaces_a_view:
+            return x
+        view = self.source.view
+        return replace_view(x, view, noised_source(self.source_latent, self.noise[:, view], sigma))
+
+    def finish(self, x: torch.Tensor) -> torch.Tensor:
+        """A clean grid with the conditioned view set to the source itself."""
+        if self.source is None or not self.source.replaces_a_view:
+            return x
+        return replace_view(x, self.source.view, self.source_latent)
+
+    def check_interrupt(self) -> None:
+        if self.interrupt is not None:
+            self.interrupt()
 
 
-def _batched_context(ctx: torch.Tensor, b: int, name: str, text_dim: int, device) -> torch.Tensor:
+def _batched_context(ctx, b: int, name: str, text_dim: int, device) -> torch.Tensor:
     ctx = torch.as_tensor(ctx)
     if ctx.ndim == 2:
         ctx = ctx[None]
-    if ctx.ndim != 3 or ctx.shape[-1] != text_dim or ctx.shape[0] not in (1, b):
-        raise ValueError(f"{name} must be text features [B, L, {text_dim}] (B = 1 or {b}), got {tuple(ctx.shape)}: "
-                         "encode the prompt with the model's text encoder (umT5 for Wan)")
+    if ctx.ndim != 3 or ctx.shape[-1] != text_dim or ctx.shape[0] not in (1, b) or ctx.shape[1] < 1:
+        raise InputError(f"{name} must be text features [B, L, {text_dim}] (B = 1 or {b}, L >= 1), got "
+                         f"{tuple(ctx.shape)}: encode the prompt with the model's text encoder (umT5 for Wan2.1: "
+                         "CLIP Loader type 'wan')")
+    require_finite(name, ctx, "the text features are broken: re-encode the prompt")
     return ctx.to(device=device, dtype=torch.float32).expand(b, -1, -1)
 
 
@@ -130,52 +298,30 @@ def _batched_camera(camera, b: int, v: int, t: int, device) -> Optional[torch.Te
     if camera.ndim == 3:
         camera = camera[None]
     if camera.ndim != 4 or tuple(camera.shape[1:]) != (v, t, 12) or camera.shape[0] not in (1, b):
-        raise ValueError(f"camera must be [V, T, 12] or [B, V, T, 12] = [{b}, {v}, {t}, 12] for this grid, got "
+        raise InputError(f"camera must be [V, T, 12] or [B, V, T, 12] = [{b}, {v}, {t}, 12] for this grid, got "
                          f"{tuple(camera.shape)}: encode the rig with relative_extrinsics(..., num_latent_frames={t}) "
                          f"using {v} views")
+    require_finite("camera", camera, "the rig's poses give non-finite embeddings (a NaN pose, or distances too large "
+                   "for float32): check the rig")
     return camera.to(device=device, dtype=torch.float32).expand(b, -1, -1, -1)
 
 
-# ---------------------------------------------------------------------------------------------
-# the sampler
-# ---------------------------------------------------------------------------------------------
+def _texts(context, negative_context, b: int, text_dim: int, options: SamplerOptions, device):
+    """(context, negative or None) as [B, L, text_dim] float32, padded with zero tokens to one length (at least
+    options.text_length): the guidance branches batch them."""
+    ctx = _batched_context(context, b, "context", text_dim, device)
+    if not options.uses_negative:
+        return pad_text(ctx, options.text_length or 0), None
+    if negative_context is None:
+        raise InputError(f"cfg = {options.cfg} needs negative_context (the negative / empty prompt's features); "
+                         "pass it, or use cfg = 1")
+    neg = _batched_context(negative_context, b, "negative_context", text_dim, device)
+    length = max(options.text_length or 0, ctx.shape[1], neg.shape[1])
+    return pad_text(ctx, length), pad_text(neg, length)
 
-def sample_grid(model, shape_or_noise: Union[Sequence[int], torch.Tensor], context: torch.Tensor,
-                negative_context: Optional[torch.Tensor] = None, *, mode: str = "independent",
-                camera: Optional[torch.Tensor] = None, source: Union[SourceVideo, torch.Tensor, None] = None,
-                steps: int = 50, cfg: float = 5.0, shift: float = 5.0, scheduler: str = "unipc", seed: int = 0,
-                denoise: float = 1.0, init_latent: Optional[torch.Tensor] = None, guidance: str = "text",
-                video_cfg: float = 1.8, callback: Optional[Callable[[int, int, torch.Tensor], None]] = None,
-                interrupt: Optional[Callable[[], Optional[bool]]] = None, batch_cfg: bool = True) -> torch.Tensor:
-    """Sample a latent grid [B, V, C, T, H, W] (float32, on the model's device).
 
-    shape_or_noise: the grid shape (noise drawn from `seed` on the CPU) or a noise tensor of that shape.
-    context / negative_context: text features [B or 1, L, text_dim] (negative: the uncond branch;
-        may be None only with cfg = 1 and text guidance).
-    mode: the GridDiT mode ("independent", "syncam", "recam", "hard", "soft").
-    camera: [V, T, 12] or [B, V, T, 12] relative extrinsics (syncam / recam / hard, soft with a camera encoder).
-    source: a `SourceVideo` (recam / replace_view / first_row); a bare latent tensor means recam.
-    denoise, init_latent: denoise < 1 starts from init_latent noised to the first sigma kept.
-    guidance: "text" or "two_scale" (needs a source; s_t = cfg, s_v = video_cfg).
-    callback(step, total, x0_pred): after every step (step counts from 1), with the predicted clean grid.
-    interrupt(): checked before every step and between DiT blocks; it raises to stop, or returns True
-        to raise `SamplingInterrupted`.
-    """
-    if scheduler not in SCHEDULERS:
-        raise ValueError(f"scheduler {scheduler!r} is not one of {SCHEDULERS}")
-    if guidance not in GUIDANCE:
-        raise ValueError(f"guidance {guidance!r} is not one of {GUIDANCE}")
-    device = model.device
-    cfg_model = model.config
-
-    if isinstance(shape_or_noise, torch.Tensor):
-        noise = shape_or_noise.to(device=device, dtype=torch.float32)
-    else:
-        noise = make_noise(shape_or_noise, seed, device)
-    if noise.ndim != 6:
-        raise ValueError(f"the latent grid must be [B, V, C, T, H, W], got shape {tuple(noise.shape)}")
-    b, v, c, t, h, w = noise.shape
-
+def _source_video(source, mode: str) -> Optional[SourceVideo]:
+    """The `source` argument as a SourceVideo with its use decided (a bare latent means recam)."""
     if isinstance(source, torch.Tensor):
         if mode != "recam":
             raise SourceVideoError("a bare source latent means ReCamMaster conditioning (mode 'recam'); for other "
@@ -183,81 +329,151 @@ def sample_grid(model, shape_or_noise: Union[Sequence[int], torch.Tensor], conte
         source = SourceVideo(source, "recam")
     if mode == "recam" and source is None:
         raise SourceVideoError("mode 'recam' re-renders an input video: pass source=SourceVideo(latent, 'recam')")
+    return None if source is None else source.resolve(mode)
+
+
+def _branches(options: SamplerOptions, ctx, neg, source: Optional[SourceVideo], src):
+    """(texts, sources) of the guidance branches, in the order `guided_velocity` combines them."""
+    recam = src if (source is not None and source.how == "recam") else None
+    if options.guidance == "two_scale":
+        null = null_source_latent(src) if recam is not None else None
+        return [neg, neg, ctx], [null, recam, recam]
+    if options.uses_negative:
+        return [ctx, neg], [recam, recam]
+    return [ctx], [recam]
+
+
+def prepare(model, shape_or_noise: Union[Sequence[int], torch.Tensor], context, negative_context=None, *,
+            mode: str = "independent", camera=None, source: Union[SourceVideo, torch.Tensor, None] = None,
+            init_latent: Optional[torch.Tensor] = None, options: Optional[SamplerOptions] = None,
+            interrupt: Optional[Callable[[], None]] = None) -> SamplingPlan:
+    """Check a run's inputs (the sampler's boundary; the model checks its own at every forward) and prepare
+    them: noise, source, batched text / camera per guidance branch, schedule and the starting latent."""
+    options = options or SamplerOptions()
+    device = model.device
+    if isinstance(shape_or_noise, torch.Tensor):
+        require_finite("the noise", shape_or_noise, "pass Gaussian noise, or a shape and a seed")
+        noise = shape_or_noise.to(device=device, dtype=torch.float32)
+    else:
+        noise = make_noise(shape_or_noise, options.seed, device)
+    if noise.ndim != 6:
+        raise InputError(f"the latent grid must be [B, V, C, T, H, W], got shape {tuple(noise.shape)}")
+    b, v, c, t, h, w = noise.shape
+
+    source = _source_video(source, mode)
+    src = None
     if source is not None:
         source.check(model, noise.shape, mode)
         src = source.batched(b, device)
-    if guidance == "two_scale" and source is None:
-        raise ValueError("guidance 'two_scale' weighs a source video against text; without a source use "
-                         "guidance='text'")
+    if options.guidance == "two_scale" and source is None:
+        raise InputError("guidance 'two_scale' weighs a source video against text; without a source use "
+                         "guidance='text' (ComfyUI: connect CamGrid Source Video to 'source')")
 
-    ctx = _batched_context(context, b, "context", cfg_model.text_dim, device)
-    use_uncond = guidance == "two_scale" or cfg != 1.0
-    if use_uncond:
-        if negative_context is None:
-            raise ValueError(f"cfg = {cfg} needs negative_context (the negative / empty prompt's features); "
-                             "pass it, or use cfg = 1")
-        neg = _batched_context(negative_context, b, "negative_context", cfg_model.text_dim, device)
-        length = max(ctx.shape[1], neg.shape[1])
-        ctx, neg = _pad_tokens(ctx, length), _pad_tokens(neg, length)
+    ctx, neg = _texts(context, negative_context, b, model.config.text_dim, options, device)
     cam = _batched_camera(camera, b, v, t, device)
 
-    sched, sigmas = prepare_scheduler(scheduler, steps, shift, denoise, device)
+    sched, sigmas = prepare_scheduler(options.scheduler, options.steps, options.shift, options.denoise, device)
     if init_latent is not None:
         init = torch.as_tensor(init_latent).to(device=device, dtype=torch.float32)
         if init.shape != noise.shape:
-            raise ValueError(f"init_latent shape {tuple(init.shape)} differs from the grid {tuple(noise.shape)}")
-        x = noised_source(init, noise, float(sigmas[0]))
-    elif denoise < 1.0:
-        raise ValueError(f"denoise = {denoise} < 1 refines an existing latent: pass init_latent (or use denoise = 1)")
+            raise InputError(f"init_latent shape {tuple(init.shape)} differs from the grid {tuple(noise.shape)}")
+        require_finite("init_latent", init, "the latent to refine is broken: make it again")
+        x_init = noised_source(init, noise, float(sigmas[0]))
+    elif options.denoise < 1.0:
+        raise InputError(f"denoise = {options.denoise} < 1 refines an existing latent: pass init_latent (or use "
+                         "denoise = 1)")
     else:
-        x = noise.clone()  # σ0 = 1 (UniPC: 1 - 1e-6): pure noise, as diffusers' Wan pipeline starts
+        x_init = noise.clone()  # σ0 = 1 (UniPC: 1 - 1e-6): pure noise, as diffusers' Wan pipeline starts
+
+    texts, sources = _branches(options, ctx, neg, source, src)
+    batched = None
+    if options.batch_cfg and len(texts) > 1:
+        n = len(texts)
+        batched = (torch.cat(texts), torch.cat(sources) if sources[0] is not None else None,
+                   cam.repeat(n, 1, 1, 1) if cam is not None else None)
+    return SamplingPlan(model, mode, options, noise, x_init, sched, sigmas, texts, sources, cam, source, src,
+                        interrupt, batched)
+
+
+# ---------------------------------------------------------------------------------------------
+# one step and the loop
+# ---------------------------------------------------------------------------------------------
+
+def guided_velocity(plan: SamplingPlan, x: torch.Tensor, sigma: float) -> torch.Tensor:
+    """The guided velocity at noise level `sigma` for the grid x [B, V, C, T, H, W]: the model's prediction
+    for each guidance branch (one batched forward with batch_cfg), combined by the plan's guidance."""
+    o = plan.options
+    timestep = torch.full((1,), NUM_TRAIN_TIMESTEPS * sigma, device=x.device, dtype=torch.float32)
+    if o.guidance == "two_scale":
+        x_null = x
+        if plan.source.replaces_a_view:  # "no video": the source view carries its pure noise
+            x_null = replace_view(x, plan.source.view, plan.noise[:, plan.source.view])
+        v_null, v_video, v_video_text = plan.predict([x_null, x, x], timestep)
+        return two_scale_guidance(v_null, v_video, v_video_text, o.video_cfg, o.cfg)
+    if o.uses_negative:
+        v_cond, v_uncond = plan.predict([x, x], timestep)
+        return text_guidance(v_cond, v_uncond, o.cfg)
+    return plan.predict([x], timestep)[0]
+
+
+Velocity = Callable[[SamplingPlan, torch.Tensor, float], torch.Tensor]
+
+
+def denoise(plan: SamplingPlan, velocity: Velocity = guided_velocity,
+            callback: Optional[Callable[[int, int, torch.Tensor], None]] = None) -> torch.Tensor:
+    """Run the plan's schedule: per step, `velocity(plan, x, sigma)` and one solver step. Returns the clean grid.
+
+    Every prediction is checked (one isfinite per step): a NaN / inf stops the run at once with the likely
+    causes, instead of decoding a black video."""
+    x, sigmas, sched = plan.x_init, plan.sigmas, plan.scheduler
+    total = len(sigmas) - 1
+    with torch.no_grad():
+        for i in range(total):
+            plan.check_interrupt()
+            sigma = float(sigmas[i])
+            x = plan.condition(x, sigma)
+            vel = velocity(plan, x, sigma)
+            if not bool(torch.isfinite(vel).all()):
+                raise NonFiniteError(
+                    f"the model's prediction at step {i + 1}/{total} (sigma {sigma:.4f}, mode {plan.mode}) is not finite "
+                    f"(NaN or inf). Likely causes: a non-finite weight in the DiT, sync-weights or LoRA file; float16 "
+                    f"overflow (use bfloat16 or float32); an extreme cfg ({plan.options.cfg:g})")
+            x0 = x - sigma * vel
+            x = sched.step(vel, sched.timesteps[i], x, return_dict=False)[0].float()
+            if callback is not None:
+                callback(i + 1, total, plan.finish(x0))
+    return plan.finish(x)
+
+
+def sample_grid(model, shape_or_noise: Union[Sequence[int], torch.Tensor], context: torch.Tensor,
+                negative_context: Optional[torch.Tensor] = None, *, mode: str = "independent",
+                camera: Optional[torch.Tensor] = None, source: Union[SourceVideo, torch.Tensor, None] = None,
+                init_latent: Optional[torch.Tensor] = None,
+                callback: Optional[Callable[[int, int, torch.Tensor], None]] = None,
+                interrupt: Optional[Callable[[], Optional[bool]]] = None,
+                options: Optional[SamplerOptions] = None, **settings) -> torch.Tensor:
+    """Sample a latent grid [B, V, C, T, H, W] (float32, on the model's device).
+
+    shape_or_noise: the grid shape (noise drawn from `seed` on the CPU) or a noise tensor of that shape.
+    context / negative_context: text features [B or 1, L, text_dim] (negative: the uncond branch;
+        may be None only with cfg = 1 and text guidance).
+    mode: the GridDiT mode ("independent", "syncam", "recam", "hard", "soft").
+    camera: [V, T, 12] or [B, V, T, 12] relative extrinsics (syncam / recam / hard, soft with a camera encoder).
+    source: a `SourceVideo` (recam / replace_view / first_row / auto); a bare latent tensor means recam.
+    init_latent: the latent that denoise < 1 refines.
+    callback(step, total, x0_pred): after every step (step counts from 1), with the predicted clean grid.
+    interrupt(): checked before every step and every DiT block; it raises to stop, or returns True
+        to raise `SamplingInterrupted`.
+    options / settings: a `SamplerOptions`, and / or its fields by name (steps=, cfg=, shift=, scheduler=,
+        seed=, denoise=, guidance=, video_cfg=, batch_cfg=, text_length=).
+    """
+    options = SamplerOptions.build(options, **settings)
 
     def check_interrupt():
         if interrupt is not None and interrupt():
             raise SamplingInterrupted("sampling was interrupted")
 
-    def forward(branches, timestep):
-        """branches: list of (x, context, source latent or None) -> list of velocities."""
-        n = len(branches)
-        if batch_cfg and n > 1:
-            xs = torch.cat([br[0] for br in branches])
-            cs = torch.cat([br[1] for br in branches])
-            ss = torch.cat([br[2] for br in branches]) if branches[0][2] is not None else None
-            cams = cam.repeat(n, 1, 1, 1) if cam is not None else None
-            out = model(xs, timestep.expand(b * n), cs, mode=mode, camera=cams, source=ss, interrupt=block_check).float()
-            return list(out.chunk(n))
-        return [model(bx, timestep.expand(b), bc, mode=mode, camera=cam, source=bs, interrupt=block_check).float()
-                for bx, bc, bs in branches]
-
-    block_check = check_interrupt if interrupt is not None else None  # the model calls it before every block
-    total = len(sigmas) - 1
-    with torch.no_grad():
-        for i in range(total):
-            check_interrupt()
-            sigma = float(sigmas[i])
-            if source is not None and source.replaces_a_view:
-                x = replace_view(x, source.view, noised_source(src, noise[:, source.view], sigma))
-            timestep = torch.full((1,), NUM_TRAIN_TIMESTEPS * sigma, device=device, dtype=torch.float32)
-            recam_src = src if (source is not None and source.how == "recam") else None
-            if guidance == "two_scale":
-                if source.how == "recam":
-                    x_null, src_null = x, null_source_latent(src)
-                else:  # the source view carries no information: its pure noise
-                    x_null, src_null = replace_view(x, source.view, noise[:, source.view]), None
-                v_null, v_video, v_text = forward([(x_null, neg, src_null), (x, neg, recam_src),
-                                                   (x, ctx, recam_src)], timestep)
-                vel = two_scale_guidance(v_null, v_video, v_text, video_cfg, cfg)
-            elif use_uncond:
-                v_cond, v_uncond = forward([(x, ctx, recam_src), (x, neg, recam_src)], timestep)
-                vel = text_guidance(v_cond, v_uncond, cfg)
-            else:
-                vel = forward([(x, ctx, recam_src)], timestep)[0]
-            x0 = x - sigma * vel
-            x = sched.step(vel, sched.timesteps[i], x, return_dict=False)[0].float()
-            if callback is not None:
-                if source is not None and source.replaces_a_view:
-                    x0 = replace_view(x0, source.view, src)
-                callback(i + 1, total, x0)
-    if source is not None and source.replaces_a_view:
-        x = replace_view(x, source.view, src)  # the conditioned view is the source itself
-    return x
+    plan = prepare(model, shape_or_noise, context, negative_context, mode=mode, camera=camera, source=source,
+                   init_latent=init_latent, options=options,
+                   interrupt=check_interrupt if interrupt is not None else None)
+    return denoise(plan, callback=callback)

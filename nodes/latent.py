@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import torch
 
-from ..model.conditioning import SOURCE_USES
+from ..model.conditioning import SOURCE_USES, SourceVideo
 from ..model.pipeline import fit_frames
 from . import latent_convert
 from .rig import check_grid_size
-from .sockets import SOURCE, SourceLatent
+from .sockets import SOURCE
 from .vae_io import encode_video
 
 LATENT_CHANNELS = 16  # Wan2.1 VAE
@@ -121,5 +121,5 @@ class CamGridSourceVideo:
         if raw.shape[2] != expected:
             raise ValueError(f"the VAE gave {raw.shape[2]} latent frames for {length} video frames (expected "
                              f"{expected}); use the Wan2.1 VAE")
-        source = SourceLatent(latent_convert.normalize(raw), use, 0 if use == "first_row" else view, width, height, length)
+        source = SourceVideo(latent_convert.normalize(raw), use, 0 if use == "first_row" else view)
         return source, fitted

@@ -13,12 +13,13 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from ..model.conditioning import TEXT_LENGTH
+
 # Wan2.1 VAE per-channel latent statistics (the same numbers as the VAE's config and ComfyUI's Wan21).
 WAN21_LATENT_MEAN = (-0.7571, -0.7089, -0.9113, 0.1075, -0.1745, 0.9653, -0.1517, 1.5508,
                      0.4134, -0.0715, 0.5517, -0.3632, -0.1922, -0.9497, 0.2503, -0.2921)
 WAN21_LATENT_STD = (2.8184, 1.4541, 2.3275, 2.6558, 1.2196, 1.7708, 2.6052, 2.0743,
                     3.2687, 2.1526, 2.8652, 1.5579, 1.6382, 1.1253, 2.8251, 1.9160)
-TEXT_LENGTH = 512  # Wan's umT5 context length: shorter prompts are padded with zero tokens
 
 
 def _stats(latent: torch.Tensor, channel_dim: int):

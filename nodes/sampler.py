@@ -5,7 +5,7 @@ import logging
 
 import torch
 
-from ..model.conditioning import SourceVideo
+from ..model.conditioning import TEXT_LENGTH
 from ..model.dit import MODES
 from ..model.pipeline import AUTO_MODE, pick_mode
 from ..model.sampling import GUIDANCE, SCHEDULERS, sample_grid
@@ -122,28 +122,14 @@ class CamGridSampler:
 
         raw = latent_convert.latent_to_grid(latent)
         b, v, c, t, h, w = raw.shape
-        if c != dit.config.in_dim:
-            raise ValueError(f"the latent has {c} channels but the model expects {dit.config.in_dim}: make the "
-                             "latent with CamGrid Empty Latent (Wan2.1: 16 channels)")
         info.append(f"{v} views x {b} batch, latent {t} frames x {h} x {w}")
-        if mode == "soft" and not dit.has_sync_weights:
-            raise ValueError("sync mode soft needs trained sync weights: choose a sync-weights file in CamGrid Model "
-                             "Loader (models/camgrid), or use sync mode hard (training-free)")
-
         cam = self._camera(camera, dit, variant, mode, v, t, info)
         src = self._source(source, mode, info)
-        if guidance == "two_scale" and src is None:
-            raise ValueError("guidance two_scale needs a source video: connect CamGrid Source Video to 'source', or "
-                             "use guidance text")
-
+        # the library checks the rest (latent channels, text width, soft needs sync weights, two_scale needs a source)
+        context = latent_convert.conditioning_to_context(positive, "positive", None)
+        negative_context = latent_convert.conditioning_to_context(negative, "negative", None)
         # Wan (umT5, 4096-d) was trained on prompts padded to 512 zero tokens; other encoders keep their length
-        length = latent_convert.TEXT_LENGTH if dit.config.text_dim == WAN_TEXT_DIM else None
-        context = latent_convert.conditioning_to_context(positive, "positive", length)
-        negative_context = latent_convert.conditioning_to_context(negative, "negative", length)
-        if context.shape[-1] != dit.config.text_dim:
-            raise ValueError(f"the prompt features are {context.shape[-1]}-d but the model expects "
-                             f"{dit.config.text_dim}-d: load the text encoder with CLIP Loader type 'wan' "
-                             "(umt5_xxl) for Wan2.1 models")
+        text_length = TEXT_LENGTH if dit.config.text_dim == WAN_TEXT_DIM else None
         init = latent_convert.normalize(raw, channel_dim=2) if denoise < 1.0 else None
 
         branches = 3 if guidance == "two_scale" else (2 if cfg != 1.0 else 1)
@@ -155,7 +141,7 @@ class CamGridSampler:
             grid = sample_grid(dit, raw.shape, context, negative_context, mode=mode, camera=cam, source=src,
                                steps=steps, cfg=cfg, shift=shift, scheduler=scheduler, seed=seed, denoise=denoise,
                                init_latent=init, guidance=guidance, video_cfg=video_cfg, batch_cfg=batch_cfg,
-                               callback=lambda step, total, x0: reporter.update(step, x0),
+                               text_length=text_length, callback=lambda step, total, x0: reporter.update(step, x0),
                                interrupt=host.check_interrupted)
             grid = grid.float().cpu()
         finally:
@@ -196,9 +182,10 @@ class CamGridSampler:
     def _source(source, mode, info):
         if source is None:
             return None
-        how = source.resolve(mode)
-        info.append(f"source video used as {how}" + (f" (view {source.view})" if how == "replace_view" else ""))
-        return SourceVideo(source.latent, how, 0 if how == "first_row" else source.view)
+        source = source.resolve(mode)
+        view = f" (view {source.view})" if source.how == "replace_view" else ""
+        info.append(f"source video used as {source.how}{view}")
+        return source
 
     @staticmethod
     def _to_device(model, device, bytes_needed):

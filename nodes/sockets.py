@@ -12,7 +12,7 @@ from ..model.pipeline import CAMERA_REFERENCE
 MODEL = "CAMGRID_MODEL"
 RIG = "CAMERA_RIG"
 EMBEDS = "CAMERA_EMBEDS"
-SOURCE = "CAMGRID_SOURCE"
+SOURCE = "CAMGRID_SOURCE"  # carries a model.conditioning.SourceVideo (how may be "auto")
 
 VARIANTS = tuple(TRANSLATION_SCALE)  # "syncammaster", "recammaster", "wan"
 
@@ -31,7 +31,7 @@ class LoadedModel:
     block_swap: int = 0             # blocks whose weights stay on the offload device
     weight_storage: str = "default"
     row_chunks: int = 0             # GridDiT.set_row_chunks (0: off)
-    ffn_chunk: int = 0              # GridDiT.set_ffn_chunking (0: off)
+    ffn_chunk: int = 0              # GridDiT.set_ffn_chunk (0: off)
     notes: list = field(default_factory=list)
 
     def summary(self) -> str:
@@ -92,23 +92,3 @@ class CameraEmbeds:
         _, reference, scale = self.rule_for(variant)
         t = num_latent_frames or self.num_latent_frames
         return plucker_rays(self.rig, height, width, t, reference=reference, translation_scale=scale)
-
-
-@dataclass
-class SourceLatent:
-    """An encoded input video (the CAMGRID_SOURCE socket): normalised latent [1, C, T, H, W].
-
-    how "auto" lets the sampler choose: recam with a ReCamMaster model, else replace_view.
-    """
-
-    latent: torch.Tensor
-    how: str = "auto"
-    view: int = 0
-    width: int = 0
-    height: int = 0
-    length: int = 0
-
-    def resolve(self, mode: str) -> str:
-        if self.how != "auto":
-            return self.how
-        return "recam" if mode == "recam" else "replace_view"

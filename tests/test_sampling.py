@@ -1,11 +1,14 @@
-"""Flow-matching grid sampler (DESIGN §5) and novel-view video conditioning (§6) on tiny models."""
+"""Flow-matching grid sampler (docs/ARCHITECTURE.md §5 Sampling) and novel-view video conditioning (§6 Novel-view
+video conditioning) on tiny models."""
 import numpy as np
 import pytest
 import torch
 
+from camgrid.model.checks import InputError, NonFiniteError
 from camgrid.model.conditioning import SourceVideo, SourceVideoError
-from camgrid.model.sampling import (SamplingInterrupted, base_sigmas, make_noise, prepare_scheduler, sample_grid,
-                                    shift_sigmas, two_scale_guidance)
+from camgrid.model.sampling import (LIMITS, SamplerOptions, SamplingInterrupted, base_sigmas, denoise, guided_velocity,
+                                    make_noise, prepare, prepare_scheduler, sample_grid, shift_sigmas,
+                                    two_scale_guidance)
 from grid_helpers import tiny_model
 
 SHAPE = (1, 2, 16, 2, 4, 4)  # B, V, C, T, H, W: 2 views, 5 video frames, 32x32 pixels
@@ -281,3 +284,118 @@ def test_source_validation_errors_name_the_fix(syncam):
         SourceVideo(good, "first_row", view=1)
     with pytest.raises(SourceVideoError, match="how"):
         SourceVideo(good, "overlay")
+
+
+# --- options, limits and non-finite numbers ---------------------------------------------------------
+
+@pytest.mark.parametrize("settings,match", [
+    (dict(cfg=float("nan")), "cfg must be a finite number"), (dict(cfg=1e6), r"cfg must be in \[0, 30\]"),
+    (dict(cfg=-1.0), "cfg must be in"), (dict(video_cfg=float("inf")), "video_cfg must be a finite"),
+    (dict(shift=float("nan")), "shift must be a finite"), (dict(shift=0.0), r"shift must be in \(0, 100\]"),
+    (dict(shift=-2.0), "shift must be in"), (dict(steps=0), "steps must be between 1 and 1000"),
+    (dict(steps=1001), "steps must be between"), (dict(steps=2.5), "steps must be a finite integer"),
+    (dict(denoise=0.0), r"denoise must be in \(0, 1\]"), (dict(denoise=float("nan")), "denoise must be a finite"),
+    (dict(steps=1000, denoise=1e-9), "schedule of 999999999999 steps.*raise denoise to at least 0.01"),
+    (dict(seed=-1), "seed must be between"), (dict(scheduler="ddim"), "scheduler 'ddim'"),
+    (dict(guidance="both"), "guidance 'both'"), (dict(text_length=0), "text_length"),
+])
+def test_sampler_settings_are_range_checked_before_anything_runs(settings, match):
+    with pytest.raises(InputError, match=match):
+        SamplerOptions(**settings)
+    model = FakeModel(variant="wan")
+    with pytest.raises(InputError, match=match):
+        sample_grid(model, SHAPE, torch.ones(1, 3, 4), torch.ones(1, 3, 4), mode="hard", **settings)
+    assert model.calls == []
+    assert LIMITS["steps"] == (1, 1000) and LIMITS["cfg"] == (0.0, 30.0)  # one statement of each limit
+
+
+def test_options_object_and_keyword_settings_are_the_same_run(syncam):
+    ctx, neg = texts()
+    opts = SamplerOptions(steps=3, cfg=4.0, seed=2)
+    a = sample_grid(syncam, SHAPE, ctx, neg, mode="syncam", camera=camera(), options=opts)
+    b = sample_grid(syncam, SHAPE, ctx, neg, mode="syncam", camera=camera(), steps=3, cfg=4.0, seed=2)
+    c = sample_grid(syncam, SHAPE, ctx, neg, mode="syncam", camera=camera(), options=opts, cfg=1.0)
+    assert torch.equal(a, b) and not torch.equal(a, c)
+    with pytest.raises(TypeError, match="stepz"):
+        sample_grid(syncam, SHAPE, ctx, neg, mode="syncam", camera=camera(), stepz=3)
+
+
+@pytest.mark.parametrize("name", ["context", "negative_context", "camera", "noise", "init_latent", "source"])
+def test_non_finite_inputs_are_refused_where_they_enter(name):
+    model = FakeModel(variant="wan")
+    ctx, neg, cam = torch.ones(1, 3, 4), torch.ones(1, 3, 4), torch.zeros(2, 2, 12)
+    noise, init, src = make_noise(SHAPE, 0), torch.zeros(SHAPE), torch.zeros(1, 16, 2, 4, 4)
+    bad = {"context": ctx, "negative_context": neg, "camera": cam, "noise": noise, "init_latent": init, "source": src}[name]
+    bad.view(-1)[1] = float("nan") if name != "camera" else float("inf")
+    with pytest.raises(NonFiniteError, match=name.replace("_", ".") if name != "source" else "source video latent"):
+        sample_grid(model, noise, ctx, neg, mode="hard", camera=cam, init_latent=init, denoise=0.5, steps=2,
+                    source=SourceVideo(src, "replace_view"))
+    assert model.calls == []
+
+
+def test_a_non_finite_prediction_stops_sampling_at_once_naming_the_causes():
+    model = tiny_model("syncammaster", seed=1)
+    with torch.no_grad():
+        model.blocks[1].ffn[2].weight[0, 0] = float("nan")  # one bad weight, as in a damaged file
+    calls = record_calls(model)
+    seen = []
+    with pytest.raises(NonFiniteError, match=r"step 1/3 .*non-finite weight.*float16 overflow.*cfg \(5\)"):
+        run(model, steps=3, callback=lambda *a: seen.append(a))
+    assert len(calls) == 1 and seen == []
+
+
+def test_text_length_pads_both_prompts_once_with_zero_tokens():
+    model = tiny_model("syncammaster", seed=1)
+    calls = record_calls(model)
+    ctx, neg = texts()  # 7 and 5 tokens
+    out = run(model, steps=2, text_length=12)
+    assert all(c[2].shape[1] == 12 for c in calls)
+    assert torch.equal(calls[0][2][:1, :7], ctx) and calls[0][2][:1, 7:].abs().max() == 0
+    unpadded = run(tiny_model("syncammaster", seed=1), steps=2)  # zero tokens change the result (Wan trained on them)
+    ctx12, neg12 = (torch.nn.functional.pad(t, (0, 0, 0, 12 - t.shape[1])) for t in (ctx, neg))
+    by_hand = sample_grid(tiny_model("syncammaster", seed=1), SHAPE, ctx12, neg12, mode="syncam", camera=camera(),
+                          steps=2, cfg=5.0, shift=5.0, seed=0)
+    assert torch.equal(out, by_hand) and not torch.equal(out, unpadded)  # padding by hand: the same grid
+
+
+# --- the step function: what a step cache or a context-window sampler wraps --------------------------------
+
+def test_guided_velocity_wrapped_by_a_step_cache(syncam):
+    """denoise(plan, velocity=wrapper(guided_velocity)) is the extension point: a pass-through wrapper gives
+    sample_grid's grid bit for bit; a cache that reuses the previous prediction skips the DiT on that step."""
+    ctx, neg = texts()
+    opts = SamplerOptions(steps=4, cfg=5.0, seed=3)
+    plain = sample_grid(syncam, SHAPE, ctx, neg, mode="syncam", camera=camera(), options=opts)
+
+    def pass_through(inner):
+        def step(plan, x, sigma):
+            sigmas.append(sigma)
+            return inner(plan, x, sigma)
+        return step
+
+    sigmas = []
+    plan = prepare(syncam, SHAPE, ctx, neg, mode="syncam", camera=camera(), options=opts)
+    assert torch.equal(denoise(plan, velocity=pass_through(guided_velocity)), plain)
+    assert sigmas == [float(s) for s in plan.sigmas[:-1]]
+
+    def reuse_every_other(inner):
+        cache = {}
+
+        def step(plan, x, sigma):
+            if cache and len(sigmas) % 2:
+                sigmas.append(sigma)
+                return cache["v"]
+            sigmas.append(sigma)
+            cache["v"] = inner(plan, x, sigma)
+            return cache["v"]
+        return step
+
+    sigmas = []
+    calls = record_calls(syncam)
+    try:
+        cached = denoise(prepare(syncam, SHAPE, ctx, neg, mode="syncam", camera=camera(), options=opts),
+                         velocity=reuse_every_other(guided_velocity))
+    finally:
+        del syncam.forward  # drop the spy: the fixture is shared
+    assert len(calls) == 2 and len(sigmas) == 4  # batched CFG: one forward per computed step
+    assert cached.shape == plain.shape and torch.isfinite(cached).all() and not torch.equal(cached, plain)
