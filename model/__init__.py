@@ -5,4 +5,4 @@ from .dit import MODES, GridDiT
 from .sync import attach_sync_layers, load_sync_weights, save_sync_weights
 from .camera import CameraRig, load_rig, relative_extrinsics
 from .conditioning import SourceVideo
-from .sampling import sample_grid
+from .sampling import SamplerOptions, sample_grid

@@ -399,3 +399,13 @@ def test_guided_velocity_wrapped_by_a_step_cache(syncam):
         del syncam.forward  # drop the spy: the fixture is shared
     assert len(calls) == 2 and len(sigmas) == 4  # batched CFG: one forward per computed step
     assert cached.shape == plain.shape and torch.isfinite(cached).all() and not torch.equal(cached, plain)
+
+
+def test_source_auto_is_decided_by_the_mode():
+    lat = torch.zeros(1, 16, 2, 4, 4)
+    assert SourceVideo(lat, "auto").resolve("recam").how == "recam"
+    assert SourceVideo(lat, "auto", view=1).resolve("hard") == SourceVideo(lat, "replace_view", view=1)
+    model = FakeModel(variant="wan")
+    out = sample_grid(model, SHAPE, torch.ones(1, 3, 4), None, mode="hard", cfg=1.0, steps=1, scheduler="euler",
+                      source=SourceVideo(torch.full((1, 16, 2, 4, 4), 3.0), "auto", view=1))
+    assert torch.equal(out[:, 1], torch.full((1, 16, 2, 4, 4), 3.0))  # replace_view: the view is the source
