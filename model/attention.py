@@ -1,5 +1,5 @@
-"""Attention dispatch: one function, a table of interchangeable backends (docs/ARCHITECTURE.md §7 Attention
-and memory).
+"""Attention dispatch: one function, a table of interchangeable backends
+(docs/ARCHITECTURE.md §7 Attention and memory).
 
     attention(q, k, v, backend=None) -> out
         q [B, Lq, H, D], k / v [B, Lk, H, D]  ->  out [B, Lq, H, D] in q.dtype

@@ -1,4 +1,4 @@
-"""One GridDiT block and the row layouts (streams) the grid modes run it on (docs/ARCHITECTURE.md §3).
+"""One GridDiT block and the row layouts (streams) the grid modes run it on (docs/ARCHITECTURE.md §3 The model).
 
 A block runs on *rows* of tokens [N, L, d]; which tokens form a row is the mode's choice:
     time stream  [(B V), (T h w), d]   a view's whole video (the canonical layout between blocks)

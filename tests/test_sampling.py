@@ -1,5 +1,5 @@
-"""Flow-matching grid sampler (docs/ARCHITECTURE.md §5 Sampling) and novel-view video conditioning (§6 Novel-view
-video conditioning) on tiny models."""
+"""Flow-matching grid sampler (docs/ARCHITECTURE.md §5 Sampling) and novel-view video conditioning
+(docs/ARCHITECTURE.md §6 Novel-view video conditioning) on tiny models."""
 import numpy as np
 import pytest
 import torch
