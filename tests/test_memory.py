@@ -1,4 +1,4 @@
-"""Memory features (DESIGN §7): block swap, fp8 weight storage, the peak-memory predictor. CPU only."""
+"""Memory features (docs/ARCHITECTURE.md §7 Attention and memory): block swap, fp8 weight storage, the peak-memory predictor. CPU only."""
 import copy
 
 import pytest
