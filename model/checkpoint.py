@@ -302,6 +302,8 @@ def fill_dit(model: GridDiT, plan: DiTPlan, weights: WeightsSource, dtype: torch
             tensors[key] = dequantize_weight(stored, scale, dtype).to(device)
         else:
             tensors[key] = stored.to(device=device, dtype=dtype)
+            if tensors[key] is stored and weights.memory_mapped:
+                tensors[key] = stored.clone()  # the model must not depend on the file after loading
         check_finite(plan.name, key, tensors[key], stored)
     model.load_state_dict(tensors, strict=True, assign=True)
 

@@ -128,6 +128,6 @@ def block_count(keys, name: str = "state dict") -> int:
                 missing.append(i)
             i += 1
         shown = ", ".join(str(i) for i in missing[:6]) + (" ..." if len(missing) > 6 else "")
-        raise CheckpointError(f"{name}: its blocks are not numbered 0..{len(indices) - 1}: block(s) {shown} "
-                              f"missing (highest block: {top}); the file is incomplete or damaged")
+        raise CheckpointError(f"{name}: its blocks must be numbered 0, 1, 2, ... without gaps, but block(s) {shown} "
+                              f"are missing (highest block: {top}); the file is incomplete or damaged")
     return len(indices)

@@ -22,6 +22,8 @@ from __future__ import annotations
 import json
 import math
 import pickle
+import re
+import sys
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,7 +51,6 @@ WEIGHT_DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64, to
 _MAX_HEADER_BYTES = 100_000_000          # the safetensors format's own limit
 _ZIP_MAGIC = b"PK\x03\x04"
 _TORCH_LEGACY_MAGIC = b"\x80\x02\x8a\x0al\xfc\x9cF\xf9 j\xa8P\x19"  # pickled magic number of pre-1.6 torch.save
-_DOWNLOAD_AGAIN = "the file is truncated (an interrupted download or copy?): download it again"
 _CONVERT_HINT = ("Fix: convert it once, in an environment you trust, to .safetensors (python -c \"import torch, "
                  "safetensors.torch as s; sd=torch.load('in.ckpt', weights_only=False); "
                  "s.save_file({k: v.contiguous() for k, v in sd.items()}, 'out.safetensors')\").")
@@ -76,6 +77,16 @@ class TensorInfo:
         return self.numel * (self.dtype.itemsize if self.dtype is not None else 0)
 
 
+def _truncated(detail: str = "") -> str:
+    return f"the file is truncated ({detail + '; ' if detail else ''}an interrupted download or copy?): download it again"
+
+
+def first_line(exc: BaseException, limit: int = 200) -> str:
+    """An exception's message as one short line (camgrid errors are one line)."""
+    text = str(exc).strip()
+    return (text.splitlines()[0][:limit] if text else "") or type(exc).__name__
+
+
 def problem_list(items, limit: int = 8) -> str:
     """A few of `items`, sorted, and how many more there are."""
     items = sorted(items)
@@ -89,16 +100,19 @@ def problem_list(items, limit: int = 8) -> str:
 class WeightsSource:
     """An open weights file or in-memory state dict: declared infos up front, tensors on demand."""
 
-    def __init__(self, name: str, infos: dict, meta: dict, tensors=None, safetensors_handle=None):
+    def __init__(self, name: str, infos: dict, meta: dict, tensors=None, safetensors_handle=None,
+                 memory_mapped: bool = False):
         self.name, self.infos, self.meta = name, infos, meta
         self._tensors, self._handle = tensors, safetensors_handle
+        # tensors() share memory with the file (a memory-mapped torch file): copy what must outlive it
+        self.memory_mapped = memory_mapped
 
     def tensor(self, key: str) -> torch.Tensor:
         if self._handle is not None:
             try:
                 return self._handle.get_tensor(key)
             except Exception as exc:  # safetensors raises its own error types
-                raise CheckpointError(f"{self.name}: cannot read tensor {key!r} ({exc}); the file is damaged: "
+                raise CheckpointError(f"{self.name}: cannot read tensor {key!r} ({first_line(exc)}); the file is damaged: "
                                       "download it again") from None
         value = self._tensors[key]
         if not isinstance(value, torch.Tensor) or value.is_meta:
@@ -129,7 +143,9 @@ def open_weights(path_or_state_dict, what: str = "checkpoint") -> WeightsSource:
         infos, meta = read_safetensors_header(path)
         return WeightsSource(name, infos, meta, safetensors_handle=_safe_open(path))
     if kind in ("torch_zip", "torch_legacy", "pickle"):
-        return _from_mapping(_load_torch_file(path, kind), name)
+        source = _from_mapping(_load_torch_file(path, kind), name)
+        source.memory_mapped = kind == "torch_zip"
+        return source
     raise CheckpointError(f"{name}: {_not_weights_reason(kind)}")
 
 
@@ -205,7 +221,7 @@ def read_safetensors_header(path: Path) -> tuple[dict, dict]:
         if header_len > _MAX_HEADER_BYTES:
             raise CheckpointError(f"{name}: not a readable .safetensors file (its header claims {header_len} bytes)")
         if 8 + header_len > size:
-            raise CheckpointError(f"{name}: {_DOWNLOAD_AGAIN}")
+            raise CheckpointError(f"{name}: {_truncated()}")
         raw = f.read(header_len)
     try:
         header = json.loads(raw)
@@ -253,8 +269,8 @@ def _check_spans(name, spans, data_size):
             raise CheckpointError(f"{name}: not a readable .safetensors file (tensor {key!r} overlaps another)")
         end_so_far = max(end_so_far, end)
     if end_so_far > data_size:
-        raise CheckpointError(f"{name}: {_DOWNLOAD_AGAIN} (it holds {data_size} bytes of tensor data; its header "
-                              f"declares {end_so_far})")
+        raise CheckpointError(f"{name}: " + _truncated(f"it holds {data_size} bytes of tensor data, its header "
+                                                       f"declares {end_so_far}"))
 
 
 def _safe_open(path: Path):
@@ -264,7 +280,7 @@ def _safe_open(path: Path):
         handle = safe_open(str(path), framework="pt", device="cpu")
         return handle.__enter__()
     except Exception as exc:  # safetensors raises its own error types
-        raise CheckpointError(f"{path.name}: not a readable .safetensors file ({exc}); download it again") from None
+        raise CheckpointError(f"{path.name}: not a readable .safetensors file ({first_line(exc)}); download it again") from None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -290,7 +306,7 @@ def _check_zip(path: Path) -> None:
         with zipfile.ZipFile(path) as archive:
             members = archive.infolist()
     except zipfile.BadZipFile:
-        raise CheckpointError(f"{path.name}: {_DOWNLOAD_AGAIN} (its zip directory is missing)") from None
+        raise CheckpointError(f"{path.name}: {_truncated()}") from None  # the zip directory is at the end
     except Exception as exc:
         raise CheckpointError(f"{path.name}: a damaged zip archive ({type(exc).__name__}); download it again") from None
     if not any(m.filename.endswith("data.pkl") for m in members):
@@ -298,19 +314,34 @@ def _check_zip(path: Path) -> None:
 
 
 def _unpickling_message(name: str, exc: Exception) -> str:
-    reason = next((line.strip() for line in str(exc).splitlines() if "Unsupported" in line), "")
-    if "Unsupported global" in reason or "Unsupported class" in reason:
+    reason = next((line.strip()[:200] for line in str(exc).splitlines() if "Unsupported" in line), first_line(exc))
+    wanted = re.search(r"Unsupported (?:global|class):? (?:GLOBAL )?(\S+)", reason)
+    if wanted and _names_something(wanted.group(1)):
         return (f"{name}: refused: this file needs unsafe unpickling (it stores Python objects, not just tensors), "
-                f"and loading it could run arbitrary code. Reason given by torch: {reason[:200]} {_CONVERT_HINT}")
+                f"and loading it could run arbitrary code. Reason given by torch: {reason} {_CONVERT_HINT}")
+    # a name that names nothing (cut short, or random bytes) or another refusal: a damaged file, not code
     return (f"{name}: not a readable PyTorch checkpoint: torch's safe (weights-only) loader refused its contents "
-            f"({(reason or str(exc).splitlines()[0] if str(exc) else type(exc).__name__)[:200]}); the file is "
-            "damaged or not a checkpoint: download it again")
+            f"({reason}); the file is damaged or truncated: download it again")
+
+
+def _names_something(dotted: str) -> bool:
+    """Whether `dotted` ("module.attr") names a loaded module's attribute, or a module that is not loaded (it
+    may well exist). Looks only at sys.modules: nothing named by a file is imported."""
+    parts = dotted.split(".")
+    for cut in range(len(parts) - 1, 0, -1):
+        module = sys.modules.get(".".join(parts[:cut]))
+        if module is not None:
+            obj = module
+            for attr in parts[cut:]:
+                obj = getattr(obj, attr, None)
+            return obj is not None
+    return parts[0].isidentifier()
 
 
 def _torch_read_message(name: str, kind: str, exc: Exception) -> str:
-    text = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+    text = first_line(exc)
     if isinstance(exc, EOFError) or "EOF" in text or "truncated" in text.lower():
-        return f"{name}: {_DOWNLOAD_AGAIN}"
+        return f"{name}: {_truncated()}"
     if kind == "pickle" and "magic number" in text:
         return f"{name}: a Python pickle but not a PyTorch checkpoint; save the weights with torch.save or safetensors"
     return f"{name}: not a readable PyTorch checkpoint ({type(exc).__name__}: {text}); the file is damaged: download it again"
