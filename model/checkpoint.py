@@ -25,13 +25,14 @@ from dataclasses import dataclass, fields, replace
 from typing import Mapping, Optional, Union
 
 import torch
+from safetensors.torch import save_file
 
 from .attention import BACKENDS
 from .checks import InputError
 from .config import DiTConfig, infer_config
 from .dit import GridDiT
 from .files import atomic_save
-from .fp8 import SCALINGS, dequantize_weight, quantize_linear_weights, split_fp8_scales, to_fp8_entry
+from .fp8 import SCALINGS, FP8Linear, dequantize_weight, quantize_linear_weights, split_fp8_scales, to_fp8_entry
 from .key_layouts import (PREFIXES, block_count, is_diffusers_layout, original_names, strip_prefix,
                           to_diffusers_layout, to_original_layout)
 from .offload import enable_block_swap
@@ -42,6 +43,7 @@ from .weights_io import (PICKLE_SUFFIXES, WEIGHT_DTYPES, CheckpointError, Tensor
 # names other modules import from here: this module's own, and the file-level ones it re-exports
 __all__ = ["LoadOptions", "OPTION_RANGES", "COMPUTE_DTYPES", "METADATA_CONFIG_KEY", "load_grid_dit", "describe",
            "save_grid_dit", "check_block_swap", "default_compute_dtype", "expected_shapes", "DiTPlan", "plan_dit",
+           "build_dit", "fill_dit", "apply_options",
            "CheckpointError", "TensorInfo", "read_state_dict", "read_header", "to_original_layout",
            "to_diffusers_layout", "strip_prefix", "is_diffusers_layout", "PREFIXES", "PICKLE_SUFFIXES"]
 
@@ -136,8 +138,6 @@ def describe(path_or_state_dict, num_heads: Optional[int] = None) -> dict:
 
 def save_grid_dit(model, path, layout: str = "original") -> None:
     """Save a GridDiT as .safetensors, with its config in the metadata so that any width reloads."""
-    from safetensors.torch import save_file  # lazy: the format's writer is only needed here
-
     if layout not in ("original", "diffusers"):
         raise InputError(f"layout must be 'original' or 'diffusers', got {layout!r}")
     sd = {k: v.detach().contiguous().cpu() for k, v in model.base_state_dict().items()}
@@ -288,7 +288,7 @@ def build_dit(config: DiTConfig, dtype: torch.dtype, opts: LoadOptions) -> GridD
 def fill_dit(model: GridDiT, plan: DiTPlan, weights: WeightsSource, dtype: torch.dtype, device,
              fp8_scaling: str) -> None:
     """Read each tensor once, convert it on `device`, refuse NaN / infinity, and assign it to the model."""
-    fp8_layers = {k[: -len(".scale_weight")] for k in model.state_dict() if k.endswith(".scale_weight")}
+    fp8_layers = {name for name, module in model.named_modules() if isinstance(module, FP8Linear)}
     tensors = {}
     for key, file_key in plan.keys.items():
         stored = weights.tensor(file_key)
@@ -301,11 +301,22 @@ def fill_dit(model: GridDiT, plan: DiTPlan, weights: WeightsSource, dtype: torch
         elif scale is not None:  # a scaled-fp8 file loaded in the compute dtype
             tensors[key] = dequantize_weight(stored, scale, dtype).to(device)
         else:
-            tensors[key] = stored.to(device=device, dtype=dtype)
-            if tensors[key] is stored and weights.memory_mapped:
-                tensors[key] = stored.clone()  # the model must not depend on the file after loading
+            tensors[key] = stored.to(device=device, dtype=dtype)  # no copy when it is already right (mmap)
         check_finite(plan.name, key, tensors[key], stored)
-    model.load_state_dict(tensors, strict=True, assign=True)
+    assign_per_block(model, tensors)
+
+
+def assign_per_block(model: GridDiT, tensors: dict) -> None:
+    """model.load_state_dict(tensors, strict=True, assign=True), one block (or top-level module) at a time:
+    torch filters the whole dict once per submodule, which is quadratic in the number of blocks (seconds
+    for a small file that declares hundreds of tiny blocks); per block it stays linear."""
+    groups: dict = {}
+    for key, value in tensors.items():
+        parts = key.split(".", 2)
+        owner = ".".join(parts[:2]) if parts[0] == "blocks" else parts[0]
+        groups.setdefault(owner, {})[key[len(owner) + 1:]] = value
+    for owner, local in groups.items():
+        model.get_submodule(owner).load_state_dict(local, strict=True, assign=True)
 
 
 def apply_options(model: GridDiT, opts: LoadOptions, device) -> None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from safetensors.torch import save_file
 
 from .checks import InputError
 from .files import atomic_save
@@ -86,8 +87,6 @@ def sync_state_dict(model) -> dict:
 
 
 def save_sync_weights(model, path) -> None:
-    from safetensors.torch import save_file  # lazy: the format's writer is only needed here
-
     sd = {k: v.detach().contiguous().cpu() for k, v in sync_state_dict(model).items()}
     if not sd:
         raise InputError("save_sync_weights: the model has no sync layers; call attach_sync_layers first")

@@ -1,4 +1,4 @@
-"""Weight files on disk: formats, declared shapes and key layouts (docs/ARCHITECTURE.md §3.1 Base block).
+"""Weight files on disk: formats, declared shapes and dtypes, values (docs/ARCHITECTURE.md §3.1 Base block).
 
 This module knows files, not models. model/checkpoint.py (the DiT) and model/sync.py (sync layers) build
 on it; it imports nothing of the model, so neither of them has to import the other to read a file.
@@ -13,9 +13,13 @@ Formats, recognised by their content (the suffix only gates which files are acce
   - `.ckpt` / `.pt` / `.pth` / `.bin`: `torch.load(weights_only=True)` only (zip files memory-mapped). A file
     that needs unpickling of Python objects is refused: loading it could run arbitrary code. The tensors'
     sizes must fit in the storages the file holds (no tensor expanded from a few bytes to gigabytes).
+Tensors are memory-mapped (copy-on-write) where the format allows: a model kept on the CPU in the file's dtype
+reads its weights from the file's pages, which saves a copy of the model in RAM. Replace a model file by
+writing a new file and renaming it, never by overwriting it in place while a program has it loaded.
 Every problem is a `CheckpointError` that names the file and says what is wrong and what to do.
 
-Key names (prefixes, diffusers layout, block numbers) are model/key_layouts.py's job.
+Key names (prefixes, diffusers layout, block numbers) are model/key_layouts.py's job; `check_finite` refuses
+NaN and infinity, one cheap pass per tensor as it is loaded.
 """
 from __future__ import annotations
 
@@ -30,6 +34,7 @@ from pathlib import Path
 from typing import Mapping, Optional
 
 import torch
+from safetensors import safe_open
 
 from .checks import CamGridError
 
@@ -100,12 +105,9 @@ def problem_list(items, limit: int = 8) -> str:
 class WeightsSource:
     """An open weights file or in-memory state dict: declared infos up front, tensors on demand."""
 
-    def __init__(self, name: str, infos: dict, meta: dict, tensors=None, safetensors_handle=None,
-                 memory_mapped: bool = False):
+    def __init__(self, name: str, infos: dict, meta: dict, tensors=None, safetensors_handle=None):
         self.name, self.infos, self.meta = name, infos, meta
         self._tensors, self._handle = tensors, safetensors_handle
-        # tensors() share memory with the file (a memory-mapped torch file): copy what must outlive it
-        self.memory_mapped = memory_mapped
 
     def tensor(self, key: str) -> torch.Tensor:
         if self._handle is not None:
@@ -143,9 +145,7 @@ def open_weights(path_or_state_dict, what: str = "checkpoint") -> WeightsSource:
         infos, meta = read_safetensors_header(path)
         return WeightsSource(name, infos, meta, safetensors_handle=_safe_open(path))
     if kind in ("torch_zip", "torch_legacy", "pickle"):
-        source = _from_mapping(_load_torch_file(path, kind), name)
-        source.memory_mapped = kind == "torch_zip"
-        return source
+        return _from_mapping(_load_torch_file(path, kind), name)
     raise CheckpointError(f"{name}: {_not_weights_reason(kind)}")
 
 
@@ -274,8 +274,6 @@ def _check_spans(name, spans, data_size):
 
 
 def _safe_open(path: Path):
-    from safetensors import safe_open  # lazy: only files of this format need it
-
     try:
         handle = safe_open(str(path), framework="pt", device="cpu")
         return handle.__enter__()

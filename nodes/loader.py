@@ -8,6 +8,7 @@ import torch
 
 from ..model.attention import BACKENDS
 from ..model.checkpoint import OPTION_RANGES, LoadOptions, check_block_swap, describe, load_grid_dit
+from ..model.checks import InputError
 from . import host
 from .optional import BUILTIN_MODEL_NAME, builtin_weight_files
 from .sockets import MODEL, LoadedModel
@@ -127,5 +128,5 @@ class CamGridModelLoader:
             return host.model_path("diffusion_models", dit_name), None, []
         files = builtin_weight_files()
         if files is None:
-            raise ValueError("the built-in tiny model is not part of this install; pick a DiT file")
+            raise InputError("the built-in tiny model is not part of this install; pick a DiT file")
         return files[0], files[1], ["built-in: pair it with CamGrid Built-in Model's CLIP and VAE"]

@@ -405,10 +405,11 @@ def test_damaged_sync_weights_refused_and_model_untouched(tmp_path, damage, patt
     assert str(err.value).startswith("sync.safetensors:") and not model.has_sync_weights
 
 
-# --- files written: atomically; files read: never aliased after loading ----------------------------
+# --- files written atomically; files read copy-on-write ----------------------------
 @pytest.mark.parametrize("save", ["dit", "sync"])
 def test_a_failed_save_keeps_the_previous_file(tmp_path, monkeypatch, save):
-    import safetensors.torch
+    import camgrid.model.checkpoint as checkpoint
+    import camgrid.model.sync as sync
 
     model = attach_sync_layers(tiny_model(seed=16), rank=4)
     path = tmp_path / "out.safetensors"
@@ -421,21 +422,24 @@ def test_a_failed_save_keeps_the_previous_file(tmp_path, monkeypatch, save):
             f.write(b"partial")
         raise OSError("disk full")
 
-    monkeypatch.setattr(safetensors.torch, "save_file", fails_halfway)
+    monkeypatch.setattr(checkpoint if save == "dit" else sync, "save_file", fails_halfway)
     with pytest.raises(OSError, match="disk full"):
         writer(model, path)
     assert path.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == ["out.safetensors"]
 
 
-def test_a_model_loaded_from_a_torch_file_does_not_read_the_file_later(tmp_path):
+def test_in_place_changes_to_a_loaded_model_never_reach_its_file(tmp_path):
+    """Weights may stay memory-mapped (no copy of the model in RAM), but copy-on-write: LoRA merges and other
+    in-place edits change the model, never the file."""
     model = tiny_model(seed=17)
-    path = _torch_file(tmp_path, "m.pt", {k: v.contiguous() for k, v in model.state_dict().items()})
-    loaded = load_grid_dit(path, num_heads=HEADS)  # fp32 file, fp32 model: memory-mapped tensors are copied
-    x, t, ctx = sample_inputs()
-    with torch.no_grad():
-        before = loaded(x, t, ctx)
-        path.write_bytes(bytes(path.stat().st_size))  # the file changes under the running program
-        assert torch.equal(loaded(x, t, ctx), before)
+    sd = {k: v.contiguous() for k, v in model.state_dict().items()}
+    for path in (_torch_file(tmp_path, "m.pt", sd), _file_with(tmp_path, "m.safetensors", sd)):
+        before = path.read_bytes()
+        loaded = load_grid_dit(path, num_heads=HEADS)
+        with torch.no_grad():
+            loaded.blocks[0].ffn[0].weight.add_(1.0)
+        assert path.read_bytes() == before
+        assert torch.equal(loaded.blocks[0].ffn[0].weight, model.blocks[0].ffn[0].weight + 1.0)
 
 
 # --- the loading modules import without a cycle ---------------------------------------------------------

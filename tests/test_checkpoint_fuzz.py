@@ -161,7 +161,7 @@ def test_unmodified_files_load(corpus):
 FILE_NAMES = st.sampled_from(["dit.safetensors", "dit.pt", "dit_legacy.pt", "sync.safetensors", "sync.pt"])
 
 
-@fuzz(60)
+@fuzz(100)
 @given(name=FILE_NAMES, data=st.data())
 def test_truncated_files(corpus, name, data):
     blob = corpus["files"][name]
@@ -170,7 +170,7 @@ def test_truncated_files(corpus, name, data):
     assert set(outcome.values()) == {"refused"}, outcome  # every truncation loses data
 
 
-@fuzz(80)
+@fuzz(150)
 @given(name=FILE_NAMES, data=st.data())
 def test_mutated_bytes(corpus, name, data):
     blob = bytearray(corpus["files"][name])
@@ -240,7 +240,7 @@ def tell_lie(header, index, lie):
         header["__metadata__"] = meta
 
 
-@fuzz(120)
+@fuzz(250)
 @given(name=st.sampled_from(["dit.safetensors", "sync.safetensors"]),
        lies=st.lists(st.tuples(st.integers(0, 200), LIES), min_size=1, max_size=3),
        length_delta=st.sampled_from([0, 0, 0, -1, 1, 10 ** 6, -(10 ** 3)]))
@@ -277,7 +277,7 @@ KEYS = st.one_of(st.sampled_from(["patch_embedding.weight", "blocks.0.ffn.0.weig
                                   "blocks.7.self_attn.q.weight"]), st.text(max_size=10), st.integers(-2, 2))
 
 
-@fuzz(80)
+@fuzz(150)
 @given(data=st.data(), base=st.sampled_from(["none", "dit", "sync"]), legacy=st.booleans())
 def test_random_torch_files(corpus, data, base, legacy):
     content = {} if base == "none" else dict(corpus["sd" if base == "dit" else "sync"])
@@ -292,7 +292,7 @@ def test_random_torch_files(corpus, data, base, legacy):
 
 
 # --- sync-weights files -------------------------------------------------------------------------
-@fuzz(60)
+@fuzz(120)
 @given(data=st.data(), torch_file=st.booleans())
 def test_damaged_sync_weights(corpus, data, torch_file):
     sd = dict(corpus["sync"])
@@ -325,7 +325,7 @@ PREFIXES = [b"", b"PK\x03\x04", b"\x80\x02", b"\x80\x02\x8a\x0al\xfc\x9cF\xf9 j\
             b"\xff\xff\xff\xff\xff\xff\xff\x7f{", b"<html>", b"\x00" * 8]
 
 
-@fuzz(60)
+@fuzz(100)
 @given(prefix=st.sampled_from(PREFIXES), body=st.binary(max_size=3000),
        suffix=st.sampled_from([".safetensors", ".pt", ".ckpt", ".pth", ".bin"]))
 def test_random_bytes(corpus, prefix, body, suffix):
