@@ -1,315 +1,332 @@
-"""Loading DiT checkpoints: any released layout -> GridDiT, with the variant and config detected.
+"""Loading DiT checkpoints: any released file -> GridDiT, with the variant and config detected
+(docs/ARCHITECTURE.md §3.1 Base block, §3.2 Variants, §7 Attention and memory).
 
-Formats: `.safetensors`; `.ckpt` / `.pt` / `.pth` through `torch.load(weights_only=True)` only. A file
-that needs unpickling of code is refused (it could run arbitrary code on load).
+    model = load_grid_dit(path_or_state_dict, device="cpu", dtype=None, options=LoadOptions(...))
+    model = load_grid_dit(path, num_heads=2, fp8=True)    # keyword fields are shorthand for LoadOptions
 
-Key layouts (all converted to the original Wan names that GridDiT uses):
-  - original Wan / ComfyUI names, bare or prefixed `model.diffusion_model.`, `model.`, `diffusion_model.`,
-    `module.` (DDP), or `dit.` (DiffSynth pipelines);
-  - diffusers `WanTransformer3DModel` names (`condition_embedder.*`, `attn1.to_q`, `ffn.net.0.proj`,
-    `scale_shift_table`, `proj_out`, with norm2 <-> norm3 swapped).
+Every choice about loading lives in one `LoadOptions` and is applied in one place. The steps, each a
+function below:
+  1. read     the file's declared keys, shapes and dtypes (the .safetensors header; the memory-mapped
+              tensors of a torch file): model/weights_io.py
+  2. detect   key layout -> original Wan names (model/key_layouts.py), the variant, and the config, from
+              `camgrid.config` metadata or from the shapes; metadata may not claim more than the weights hold
+  3. check    every key present, none unexpected, each declared shape and dtype what the config needs, all
+              before anything is built: a 1 KB file cannot make the loader build a large model
+  4. build    GridDiT on the meta device (no memory), with fp8 layers when asked
+  5. fill     tensor by tensor: read, convert to the compute dtype on the device, refuse NaN / infinity, assign
+  6. options  sync weights, attention backend, chunking, block swap
+A bad file gives a CheckpointError naming the file, what is wrong and what to do; a bad option an InputError.
 """
 from __future__ import annotations
 
-import json
 import os
-import pickle
-import re
-from pathlib import Path
-from typing import Mapping
+from collections import Counter
+from dataclasses import dataclass, fields, replace
+from typing import Mapping, Optional, Union
 
 import torch
+from safetensors.torch import save_file
 
-from .config import DiTConfig, detect_variant, infer_config
+from .attention import BACKENDS
+from .checks import InputError
+from .config import DiTConfig, infer_config
+from .dit import GridDiT
+from .files import atomic_save
+from .fp8 import SCALINGS, FP8Linear, dequantize_weight, quantize_linear_weights, split_fp8_scales, to_fp8_entry
+from .key_layouts import (PREFIXES, block_count, is_diffusers_layout, original_names, strip_prefix,
+                          to_diffusers_layout, to_original_layout)
+from .offload import enable_block_swap
+from .sync import load_sync_weights
+from .weights_io import (PICKLE_SUFFIXES, WEIGHT_DTYPES, CheckpointError, TensorInfo, WeightsSource, check_finite,
+                         open_weights, problem_list, read_header, read_state_dict)
 
-PREFIXES = ("model.diffusion_model.", "diffusion_model.", "model.", "module.", "dit.")
-PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin")
+# names other modules import from here: this module's own, and the file-level ones it re-exports
+__all__ = ["LoadOptions", "OPTION_RANGES", "COMPUTE_DTYPES", "METADATA_CONFIG_KEY", "load_grid_dit", "describe",
+           "save_grid_dit", "check_block_swap", "default_compute_dtype", "expected_shapes", "DiTPlan", "plan_dit",
+           "build_dit", "fill_dit", "apply_options",
+           "CheckpointError", "TensorInfo", "read_state_dict", "read_header", "to_original_layout",
+           "to_diffusers_layout", "strip_prefix", "is_diffusers_layout", "PREFIXES", "PICKLE_SUFFIXES"]
+
 METADATA_CONFIG_KEY = "camgrid.config"
+COMPUTE_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+# the memory options' limits, for the library and the Model Loader node's widgets alike (0 = off)
+OPTION_RANGES = {"block_swap": (0, 64), "row_chunks": (0, 4096), "ffn_chunk": (0, 1 << 20)}
+# config fields that the weights' shapes determine: `camgrid.config` metadata must agree with them
+SHAPE_FIELDS = ("dim", "ffn_dim", "num_layers", "in_dim", "out_dim", "text_dim", "freq_dim", "patch_size",
+                "cross_attn_norm")
 
 
-class CheckpointError(ValueError):
-    """A checkpoint file that camgrid cannot or will not load; the message says why and what to do."""
+@dataclass(frozen=True)
+class LoadOptions:
+    """Every choice about loading a DiT, checked when made. Unset fields keep the file's own choices."""
+
+    dtype: Optional[torch.dtype] = None   # compute dtype; None: the file's (fp8 files -> bf16, fp64 -> fp32)
+    num_heads: Optional[int] = None       # only for widths that are not multiples of 128, in files without metadata
+    sync_weights: Union[str, os.PathLike, Mapping, None] = None  # a camgrid sync-weights file (model/sync.py)
+    fp8: bool = False                     # block Linear weights stored in fp8 e4m3 with scales (model/fp8.py)
+    fp8_scaling: str = "per_channel"      # or "per_tensor"
+    block_swap: int = 0                   # blocks whose Linear weights stay on the CPU, streamed in (model/offload.py)
+    attention: Optional[str] = None       # attention backend (model/attention.py); None: auto
+    ffn_chunk: int = 0                    # feed-forward layers on this many tokens at a time; 0: all at once
+    row_chunks: int = 0                   # each block on this many rows (sequences) at a time; 0: all at once
+
+    def __post_init__(self):
+        if self.dtype is not None and self.dtype not in COMPUTE_DTYPES:
+            raise InputError(f"dtype must be float32, float16 or bfloat16 (or None for the file's), got {self.dtype}")
+        if self.num_heads is not None and (type(self.num_heads) is not int or self.num_heads < 1):
+            raise InputError(f"num_heads must be a positive integer, got {self.num_heads!r}")
+        if not isinstance(self.fp8, bool) or self.fp8_scaling not in SCALINGS:
+            raise InputError(f"fp8 must be True or False and fp8_scaling one of {SCALINGS}")
+        if self.attention is not None and self.attention not in BACKENDS:
+            raise InputError(f"attention must be one of {', '.join(BACKENDS)}, got {self.attention!r}")
+        if not (self.sync_weights is None or isinstance(self.sync_weights, (str, os.PathLike, Mapping))):
+            raise InputError(f"sync_weights must be a file path or a state dict, got {type(self.sync_weights).__name__}")
+        for name, (low, high) in OPTION_RANGES.items():
+            value = getattr(self, name)
+            if type(value) is not int or not low <= value <= high:
+                raise InputError(f"{name} must be an integer from {low} (off) to {high}, got {value!r}")
+
+    def replace(self, **changes) -> "LoadOptions":
+        unknown = set(changes) - {f.name for f in fields(self)}
+        if unknown:
+            raise TypeError(f"unknown load option(s) {', '.join(sorted(unknown))}; LoadOptions has "
+                            f"{', '.join(f.name for f in fields(self))}")
+        return replace(self, **changes)
 
 
-# ---------------------------------------------------------------------------------------------
-# reading files
-# ---------------------------------------------------------------------------------------------
-def read_state_dict(path) -> tuple[dict, dict]:
-    """(state dict of tensors on CPU, metadata strings) from a .safetensors or weights-only pickle file."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint {str(path)!r} does not exist")
-    suffix = path.suffix.lower()
-    if suffix == ".safetensors":
-        from safetensors import safe_open
-
-        try:
-            with safe_open(str(path), framework="pt", device="cpu") as f:
-                meta = f.metadata() or {}
-                return {k: f.get_tensor(k) for k in f.keys()}, meta
-        except Exception as exc:  # safetensors raises its own error types
-            raise CheckpointError(f"{path.name}: not a readable .safetensors file ({exc})") from None
-    if suffix in PICKLE_SUFFIXES:
-        try:
-            obj = torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
-        except pickle.UnpicklingError as exc:
-            raise CheckpointError(
-                f"{path.name}: refused: this file needs unsafe unpickling (it stores Python objects, not just "
-                f"tensors), and loading it could run arbitrary code. Reason given by torch: {str(exc).splitlines()[0]} "
-                "Fix: convert it once, in an environment you trust, to .safetensors "
-                "(python -c \"import torch, safetensors.torch as s; sd=torch.load('in.ckpt', weights_only=False); "
-                "s.save_file({k: v.contiguous() for k, v in sd.items()}, 'out.safetensors')\").") from None
-        except RuntimeError as exc:
-            if "mmap" in str(exc) or "zip" in str(exc).lower():
-                try:  # legacy (non-zip) torch.save files cannot be memory-mapped
-                    obj = torch.load(str(path), map_location="cpu", weights_only=True)
-                except pickle.UnpicklingError as exc2:
-                    raise CheckpointError(f"{path.name}: refused: needs unsafe unpickling ({exc2}). "
-                                          "Convert it to .safetensors in a trusted environment.") from None
-            else:
-                raise CheckpointError(f"{path.name}: not a readable torch checkpoint ({exc})") from None
-        return _unwrap(obj, path.name), {}
-    raise CheckpointError(f"{path.name}: unsupported checkpoint format {suffix!r}; use .safetensors, .ckpt, .pt or .pth")
-
-
-def _unwrap(obj, name) -> dict:
-    # training scripts often save {"state_dict": {...}} or {"module": {...}}
-    for _ in range(3):
-        if isinstance(obj, Mapping) and not any(isinstance(v, torch.Tensor) for v in obj.values()):
-            for key in ("state_dict", "module", "model", "ema"):
-                if key in obj and isinstance(obj[key], Mapping):
-                    obj = obj[key]
-                    break
-            else:
-                break
-    if not isinstance(obj, Mapping):
-        raise CheckpointError(f"{name}: does not contain a state dict (found {type(obj).__name__})")
-    sd = {k: v for k, v in obj.items() if isinstance(v, torch.Tensor)}
-    if not sd:
-        raise CheckpointError(f"{name}: contains no tensors")
-    return sd
+def check_block_swap(block_swap: int, num_layers: int) -> None:
+    """Block swap holds back between none and every block of the model."""
+    if type(block_swap) is not int or not 0 <= block_swap <= num_layers:
+        raise InputError(f"block_swap must be an integer from 0 (off) to the model's {num_layers} blocks, "
+                         f"got {block_swap!r}")
 
 
 # ---------------------------------------------------------------------------------------------
-# key layouts
+# the public loaders
 # ---------------------------------------------------------------------------------------------
-# diffusers -> original Wan names, applied in order (specific before generic)
-_DIFFUSERS_RENAMES = [
-    (r"^condition_embedder\.time_embedder\.linear_1\.", "time_embedding.0."),
-    (r"^condition_embedder\.time_embedder\.linear_2\.", "time_embedding.2."),
-    (r"^condition_embedder\.text_embedder\.linear_1\.", "text_embedding.0."),
-    (r"^condition_embedder\.text_embedder\.linear_2\.", "text_embedding.2."),
-    (r"^condition_embedder\.time_proj\.", "time_projection.1."),
-    (r"^scale_shift_table$", "head.modulation"),
-    (r"^proj_out\.", "head.head."),
-    (r"\.scale_shift_table$", ".modulation"),
-    (r"\.attn1\.", ".self_attn."),
-    (r"\.attn2\.", ".cross_attn."),
-    (r"\.to_out\.0\.", ".o."),
-    (r"\.to_([qkv])\.", r".\1."),
-    (r"\.ffn\.net\.0\.proj\.", ".ffn.0."),
-    (r"\.ffn\.net\.2\.", ".ffn.2."),
-    (r"\.norm2\.", ".norm3."),  # diffusers' norm2 is the affine cross-attention norm (Wan's norm3)
-]
-
-
-def is_diffusers_layout(keys) -> bool:
-    return any(k.startswith("condition_embedder.") or ".attn1." in k for k in keys)
-
-
-def strip_prefix(sd: Mapping) -> tuple[dict, str]:
-    for prefix in PREFIXES:
-        if any(k.startswith(prefix + "blocks.") or k.startswith(prefix + "patch_embedding.") for k in sd):
-            return {k[len(prefix):] if k.startswith(prefix) else k: v for k, v in sd.items()}, prefix
-    return dict(sd), ""
-
-
-def to_original_layout(sd: Mapping) -> tuple[dict, str]:
-    """Convert any supported layout to original Wan names; returns (state dict, description of the layout)."""
-    sd, prefix = strip_prefix(sd)
-    if is_diffusers_layout(sd):
-        out = {}
-        for k, v in sd.items():
-            for pattern, repl in _DIFFUSERS_RENAMES:
-                k = re.sub(pattern, repl, k)
-            out[k] = v
-        return out, f"diffusers{' (prefix ' + prefix + ')' if prefix else ''}"
-    return sd, f"original Wan{' (prefix ' + prefix + ')' if prefix else ''}"
-
-
-def to_diffusers_layout(sd: Mapping) -> dict:
-    """Original Wan names -> diffusers names (for tests and export)."""
-    inverse = [
-        (r"^time_embedding\.0\.", "condition_embedder.time_embedder.linear_1."),
-        (r"^time_embedding\.2\.", "condition_embedder.time_embedder.linear_2."),
-        (r"^text_embedding\.0\.", "condition_embedder.text_embedder.linear_1."),
-        (r"^text_embedding\.2\.", "condition_embedder.text_embedder.linear_2."),
-        (r"^time_projection\.1\.", "condition_embedder.time_proj."),
-        (r"^head\.modulation$", "scale_shift_table"),
-        (r"^head\.head\.", "proj_out."),
-        (r"^(blocks\.\d+)\.modulation$", r"\1.scale_shift_table"),
-        (r"\.self_attn\.", ".attn1."),
-        (r"\.cross_attn\.", ".attn2."),
-        (r"\.o\.", ".to_out.0."),
-        (r"\.(attn[12])\.([qkv])\.", r".\1.to_\2."),
-        (r"\.ffn\.0\.", ".ffn.net.0.proj."),
-        (r"\.ffn\.2\.", ".ffn.net.2."),
-        (r"\.norm3\.", ".norm2."),
-    ]
-    out = {}
-    for k, v in sd.items():
-        for pattern, repl in inverse:
-            k = re.sub(pattern, repl, k)
-        out[k] = v
-    return out
-
-
-# ---------------------------------------------------------------------------------------------
-# detection and loading
-# ---------------------------------------------------------------------------------------------
-def _config_from(sd: Mapping, meta: Mapping, num_heads=None, config=None) -> DiTConfig:
-    if config is not None:
-        return config
-    if meta and METADATA_CONFIG_KEY in meta:
-        stored = DiTConfig.from_json(meta[METADATA_CONFIG_KEY])
-        return stored.replace(variant=detect_variant(sd))
-    if any(k.startswith("img_emb.") for k in sd):
-        raise CheckpointError("this is a Wan2.1 image-to-video (I2V) DiT (it has 'img_emb.*' keys); camgrid's "
-                              "multi-view modes are built on the text-to-video DiT. Load a Wan2.1 T2V, "
-                              "SynCamMaster-Wan2.1 or ReCamMaster-Wan2.1 file.")
-    try:
-        return infer_config(sd, num_heads=num_heads)
-    except ValueError as exc:
-        raise CheckpointError(str(exc)) from None
-
-
-def describe(sd_or_path, num_heads=None) -> dict:
-    """What a DiT file is, from its keys and shapes alone: variant, size, layout, dtype."""
-    if isinstance(sd_or_path, (str, os.PathLike)):
-        sd, meta = read_header(sd_or_path)
-    else:
-        sd, meta = sd_or_path, {}
-    sd, layout = to_original_layout(sd)
-    cfg = _config_from(sd, meta, num_heads)
-    dtypes = {str(getattr(v, "dtype", "?")).replace("torch.", "") for v in sd.values()}
-    return {"variant": cfg.variant, "size": cfg.size_name, "layout": layout, "dtype": ",".join(sorted(dtypes)),
-            "config": cfg, "num_tensors": len(sd)}
-
-
-def read_header(path):
-    """Keys -> shape-carrying objects without reading the data (safetensors) or via mmap (pickles)."""
-    path = Path(path)
-    if path.suffix.lower() == ".safetensors":
-        from safetensors import safe_open
-
-        try:
-            with safe_open(str(path), framework="pt", device="cpu") as f:
-                meta = f.metadata() or {}
-                slices = {k: f.get_slice(k) for k in f.keys()}  # headers only; no tensor data is read
-                return {k: _ShapeOnly(sl.get_shape(), sl.get_dtype()) for k, sl in slices.items()}, meta
-        except Exception as exc:
-            raise CheckpointError(f"{path.name}: not a readable .safetensors file ({exc})") from None
-    return read_state_dict(path)
-
-
-class _ShapeOnly:
-    def __init__(self, shape, dtype):
-        self.shape, self.dtype = tuple(shape), str(dtype).lower()
-
-
-def _problem_list(keys, limit=12):
-    keys = sorted(keys)
-    more = f" ... and {len(keys) - limit} more" if len(keys) > limit else ""
-    return ", ".join(keys[:limit]) + more
-
-
-def load_grid_dit(path_or_state_dict, device="cpu", dtype: torch.dtype | None = None, num_heads: int | None = None,
-                  config: DiTConfig | None = None, strict: bool = True, fp8: bool = False,
-                  fp8_scaling: str = "per_channel", block_swap: int = 0, attention: str | None = None,
-                  ffn_chunk: int | None = None):
+def load_grid_dit(path_or_state_dict, device="cpu", dtype: Optional[torch.dtype] = None,
+                  options: Optional[LoadOptions] = None, **option_fields) -> GridDiT:
     """Load a Wan2.1-family DiT (plain Wan, SynCamMaster, ReCamMaster) from a file or a state dict.
 
-    The config and variant come from the keys and shapes (`num_heads` only for non-standard widths);
-    `dtype` None keeps the file's floating dtype (bf16 compute for fp8 files). Returns a GridDiT in eval mode.
-    Memory options (DESIGN §7): `fp8` stores the block Linear weights in fp8 e4m3 with scales (model/fp8.py;
-    fp8 files, ComfyUI "scaled fp8" included, load either way); `block_swap` keeps that many blocks' weights
-    on the CPU (model/offload.py); `attention` sets the attention backend; `ffn_chunk` the FFN token chunk.
-    """
-    from .dit import GridDiT
-    from .fp8 import dequantize_weight, quantize_linear_weights, split_fp8_scales, to_fp8_entry
-
-    if isinstance(path_or_state_dict, Mapping):
-        sd, meta, name = dict(path_or_state_dict), {}, "state dict"
-    else:
-        sd, meta = read_state_dict(path_or_state_dict)
-        name = Path(path_or_state_dict).name
-    sd, layout = to_original_layout(sd)
-    sd, fp8_scales = split_fp8_scales(sd)  # scaled-fp8 files: per-layer scales out of the way of the key checks
-    try:
-        cfg = _config_from(sd, meta, num_heads, config)
-    except CheckpointError as exc:
-        raise CheckpointError(f"{name}: {exc}") from None
-    if any(".sync." in k for k in sd):
-        raise CheckpointError(f"{name}: this is a camgrid sync-weights file, not a DiT. Load a DiT first and pass this "
-                              "file as its sync weights (CamGridModelLoader 'sync_weights' / load_sync_weights).")
-    if dtype is None:
-        floats = [v.dtype for v in sd.values() if v.is_floating_point()]
-        dtype = max(set(floats), key=floats.count) if floats else torch.float32
-        if dtype not in (torch.float32, torch.float16, torch.bfloat16):
-            dtype = torch.bfloat16  # fp8 storage: compute in bf16
-    with torch.device("meta"):
-        model = GridDiT(cfg).to(dtype)
-    kept_fp8 = set()
-    if fp8:
-        for layer in quantize_linear_weights(model, scaling=fp8_scaling):
-            key = layer + ".weight"
-            if key in sd:
-                sd[key], sd[layer + ".scale_weight"] = to_fp8_entry(sd[key], fp8_scales.pop(key, None), scaling=fp8_scaling)
-                kept_fp8.update((key, layer + ".scale_weight"))
-    for key, scale in fp8_scales.items():  # scaled fp8 weights not kept in fp8
-        if key in sd:
-            sd[key] = dequantize_weight(sd[key], scale, dtype)
-    expected = {k: v.shape for k, v in model.state_dict().items()}
-    missing = expected.keys() - sd.keys()
-    unexpected = sd.keys() - expected.keys()
-    if strict and (missing or unexpected):
-        parts = [f"{name}: the keys do not match a {cfg.variant} DiT ({cfg.size_name}, layout {layout})."]
-        if missing:
-            parts.append(f"Missing {len(missing)}: {_problem_list(missing)}.")
-        if unexpected:
-            parts.append(f"Unexpected {len(unexpected)}: {_problem_list(unexpected)}.")
-        parts.append("Is this a Wan2.1 T2V / SynCamMaster / ReCamMaster DiT file (not a VAE or text encoder)?")
-        raise CheckpointError(" ".join(parts))
-    bad_shapes = [f"{k} {tuple(sd[k].shape)} != {tuple(s)}" for k, s in expected.items()
-                  if k in sd and tuple(sd[k].shape) != tuple(s) and not k.endswith(".scale_weight")]
-    if bad_shapes:
-        raise CheckpointError(f"{name}: tensor shapes do not match the detected config ({cfg.size_name}): "
-                              f"{_problem_list(bad_shapes, 6)}")
-    load_device = "cpu" if block_swap else device  # with block swap the full model need not fit on the GPU
-    tensors = {k: sd[k].to(device=load_device, dtype=dtype if sd[k].is_floating_point() and k not in kept_fp8 else sd[k].dtype)
-               for k in expected if k in sd}
-    model.load_state_dict(tensors, strict=strict, assign=True)
-    model.load_info = {"name": name, "layout": layout, "variant": cfg.variant, "size": cfg.size_name,
-                       "dtype": str(dtype).replace("torch.", ""), "fp8": bool(kept_fp8), "block_swap": int(block_swap)}
-    model.eval().requires_grad_(False)
-    if attention is not None:
-        model.attention_backend = attention
-    if ffn_chunk:
-        model.set_ffn_chunk(int(ffn_chunk))
-    if block_swap:
-        from .offload import enable_block_swap
-
-        enable_block_swap(model, int(block_swap), device)
+    The config and variant come from the keys and shapes (and `camgrid.config` metadata). `dtype` and the
+    keyword fields override `options` (see LoadOptions). Returns a GridDiT in eval mode without gradients,
+    with `load_info` saying what was loaded."""
+    opts = (options or LoadOptions()).replace(**option_fields, **({"dtype": dtype} if dtype is not None else {}))
+    with open_weights(path_or_state_dict) as weights:
+        plan = plan_dit(weights, opts.num_heads)
+        check_block_swap(opts.block_swap, plan.config.num_layers)
+        compute_dtype = opts.dtype or default_compute_dtype(plan.file_dtype)
+        model = build_dit(plan.config, compute_dtype, opts)
+        fill_dit(model, plan, weights, compute_dtype, "cpu" if opts.block_swap else device, opts.fp8_scaling)
+    apply_options(model, opts, device)
+    model.load_info = {"name": plan.name, "layout": plan.layout, "variant": plan.config.variant,
+                       "size": plan.config.size_name, "dtype": str(compute_dtype).replace("torch.", ""),
+                       "fp8": opts.fp8, "block_swap": opts.block_swap, "sync_weights": opts.sync_weights is not None}
     return model
 
 
-def save_grid_dit(model, path, layout: str = "original") -> None:
-    """Save a GridDiT as .safetensors (with its config in the metadata so any width reloads)."""
-    from safetensors.torch import save_file
+def describe(path_or_state_dict, num_heads: Optional[int] = None) -> dict:
+    """What a DiT file is, from its declared keys, shapes and dtypes alone (checked as load_grid_dit
+    checks them): variant, size, layout, dtypes, the most common weight dtype, config."""
+    with open_weights(path_or_state_dict) as weights:
+        plan = plan_dit(weights, num_heads)
+    dtypes = {_dtype_name(info.dtype) for info in plan.infos.values()}
+    return {"variant": plan.config.variant, "size": plan.config.size_name, "layout": plan.layout,
+            "dtype": ",".join(sorted(dtypes)), "file_dtype": plan.file_dtype, "config": plan.config,
+            "num_tensors": len(plan.infos)}
 
+
+def save_grid_dit(model, path, layout: str = "original") -> None:
+    """Save a GridDiT as .safetensors, with its config in the metadata so that any width reloads."""
+    if layout not in ("original", "diffusers"):
+        raise InputError(f"layout must be 'original' or 'diffusers', got {layout!r}")
     sd = {k: v.detach().contiguous().cpu() for k, v in model.base_state_dict().items()}
     if layout == "diffusers":
         sd = to_diffusers_layout(sd)
-    elif layout != "original":
-        raise ValueError(f"layout must be 'original' or 'diffusers', got {layout!r}")
-    save_file(sd, str(path), metadata={METADATA_CONFIG_KEY: model.config.to_json(), "format": "camgrid-dit"})
+    meta = {METADATA_CONFIG_KEY: model.config.to_json(), "format": "camgrid-dit"}
+    atomic_save(path, lambda tmp: save_file(sd, str(tmp), metadata=meta))
+
+
+# ---------------------------------------------------------------------------------------------
+# steps 2 and 3: detect and check, from declared shapes only
+# ---------------------------------------------------------------------------------------------
+@dataclass
+class DiTPlan:
+    """What a file holds, checked: model key -> file key, fp8 scales, declared infos, config."""
+
+    name: str
+    layout: str
+    config: DiTConfig
+    keys: dict            # original Wan name -> key in the file
+    scales: dict          # "<layer>.weight" -> file key of its fp8 scale
+    infos: dict           # original Wan name -> TensorInfo
+    file_dtype: Optional[torch.dtype]  # the most common weight dtype (None: shapes only)
+
+
+def plan_dit(weights: WeightsSource, num_heads: Optional[int] = None) -> DiTPlan:
+    """Steps 2 and 3: layout, variant and config from the declared keys and shapes, every key and shape
+    checked against the config. Builds nothing."""
+    name = weights.name
+    names, layout = original_names(list(weights.infos), name)
+    keys, scales = split_fp8_scales(names)  # scaled-fp8 files: per-layer scales out of the way of the key checks
+    infos = {k: weights.infos[f] for k, f in keys.items()}
+    _refuse_other_files(name, infos)
+    config = detect_config(name, infos, weights.meta, num_heads)
+    check_keys_and_shapes(name, config, layout, infos)
+    check_dtypes(name, infos, {k: weights.infos[f] for k, f in scales.items()})
+    counts = Counter(info.dtype for info in infos.values() if info.dtype is not None)
+    file_dtype = counts.most_common(1)[0][0] if counts else None
+    return DiTPlan(name, layout, config, keys, scales, infos, file_dtype)
+
+
+def _refuse_other_files(name: str, infos: Mapping) -> None:
+    if any(".sync." in k for k in infos):
+        raise CheckpointError(f"{name}: this is a camgrid sync-weights file, not a DiT. Load a DiT first and pass this "
+                              "file as its sync weights (CamGridModelLoader 'sync_weights' / load_sync_weights).")
+    if any(k.startswith("img_emb.") for k in infos):
+        raise CheckpointError(f"{name}: this is a Wan2.1 image-to-video (I2V) DiT (it has 'img_emb.*' keys); camgrid's "
+                              "multi-view modes are built on the text-to-video DiT. Load a Wan2.1 T2V, "
+                              "SynCamMaster-Wan2.1 or ReCamMaster-Wan2.1 file.")
+
+
+def detect_config(name: str, infos: Mapping, meta: Mapping, num_heads: Optional[int] = None) -> DiTConfig:
+    """The config from `camgrid.config` metadata (which must agree with the shapes) or from the shapes."""
+    stored = None
+    if METADATA_CONFIG_KEY in meta:
+        try:
+            stored = DiTConfig.from_json(meta[METADATA_CONFIG_KEY])
+        except ValueError as exc:
+            raise CheckpointError(f"{name}: its '{METADATA_CONFIG_KEY}' metadata is not a valid DiT config ({exc}); "
+                                  "the file is damaged: save or download it again") from None
+    block_count(infos, name)  # block numbering checked here, where the message can name the file
+    try:
+        inferred = infer_config(infos, num_heads=stored.num_heads if stored else num_heads)
+    except ValueError as exc:
+        raise CheckpointError(f"{name}: {exc}") from None
+    if stored is None:
+        return inferred
+    differences = [f"{f} {getattr(stored, f)!r} (the weights: {getattr(inferred, f)!r})"
+                   for f in SHAPE_FIELDS if getattr(stored, f) != getattr(inferred, f)]
+    if differences:
+        raise CheckpointError(f"{name}: its '{METADATA_CONFIG_KEY}' metadata does not match its weights: "
+                              f"{'; '.join(differences[:4])}. The file is damaged or was edited: save or download it again")
+    return stored.replace(variant=inferred.variant)
+
+
+def expected_shapes(config: DiTConfig) -> dict:
+    """{key: shape} of a GridDiT with `config`, from one block built on the meta device (no memory)."""
+    with torch.device("meta"):
+        one_block = GridDiT(config.replace(num_layers=1)).state_dict()
+    shapes = {}
+    for key, value in one_block.items():
+        if key.startswith("blocks.0."):
+            for i in range(config.num_layers):
+                shapes[f"blocks.{i}.{key[len('blocks.0.'):]}"] = tuple(value.shape)
+        else:
+            shapes[key] = tuple(value.shape)
+    return shapes
+
+
+def check_keys_and_shapes(name: str, config: DiTConfig, layout: str, infos: Mapping) -> None:
+    expected = expected_shapes(config)
+    missing, unexpected = expected.keys() - infos.keys(), infos.keys() - expected.keys()
+    if missing or unexpected:
+        parts = [f"{name}: the keys do not match a {config.variant} DiT ({config.size_name}, layout {layout})."]
+        if missing:
+            parts.append(f"Missing {len(missing)}: {problem_list(missing)}.")
+        if unexpected:
+            parts.append(f"Unexpected {len(unexpected)}: {problem_list(unexpected)}.")
+        parts.append("Is this a Wan2.1 T2V / SynCamMaster / ReCamMaster DiT file (not a VAE or text encoder)?")
+        raise CheckpointError(" ".join(parts))
+    bad = [f"{k} {list(infos[k].shape)} != {list(s)}" for k, s in expected.items() if tuple(infos[k].shape) != s]
+    if bad:
+        raise CheckpointError(f"{name}: tensor shapes do not match the detected config ({config.size_name}): "
+                              f"{problem_list(bad, 6)}; the file is damaged or not a Wan2.1-family DiT")
+
+
+def check_dtypes(name: str, infos: Mapping, scale_infos: Mapping) -> None:
+    """Weights are floating point (no integer, bool or complex tensors); fp8 scales belong to fp8 weights."""
+    bad = [f"{k} ({_dtype_name(i.dtype)})" for k, i in infos.items() if i.dtype is not None and i.dtype not in WEIGHT_DTYPES]
+    if bad:
+        raise CheckpointError(f"{name}: weights must be floating point (float32, float16, bfloat16 or fp8), found "
+                              f"{problem_list(bad, 4)}; the file is damaged or not a DiT")
+    for key, scale in scale_infos.items():
+        weight = infos.get(key)
+        if weight is None:
+            raise CheckpointError(f"{name}: it holds an fp8 scale for {key!r}, which is not a weight of the model")
+        if weight.dtype is None or scale.dtype is None:
+            continue
+        if weight.dtype not in (torch.float8_e4m3fn, torch.float8_e5m2) or scale.dtype not in WEIGHT_DTYPES[:4] \
+                or scale.numel not in (1, weight.shape[0]):
+            raise CheckpointError(f"{name}: the fp8 scale of {key!r} ({_dtype_name(scale.dtype)}, {scale.numel} values) "
+                                  f"does not fit its weight ({_dtype_name(weight.dtype)}, {list(weight.shape)})")
+
+
+def default_compute_dtype(file_dtype: Optional[torch.dtype]) -> torch.dtype:
+    """The file's dtype where camgrid computes in it; fp8 files compute in bf16, fp64 files in fp32."""
+    if file_dtype in COMPUTE_DTYPES:
+        return file_dtype
+    return torch.bfloat16 if file_dtype in (torch.float8_e4m3fn, torch.float8_e5m2) else torch.float32
+
+
+def _dtype_name(dtype) -> str:
+    return str(dtype).replace("torch.", "") if dtype is not None else "?"
+
+
+# ---------------------------------------------------------------------------------------------
+# steps 4 to 6: build, fill, options
+# ---------------------------------------------------------------------------------------------
+def build_dit(config: DiTConfig, dtype: torch.dtype, opts: LoadOptions) -> GridDiT:
+    """The model on the meta device (no memory yet), in `dtype`, with fp8 block Linear layers if asked."""
+    with torch.device("meta"):
+        model = GridDiT(config).to(dtype)
+    if opts.fp8:
+        quantize_linear_weights(model, scaling=opts.fp8_scaling)
+    return model
+
+
+def fill_dit(model: GridDiT, plan: DiTPlan, weights: WeightsSource, dtype: torch.dtype, device,
+             fp8_scaling: str) -> None:
+    """Read each tensor once, convert it on `device`, refuse NaN / infinity, and assign it to the model."""
+    fp8_layers = {name for name, module in model.named_modules() if isinstance(module, FP8Linear)}
+    tensors = {}
+    for key, file_key in plan.keys.items():
+        stored = weights.tensor(file_key)
+        scale = weights.tensor(plan.scales[key]) if key in plan.scales else None
+        layer = key[: -len(".weight")] if key.endswith(".weight") else None
+        if layer in fp8_layers:  # kept in fp8: the file's fp8 weight and scale, or quantised now
+            fp8_weight, fp8_scale = to_fp8_entry(stored, scale, scaling=fp8_scaling)
+            tensors[key], tensors[layer + ".scale_weight"] = fp8_weight.to(device), fp8_scale.to(device)
+            check_finite(plan.name, layer + ".scale_weight", tensors[layer + ".scale_weight"])
+        elif scale is not None:  # a scaled-fp8 file loaded in the compute dtype
+            tensors[key] = dequantize_weight(stored, scale, dtype).to(device)
+        else:
+            tensors[key] = stored.to(device=device, dtype=dtype)  # no copy when it is already right (mmap)
+        check_finite(plan.name, key, tensors[key], stored)
+    assign_per_block(model, tensors)
+
+
+def assign_per_block(model: GridDiT, tensors: dict) -> None:
+    """model.load_state_dict(tensors, strict=True, assign=True), one block (or top-level module) at a time:
+    torch filters the whole dict once per submodule, which is quadratic in the number of blocks (seconds
+    for a small file that declares hundreds of tiny blocks); per block it stays linear."""
+    groups: dict = {}
+    for key, value in tensors.items():
+        parts = key.split(".", 2)
+        owner = ".".join(parts[:2]) if parts[0] == "blocks" else parts[0]
+        groups.setdefault(owner, {})[key[len(owner) + 1:]] = value
+    for owner, local in groups.items():
+        model.get_submodule(owner).load_state_dict(local, strict=True, assign=True)
+
+
+def apply_options(model: GridDiT, opts: LoadOptions, device) -> None:
+    """Step 6: everything LoadOptions sets on a filled model, in the order the pieces need."""
+    if opts.sync_weights is not None:
+        load_sync_weights(model, opts.sync_weights)  # before block swap, which places the sync layers too
+    model.eval().requires_grad_(False)
+    model.attention_backend = opts.attention
+    model.set_ffn_chunk(opts.ffn_chunk or None)
+    model.set_row_chunks(opts.row_chunks or None)
+    if opts.block_swap:
+        enable_block_swap(model, opts.block_swap, device)
+

@@ -14,6 +14,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Mapping
 
+from .key_layouts import block_count
+
 VARIANTS = ("wan", "syncammaster", "recammaster")
 
 
@@ -30,17 +32,30 @@ class DiTConfig:
     patch_size: tuple[int, int, int] = (1, 2, 2)
     eps: float = 1e-6
     cross_attn_norm: bool = True
-    # which extra modules exist (DESIGN §3.2); "wan" = plain Wan2.1 T2V
+    # which extra modules exist (docs/ARCHITECTURE.md §3.2 Variants); "wan" = plain Wan2.1 T2V
     variant: str = "wan"
     name: str = field(default="custom", compare=False)
 
     def __post_init__(self):
+        for key in ("dim", "ffn_dim", "num_heads", "num_layers", "in_dim", "out_dim", "text_dim", "freq_dim"):
+            value = getattr(self, key)
+            if type(value) is not int or value < 1:
+                raise ValueError(f"DiTConfig: {key} must be a positive integer, got {value!r}")
+        patch = self.patch_size
+        if not (isinstance(patch, tuple) and len(patch) == 3 and all(type(p) is int and p >= 1 for p in patch)):
+            raise ValueError(f"DiTConfig: patch_size must be 3 positive integers (frames, height, width), got {patch!r}")
+        if type(self.eps) not in (int, float) or not 0 < self.eps < 1:
+            raise ValueError(f"DiTConfig: eps must be a small positive number, got {self.eps!r}")
+        if type(self.cross_attn_norm) is not bool:
+            raise ValueError(f"DiTConfig: cross_attn_norm must be true or false, got {self.cross_attn_norm!r}")
+        if self.variant not in VARIANTS:
+            raise ValueError(f"DiTConfig: variant must be one of {VARIANTS}, got {self.variant!r}")
+        if not isinstance(self.name, str):
+            raise ValueError(f"DiTConfig: name must be text, got {self.name!r}")
         if self.dim % self.num_heads:
             raise ValueError(f"DiTConfig: dim {self.dim} is not divisible by num_heads {self.num_heads}")
         if self.head_dim % 2:
             raise ValueError(f"DiTConfig: head_dim {self.head_dim} must be even for RoPE")
-        if self.variant not in VARIANTS:
-            raise ValueError(f"DiTConfig: variant must be one of {VARIANTS}, got {self.variant!r}")
 
     @property
     def head_dim(self) -> int:
@@ -69,10 +84,21 @@ class DiTConfig:
 
     @classmethod
     def from_json(cls, text: str) -> "DiTConfig":
-        d = json.loads(text)
-        d["patch_size"] = tuple(d["patch_size"])
-        known = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in known})
+        """The config `to_json` wrote. Every shape field must be present (a partial config would silently
+        take the 1.3B defaults); `name` and `variant` may be missing; unknown fields are ignored."""
+        try:
+            d = json.loads(text)
+        except (ValueError, RecursionError):
+            raise ValueError("the config is not valid JSON") from None
+        if not isinstance(d, dict):
+            raise ValueError(f"the config must be a JSON object, got {type(d).__name__}")
+        required = [f.name for f in dataclasses.fields(cls) if f.name not in ("name", "variant")]
+        missing = [k for k in required if k not in d]
+        if missing:
+            raise ValueError(f"the config lacks {', '.join(missing)}")
+        if isinstance(d["patch_size"], list):
+            d["patch_size"] = tuple(d["patch_size"])
+        return cls(**{k: d[k] for k in required + ["name", "variant"] if k in d})
 
 
 PRESETS: dict[str, DiTConfig] = {
@@ -97,7 +123,7 @@ def _shape(t) -> tuple[int, ...]:
 
 
 def detect_variant(keys) -> str:
-    """Variant from marker keys (DESIGN §3.2), keys already in original Wan layout without prefix."""
+    """Variant from marker keys (docs/ARCHITECTURE.md §3.2 Variants), keys already in original Wan layout without prefix."""
     keys = set(keys)
     if "blocks.0.mvs_attn.q.weight" in keys:
         return "syncammaster"
@@ -107,39 +133,42 @@ def detect_variant(keys) -> str:
 
 
 def infer_config(shapes: Mapping[str, object], num_heads: int | None = None) -> DiTConfig:
-    """Config from a state dict in original Wan layout (no prefix): keys -> tensors or shapes."""
-    def need(key):
-        if key not in shapes:
-            raise KeyError(key)
-        return _shape(shapes[key])
+    """Config from a state dict in original Wan layout (no prefix): keys -> tensors or shapes.
 
-    try:
-        pe = need("patch_embedding.weight")  # [dim, in_dim, pt, ph, pw]
-        dim, in_dim, patch = pe[0], pe[1], tuple(pe[2:])
-        ffn_dim = need("blocks.0.ffn.0.weight")[0]
-        text_dim = need("text_embedding.0.weight")[1]
-        freq_dim = need("time_embedding.0.weight")[1]
-        out_dim = need("head.head.weight")[0] // math.prod(patch)
-    except KeyError as exc:
-        raise ValueError(
-            f"not a Wan2.1 DiT state dict: key {exc.args[0]!r} is missing "
-            f"(keys start with {sorted(shapes)[:3]}...)"
-        ) from None
-    num_layers = 1 + max(int(k.split(".")[1]) for k in shapes if k.startswith("blocks."))
+    Raises ValueError (with the key at fault) when a key is missing or a shape is not the Wan one."""
+    def need(key, ndim):
+        if key not in shapes:
+            raise ValueError(f"not a Wan2.1 DiT state dict: key {key!r} is missing (keys start with "
+                             f"{sorted(shapes)[:3]}...)")
+        shape = _shape(shapes[key])
+        if len(shape) != ndim:
+            raise ValueError(f"{key} has shape {list(shape)}; a Wan2.1 DiT's is {ndim}-D")
+        return shape
+
+    pe = need("patch_embedding.weight", 5)  # [dim, in_dim, pt, ph, pw] (Conv3d)
+    dim, in_dim, patch = pe[0], pe[1], tuple(pe[2:])
+    ffn_dim = need("blocks.0.ffn.0.weight", 2)[0]
+    text_dim = need("text_embedding.0.weight", 2)[1]
+    freq_dim = need("time_embedding.0.weight", 2)[1]
+    head_out = need("head.head.weight", 2)[0]
+    if math.prod(patch) == 0 or head_out % math.prod(patch):
+        raise ValueError(f"head.head.weight has {head_out} outputs, not a multiple of the patch size {list(patch)}")
     if num_heads is None:
-        preset = next((p for p in PRESETS.values() if p.dim == dim and p.dim % 128 == 0), None)
-        if preset is not None:
-            num_heads = preset.num_heads
-        elif dim % 128 == 0:
-            num_heads = dim // 128
-        else:
-            raise ValueError(
-                f"cannot infer the head count of a DiT with width {dim} (not a multiple of 128): "
-                "pass num_heads=... or store 'camgrid.config' metadata in the file"
-            )
+        num_heads = _default_heads(dim)
     cfg = DiTConfig(
-        dim=dim, ffn_dim=ffn_dim, num_heads=num_heads, num_layers=num_layers, in_dim=in_dim,
-        out_dim=out_dim, text_dim=text_dim, freq_dim=freq_dim, patch_size=patch,
+        dim=dim, ffn_dim=ffn_dim, num_heads=num_heads, num_layers=block_count(shapes), in_dim=in_dim,
+        out_dim=head_out // math.prod(patch), text_dim=text_dim, freq_dim=freq_dim, patch_size=patch,
         cross_attn_norm="blocks.0.norm3.weight" in shapes, variant=detect_variant(shapes),
     )
     return cfg.replace(name=cfg.size_name)
+
+
+def _default_heads(dim: int) -> int:
+    """Wan's head_dim 128 (the presets' head counts for their widths)."""
+    preset = next((p for p in PRESETS.values() if p.dim == dim and p.dim % 128 == 0), None)
+    if preset is not None:
+        return preset.num_heads
+    if dim % 128 == 0:
+        return dim // 128
+    raise ValueError(f"cannot infer the head count of a DiT with width {dim} (not a multiple of 128): "
+                     "pass num_heads=... or store 'camgrid.config' metadata in the file")

@@ -167,18 +167,13 @@ class Pipeline:
         from diffusers import AutoencoderKLWan
         from transformers import AutoTokenizer, UMT5EncoderModel
 
-        from .checkpoint import load_grid_dit
-        from .sync import load_sync_weights
+        from .checkpoint import LoadOptions, load_grid_dit
 
         device = torch.device(device)
         if dtype is None and device.type == "cpu":
             dtype = torch.float32
-        model = load_grid_dit(dit, device=device, dtype=dtype)
-        if sync_weights is not None:
-            load_sync_weights(model, sync_weights)
-            model.to(device)
-        if attention is not None:
-            model.attention_backend = attention
+        model = load_grid_dit(dit, device=device, options=LoadOptions(dtype=dtype, sync_weights=sync_weights,
+                                                                      attention=attention))
         for name, folder in (("VAE", vae), ("text encoder", text_encoder)):
             if not Path(folder).is_dir():
                 raise FileNotFoundError(f"{name} folder {str(folder)!r} does not exist: pass a diffusers-format folder "

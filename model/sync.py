@@ -1,4 +1,4 @@
-"""4Real-Video synchronization layers (DESIGN §3.3) and their own weights file.
+"""4Real-Video synchronization layers (docs/ARCHITECTURE.md §3.3 Grid modes) and their own weights file.
 
 After every block the two streams of the grid (view stream, time stream) are merged:
 - hard:  x = Wv(σ) ⊙ y_view + Wt(σ) ⊙ y_time, Wv = ½ + g(σ), Wt = ½ - g(σ). `HardSyncGate` is g: a
@@ -9,16 +9,21 @@ After every block the two streams of the grid (view stream, time stream) are mer
          low-rank Linear(2d -> r -> 2d) whose last layer is zero-initialised (an untrained layer is a no-op).
 
 Weights live in a separate camgrid file with keys `blocks.{i}.sync.gate.*` / `blocks.{i}.sync.soft.*`
-and metadata naming the model width and depth they were trained for.
+and metadata naming the model width and depth they were trained for. Loading checks the whole file
+(every block's keys and shapes, the model's width and depth, finite values) before it changes the model.
 """
 from __future__ import annotations
-
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from safetensors.torch import save_file
 
+from .checks import InputError
+from .files import atomic_save
+from .key_layouts import block_count
 from .timestep import sinusoid_embedding
+from .weights_io import WEIGHT_DTYPES, CheckpointError, WeightsSource, check_finite, open_weights, problem_list
 
 GATE_FREQ_DIM = 32
 
@@ -82,40 +87,93 @@ def sync_state_dict(model) -> dict:
 
 
 def save_sync_weights(model, path) -> None:
-    from safetensors.torch import save_file
-
     sd = {k: v.detach().contiguous().cpu() for k, v in sync_state_dict(model).items()}
     if not sd:
-        raise ValueError("save_sync_weights: the model has no sync layers; call attach_sync_layers first")
+        raise InputError("save_sync_weights: the model has no sync layers; call attach_sync_layers first")
     rank = next((b.sync.soft.rank for b in model.blocks if b.sync is not None and b.sync.soft is not None), 0)
     meta = {"format": "camgrid-sync", "dim": str(model.config.dim), "num_layers": str(model.config.num_layers),
             "rank": str(rank), "model": model.config.size_name}
-    save_file(sd, str(path), metadata=meta)
+    atomic_save(path, lambda tmp: save_file(sd, str(tmp), metadata=meta))
 
 
-def load_sync_weights(model, path_or_state_dict, strict: bool = True):
-    """Attach and fill sync layers from a camgrid sync-weights file; checks it fits the model."""
-    from .checkpoint import read_state_dict
+def load_sync_weights(model, path_or_state_dict):
+    """Attach and fill sync layers from a camgrid sync-weights file (or state dict); returns the model.
 
-    sd, meta = read_state_dict(path_or_state_dict) if not isinstance(path_or_state_dict, dict) else (path_or_state_dict, {})
-    name = path_or_state_dict if not isinstance(path_or_state_dict, dict) else "state dict"
-    sync_keys = [k for k in sd if ".sync." in k]
-    if not sync_keys:
-        raise ValueError(f"{name}: not a camgrid sync-weights file (no 'blocks.N.sync.*' keys). "
-                         "Pick a file saved by camgrid's trainer (save_sync_weights).")
-    layers = 1 + max(int(k.split(".")[1]) for k in sync_keys)
-    probe = next((sd[k] for k in sync_keys if k.endswith("gate.proj.weight") or k.endswith("soft.down.weight")))
-    dim = probe.shape[0] if probe.ndim == 2 and probe.shape[1] == GATE_FREQ_DIM else probe.shape[1] // 2
-    if dim != model.config.dim or layers != model.config.num_layers:
-        raise ValueError(
-            f"{name}: sync weights were trained for a model of width {dim} with {layers} blocks, but the loaded "
-            f"model has width {model.config.dim} with {model.config.num_layers} blocks ({model.config.size_name}). "
-            "Use sync weights made for this model size.")
-    has_gate = any(".sync.gate." in k for k in sync_keys)
-    has_soft = any(".sync.soft." in k for k in sync_keys)
-    rank = sd["blocks.0.sync.soft.down.weight"].shape[0] if has_soft else 64
-    attach_sync_layers(model, rank=rank, hard=has_gate, soft=has_soft)
-    for i, block in enumerate(model.blocks):
-        prefix = f"blocks.{i}.sync."
-        block.sync.load_state_dict({k[len(prefix):]: v for k, v in sd.items() if k.startswith(prefix)}, strict=strict)
+    The whole file is checked first (keys, shapes of every block, the model's width and depth, finite
+    values): a file that does not fit leaves the model as it was."""
+    with open_weights(path_or_state_dict, what="sync-weights file") as weights:
+        rank, hard, soft = _sync_layout(weights, model.config)
+        expected = {k: tuple(v.shape) for k, v in _meta_layer(model.config, rank, hard, soft).state_dict().items()}
+        _check_blocks(weights, expected)
+        dtype = model.patch_embedding.weight.dtype
+        per_block = [{} for _ in model.blocks]
+        for key in weights.infos:
+            stored = weights.tensor(key)
+            value = stored.to(dtype)
+            check_finite(weights.name, key, value, stored)
+            index, part = _split(key)
+            per_block[index][part] = value
+    attach_sync_layers(model, rank=rank, hard=hard, soft=soft)
+    for block, sd in zip(model.blocks, per_block):
+        block.sync.load_state_dict(sd, strict=True)
     return model
+
+
+def _split(key: str) -> tuple[int, str]:
+    """blocks.{i}.sync.{part} -> (i, part)."""
+    _, index, _, part = key.split(".", 3)
+    return int(index), part
+
+
+def _meta_layer(config, rank: int, hard: bool, soft: bool) -> SyncLayer:
+    with torch.device("meta"):
+        return SyncLayer(config.dim, rank, config.eps, hard, soft)
+
+
+def _sync_layout(weights: WeightsSource, config) -> tuple[int, bool, bool]:
+    """(rank, has hard gates, has soft layers) of a sync-weights file, which must fit the model's size."""
+    name, infos = weights.name, weights.infos
+    not_sync = [k for k in infos if not (k.startswith("blocks.") and k.count(".") >= 3 and k.split(".")[2] == "sync")]
+    if not infos or len(not_sync) == len(infos):
+        raise CheckpointError(f"{name}: not a camgrid sync-weights file (no 'blocks.N.sync.*' keys). "
+                              "Pick a file saved by camgrid's trainer (save_sync_weights).")
+    if not_sync:
+        raise CheckpointError(f"{name}: besides sync weights it holds {len(not_sync)} other tensors "
+                              f"({problem_list(not_sync, 4)}); pick a file saved by save_sync_weights")
+    layers = block_count(infos, name)
+    parts = {_split(k)[1]: info for k, info in infos.items() if k.startswith("blocks.0.")}
+    hard, soft = any(p.startswith("gate.") for p in parts), any(p.startswith("soft.") for p in parts)
+    gate, down = parts.get("gate.proj.weight"), parts.get("soft.down.weight")
+    if gate is not None and len(gate.shape) == 2:
+        dim = gate.shape[0]
+    elif down is not None and len(down.shape) == 2 and down.shape[1] % 2 == 0:
+        dim = down.shape[1] // 2
+    else:
+        raise CheckpointError(f"{name}: block 0 has neither a 2-D 'sync.gate.proj.weight' nor a 2-D "
+                              "'sync.soft.down.weight'; the file is damaged: save or download it again")
+    if dim != config.dim or layers != config.num_layers:
+        raise CheckpointError(
+            f"{name}: sync weights were trained for a model of width {dim} with {layers} blocks, but the loaded "
+            f"model has width {config.dim} with {config.num_layers} blocks ({config.size_name}). "
+            "Use sync weights made for this model size.")
+    rank = down.shape[0] if soft and down is not None and len(down.shape) == 2 else 64
+    if rank < 1:
+        raise CheckpointError(f"{name}: 'blocks.0.sync.soft.down.weight' has rank 0; the file is damaged")
+    return rank, hard, soft
+
+
+def _check_blocks(weights: WeightsSource, expected: dict) -> None:
+    """Every block holds exactly the keys and shapes of a SyncLayer of block 0's kind and rank."""
+    name, infos = weights.name, weights.infos
+    layers = block_count(infos, name)
+    wanted = {f"blocks.{i}.sync.{part}": shape for i in range(layers) for part, shape in expected.items()}
+    missing, unexpected = wanted.keys() - infos.keys(), infos.keys() - wanted.keys()
+    bad = [f"{k} {list(infos[k].shape)} != {list(s)}" for k, s in wanted.items() if k in infos and infos[k].shape != s]
+    if missing or unexpected or bad:
+        found = [f"missing {problem_list(missing, 4)}" if missing else "", f"unexpected {problem_list(unexpected, 4)}"
+                 if unexpected else "", f"shapes {problem_list(bad, 4)}" if bad else ""]
+        raise CheckpointError(f"{name}: the sync layers differ between blocks or from block 0's kind and rank "
+                              f"({'; '.join(f for f in found if f)}); the file is damaged: save or download it again")
+    wrong = [f"{k} ({str(i.dtype).replace('torch.', '')})" for k, i in infos.items() if i.dtype not in WEIGHT_DTYPES[:4]]
+    if wrong:
+        raise CheckpointError(f"{name}: sync weights must be float32, float16 or bfloat16, found {problem_list(wrong, 4)}")

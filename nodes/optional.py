@@ -43,17 +43,22 @@ def builtin_loader():
     return load if load is not None and available is not None and available() else None
 
 
+def builtin_weight_files():
+    """(DiT file, sync-weights file or None) of the built-in model when its asset files are installed, else
+    None: the Model Loader loads them like any other DiT file."""
+    if builtin_loader() is None:
+        return None
+    builtin = _module("train.builtin")
+    sync = builtin.ASSETS_DIR / builtin.SYNC_FILE
+    return builtin.ASSETS_DIR / builtin.DIT_FILE, (sync if sync.is_file() else None)
+
+
 def block_swap_functions():
     """(enable_block_swap(model, num_blocks, device), disable_block_swap(model, device)) from
     model/offload.py, or None."""
     enable = _function(("model.offload",), ("enable_block_swap",))
     disable = _function(("model.offload",), ("disable_block_swap",))
     return (enable, disable) if enable and disable else None
-
-
-def fp8_function():
-    """`quantize_linear_weights(model, dtype=...)` (fp8 weight storage) from model/fp8.py, or None."""
-    return _function(("model.fp8",), ("quantize_linear_weights",))
 
 
 def rig_drawer():

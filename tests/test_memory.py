@@ -4,7 +4,7 @@ import copy
 import pytest
 import torch
 
-from camgrid.model.checkpoint import load_grid_dit, save_grid_dit
+from camgrid.model.checkpoint import LoadOptions, load_grid_dit, save_grid_dit
 import camgrid.model.fp8 as FP8
 from camgrid.kernels.fp8_quant import quantize_rows_fp8_reference
 from camgrid.model.fp8 import (FP8Linear, dequantize_model, dequantize_weight, quantize_activation,
@@ -217,9 +217,9 @@ def test_loader_fp8_option_and_scaled_fp8_files(tmp_path):
     save_grid_dit(model, path)
     with torch.no_grad():
         ref = model(x, t, ctx)
-        m8 = load_grid_dit(path, fp8=True, attention="chunked", ffn_chunk=7)
+        m8 = load_grid_dit(path, options=LoadOptions(fp8=True, attention="chunked", ffn_chunk=7, row_chunks=3))
         assert isinstance(m8.blocks[0].ffn[0], FP8Linear) and m8.load_info["fp8"]
-        assert m8.attention_backend == "chunked" and m8.blocks[0].ffn_chunk == 7
+        assert m8.attention_backend == "chunked" and m8.blocks[0].ffn_chunk == 7 and m8.blocks[0].row_chunks == 3
         out8 = m8(x, t, ctx)
     assert psnr(ref, out8) > 30
     # a ComfyUI-style scaled fp8 file: prefixed keys, fp8 weights with per-tensor `scale_weight`,
@@ -259,7 +259,7 @@ def test_loader_block_swap_option(tmp_path):
     x, t, ctx, _ = grid_inputs(model)
     with torch.no_grad():
         ref = model(x, t, ctx)
-        m = load_grid_dit(model.base_state_dict(), num_heads=2, block_swap=1)
+        m = load_grid_dit(model.base_state_dict(), options=LoadOptions(num_heads=2, block_swap=1))
         assert block_swap_of(m) is not None and m.load_info["block_swap"] == 1
         assert torch.equal(m(x, t, ctx), ref)
 

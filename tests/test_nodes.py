@@ -9,6 +9,7 @@ from grid_helpers import tiny_model
 
 import camgrid
 from camgrid.model import save_grid_dit
+from camgrid.model.checkpoint import OPTION_RANGES
 from camgrid.model.sync import attach_sync_layers, save_sync_weights
 from camgrid.nodes import NODE_CLASS_MAPPINGS, host, latent_convert
 from camgrid.nodes.decode import CamGridDecode, CamGridSelectView, contact_sheet, resolve_layout
@@ -133,8 +134,12 @@ def test_loader_memory_chunking_options_give_the_same_grid(models_dir):
     assert chunked.model.blocks[0].row_chunks == 1 and chunked.model.blocks[0].ffn_chunk == 1024
     got = run_sampler(chunked)[0]["samples"]
     assert torch.allclose(got, ref, rtol=1e-4, atol=1e-5)
-    assert "row_chunks" in CamGridModelLoader.VALIDATE_INPUTS(row_chunks=-1)
-    assert CamGridModelLoader.VALIDATE_INPUTS(row_chunks=2, ffn_chunk=0) is True
+    # limits: ComfyUI enforces the widgets' min/max (VALIDATE_INPUTS does not name these inputs), which are
+    # the library's; a direct call gets the library's own check
+    widget = CamGridModelLoader.INPUT_TYPES()["optional"]["row_chunks"][1]
+    assert (widget["min"], widget["max"]) == OPTION_RANGES["row_chunks"]
+    with pytest.raises(ValueError, match="row_chunks"):
+        load("syncammaster", row_chunks=-1)
 
 
 def test_soft_sync_needs_and_uses_sync_weights(models_dir):

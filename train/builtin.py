@@ -159,8 +159,7 @@ def load_builtin(directory: Union[str, Path, None] = None, device: Union[str, to
     from safetensors import safe_open
     from safetensors.torch import load_file
 
-    from ..model.checkpoint import load_grid_dit
-    from ..model.sync import load_sync_weights
+    from ..model.checkpoint import LoadOptions, load_grid_dit
     from .autoencoder import TinyVideoAE
     from .text import TinyTextEncoder
 
@@ -169,12 +168,9 @@ def load_builtin(directory: Union[str, Path, None] = None, device: Union[str, to
         raise FileNotFoundError(f"the built-in model files ({DIT_FILE}, {TEXT_AE_FILE}) are not in {directory}: "
                                 "reinstall camgrid with its assets/ folder, or train them with `python -m camgrid train`")
     device = torch.device(device)
-    dit = load_grid_dit(directory / DIT_FILE, device=device, dtype=torch.float32)
-    if (directory / SYNC_FILE).is_file():
-        load_sync_weights(dit, directory / SYNC_FILE)
-        dit.to(device=device, dtype=torch.float32).requires_grad_(False)
-    if attention is not None:
-        dit.attention_backend = attention
+    sync = directory / SYNC_FILE
+    dit = load_grid_dit(directory / DIT_FILE, device=device, options=LoadOptions(
+        dtype=torch.float32, sync_weights=sync if sync.is_file() else None, attention=attention))
     with safe_open(str(directory / TEXT_AE_FILE), "pt") as f:
         meta = f.metadata()
     sd = load_file(str(directory / TEXT_AE_FILE))
