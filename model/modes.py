@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from .camera import RIG_PRESETS, TRANSLATION_SCALE, VAE_TEMPORAL_STRIDE, CameraRig, latent_frame_count, load_rig, \
     make_preset, relative_extrinsics
 from .camera.limits import FRAMES
+from .camera.values import plural
 from .checks import InputError
 from .dit import MODES
 
@@ -107,9 +108,8 @@ def build_rig(rig: Union[str, Path, CameraRig], views: Optional[int] = None, fra
                          f"{', '.join(RIG_PRESETS)}")
     if views is not None:
         if out.num_views < views:
-            cameras = "1 camera" if out.num_views == 1 else f"{out.num_views} cameras"
-            raise InputError(f"the rig has {cameras} ({', '.join(out.names)}) but {views} views were asked for: "
-                             "ask for fewer views or use a rig with more cameras")
+            raise InputError(f"the rig has {plural(out.num_views, 'camera')} ({', '.join(out.names[:10])}) but {views} "
+                             "views were asked for: ask for fewer views or use a rig with more cameras")
         if out.num_views > views:
             out = out.select_views(list(range(int(views))))
     return out.validate()

@@ -15,6 +15,7 @@ import torch
 from ..model.camera import RIG_PRESETS, CameraRigError, Limit, load_rig, make_preset
 from ..model.camera.limits import (AMPLITUDE, AZIMUTH_SPAN_DEG, DISTANCE_M, ELEVATION_DEG, FRAMES, HFOV_DEG, STEP_M,
                                    TRANSLATION_SCALE_RANGE, VIEWS)
+from ..model.camera.values import plural
 from ..model.checks import CamGridError, InputError
 from ..model.modes import check_frames, check_video_size
 from ..model.rig_preview import PREVIEW_PIXELS, draw_rig
@@ -44,6 +45,18 @@ def range_problem(limits: dict, **values) -> str | None:
     return None
 
 
+# node input -> the preset parameters it feeds
+PRESET_PARAMS = {"views": ("num_views",), "frames": ("num_frames",), "azimuth_span": ("azimuth_span_deg",),
+                 "elevation": ("elevation_deg", "max_elevation_deg"), "radius": ("radius",), "spacing": ("step",),
+                 "hfov": ("hfov_deg",), "amplitude": ("amplitude",)}
+
+
+def preset_inputs(preset: str, **inputs) -> dict:
+    """The node inputs the chosen preset uses (the others are ignored)."""
+    params = RIG_PRESETS[preset].params
+    return {name: value for name, value in inputs.items() if any(p in params for p in PRESET_PARAMS[name])}
+
+
 def preset_kwargs(preset: str, views: int, frames: int, azimuth_span: float, elevation: float, radius: float,
                   spacing: float, hfov: float, amplitude: float) -> dict:
     """The node's numbers mapped onto the parameters the chosen preset takes (others are ignored)."""
@@ -65,8 +78,7 @@ def preset_views(preset: str, views: int) -> int:
 
 def describe_rig(rig) -> str:
     kind = "static" if rig.is_static else "moving"
-    cameras = "1 camera" if rig.num_views == 1 else f"{rig.num_views} cameras"
-    return f"{cameras} x {rig.num_frames} frames ({kind}): {', '.join(rig.names)}"
+    return f"{plural(rig.num_views, 'camera')} x {plural(rig.num_frames, 'frame')} ({kind}): {', '.join(rig.names)}"
 
 
 def pil_to_image(pil) -> torch.Tensor:
@@ -133,8 +145,14 @@ class CamGridRig:
         return True
 
     def build(self, preset, views, frames, azimuth_span, elevation, radius, spacing, hfov, amplitude):
+        # VALIDATE_INPUTS' checks again, for linked inputs and direct calls, on the inputs this preset uses
         if preset not in RIG_PRESETS:
             raise CameraRigError(f"preset {preset!r} is unknown; choose one of {', '.join(RIG_PRESETS)}")
+        used = preset_inputs(preset, frames=frames, azimuth_span=azimuth_span, elevation=elevation, radius=radius,
+                             spacing=spacing, hfov=hfov, amplitude=amplitude)
+        problem = self.VALIDATE_INPUTS(preset, views, **used)
+        if problem is not True:
+            raise CameraRigError(problem)
         views = VIEWS.check(views, "views")
         rig = make_preset(preset, **preset_kwargs(preset, views, frames, azimuth_span, elevation, radius, spacing,
                                                   hfov, amplitude))
@@ -147,7 +165,10 @@ def rig_file_path(rig_file: str, path: str | None, allow_any_path: bool | None) 
     """The file Load Rig reads: `path` when set (inside ComfyUI's models or input folders unless the user
     allowed any path), else `rig_file` from models/camgrid."""
     if not path:
-        return host.model_path(host.CAMGRID_FOLDER, rig_file)
+        try:
+            return host.model_path(host.CAMGRID_FOLDER, rig_file)
+        except (FileNotFoundError, ValueError) as exc:
+            raise InputError(str(exc)) from None
     full = os.path.abspath(os.path.expanduser(path))
     if not allow_any_path and not any(_inside(full, root) for root in host.user_folders()):
         raise InputError(f"path {path!r} is outside ComfyUI's models and input folders; put the rig file there, "
@@ -219,7 +240,7 @@ class CamGridLoadRig:
     def IS_CHANGED(cls, rig_file, path="", allow_any_path=False, **_):
         try:
             file = rig_file_path(rig_file, path, allow_any_path)
-        except (CamGridError, FileNotFoundError, ValueError):
+        except CamGridError:
             return ""
         return os.path.getmtime(file) if os.path.isfile(file) else ""
 
@@ -229,10 +250,13 @@ class CamGridLoadRig:
         # messages name the file as the user chose it, never show its contents
         rig = load_rig(file, name=path or rig_file)
         picks = camera_picks(cameras)
-        if picks:
-            rig = rig.select_views(picks)
-        if frames:
-            rig = rig.resample_frames(frames)
+        try:
+            if picks:
+                rig = rig.select_views(picks)
+            if frames:
+                rig = rig.resample_frames(frames)
+        except CameraRigError as exc:
+            raise CameraRigError(f"{path or rig_file}: {exc}") from None
         return rig, describe_rig(rig)
 
 
@@ -306,7 +330,7 @@ class CamGridCameraEncode:
         if encoding != "relative":
             raise InputError("encoding must be relative: the supported models take the 12-d relative extrinsics")
         embeds = CameraEmbeds(rig.validate(), length, convention, "auto", scale, "relative")
-        cameras = "1 camera" if rig.num_views == 1 else f"{rig.num_views} cameras"
+        cameras = plural(rig.num_views, "camera")
         if convention == "auto":
             summary = f"{cameras}, {embeds.num_latent_frames} latent frames; rule from the model"
         else:

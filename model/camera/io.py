@@ -292,7 +292,7 @@ def _intrinsics_rows(value, count: int, where: str) -> torch.Tensor | None:
 def _view_entry(view, index: int, kind: str) -> tuple[str, torch.Tensor, torch.Tensor | None]:
     """One entry of "views": a camera object, or just its matrices -> (name, [F, 4, 4], intrinsics or None)."""
     default_name = f"cam{index + 1:02d}"
-    if isinstance(view, list):
+    if isinstance(view, (list, tuple)):
         return default_name, _pose_stack(view, f"views[{index}] ({default_name})"), None
     if not isinstance(view, Mapping):
         raise CameraRigError(f"views[{index}] must be a camera object {{\"name\": ..., \"{kind}\": [...]}} or its 4x4 "
@@ -313,7 +313,7 @@ def _view_entry(view, index: int, kind: str) -> tuple[str, torch.Tensor, torch.T
 
 def _views_layout(data: Mapping, header: _Header):
     views = data["views"]
-    if not isinstance(views, list) or not views:
+    if not isinstance(views, (list, tuple)) or not views:
         raise CameraRigError(f"field 'views' must be a non-empty list of cameras, got {describe(views)}; {SCHEMA_HINT}")
     entries = [_view_entry(view, i, header.kind) for i, view in enumerate(views)]
     names = [e[0] for e in entries]
@@ -398,7 +398,7 @@ def rig_from_matrices(matrices, convention: str = "opencv", matrix: str = "c2w",
 def _rig_from_data(data: Any) -> CameraRig:
     if isinstance(data, CameraRig):
         return data
-    if isinstance(data, list):
+    if isinstance(data, (list, tuple)):
         raise CameraRigError("a bare list of matrices does not say its axes; wrap it as {\"convention\": \"opencv\"|"
                              "\"opengl\"|\"blender\", \"matrix\": \"c2w\"|\"w2c\", \"matrices\": [...]}.")
     if not isinstance(data, Mapping):

@@ -20,7 +20,7 @@ class CameraRigError(CamGridError):
 
 # -- sizes: bound every allocation by numbers that no real rig comes near -------------------------------------
 MAX_FRAMES = 4097            # video frames of one rig (4 min at 16 fps); longer paths: subsample them first
-MAX_POSES = 2 ** 18          # views x frames of one rig: 33 MB of float64 4x4 poses
+MAX_POSES = 64 * MAX_FRAMES  # views x frames of one rig (the largest preset grid): 34 MB of float64 4x4 poses
 MAX_RIG_FILE_BYTES = 16 * 2 ** 20   # a rig file; 16 views x 1025 frames in JSON take about 6 MB
 MAX_NAME_CHARS = 128         # a camera name
 

@@ -16,7 +16,7 @@ import torch
 from .geometry import slerp_rotations
 from .limits import (ASPECT, FOCAL, FRAMES, HFOV_DEG, MAX_FRAMES, MAX_POSES, MAX_POSITION_M, ORTHONORMAL_ATOL,
                      PRINCIPAL_POINT, CameraRigError)
-from .values import float_array, name_list, point3, shown
+from .values import float_array, name_list, plural, point3, shown
 
 
 def default_intrinsics(num_views: int = 1, hfov_deg: float = 60.0, aspect: float = 832 / 480) -> torch.Tensor:
@@ -155,7 +155,8 @@ class CameraRig:
 
     def __repr__(self) -> str:
         kind = "static" if self.is_static else "moving"
-        return f"CameraRig({self.num_views} views x {self.num_frames} frames, {kind}, names={self.names})"
+        return (f"CameraRig({plural(self.num_views, 'view')} x {plural(self.num_frames, 'frame')}, {kind}, "
+                f"names={self.names})")
 
     # -- checks ----------------------------------------------------------------------------------
     def validate(self, atol: float = ORTHONORMAL_ATOL) -> "CameraRig":
@@ -209,7 +210,7 @@ class CameraRig:
             raise CameraRigError(f"select_views: a view is a name or an index, got {type(pick).__name__}.")
         if not -self.num_views <= pick < self.num_views:
             raise CameraRigError(f"select_views: view index {pick} is out of range for a rig of "
-                                 f"{self.num_views} views (0..{self.num_views - 1}).")
+                                 f"{plural(self.num_views, 'view')} (0..{self.num_views - 1}).")
         return int(pick) % self.num_views
 
     def resample_frames(self, num_frames: int) -> "CameraRig":

@@ -25,15 +25,22 @@ def describe(value: Any) -> str:
         return "null"
     if isinstance(value, bool):
         return "true" if value else "false"
+    if isinstance(value, numbers.Real) and not isinstance(value, numbers.Integral) and not math.isfinite(value):
+        return "a non-finite number (NaN or infinity)"
     if isinstance(value, numbers.Number):
         return "a number"
     if isinstance(value, str):
-        return f"a string of {len(value)} characters"
+        return "an empty string" if not value else f"a string of {plural(len(value), 'character')}"
     if isinstance(value, (list, tuple)):
-        return "an empty list" if not value else f"a list of {len(value)} items"
+        return "an empty list" if not value else f"a list of {plural(len(value), 'item')}"
     if isinstance(value, dict):
         return "an object" if value else "an empty object"
     return f"a {type(value).__name__}"
+
+
+def plural(count: int, noun: str) -> str:
+    """'1 camera', '3 cameras'."""
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
 
 
 def _is_number(x) -> bool:
@@ -70,16 +77,19 @@ def _nested_shape(value, where: str, depth_left: int, path: tuple = ()) -> tuple
             inner = shape
         elif shape != inner:
             raise CameraRigError(f"{where}{_index(path + (i,))}: rows of different lengths (shape {list(shape)} after "
-                                 f"{list(inner)}); every pose is 4 rows of 4 numbers")
+                                 f"{list(inner)}); every row needs the same number of values")
     return (len(value),) + inner
 
 
 def _tensor_input(value, where: str) -> torch.Tensor:
     """A tensor or numpy array as float64 on the CPU; only real number dtypes."""
-    t = torch.from_numpy(value) if isinstance(value, np.ndarray) and value.dtype != object else value
-    if not isinstance(t, torch.Tensor) or t.dtype == torch.bool or t.is_complex():
-        raise CameraRigError(f"{where}: expected real numbers, got an array of {getattr(value, 'dtype', type(value))}")
-    return t.detach().to("cpu", torch.float64)
+    if isinstance(value, np.ndarray):
+        if value.dtype.kind not in "iuf":
+            raise CameraRigError(f"{where}: expected real numbers, got an array of {value.dtype}")
+        value = torch.from_numpy(np.ascontiguousarray(value))
+    if value.dtype == torch.bool or value.is_complex():
+        raise CameraRigError(f"{where}: expected real numbers, got a tensor of {value.dtype}")
+    return value.detach().to("cpu", torch.float64)
 
 
 def float_array(value, where: str, max_depth: int = 4, finite: bool = True) -> torch.Tensor:
@@ -116,9 +126,10 @@ def point3(value, where: str) -> torch.Tensor:
 def name_list(value, count: int, where: str) -> list[str]:
     """`count` camera names: strings (or integers), 1..MAX_NAME_CHARS printable characters, unique."""
     if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
-        raise CameraRigError(f"{where}: expected a list of {count} camera names, got {describe(value)}")
+        raise CameraRigError(f"{where}: expected a list of camera names (one per camera: {count}), got {describe(value)}")
     if len(value) != count:
-        raise CameraRigError(f"{where}: {len(value)} names for {count} cameras; give exactly one name per camera")
+        raise CameraRigError(f"{where}: {plural(len(value), 'name')} for {plural(count, 'camera')}; give exactly one "
+                             "name per camera")
     return [camera_name(n, f"{where}[{i}]") for i, n in enumerate(value)]
 
 
