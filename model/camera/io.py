@@ -245,11 +245,13 @@ class _Header:
 def _read_header(data: Mapping) -> _Header:
     fmt = data.get("format")
     if fmt is not None and fmt != "camgrid.rig":
-        raise CameraRigError(f"field 'format' must be \"camgrid.rig\" (or absent for a plain matrix list); {SCHEMA_HINT}")
+        raise CameraRigError(f"field 'format' must be \"camgrid.rig\" (or absent for a plain matrix list); "
+                             f"{SCHEMA_HINT}")
     if fmt == "camgrid.rig":
         version = whole_number(data.get("version", 1), "field 'version'")
         if version > 1:
-            raise CameraRigError(f"rig file version {version} is newer than this camgrid understands (1); update camgrid.")
+            raise CameraRigError(f"rig file version {version} is newer than this camgrid understands (1); "
+                                 "update camgrid.")
         if version < 1:
             raise CameraRigError("field 'version' must be 1.")
     elif "convention" not in data:

@@ -94,8 +94,8 @@ def check_intrinsics(k: torch.Tensor, names: Sequence[str]) -> None:
     bad = (~torch.cat([focal_ok, centre_ok], 1)).any(-1).nonzero()
     if len(bad):
         v = int(bad[0][0])
-        raise CameraRigError(f"{where(names, v)}: intrinsics need positive finite fx, fy between {FOCAL.lo:g} and {FOCAL.hi:g} "
-                             f"and cx, cy between {PRINCIPAL_POINT.lo:g} and {PRINCIPAL_POINT.hi:g} (fractions of "
+        raise CameraRigError(f"{where(names, v)}: intrinsics need positive finite fx, fy between {FOCAL.lo:g} and "
+                             f"{FOCAL.hi:g} and cx, cy between {PRINCIPAL_POINT.lo:g} and {PRINCIPAL_POINT.hi:g} (fractions of "
                              "width/height, e.g. fx 0.87 for a 60° horizontal field of view, cx 0.5 for a centred "
                              "principal point).")
 

@@ -71,7 +71,8 @@ def _nested_shape(value, where: str, depth_left: int, path: tuple = ()) -> tuple
     inner = None
     for i, item in enumerate(value):
         if not isinstance(item, (list, tuple)):
-            raise CameraRigError(f"{where}{_index(path + (i,))}: expected a list like its neighbours, got {describe(item)}")
+            raise CameraRigError(f"{where}{_index(path + (i,))}: expected a list like its neighbours, got "
+                                 f"{describe(item)}")
         shape = _nested_shape(item, where, depth_left - 1, path + (i,))
         if inner is None:
             inner = shape
@@ -126,7 +127,8 @@ def point3(value, where: str) -> torch.Tensor:
 def name_list(value, count: int, where: str) -> list[str]:
     """`count` camera names: strings (or integers), 1..MAX_NAME_CHARS printable characters, unique."""
     if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
-        raise CameraRigError(f"{where}: expected a list of camera names (one per camera: {count}), got {describe(value)}")
+        raise CameraRigError(f"{where}: expected a list of camera names (one per camera: {count}), got "
+                             f"{describe(value)}")
     if len(value) != count:
         raise CameraRigError(f"{where}: {plural(len(value), 'name')} for {plural(count, 'camera')}; give exactly one "
                              "name per camera")
