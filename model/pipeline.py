@@ -21,17 +21,12 @@ import logging
 from pathlib import Path
 from typing import Callable, Optional, Sequence, Union
 
-import numpy as np
 import torch
-import torch.nn.functional as F
 
-from .camera import RIG_PRESETS, TRANSLATION_SCALE, CameraRig, latent_frame_count, load_rig, make_preset, \
-    relative_extrinsics
+from .camera import RIG_PRESETS, CameraRig, latent_frame_count
 from .conditioning import SOURCE_USES, TEXT_LENGTH, SourceVideo
-from .dit import MODES
+from .modes import MODES, build_rig, camera_embedding, check_video_size, fit_frames, pick_mode
 from .sampling import GUIDANCE, SCHEDULERS, sample_grid
-
-SPATIAL_STRIDE = 16  # 8x VAE times the DiT's 2x2 patch: width and height must be multiples of this
 # diffusers' Wan example negative prompt (Wan's own default is the Chinese original of it)
 DEFAULT_NEGATIVE_PROMPT = (
     "Bright tones, overexposed, static, blurred details, subtitles, style, works, paintings, images, static, "
@@ -39,95 +34,12 @@ DEFAULT_NEGATIVE_PROMPT = (
     "drawn hands, poorly drawn faces, deformed, disfigured, misshapen limbs, fused fingers, still picture, messy "
     "background, three legs, many people in the background, walking backwards")
 
-# mode "auto": what each released model was trained for (plain Wan: training-free 4Real-Video hard sync)
-AUTO_MODE = {"syncammaster": "syncam", "recammaster": "recam", "wan": "hard"}
-# camera reference per variant (camera.relative_extrinsics): SynCamMaster encodes every view relative
-# to view 0 at the same frame; ReCamMaster encodes each target path relative to its own first pose.
-CAMERA_REFERENCE = {"syncammaster": "view0", "recammaster": "first_pose", "wan": "view0"}
-
 log_default = logging.getLogger("camgrid").info
 
 
 # ---------------------------------------------------------------------------------------------
 # small helpers
 # ---------------------------------------------------------------------------------------------
-
-def pick_mode(variant: str, mode: str = "auto") -> str:
-    if mode == "auto":
-        return AUTO_MODE[variant]
-    if mode not in MODES:
-        raise ValueError(f"mode {mode!r} is not 'auto' or one of {MODES}")
-    return mode
-
-
-def check_video_size(width: int, height: int, frames: int) -> None:
-    if frames < 1 or (frames - 1) % 4:
-        lo = max(1, (frames - 1) // 4 * 4 + 1)
-        raise ValueError(f"frames must be 4k+1 (the Wan VAE packs 4 frames per latent frame after the first), got "
-                         f"{frames}: use {lo} or {lo + 4}")
-    for name, size in (("width", width), ("height", height)):
-        if size < SPATIAL_STRIDE or size % SPATIAL_STRIDE:
-            near = max(SPATIAL_STRIDE, round(size / SPATIAL_STRIDE) * SPATIAL_STRIDE)
-            raise ValueError(f"{name} must be a positive multiple of {SPATIAL_STRIDE} (8x VAE, 2x2 patches), "
-                             f"got {size}: use {near}")
-
-
-def build_rig(rig: Union[str, Path, CameraRig], views: Optional[int] = None, frames: int = 81) -> CameraRig:
-    """A rig from a CameraRig, a preset name (camera.RIG_PRESETS) or a rig JSON file, cut to `views` views."""
-    if isinstance(rig, CameraRig):
-        out = rig
-    elif str(rig) in RIG_PRESETS:
-        params = RIG_PRESETS[str(rig)].params
-        kwargs = {}
-        if "num_views" in params and views is not None:
-            kwargs["num_views"] = int(views)
-        if "num_frames" in params:
-            kwargs["num_frames"] = int(frames)
-        out = make_preset(str(rig), **kwargs)
-    elif Path(rig).is_file():
-        out = load_rig(Path(rig))
-    else:
-        raise ValueError(f"rig {str(rig)!r} is neither a camera preset nor an existing JSON file; presets: "
-                         f"{', '.join(RIG_PRESETS)}")
-    if views is not None:
-        if out.num_views < views:
-            raise ValueError(f"the rig has {out.num_views} cameras ({out.names}) but {views} views were asked for: "
-                             "ask for fewer views or use a rig with more cameras")
-        if out.num_views > views:
-            out = out.select_views(list(range(int(views))))
-    return out.validate()
-
-
-def camera_embedding(rig: CameraRig, variant: str, num_latent_frames: int) -> torch.Tensor:
-    """[V, T_lat, 12] relative extrinsics with the variant's translation scale and reference rule."""
-    return relative_extrinsics(rig, TRANSLATION_SCALE[variant], reference=CAMERA_REFERENCE[variant],
-                               num_latent_frames=num_latent_frames)
-
-
-def fit_frames(frames, width: int, height: int, num_frames: int) -> torch.Tensor:
-    """Video frames [F, H, W, 3] (uint8 or float 0..1) -> float [num_frames, height, width, 3]:
-    the first `num_frames` frames, centre-cropped to the aspect ratio and resized."""
-    x = torch.as_tensor(np.asarray(frames) if not isinstance(frames, torch.Tensor) else frames)
-    if x.ndim != 4 or x.shape[-1] != 3:
-        raise ValueError(f"source video frames must be [F, H, W, 3], got shape {tuple(x.shape)}")
-    if x.shape[0] < num_frames:
-        raise ValueError(f"the source video has {x.shape[0]} frames but {num_frames} are needed: use a longer video "
-                         f"or fewer frames (4k+1, e.g. {max(1, (x.shape[0] - 1) // 4 * 4 + 1)})")
-    x = x[:num_frames]
-    x = x.float() / 255.0 if x.dtype == torch.uint8 else x.float()
-    x = x.permute(0, 3, 1, 2)  # [F, 3, H, W]
-    h, w = x.shape[-2:]
-    if h * width != w * height:  # centre crop to the target aspect ratio
-        if w * height > h * width:
-            cw = round(h * width / height)
-            x = x[..., (w - cw) // 2:(w - cw) // 2 + cw]
-        else:
-            ch = round(w * height / width)
-            x = x[..., (h - ch) // 2:(h - ch) // 2 + ch, :]
-    if tuple(x.shape[-2:]) != (height, width):
-        x = F.interpolate(x, size=(height, width), mode="bilinear", align_corners=False, antialias=True)
-    return x.clamp(0, 1).permute(0, 2, 3, 1)
-
 
 def _find_tokenizer(text_encoder: Path) -> Path:
     markers = ("tokenizer.json", "spiece.model", "tokenizer_config.json")

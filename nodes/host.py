@@ -112,6 +112,18 @@ def list_models(kind: str) -> list[str]:
     return sorted(names)
 
 
+def user_folders() -> list[str]:
+    """The folders a node may read a typed-in path from: ComfyUI's models and input folders and every model
+    folder of ours (extra_model_paths included), or `models_root()` and ./input outside ComfyUI."""
+    if IN_COMFY:
+        roots = [_folder_paths.models_dir, _folder_paths.get_input_directory()]
+    else:
+        roots = [models_root(), os.path.abspath("input")]
+    for kind in MODEL_KINDS:
+        roots += model_folders(kind)
+    return list(dict.fromkeys(os.path.abspath(root) for root in roots))
+
+
 def model_path(kind: str, name: str) -> str:
     """Absolute path of model file `name` (as listed by `list_models(kind)`)."""
     _check_kind(kind)
@@ -351,7 +363,7 @@ class ProgressReporter:
 
 __all__ = [
     "IN_COMFY", "MODEL_KINDS", "CAMGRID_FOLDER", "CAMGRID_EXTENSIONS", "WEIGHT_EXTENSIONS",
-    "models_root", "model_folders", "list_models", "model_path",
+    "models_root", "model_folders", "list_models", "model_path", "user_folders",
     "torch_device", "offload_device", "free_bytes", "free_memory_for", "is_low_vram", "soft_empty_cache",
     "Interrupted", "InterruptException", "interrupt_event", "request_interrupt", "check_interrupted",
     "ProgressReporter",

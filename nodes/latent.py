@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 
 from ..model.conditioning import SOURCE_USES, SourceVideo
-from ..model.pipeline import fit_frames
+from ..model.modes import fit_frames
 from . import latent_convert
 from .rig import check_grid_size
 from .sockets import SOURCE

@@ -7,7 +7,7 @@ import torch
 
 from ..model.conditioning import TEXT_LENGTH
 from ..model.dit import MODES
-from ..model.pipeline import AUTO_MODE, pick_mode
+from ..model.modes import AUTO_MODE, pick_mode
 from ..model.sampling import GUIDANCE, SCHEDULERS, sample_grid
 from . import host, latent_convert
 from .optional import block_swap_functions

@@ -6,8 +6,8 @@ from typing import Optional
 
 import torch
 
-from ..model.camera import CameraRig, latent_frame_count, plucker_rays, relative_extrinsics, TRANSLATION_SCALE
-from ..model.pipeline import CAMERA_REFERENCE
+from ..model.camera import CameraRig, latent_frame_count, relative_extrinsics, TRANSLATION_SCALE
+from ..model.modes import CAMERA_REFERENCE
 
 MODEL = "CAMGRID_MODEL"
 RIG = "CAMERA_RIG"
@@ -64,7 +64,7 @@ class CameraEmbeds:
     convention: str = "auto"             # "auto" | one of VARIANTS
     reference: str = "auto"              # "auto" | "view0" | "first_pose"
     translation_scale: float = 0.0       # 0: the convention's own scale
-    kind: str = "relative"               # "relative" (12-d) | "plucker"
+    kind: str = "relative"               # the 12-d relative extrinsics (the only encoding the models take)
     extrinsics: Optional[torch.Tensor] = None
 
     @property
@@ -87,8 +87,3 @@ class CameraEmbeds:
         t = num_latent_frames or self.num_latent_frames
         return relative_extrinsics(self.rig, scale, reference=reference, num_latent_frames=t)
 
-    def plucker(self, variant: str, height: int, width: int, num_latent_frames: Optional[int] = None) -> torch.Tensor:
-        """[V, 6, T_lat, height, width] Plücker rays relative to the rule's reference camera."""
-        _, reference, scale = self.rule_for(variant)
-        t = num_latent_frames or self.num_latent_frames
-        return plucker_rays(self.rig, height, width, t, reference=reference, translation_scale=scale)

@@ -1,4 +1,5 @@
-"""Camera math (DESIGN §4): conversions, importers, the official embeddings, presets, Plücker rays."""
+"""Cameras (docs/ARCHITECTURE.md §4 Cameras): conversions, importers, the official embeddings, presets, Plücker rays,
+the limits every rig input is checked against, the rig nodes, and the mode/variant rules of model/modes.py."""
 import json
 import math
 from pathlib import Path
@@ -387,3 +388,329 @@ def test_plucker_world_point_lies_on_its_pixel_ray():
     # a neighbouring pixel's ray misses the point
     d2, m2 = rays[0, 3:, 1, row, col + 1], rays[0, :3, 1, row, col + 1]
     assert (torch.linalg.cross(point, d2) - m2).abs().max() > 1e-3
+
+
+# ------------------------------------------------------------------------------------------------
+# bad input: every camera reproducer of the reliability issue gives a one-line CameraRigError
+# ------------------------------------------------------------------------------------------------
+
+IDENT = "[1 0 0 0] [0 1 0 0] [0 0 1 0] [0 0 0 1]"
+I4 = torch.eye(4).tolist()
+
+
+def peak_rss_growth(fn):
+    """(result, peak resident memory growth in bytes) of fn(); Linux resets the peak through clear_refs."""
+    def status():
+        fields = dict(line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines() if ":" in line)
+        return int(fields["VmHWM"].split()[0]) * 1024, int(fields["VmRSS"].split()[0]) * 1024
+
+    Path("/proc/self/clear_refs").write_text("5")
+    before = status()[1]
+    result = fn()
+    return result, status()[0] - before
+
+
+@pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="peak-RSS reset needs Linux /proc")
+@pytest.mark.parametrize("key", ["frame30000000", "frame100000000000", "frame" + "9" * 5000])
+def test_a_tiny_camera_file_cannot_make_the_loader_allocate(key):
+    data = {"frame0": {"c": IDENT}, key: {"c": IDENT}}
+
+    def load():
+        with pytest.raises(CameraRigError, match="frame") as err:
+            load_rig(data)
+        return str(err.value)
+
+    message, growth = peak_rss_growth(load)
+    assert growth < 50e6, f"{growth / 1e6:.0f} MB for a {len(json.dumps(data))}-byte rig"
+    assert "\n" not in message
+
+
+def test_frame_numbers_are_contiguous_and_unique():
+    with pytest.raises(CameraRigError, match="'frame0' and 'frame00' both name frame 0"):
+        load_rig({"frame0": {"c": IDENT}, "frame00": {"c": IDENT}})
+    with pytest.raises(CameraRigError, match="missing: frame1; beyond the end: frame2"):
+        load_rig({"frame0": {"c": IDENT}, "frame2": {"c": IDENT}})
+    assert load_rig({"frame1": {"c": IDENT}, "frame0": {"c": IDENT}}).num_frames == 2
+
+
+@pytest.mark.parametrize("data,message", [
+    ({"format": "camgrid.rig", "version": float("inf"), "views": [{"c2w": I4}]}, "'version' must be a whole number"),
+    ({"format": "camgrid.rig", "version": [], "views": [{"c2w": I4}]}, "'version' must be a whole number"),
+    ({"format": "camgrid.rig", "version": 2, "views": [{"c2w": I4}]}, "newer than this camgrid"),
+    ({"format": "camgrid.rig", "views": [[]]}, r"views\[0\].*4x4"),
+    ({"format": "camgrid.rig", "views": 1}, "'views' must be a non-empty list"),
+    ({"format": "camgrid.rig", "views": []}, "'views' must be a non-empty list"),
+    ({"format": "camgrid.rig", "target": {}, "views": [{"c2w": I4}]}, "field 'target'"),
+    ({"format": "camgrid.rig", "target": [0, 0], "views": [{"c2w": I4}]}, "field 'target'.*3 numbers"),
+    ({"format": "camgrid.rig", "views": [{"c2w": "1"}]}, "camera 'cam01', field 'c2w'.*got a string"),
+    ({"format": "camgrid.rig", "views": [{"c2w": [[10 ** 400, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]]}]},
+     "camera 'cam01', field 'c2w'.*too large"),
+    ({"format": "camgrid.rig", "views": [{"c2w": [[float("nan"), 0, 0, 0]] + I4[1:]}]}, r"field 'c2w'\[0\]\[0\].*NaN"),
+    ({"format": "camgrid.rig", "matrix": "w2c", "views": [{"name": "s", "w2c": [[0.0] * 4] * 3 + [[0, 0, 0, 1]]}]},
+     "camera 's'.*field 'w2c'.*not orthonormal"),
+    ({"format": "camgrid.rig", "views": [{"name": "a", "w2c": I4}]}, "has 'w2c' matrices but the file says"),
+    ({"format": "camgrid.rig", "views": [{"name": 5.5, "c2w": I4}]}, "name' must be a string|camera name must be"),
+    ({"format": "camgrid.rig", "views": [{"c2w": I4, "intrinsics": [1, 1, 0.5]}]}, "field 'intrinsics'"),
+    ({"format": "camgrid.rig", "views": [{"c2w": I4}], "cameras": {"a": I4}}, "both 'views' and 'cameras'"),
+    ({"convention": "opencv", "cameras": {"a": torch.eye(3).tolist()}}, "camera 'a', field 'cameras'.*4x4"),
+    ({"convention": "opencv", "cameras": {"a": [None]}}, r"camera 'a', field 'cameras'\[0\].*null"),
+    ({"convention": "opencv", "cameras": {}}, "'cameras' must be an object"),
+    ({"convention": "opencv", "cameras": {"a": I4, "b": I4}, "intrinsics": [[1, 1, .5, .5], [1, 1, .5]]},
+     r"field 'intrinsics'\[1\].*different lengths"),
+    ({"convention": "opencv", "matrices": [I4], "names": 5}, "field 'names'.*list of camera names"),
+    ({"convention": "opencv", "layout": "views", "matrices": [I4, I4], "names": ["a"]}, "1 name for 2 cameras"),
+    ({"convention": "opencv", "units": "feet", "matrices": [I4]}, "unknown units"),
+    ({"convention": 3, "matrices": [I4]}, "unknown camera convention"),
+    ({"convention": "opencv", "layout": "rows", "matrices": [I4]}, "unknown layout"),
+    ({"convention": "opencv", "layout": "views", "matrices": [I4, [[1, 0, 0, 1e300]] + I4[1:]]},
+     "camera 'cam02'.*more than 1e\\+07 m"),
+    ({"convention": "opencv", "matrices": [I4], "intrinsics": [1e-320, 1, 0.5, 0.5]}, "camera 'cam01'.*fx, fy"),
+    ({"frame0": {"c": "[nan 0 0 0] [0 1 0 0] [0 0 1 0] [0 0 0 1]"}}, "camera 'c', frame0.*NaN"),
+    ({"frame0": {"c": [1, 0]}}, "camera 'c', frame0.*matrix string"),
+    ({"frame0": {}}, "'frame0' must map camera names"),
+    ({"frame0": {"c": IDENT}, "target": [0, 0, 0]}, "mixes in other keys"),
+    ({"frame0": {"c": IDENT}, "frame1": 7}, "'frame1' does not list the same cameras"),
+    ({"views": {}}, "needs a 'convention' field"),
+    ({}, "no cameras"),
+    ([], "bare list"),
+    (1, "cannot read a camera rig from a number"),
+])
+def test_malformed_rigs_give_one_line_camera_rig_errors(data, message):
+    with pytest.raises(CameraRigError, match=message) as err:
+        load_rig(data)
+    assert "\n" not in str(err.value)
+
+
+def test_camera_rig_error_is_a_camgrid_error():
+    from camgrid.model.checks import CamGridError
+
+    assert issubclass(CameraRigError, CamGridError) and issubclass(CameraRigError, ValueError)
+
+
+def test_a_list_of_4x4_under_views_is_one_static_camera_each():
+    gl = from_opencv_c2w(random_c2w(3), "opengl", "c2w")
+    rig = load_rig({"convention": "opengl", "views": [gl[0].tolist(), gl[1:].tolist()]})
+    assert rig.names == ["cam01", "cam02"] and rig.num_frames == 2
+    torch.testing.assert_close(rig.c2w[0, 1], rig.c2w[0, 0])                # the static camera is repeated
+    torch.testing.assert_close(rig.c2w[1], random_c2w(3)[1:])
+    with pytest.raises(CameraRigError, match="needs a 'convention' field"):
+        load_rig({"views": [gl[0].tolist()]})                                  # the axes are never guessed
+
+
+def write_bytes(tmp_path, name: str, data: bytes) -> Path:
+    path = tmp_path / name
+    path.write_bytes(data)
+    return path
+
+
+def test_rig_files_name_the_file_and_never_echo_it(tmp_path):
+    secret = "API_KEY=sk-0123456789abcdef"
+    cases = {
+        "env.json": (secret + "\n").encode(),
+        "format.json": json.dumps({"format": secret, "views": []}).encode(),
+        "convention.json": json.dumps({"convention": secret, "matrices": [I4]}).encode(),
+        "latin1.json": '{"frame0": {"cam\xe9": "[1 0 0 0] [0 1 0 0] [0 0 1 0] [0 0 0 1]"}}'.encode("latin-1"),
+        "deep.json": ("[" * 100000 + "]" * 100000).encode(),
+        "digits.json": b'{"format": "camgrid.rig", "version": ' + b"1" * 5000 + b"}",
+        "matrix.json": json.dumps({"frame0": {"c": f"[{secret}] [0 1 0 0] [0 0 1 0] [0 0 0 1]"}}).encode(),
+        "empty.json": b"",
+    }
+    for name, raw in cases.items():
+        path = write_bytes(tmp_path, name, raw)
+        with pytest.raises(CameraRigError) as err:
+            load_rig(path)
+        text = str(err.value)
+        assert name in text and "\n" not in text, text
+        assert "sk-0123" not in text, text
+
+
+def test_rig_file_encodings(tmp_path):
+    data = {"frame0": {"cam01": IDENT}}
+    for encoding in ("utf-8", "utf-8-sig", "utf-16", "utf-32"):
+        path = write_bytes(tmp_path, f"{encoding}.json", json.dumps(data).encode(encoding))
+        assert load_rig(path).names == ["cam01"], encoding
+    with pytest.raises(CameraRigError, match="is not UTF-8 text"):
+        load_rig(write_bytes(tmp_path, "latin.json", '{"frame0": {"é": "x"}}'.encode("latin-1")))
+
+
+def test_a_huge_rig_file_is_refused_before_reading(tmp_path):
+    from camgrid.model.camera.limits import MAX_RIG_FILE_BYTES
+
+    path = tmp_path / "huge.json"
+    with open(path, "wb") as f:
+        f.truncate(MAX_RIG_FILE_BYTES + 1)   # sparse: no disk used
+    with pytest.raises(CameraRigError, match="huge.json.*larger than"):
+        load_rig(path)
+
+
+def test_save_rig_validates_first_and_writes_strict_json_atomically(tmp_path):
+    path = save_rig(orbit_arc(2, num_frames=3), tmp_path / "rig.json")
+    before = path.read_bytes()
+    bad = orbit_arc(2, num_frames=3)
+    bad.c2w[1, 2, 0, 3] = float("nan")            # edited after construction: save_rig validates again
+    with pytest.raises(CameraRigError, match="camera 'az\\+30' \\(view 1\\), frame 2.*NaN"):
+        save_rig(bad, path)
+    assert path.read_bytes() == before             # the previous file is intact
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["rig.json"]   # no temporary file left
+    json.loads(before, parse_constant=lambda c: pytest.fail(f"non-standard JSON constant {c}"))
+
+
+def test_rigs_are_validated_when_made():
+    c2w = torch.eye(4, dtype=torch.float64).repeat(2, 1, 1, 1)
+    c2w[1, 0, 0, 3] = 1e39                          # the 1e39 m baseline that gave an inf embedding
+    with pytest.raises(CameraRigError, match="camera 'cam02'.*more than"):
+        CameraRig(c2w)
+    with pytest.raises(CameraRigError, match="fx, fy"):
+        CameraRig(torch.eye(4), intrinsics=[1e-320, 1e-320, 0.5, 0.5])
+    with pytest.raises(CameraRigError, match="CameraRig.c2w.*got a string"):
+        CameraRig([["x"]])
+    with pytest.raises(CameraRigError, match="CameraRig.names"):
+        CameraRig(torch.eye(4), names=5)
+
+
+@pytest.mark.parametrize("call,message", [
+    (lambda: orbit_arc(hfov_deg=0), "hfov_deg must be a number between 1 and 179"),
+    (lambda: default_intrinsics(1, 0.0), "hfov_deg"),
+    (lambda: orbit_arc(radius=1e300), "radius must be a number between"),
+    (lambda: orbit_arc(radius=-1.0), "radius must be a number between"),
+    (lambda: orbit_arc(radius=float("nan")), "radius must be a number between .* got nan"),
+    (lambda: orbit_arc(num_views=0), "num_views must be a whole number between 1 and 64"),
+    (lambda: orbit_arc(num_views=2.5), "num_views must be a whole number"),
+    (lambda: orbit_arc(num_frames=4_000_001), "num_frames must be a whole number between 1 and 4097"),
+    (lambda: orbit_arc(elevation_deg=90.0), "elevation_deg must be a number between -89 and 89"),
+    (lambda: orbit_arc(target=(0.0, float("inf"), 0.0)), "target.*NaN or infinite"),
+    (lambda: dolly(3, step=-2.0, radius=3.0), "view 2 would be -1 m from the target"),
+    (lambda: recammaster_trajectory("pan_left", amplitude=float("inf")), "amplitude must be"),
+    (lambda: recammaster_trajectory("spin"), "unknown ReCamMaster trajectory"),
+    (lambda: orbit_arc(2, num_frames=3).resample_frames(4_000_001), "num_frames must be a whole number"),
+    (lambda: relative_extrinsics(orbit_arc(2, num_frames=3), 1.0, num_latent_frames=10 ** 6), "num_latent_frames"),
+    (lambda: relative_extrinsics(orbit_arc(2, num_frames=3), float("nan")), "translation_scale must be"),
+    (lambda: relative_extrinsics(orbit_arc(2, num_frames=3), 0.0), "translation_scale must be"),
+    (lambda: plucker_rays(orbit_arc(2, num_frames=3), 0, 4), "height must be"),
+    (lambda: look_at([0.0, 0.0, 0.0], [0.0, 1e300, 0.0]), "target.*exceeds"),
+    (lambda: make_preset(5), "unknown camera preset"),
+])
+def test_camera_parameters_are_range_checked(call, message):
+    with pytest.raises(CameraRigError, match=message) as err:
+        call()
+    assert "\n" not in str(err.value)
+
+
+def test_extreme_but_valid_rigs_encode_and_draw_finite():
+    from camgrid.model.camera.limits import FOCAL, MAX_POSITION_M
+    from camgrid.model.rig_preview import draw_rig
+
+    for position, focal in [(0.99 * MAX_POSITION_M, FOCAL.lo), (1e-3, FOCAL.hi)]:
+        c2w = torch.eye(4, dtype=torch.float64).repeat(2, 1, 1, 1)
+        c2w[1, 0, :3, 3] = torch.tensor([position, -position, position / 2])
+        rig = CameraRig(c2w, torch.tensor([focal, focal, 0.5, 0.5]))
+        assert torch.isfinite(relative_extrinsics(rig, 100.0)).all()
+        assert torch.isfinite(plucker_rays(rig, 3, 4, reference="view0", translation_scale=100.0)).all()
+        image = draw_rig(rig, size=(128, 64))
+        assert image.size == (128, 64)
+
+
+def test_reference_view_minus_one_is_the_last_view():
+    rig = orbit_arc(3, num_frames=1)
+    torch.testing.assert_close(relative_extrinsics(rig, 1.0, reference=-1), relative_extrinsics(rig, 1.0, reference=2))
+
+
+# ------------------------------------------------------------------------------------------------
+# the rig nodes: limits shared with the library, Load Rig's path restricted, no contents echoed
+# ------------------------------------------------------------------------------------------------
+
+@pytest.fixture
+def camgrid_models(tmp_path, monkeypatch):
+    monkeypatch.setenv("CAMGRID_MODELS_DIR", str(tmp_path / "models"))
+    (tmp_path / "models" / "camgrid").mkdir(parents=True)
+    return tmp_path
+
+
+def test_rig_node_inputs_are_range_checked_where_validated():
+    from camgrid.nodes.rig import CamGridCameraEncode, CamGridLoadRig, CamGridRig
+
+    good = dict(preset="orbit_arc", views=4, frames=81, azimuth_span=60.0, elevation=0.0, radius=3.0, spacing=1.0,
+                hfov=60.0, amplitude=0.0)
+    assert CamGridRig.VALIDATE_INPUTS(**good) is True
+    for name, value, preset in [("radius", -1.0, "orbit_arc"), ("radius", float("nan"), "dolly"), ("hfov", 0.0, "dolly"),
+                                ("views", 65, "orbit_arc"), ("frames", 10 ** 9, "recammaster_pan_left"),
+                                ("elevation", 95.0, "elevation_sweep"), ("spacing", 1e300, "dolly"),
+                                ("amplitude", float("inf"), "recammaster_arc_left")]:
+        inputs = {**good, "preset": preset, "views": 1 if preset.startswith("recam") else 4, name: value}
+        message = CamGridRig.VALIDATE_INPUTS(**inputs)
+        assert isinstance(message, str) and name in message, (name, value, message)
+        with pytest.raises(CameraRigError, match=name):   # a direct call meets the same limit
+            CamGridRig().build(**inputs)
+    # the widget ranges are the library's limits
+    widgets = CamGridRig.INPUT_TYPES()["required"]
+    assert (widgets["radius"][1]["min"], widgets["hfov"][1]["max"]) == (0.01, 179.0)
+    assert "max 4097" in f"max {CamGridCameraEncode.INPUT_TYPES()['required']['length'][1]['max']}"
+    assert "length" in CamGridCameraEncode.VALIDATE_INPUTS(length=4_000_001)
+    assert "4k+1" in CamGridCameraEncode.VALIDATE_INPUTS(length=80)
+    assert "translation_scale" in CamGridCameraEncode.VALIDATE_INPUTS(length=81, translation_scale=float("nan"))
+    assert CamGridCameraEncode.VALIDATE_INPUTS(length=81, translation_scale=0.0) is True
+    assert "frames" in CamGridLoadRig.VALIDATE_INPUTS(rig_file="x.json", frames=-1)
+    rig = orbit_arc(2, num_frames=5)
+    with pytest.raises(ValueError, match="length"):
+        CamGridCameraEncode().encode(rig, 4_000_001, "auto", 0.0, "relative")
+    assert CamGridCameraEncode.INPUT_TYPES()["required"]["encoding"][0] == ["relative"]
+
+
+def test_load_rig_path_stays_in_comfy_folders_unless_allowed(camgrid_models):
+    from camgrid.nodes.rig import CamGridLoadRig
+
+    secret = "API_KEY=sk-0123456789abcdef"
+    outside = write_bytes(camgrid_models, "outside.json", json.dumps({"frame0": {"cam01": IDENT}}).encode())
+    env = write_bytes(camgrid_models, "secrets.env", (secret + "\n").encode())
+    inside = camgrid_models / "models" / "camgrid" / "mine.json"
+    inside.write_text(json.dumps({"frame0": {"cam01": IDENT}, "frame1": {"cam01": IDENT}}))
+
+    node = CamGridLoadRig()
+    assert node.load("", "", 0, path=str(inside))[0].num_frames == 2
+    for path in (outside, env, camgrid_models / "models" / ".." / "outside.json"):
+        message = CamGridLoadRig.VALIDATE_INPUTS(rig_file="x", path=str(path))
+        assert "outside ComfyUI's models and input folders" in message and "allow_any_path" in message
+        with pytest.raises(ValueError, match="allow_any_path"):
+            node.load("", "", 0, path=str(path))
+    assert CamGridLoadRig.VALIDATE_INPUTS(rig_file="x", path=str(outside), allow_any_path=True) is True
+    assert node.load("", "cam01", 0, path=str(outside), allow_any_path=True)[0].names == ["cam01"]
+    with pytest.raises(CameraRigError, match="secrets.env.*not valid JSON") as err:
+        node.load("", "", 0, path=str(env), allow_any_path=True)
+    assert "sk-0123" not in str(err.value)
+    with pytest.raises(CameraRigError, match="mine.json: select_views: view index 5 is out of range for a rig of 1 view "):
+        node.load("mine.json", "5", 0)
+    assert node.load("mine.json", "", 0)[1].startswith("1 camera x 2 frames")
+
+
+# ------------------------------------------------------------------------------------------------
+# model/modes.py: the mode and variant rules, one module for nodes, CLI and pipeline
+# ------------------------------------------------------------------------------------------------
+
+def test_mode_and_variant_rules():
+    from camgrid.model import modes
+    from camgrid.model.checks import InputError
+
+    assert [modes.pick_mode(v) for v in modes.VARIANTS] == ["syncam", "recam", "hard"]
+    with pytest.raises(InputError, match="variant 'sora' is unknown"):
+        modes.pick_mode("sora")
+    assert modes.camera_rule("recammaster") == ("first_pose", 1.0)
+    assert modes.check_frames(81) == 81
+    with pytest.raises(InputError, match="between 1 and 4097"):
+        modes.check_frames(4_000_001)
+    with pytest.raises(InputError, match="use 77 or 81"):
+        modes.check_frames(80)
+    with pytest.raises(InputError, match="whole number of pixels"):
+        modes.check_video_size(32.5, 32, 5)
+    with pytest.raises(InputError, match="the rig has 1 camera \\("):
+        modes.build_rig("recammaster_pan_left", views=2)
+
+
+def test_no_node_module_imports_the_cli_module():
+    import ast
+
+    nodes_dir = Path(__file__).resolve().parents[1] / "nodes"
+    for path in nodes_dir.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                names = {node.module or ""} | {f"{node.module}.{a.name}" for a in node.names}
+                assert not any(n.endswith("pipeline") for n in names), f"{path.name} imports model/pipeline.py"
