@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Mapping
 
 VARIANTS = ("wan", "syncammaster", "recammaster")
+TEXT_LENGTH = 512  # Wan's umT5 context length: shorter prompts are padded with zero tokens to it
 
 
 @dataclass(frozen=True)

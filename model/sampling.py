@@ -30,6 +30,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .checks import check_sampling
 from .conditioning import SourceVideo, SourceVideoError, noised_source, null_source_latent, replace_view
 
 SCHEDULERS = ("unipc", "euler")
@@ -161,6 +162,7 @@ def sample_grid(model, shape_or_noise: Union[Sequence[int], torch.Tensor], conte
     interrupt(): checked before every step and between DiT blocks; it raises to stop, or returns True
         to raise `SamplingInterrupted`.
     """
+    check_sampling(steps=steps, cfg=cfg, video_cfg=video_cfg, shift=shift, denoise=denoise, seed=seed)
     if scheduler not in SCHEDULERS:
         raise ValueError(f"scheduler {scheduler!r} is not one of {SCHEDULERS}")
     if guidance not in GUIDANCE:

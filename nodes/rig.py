@@ -201,7 +201,7 @@ class CamGridRigPreview:
 
 
 class CamGridCameraEncode:
-    """Rig -> camera embedding for the sampler (12-d relative extrinsics, or Plücker rays)."""
+    """Rig -> camera embedding for the sampler (the 12-d relative extrinsics the released models take)."""
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -215,9 +215,6 @@ class CamGridCameraEncode:
             "translation_scale": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 100.0, "step": 0.05, "tooltip":
                                             "Embedding units per metre; 0 = the convention's own. Raise it to "
                                             "exaggerate camera baselines."}),
-            "encoding": (["relative", "plucker"], {"default": "relative", "tooltip": "relative: the 12-d "
-                         "extrinsics SynCamMaster / ReCamMaster were trained on. plucker: per-pixel rays for "
-                         "models conditioned that way."}),
         }}
 
     RETURN_TYPES = (EMBEDS, "STRING")
@@ -235,12 +232,11 @@ class CamGridCameraEncode:
             return f"length must be 4k+1 video frames (Wan packs 4 frames per latent frame): use {lo} or {lo + 4}"
         return True
 
-    def encode(self, rig, length, convention, translation_scale, encoding):
-        embeds = CameraEmbeds(rig.validate(), int(length), convention, "auto", float(translation_scale), encoding)
+    def encode(self, rig, length, convention, translation_scale):
+        embeds = CameraEmbeds(rig.validate(), int(length), convention, "auto", float(translation_scale))
         if convention == "auto":
             summary = f"{rig.num_views} cameras, {embeds.num_latent_frames} latent frames; rule from the model"
         else:
-            embeds.extrinsics = embeds.relative(convention)
             conv, reference, scale = embeds.rule_for(convention)
             summary = (f"{rig.num_views} cameras, {embeds.num_latent_frames} latent frames; {conv} rule: reference "
                        f"{reference}, {scale:g} units per metre")

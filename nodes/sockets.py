@@ -1,4 +1,5 @@
-"""What flows on camgrid's own sockets (DESIGN §2). Core types (LATENT, IMAGE, ...) are not here."""
+"""What flows on camgrid's own sockets (docs/ARCHITECTURE.md §2 Data that flows between nodes). Core types
+(LATENT, IMAGE, ...) are not here."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -6,7 +7,9 @@ from typing import Optional
 
 import torch
 
-from ..model.camera import CameraRig, latent_frame_count, plucker_rays, relative_extrinsics, TRANSLATION_SCALE
+from ..model.camera import TRANSLATION_SCALE, CameraRig, latent_frame_count, relative_extrinsics
+from ..model.conditioning import SourceVideo
+# TODO(lead): CAMERA_REFERENCE moves to model/modes.py (issue 11); switch this import when it lands
 from ..model.pipeline import CAMERA_REFERENCE
 
 MODEL = "CAMGRID_MODEL"
@@ -51,12 +54,10 @@ class LoadedModel:
 
 @dataclass
 class CameraEmbeds:
-    """A rig and how to encode it (the CAMERA_EMBEDS socket).
+    """A rig and how to encode it as 12-d relative extrinsics (the CAMERA_EMBEDS socket).
 
-    convention "auto" defers the encoding rule (translation scale, reference camera) to the
-    sampler, which knows the model variant; a variant name fixes it. `extrinsics` is the eager
-    [V, T_lat, 12] encoding for a fixed convention (None for auto), shown to the user and checked
-    early.
+    convention "auto" defers the encoding rule (translation scale, reference camera) to the sampler,
+    which knows the model variant; a variant name fixes it.
     """
 
     rig: CameraRig
@@ -64,8 +65,6 @@ class CameraEmbeds:
     convention: str = "auto"             # "auto" | one of VARIANTS
     reference: str = "auto"              # "auto" | "view0" | "first_pose"
     translation_scale: float = 0.0       # 0: the convention's own scale
-    kind: str = "relative"               # "relative" (12-d) | "plucker"
-    extrinsics: Optional[torch.Tensor] = None
 
     @property
     def num_views(self) -> int:
@@ -87,28 +86,19 @@ class CameraEmbeds:
         t = num_latent_frames or self.num_latent_frames
         return relative_extrinsics(self.rig, scale, reference=reference, num_latent_frames=t)
 
-    def plucker(self, variant: str, height: int, width: int, num_latent_frames: Optional[int] = None) -> torch.Tensor:
-        """[V, 6, T_lat, height, width] Plücker rays relative to the rule's reference camera."""
-        _, reference, scale = self.rule_for(variant)
-        t = num_latent_frames or self.num_latent_frames
-        return plucker_rays(self.rig, height, width, t, reference=reference, translation_scale=scale)
-
 
 @dataclass
-class SourceLatent:
-    """An encoded input video (the CAMGRID_SOURCE socket): normalised latent [1, C, T, H, W].
+class EncodedSource:
+    """An encoded input video and the user's choice of how to use it (the CAMGRID_SOURCE socket).
 
-    how "auto" lets the sampler choose: recam with a ReCamMaster model, else replace_view.
+    latent: normalised VAE latent [1, C, T, H, W]. use "auto" is decided by the sampler, which knows the
+    mode: recam in mode recam, else replace_view. `for_mode` gives the library's `SourceVideo`.
     """
 
     latent: torch.Tensor
-    how: str = "auto"
+    use: str = "auto"        # "auto" | one of conditioning.SOURCE_USES
     view: int = 0
-    width: int = 0
-    height: int = 0
-    length: int = 0
 
-    def resolve(self, mode: str) -> str:
-        if self.how != "auto":
-            return self.how
-        return "recam" if mode == "recam" else "replace_view"
+    def for_mode(self, mode: str) -> SourceVideo:
+        how = self.use if self.use != "auto" else ("recam" if mode == "recam" else "replace_view")
+        return SourceVideo(self.latent, how, 0 if how == "first_row" else self.view)

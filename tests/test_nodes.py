@@ -48,7 +48,7 @@ def run_sampler(model, views=VIEWS, camera=True, source=None, **kw):
     embeds = None
     if camera:
         rig = CamGridRig().build("orbit_arc", views, LENGTH, 60.0, 10.0, 3.0, 1.0, 60.0, 0.0)[0]
-        embeds = CamGridCameraEncode().encode(rig, LENGTH, "auto", 0.0, "relative")[0]
+        embeds = CamGridCameraEncode().encode(rig, LENGTH, "auto", 0.0)[0]
     args = dict(seed=3, steps=2, cfg=2.0, shift=5.0, scheduler="euler", sync_mode="auto", denoise=1.0)
     args.update(kw)
     return CamGridSampler().sample(model, prompt(), prompt("blurry"), latent, camera=embeds, source=source, **args)
@@ -167,9 +167,10 @@ def test_rig_preview_and_encode():
     image = CamGridRigPreview().draw(rig, 256)[0]
     assert image.shape == (1, 256, 512, 3) and 0 <= image.min() and image.max() <= 1
     assert image.std() > 0.05  # something is drawn
-    embeds, text = CamGridCameraEncode().encode(rig, 81, "syncammaster", 0.0, "relative")
-    assert embeds.extrinsics.shape == (3, 21, 12) and "view0" in text
-    assert torch.allclose(embeds.extrinsics[0, 0], torch.eye(4)[:3].flatten())  # view 0 is the reference
+    embeds, text = CamGridCameraEncode().encode(rig, 81, "syncammaster", 0.0)
+    extrinsics = embeds.relative("syncammaster")
+    assert extrinsics.shape == (3, 21, 12) and "view0" in text
+    assert torch.allclose(extrinsics[0, 0], torch.eye(4)[:3].flatten())  # view 0 is the reference
     recam = CamGridRig().build("recammaster_arc_left", 1, 81, 0, 0, 0, 0, 60.0, 0.0)[0]
     assert recam.num_views == 1 and not recam.is_static
 
@@ -210,10 +211,10 @@ def test_auto_mode_plain_wan_is_hard_sync_and_says_camera_is_unused(models_dir):
 
 def test_syncam_without_camera_and_wrong_view_count_are_refused(models_dir):
     model, _ = load("syncammaster")
-    with pytest.raises(ValueError, match="Camera Encode"):
+    with pytest.raises(ValueError, match="camera embeddings"):  # the model's own check
         run_sampler(model, camera=False)
     rig = CamGridRig().build("orbit_arc", 3, LENGTH, 60.0, 0.0, 3.0, 1.0, 60.0, 0.0)[0]
-    embeds = CamGridCameraEncode().encode(rig, LENGTH, "auto", 0.0, "relative")[0]
+    embeds = CamGridCameraEncode().encode(rig, LENGTH, "auto", 0.0)[0]
     latent = CamGridEmptyLatent().generate(VIEWS, W, H, LENGTH)[0]
     with pytest.raises(ValueError, match="set views to 3"):
         CamGridSampler().sample(model, prompt(), prompt(), latent, 0, 1, 1.0, 5.0, "euler", "auto", 1.0, camera=embeds)
@@ -230,7 +231,7 @@ def test_video_to_new_camera_path_with_recammaster(models_dir):
     source, fitted = CamGridSourceVideo().encode(video_frames(), vae, W, H, LENGTH, "auto", 0, 2)
     assert fitted.shape == (LENGTH, H, W, 3) and source.latent.shape == (1, 16, 2, H // 8, W // 8)
     rig = CamGridRig().build("recammaster_arc_left", 1, 81, 0, 0, 0, 0, 60.0, 0.0)[0]
-    embeds = CamGridCameraEncode().encode(rig, LENGTH, "auto", 0.0, "relative")[0]
+    embeds = CamGridCameraEncode().encode(rig, LENGTH, "auto", 0.0)[0]
     latent = CamGridEmptyLatent().generate(1, W, H, LENGTH)[0]
     out, info = CamGridSampler().sample(model, prompt(), prompt(), latent, 1, 2, 2.0, 5.0, "unipc", "auto", 1.0,
                                         camera=embeds, source=source)
@@ -261,13 +262,18 @@ def test_decode_tiled_and_layout():
     assert big.shape[2] == 4096
 
 
-def test_cancel_stops_the_sampler(models_dir):
+def test_cancel_stops_the_sampler_and_a_stale_cancel_does_not(models_dir):
     model, _ = load("wan")
-    host.request_interrupt()
+    host.request_interrupt()  # issued while nothing runs: the next run must not be cancelled by it
+    latent, _ = run_sampler(model, camera=False)
+    assert torch.isfinite(latent["samples"]).all()
+
+    hook = model.model.blocks[0].register_forward_hook(lambda *_: host.request_interrupt())  # cancel mid-run
     try:
         with pytest.raises(host.Interrupted):
             run_sampler(model, camera=False)
     finally:
+        hook.remove()
         host.interrupt_event.clear()
     assert model.model.device.type == "cpu"  # offloaded even after a cancel
 
@@ -303,7 +309,7 @@ def test_builtin_model_runs_through_core_style_clip_and_vae(builtin_assets):
     latent = CamGridEmptyLatent().generate(3, 48, 32, 5, vae=vae)[0]
     assert latent["samples"].shape == (3, 8, 2, 8, 12)  # the tiny autoencoder: 8 channels, 4x
     rig = CamGridRig().build("orbit_arc", 3, 5, 60.0, 10.0, 3.0, 1.0, 60.0, 0.0)[0]
-    embeds = CamGridCameraEncode().encode(rig, 5, "auto", 0.0, "relative")[0]
+    embeds = CamGridCameraEncode().encode(rig, 5, "auto", 0.0)[0]
     negative = clip.encode_from_tokens_scheduled(clip.tokenize(""))
     out, text = CamGridSampler().sample(model, positive, negative, latent, 0, 2, 3.0, 3.0, "unipc", "soft", 1.0,
                                         camera=embeds)
