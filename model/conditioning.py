@@ -24,10 +24,12 @@ from dataclasses import dataclass
 
 import torch
 
+from .checks import CamGridError
+
 SOURCE_USES = ("recam", "replace_view", "first_row")
 
 
-class SourceVideoError(ValueError):
+class SourceVideoError(CamGridError):
     """A source video that does not fit the grid / model / mode; the message names the fix."""
 
 

@@ -255,10 +255,10 @@ class Pipeline:
             raise InputError("mode 'recam' (ReCamMaster) re-renders an input video: pass a source video "
                              "(--source video.mp4), or choose another mode")
         t_lat = latent_frame_count(frames)
-        the_rig = build_rig(rig, views, frames)
-        num_views = the_rig.num_views
-        self.log(f"{num_views} views ({', '.join(the_rig.names)}), {frames} frames at {width}x{height}, mode {mode_used}")
-        camera = camera_embedding(the_rig, variant, t_lat) if self.model.has_camera_encoder else None
+        camera_rig = build_rig(rig, views, frames)
+        num_views = camera_rig.num_views
+        self.log(f"{num_views} views ({', '.join(camera_rig.names)}), {frames} frames at {width}x{height}, mode {mode_used}")
+        camera = camera_embedding(camera_rig, variant, t_lat) if self.model.has_camera_encoder else None
 
         source_video = None
         if source is not None:
@@ -276,7 +276,7 @@ class Pipeline:
         grid = sample_grid(self.model, shape, context, negative, mode=mode_used, camera=camera, source=source_video,
                            steps=steps, cfg=cfg, shift=shift, scheduler=scheduler, seed=seed, guidance=guidance,
                            video_cfg=video_cfg, batch_cfg=batch_cfg, callback=callback, interrupt=interrupt)
-        self.last_latent, self.last_rig, self.last_mode = grid, the_rig, mode_used
+        self.last_latent, self.last_rig, self.last_mode = grid, camera_rig, mode_used
         return self.decode(grid)
 
 

@@ -8,7 +8,6 @@ import numpy as np
 import torch
 
 from ..model.camera import RIG_PRESETS, CameraRigError, load_rig, make_preset
-from ..model.pipeline import check_video_size
 from . import host
 from .optional import rig_drawer
 from .sockets import EMBEDS, RIG, VARIANTS, CameraEmbeds
@@ -241,15 +240,6 @@ class CamGridCameraEncode:
             summary = (f"{rig.num_views} cameras, {embeds.num_latent_frames} latent frames; {conv} rule: reference "
                        f"{reference}, {scale:g} units per metre")
         return embeds, summary
-
-
-def check_grid_size(width: int, height: int, length: int):
-    """VALIDATE_INPUTS helper: True or the message of pipeline.check_video_size."""
-    try:
-        check_video_size(int(width), int(height), int(length))
-    except ValueError as exc:
-        return str(exc)
-    return True
 
 
 __all__ = ["CamGridRig", "CamGridLoadRig", "CamGridRigPreview", "CamGridCameraEncode", "CameraRigError"]

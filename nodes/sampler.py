@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import logging
 
-from ..model.checks import CFG, DENOISE, SEED, SHIFT, STEPS, VIDEO_CFG, InputError
+from ..model.checks import CFG, DENOISE, SEED, SHIFT, STEPS, VIDEO_CFG, InputError, check_sampling
 from ..model.dit import MODES
 from ..model.memory import ATTENTION as ESTIMATED_ATTENTION, predict_peak_memory
 # TODO(lead): pick_mode / AUTO_MODE move to model/modes.py (issue 11); switch this import when it lands
@@ -29,8 +29,9 @@ MODE_NOTES = {
 class CamGridSampler:
     """Samples all views (and all frames) of a grid together.
 
-    The node checks what only it can see (the camera socket against the latent); the sampling settings,
-    the latent, the prompt features and the mode's needs are checked by `sample_grid` and the model.
+    Checked here: the sampling numbers (before any work) and what only the node can see (the camera
+    socket against the latent). The latent's channels, the prompt's width and the mode's needs (camera,
+    source, sync weights) are checked once, by `sample_grid` and the model.
     """
 
     @classmethod
@@ -97,6 +98,9 @@ class CamGridSampler:
 
     def sample(self, model, positive, negative, latent, seed, steps, cfg, shift, scheduler, sync_mode, denoise,
                camera=None, source=None, guidance="text", video_cfg=1.8, batch_cfg=True):
+        # before the progress bar takes `steps` and the model moves to the GPU (values fed by links, API calls);
+        # sample_grid checks the same limits for library callers
+        check_sampling(steps=steps, cfg=cfg, video_cfg=video_cfg, shift=shift, denoise=denoise, seed=seed)
         dit = model.model
         mode = pick_mode(model.variant, sync_mode)
         raw = latent_convert.latent_to_grid(latent)
