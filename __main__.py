@@ -12,6 +12,8 @@ import argparse
 import importlib
 import sys
 
+from .model.checks import CamGridError, output_folder, torch_device
+
 # --- subcommand registry --------------------------------------------------------------------------
 # To add `train`, `eval` or `demo`: write a module with add_arguments/run and add its line here, e.g.
 #   "train": (".training.cli", "train camgrid sync layers"),
@@ -22,8 +24,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "demo": (".train.demo", "generate a 4-view grid with the built-in model on CPU: videos, rig picture, metrics"),
 }
 
-# errors of bad input: printed as one line instead of a traceback
-USER_ERRORS = (ValueError, FileNotFoundError, ImportError)
+# errors of bad input: printed as one line instead of a traceback. Other errors are bugs and keep theirs.
+USER_ERRORS = (CamGridError, FileNotFoundError, ImportError)
 
 
 def _load(name: str):
@@ -33,8 +35,6 @@ def _load(name: str):
 
 def _check_common_arguments(args: argparse.Namespace) -> None:
     """--device and --out, shared by the subcommands, checked before any model loads (one line on error)."""
-    from .model.checks import output_folder, torch_device
-
     if getattr(args, "device", None) is not None:
         args.device = str(torch_device(args.device, "--device"))
     if getattr(args, "out", None) is not None:

@@ -1,11 +1,18 @@
 """Input checks shared by the library, the command line and the nodes: each limit is stated once, here.
 
 Every check raises `InputError` (a ValueError) whose message names the input and the fix, so the CLI can
-print it as one line and ComfyUI can show it in the node's error box.
+print it as one line and ComfyUI can show it in the node's error box. A `Limit` is one numeric input's
+allowed range: the nodes build their widgets from it (`widget()` gives ComfyUI's min/max), their
+VALIDATE_INPUTS and the library check values against it (`problem()` / `check()`), so a range cannot drift
+between the three. Non-finite numbers never pass a Limit.
 """
 from __future__ import annotations
 
+import math
+import numbers
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable, Mapping, Optional
 
 import torch
 
@@ -17,6 +24,153 @@ class CamGridError(ValueError):
 
 class InputError(CamGridError):
     """A bad argument: the message names the argument and what to do instead."""
+
+
+# ---------------------------------------------------------------------------------------------
+# numeric limits
+# ---------------------------------------------------------------------------------------------
+
+def _number(x) -> str:
+    return str(x) if isinstance(x, int) else f"{x:g}"
+
+
+def _shown(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+@dataclass(frozen=True)
+class Limit:
+    """The allowed values of one numeric input: low..high (inclusive), whole numbers if `integer`.
+    `hint` says what the input does, so a refusal also tells the user which way to go."""
+
+    low: float
+    high: float
+    integer: bool = False
+    hint: str = ""
+
+    def allows(self, value) -> bool:
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            return False
+        if isinstance(value, numbers.Integral):  # exact, even for ints too large for a float
+            return self.low <= value <= self.high
+        if not math.isfinite(value) or not self.low <= value <= self.high:
+            return False
+        return not self.integer or float(value).is_integer()
+
+    def problem(self, name: str, value) -> Optional[str]:
+        """None when `value` is allowed, else a one-line message that names `name`."""
+        if self.allows(value):
+            return None
+        kind = "a whole number" if self.integer else "a number"
+        return (f"{name} must be {kind} from {_number(self.low)} to {_number(self.high)}, got {_shown(value)}"
+                + (f" ({self.hint})" if self.hint else ""))
+
+    def check(self, name: str, value):
+        """`value` if allowed, else an InputError."""
+        raise_problem(self.problem(name, value))
+        return value
+
+    def widget(self, **options) -> dict:
+        """A ComfyUI widget's options with this limit's min and max."""
+        low, high = (int(self.low), int(self.high)) if self.integer else (self.low, self.high)
+        return {"min": low, "max": high, **options}
+
+
+def raise_problem(problem: Optional[str]) -> None:
+    """Raise InputError(problem) unless `problem` is None (the pattern of VALIDATE_INPUTS and execute)."""
+    if problem:
+        raise InputError(problem)
+
+
+def range_problem(limits: Mapping[str, Limit], values: Mapping[str, object],
+                  label: Callable[[str], str] = str) -> Optional[str]:
+    """The message for the first of `values` outside its limit in `limits` (None values are not known yet,
+    e.g. a ComfyUI input fed by a link at validation time, and are skipped); `label` names the input as
+    its caller knows it (a node's input name, a CLI flag)."""
+    for name, limit in limits.items():
+        value = values.get(name)
+        if value is not None:
+            problem = limit.problem(label(name), value)
+            if problem:
+                return problem
+    return None
+
+
+def cli_flag(name: str) -> str:
+    """`video_cfg` -> `--video-cfg`: how the command line names an input."""
+    return "--" + name.replace("_", "-")
+
+
+# Sampling (model/sampling.sample_grid, CamGrid Sampler, `generate`). steps / denoise also bound the
+# schedule's length: the schedule has int(steps / denoise) <= 100000 entries.
+STEPS = Limit(1, 1000, integer=True, hint="denoising steps; Wan uses 50, 20-30 is a fair preview")
+CFG = Limit(0.0, 30.0, hint="text guidance scale; 1 = no guidance, Wan uses 5")
+VIDEO_CFG = Limit(0.0, 30.0, hint="two_scale video guidance; SynCamMaster used 1.8")
+SHIFT = Limit(0.01, 100.0, hint="flow shift of the noise schedule; Wan uses 3 at 480p, 5 at 720p")
+DENOISE = Limit(0.01, 1.0, hint="1 generates from noise, lower keeps more of the input latent")
+SEED = Limit(0, 0xFFFFFFFFFFFFFFFF, integer=True, hint="any 64-bit unsigned integer")
+SAMPLING_LIMITS = {"steps": STEPS, "cfg": CFG, "video_cfg": VIDEO_CFG, "shift": SHIFT, "denoise": DENOISE,
+                   "seed": SEED}
+
+
+def check_sampling(label: Callable[[str], str] = str, **values) -> None:
+    """InputError for the first sampling setting (steps, cfg, video_cfg, shift, denoise, seed) outside its
+    limit; settings not passed (or None) are skipped."""
+    unknown = set(values) - set(SAMPLING_LIMITS)
+    if unknown:
+        raise TypeError(f"check_sampling got unknown settings {sorted(unknown)}")
+    raise_problem(range_problem(SAMPLING_LIMITS, values, label))
+
+
+# The video grid (CamGrid Empty Latent / Source Video, `generate`).
+SPATIAL_STRIDE = 16  # 8x VAE times the DiT's 2x2 patch: width and height are multiples of this
+FRAME_STRIDE = 4     # the Wan VAE packs 4 frames per latent frame after the first: frame counts are 4k+1
+VIDEO_SIDE = Limit(SPATIAL_STRIDE, 4096, integer=True, hint="pixels, a multiple of 16")
+FRAMES = Limit(1, 1025, integer=True, hint="video frames, 4k+1: 81 frames = 5 s at 16 fps")
+VIEWS = Limit(1, 64, integer=True, hint="cameras in the grid")
+VIEW_INDEX = Limit(0, VIEWS.high - 1, integer=True, hint="a view of the grid, 0 = the first")
+BATCH_SIZE = Limit(1, 16, integer=True, hint="independent grids generated at once")
+
+
+def video_size_problem(width, height, frames, names=("width", "height", "frames")) -> Optional[str]:
+    """None, or the message for a video size the Wan VAE + DiT cannot take (None values are skipped)."""
+    for name, size in zip(names[:2], (width, height)):
+        if size is None:
+            continue
+        problem = VIDEO_SIDE.problem(name, size)
+        if problem is None and size % SPATIAL_STRIDE:
+            near = max(SPATIAL_STRIDE, round(size / SPATIAL_STRIDE) * SPATIAL_STRIDE)
+            problem = (f"{name} must be a multiple of {SPATIAL_STRIDE} (8x VAE, 2x2 patches), got {size}: "
+                       f"use {near}")
+        if problem:
+            return problem
+    if frames is None:
+        return None
+    problem = FRAMES.problem(names[2], frames)
+    if problem is None and (frames - 1) % FRAME_STRIDE:
+        lo = (frames - 1) // FRAME_STRIDE * FRAME_STRIDE + 1
+        problem = (f"{names[2]} must be 4k+1 (the Wan VAE packs 4 frames per latent frame after the first), got "
+                   f"{frames}: use {lo} or {lo + FRAME_STRIDE}")
+    return problem
+
+
+def check_video_size(width: int, height: int, frames: int, names=("width", "height", "frames")) -> None:
+    """InputError unless width x height x frames is a size the Wan VAE + DiT can take."""
+    raise_problem(video_size_problem(width, height, frames, names))
+
+
+# ---------------------------------------------------------------------------------------------
+# tensors, devices, folders
+# ---------------------------------------------------------------------------------------------
+
+def check_finite(tensor: torch.Tensor, what: str, fix: str = "") -> torch.Tensor:
+    """`tensor` if every value is finite, else an InputError naming `what` (and `fix`)."""
+    if tensor.is_floating_point() or tensor.is_complex():
+        if not bool(torch.isfinite(tensor).all()):
+            bad = int((~torch.isfinite(tensor)).sum())
+            raise InputError(f"{what} holds {bad} NaN or infinite value(s)" + (f": {fix}" if fix else ""))
+    return tensor
 
 
 def torch_device(name, what: str = "device") -> torch.device:

@@ -18,15 +18,27 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional, Sequence, Union
 
 import torch
+import torch.nn.functional as F
+from tqdm import tqdm
 
-from .camera import RIG_PRESETS, CameraRig, latent_frame_count
+from .camera import RIG_PRESETS, TRANSLATION_SCALE, CameraRig, latent_frame_count, load_rig, make_preset, \
+    relative_extrinsics
+from .checkpoint import LoadOptions, describe, load_grid_dit
+from .checks import VIEW_INDEX, VIEWS, InputError, Limit, check_sampling, check_video_size, \
+    cli_flag, raise_problem, range_problem
 from .conditioning import SOURCE_USES, TEXT_LENGTH, SourceVideo
-from .modes import MODES, build_rig, camera_embedding, check_video_size, fit_frames, pick_mode
+from .modes import MODES, build_rig, camera_embedding, fit_frames, pick_mode
+from .files import atomic_save, atomic_write
 from .sampling import GUIDANCE, SCHEDULERS, sample_grid
+from .sync import load_sync_weights
+from .video_io import read_video, tile_views, write_video
+
 # diffusers' Wan example negative prompt (Wan's own default is the Chinese original of it)
 DEFAULT_NEGATIVE_PROMPT = (
     "Bright tones, overexposed, static, blurred details, subtitles, style, works, paintings, images, static, "
@@ -40,6 +52,16 @@ log_default = logging.getLogger("camgrid").info
 # ---------------------------------------------------------------------------------------------
 # small helpers
 # ---------------------------------------------------------------------------------------------
+
+def check_component_widths(dit_config, vae_latent_channels: int, text_features: int) -> None:
+    """InputError unless the VAE's latent channels and the text encoder's width are what the DiT takes."""
+    if vae_latent_channels != dit_config.in_dim:
+        raise InputError(f"the VAE has {vae_latent_channels} latent channels but the DiT expects "
+                         f"{dit_config.in_dim}: use the Wan2.1 VAE with a Wan2.1 DiT")
+    if text_features != dit_config.text_dim:
+        raise InputError(f"the text encoder gives {text_features}-d features but the DiT expects "
+                         f"{dit_config.text_dim}: use the umT5-XXL encoder of Wan2.1")
+
 
 def _find_tokenizer(text_encoder: Path) -> Path:
     markers = ("tokenizer.json", "spiece.model", "tokenizer_config.json")
@@ -62,12 +84,7 @@ class Pipeline:
         self.model, self.vae, self.text_encoder, self.tokenizer = model, vae, text_encoder, tokenizer
         self.device = torch.device(device)
         self.log = log or log_default
-        if vae.config.z_dim != model.config.in_dim:
-            raise ValueError(f"the VAE has {vae.config.z_dim} latent channels but the DiT expects {model.config.in_dim}: "
-                             "use the Wan2.1 VAE with a Wan2.1 DiT")
-        if text_encoder.config.d_model != model.config.text_dim:
-            raise ValueError(f"the text encoder gives {text_encoder.config.d_model}-d features but the DiT expects "
-                             f"{model.config.text_dim}: use the umT5-XXL encoder of Wan2.1")
+        check_component_widths(model.config, vae.config.z_dim, text_encoder.config.d_model)
 
     @classmethod
     def from_files(cls, dit: Union[str, Path], vae: Union[str, Path], text_encoder: Union[str, Path],
@@ -76,10 +93,9 @@ class Pipeline:
                    attention: Optional[str] = None, log: Optional[Callable[[str], None]] = None) -> "Pipeline":
         """Load every component from local files. dtype None: the DiT file's dtype on CUDA, float32 on CPU.
         The VAE always runs in float32 (as Wan does); umT5 in bfloat16 when the DiT is half precision on CUDA."""
+        # imported here: diffusers and transformers take seconds to import and only this path needs them
         from diffusers import AutoencoderKLWan
         from transformers import AutoTokenizer, UMT5EncoderModel
-
-        from .checkpoint import LoadOptions, load_grid_dit
 
         device = torch.device(device)
         if dtype is None and device.type == "cpu":
@@ -159,23 +175,21 @@ class Pipeline:
         if mode == "auto":
             self.log(f"mode auto -> {mode_used!r} (model variant {variant!r})")
         if mode_used == "recam" and source is None:
-            raise ValueError("mode 'recam' (ReCamMaster) re-renders an input video: pass a source video "
+            raise InputError("mode 'recam' (ReCamMaster) re-renders an input video: pass a source video "
                              "(--source video.mp4), or choose another mode")
         t_lat = latent_frame_count(frames)
-        the_rig = build_rig(rig, views, frames)
-        num_views = the_rig.num_views
-        self.log(f"{num_views} views ({', '.join(the_rig.names)}), {frames} frames at {width}x{height}, mode {mode_used}")
-        camera = camera_embedding(the_rig, variant, t_lat) if self.model.has_camera_encoder else None
+        camera_rig = build_rig(rig, views, frames)
+        num_views = camera_rig.num_views
+        self.log(f"{num_views} views ({', '.join(camera_rig.names)}), {frames} frames at {width}x{height}, mode {mode_used}")
+        camera = camera_embedding(camera_rig, variant, t_lat) if self.model.has_camera_encoder else None
 
         source_video = None
         if source is not None:
             how = source_mode or ("recam" if mode_used == "recam" else "replace_view")
             if how not in SOURCE_USES:
-                raise ValueError(f"source_mode {how!r} is not one of {SOURCE_USES}")
+                raise InputError(f"source_mode {how!r} is not one of {', '.join(SOURCE_USES)}")
             if isinstance(source, (str, Path)):
-                from .video_io import read_video
-
-                source, _ = read_video(source, max_frames=frames)
+                source = read_source_video(source, frames, "source")
             latent = self.encode_video(fit_frames(source, width, height, frames))
             source_video = SourceVideo(latent, how, 0 if how == "first_row" else source_view)
 
@@ -185,8 +199,29 @@ class Pipeline:
         grid = sample_grid(self.model, shape, context, negative, mode=mode_used, camera=camera, source=source_video,
                            steps=steps, cfg=cfg, shift=shift, scheduler=scheduler, seed=seed, guidance=guidance,
                            video_cfg=video_cfg, batch_cfg=batch_cfg, callback=callback, interrupt=interrupt)
-        self.last_latent, self.last_rig, self.last_mode = grid, the_rig, mode_used
+        self.last_latent, self.last_rig, self.last_mode = grid, camera_rig, mode_used
         return self.decode(grid)
+
+
+# ---------------------------------------------------------------------------------------------
+# reading a source video
+# ---------------------------------------------------------------------------------------------
+
+def read_source_video(path: Union[str, Path], frames: int, what: str = "--source") -> np.ndarray:
+    """The first `frames` frames [F, H, W, 3] uint8 of the video at `path`, or an InputError naming `what`."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{what} {str(path)!r} does not exist: give a video file (mp4, ...)")
+    try:
+        video, _ = read_video(path, max_frames=frames)
+    except (OSError, RuntimeError, ValueError, StopIteration) as exc:  # what ffmpeg's reader raises on junk
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InputError(f"{what} {str(path)!r} is not a readable video ({reason[:200]})") from None
+    if len(video) < frames:
+        shorter = max(1, (len(video) - 1) // 4 * 4 + 1)
+        raise InputError(f"{what} {str(path)!r} has {len(video)} frames but {frames} are needed: use a longer video "
+                         f"or fewer frames (4k+1, e.g. {shorter})")
+    return video
 
 
 # ---------------------------------------------------------------------------------------------
@@ -194,6 +229,9 @@ class Pipeline:
 # ---------------------------------------------------------------------------------------------
 
 DTYPES = {"auto": None, "fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+# the command line's own numbers (sampling and video size limits live in model/checks.py)
+CLI_LIMITS = {"views": VIEWS, "source_view": VIEW_INDEX,
+              "fps": Limit(1.0, 240.0, hint="frames per second of the written videos")}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -236,11 +274,109 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--attention", default=None, help="attention backend (sdpa, flash_attn, sage, chunked)")
 
 
+@dataclass
+class GenerateJob:
+    """What `generate` settled before loading any weights."""
+
+    rig: CameraRig                    # cut to the requested views
+    source: Optional[np.ndarray]      # the source video's frames [F, H, W, 3] uint8, or None
+
+
+def _existing(path, flag: str, folder: bool = False) -> Path:
+    path = Path(path)
+    if not (path.is_dir() if folder else path.is_file()):
+        kind = "folder" if folder else "file"
+        raise InputError(f"{flag} {str(path)!r} is not an existing {kind}")
+    return path
+
+
+def _config_value(folder: Path, key: str, flag: str) -> int:
+    """One number from a diffusers / transformers folder's config.json."""
+    config = folder / "config.json"
+    try:
+        value = json.loads(config.read_text(encoding="utf-8"))[key]
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise InputError(f"{flag} {str(folder)!r}: cannot read {key!r} from its config.json ({type(exc).__name__}); "
+                         "pass a diffusers-format folder (config.json + weights)") from None
+    return value
+
+
+def mode_problem(variant: str, mode: str, source_use: Optional[str], has_sync_weights: bool, guidance: str,
+                 source_view: int, views: int) -> Optional[str]:
+    """None, or why `mode` cannot run with this DiT variant and these options (the rules the DiT, the
+    sampler and the source conditioning enforce, asked before anything is loaded)."""
+    if mode == "syncam" and variant != "syncammaster":
+        return (f"--mode syncam needs a SynCamMaster DiT, but --dit is a {variant} DiT: use --mode hard (any "
+                "Wan2.1 model) or a SynCamMaster-Wan2.1 checkpoint")
+    if mode == "recam" and variant != "recammaster":
+        return f"--mode recam needs a ReCamMaster DiT, but --dit is a {variant} DiT: use a ReCamMaster checkpoint"
+    if mode == "recam" and source_use is None:
+        return "--mode recam (ReCamMaster) re-renders an input video: pass --source video.mp4, or choose another mode"
+    if mode == "soft" and not has_sync_weights:
+        return "--mode soft needs trained sync weights: pass --sync-weights FILE, or use --mode hard"
+    if guidance == "two_scale" and source_use is None:
+        return "--guidance two_scale weighs a source video against the text: pass --source, or use --guidance text"
+    if source_use == "recam" and mode != "recam":
+        return f"--source-mode recam needs --mode recam (a ReCamMaster DiT), got mode {mode}: use replace_view"
+    if source_use in ("replace_view", "first_row") and mode == "recam":
+        return f"--mode recam feeds the source through the model: drop --source-mode {source_use} (or set recam)"
+    if source_use == "replace_view" and not 0 <= source_view < views:
+        return f"--source-view {source_view} is not a view of the grid (0..{views - 1}): pick one that exists"
+    return None
+
+
+def check_generate_args(args: argparse.Namespace) -> GenerateJob:
+    """Everything `generate` can check before it loads the DiT, VAE and umT5 (minutes with real weights):
+    numbers, sizes, files, the DiT's variant against the mode, the rig, and the source video (read here)."""
+    check_sampling(cli_flag, steps=args.steps, cfg=args.cfg, video_cfg=args.video_cfg, shift=args.shift,
+                   seed=args.seed)
+    check_video_size(args.width, args.height, args.frames, ("--width", "--height", "--frames"))
+    raise_problem(range_problem(CLI_LIMITS, {"views": args.views, "source_view": args.source_view,
+                                             "fps": args.fps}, cli_flag))
+    dit_config = describe(_existing(args.dit, "--dit"))["config"]
+    vae, text_encoder = _existing(args.vae, "--vae", True), _existing(args.text_encoder, "--text-encoder", True)
+    check_component_widths(dit_config, _config_value(vae, "z_dim", "--vae"),
+                           _config_value(text_encoder, "d_model", "--text-encoder"))
+    if args.tokenizer is not None:
+        _existing(args.tokenizer, "--tokenizer", True)
+    else:
+        _find_tokenizer(text_encoder)
+    if args.sync_weights is not None:
+        _existing(args.sync_weights, "--sync-weights")
+    mode = pick_mode(dit_config.variant, args.mode)
+    rig = build_rig(args.rig, args.views, args.frames)
+    source_use = (args.source_mode or ("recam" if mode == "recam" else "replace_view")) if args.source else None
+    raise_problem(mode_problem(dit_config.variant, mode, source_use, args.sync_weights is not None, args.guidance,
+                               args.source_view, rig.num_views))
+    source = read_source_video(args.source, args.frames) if args.source else None
+    return GenerateJob(rig, source)
+
+
+def save_video(path: Path, frames, fps: float) -> Path:
+    """write_video through model/files.py: the finished file replaces `path` atomically."""
+    def write(tmp: Path) -> None:
+        staged = tmp.with_name(tmp.name + path.suffix)  # ffmpeg picks the container from the file's extension
+        try:
+            write_video(staged, frames, fps=fps)
+            os.replace(staged, tmp)
+        finally:
+            staged.unlink(missing_ok=True)
+    return atomic_save(path, write)
+
+
+def write_outputs(out: Path, frames: torch.Tensor, names: Sequence[str], fps: float, settings: dict) -> list[Path]:
+    """One video per view, the views tiled in grid.mp4, and settings.json; every file written atomically."""
+    written = []
+    for i, name in enumerate(names):
+        safe = "".join(ch if ch.isalnum() or ch in "+-_." else "_" for ch in name)
+        written.append(save_video(out / f"view{i:02d}_{safe}.mp4", frames[i], fps))
+    written.append(save_video(out / "grid.mp4", tile_views(frames), fps))
+    written.append(atomic_write(out / "settings.json", json.dumps(settings, indent=1, default=str)))
+    return written
+
+
 def run(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
-    from .video_io import tile_views, write_video
-
+    job = check_generate_args(args)
     pipe = Pipeline.from_files(args.dit, args.vae, args.text_encoder, args.tokenizer, device=args.device,
                                dtype=DTYPES[args.dtype], sync_weights=args.sync_weights, attention=args.attention,
                                log=print)
@@ -251,23 +387,15 @@ def run(args: argparse.Namespace) -> int:
         bar.update(step - bar.n)
 
     try:
-        frames = pipe.generate(args.prompt, args.negative_prompt, rig=args.rig, views=args.views, width=args.width,
-                               height=args.height, frames=args.frames, mode=args.mode, steps=args.steps, cfg=args.cfg,
-                               shift=args.shift, seed=args.seed, scheduler=args.scheduler, source=args.source,
+        frames = pipe.generate(args.prompt, args.negative_prompt, rig=job.rig, width=args.width, height=args.height,
+                               frames=args.frames, mode=args.mode, steps=args.steps, cfg=args.cfg, shift=args.shift,
+                               seed=args.seed, scheduler=args.scheduler, source=job.source,
                                source_mode=args.source_mode, source_view=args.source_view, guidance=args.guidance,
                                video_cfg=args.video_cfg, batch_cfg=args.batch_cfg, callback=progress)
     finally:
         bar.close()
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    written = []
-    for i, name in enumerate(pipe.last_rig.names):
-        safe = "".join(ch if ch.isalnum() or ch in "+-_." else "_" for ch in name)
-        written.append(write_video(out / f"view{i:02d}_{safe}.mp4", frames[i], fps=args.fps))
-    written.append(write_video(out / "grid.mp4", tile_views(frames), fps=args.fps))
     settings = {k: v for k, v in vars(args).items() if k != "func"}
     settings["mode_used"] = pipe.last_mode
-    (out / "settings.json").write_text(json.dumps(settings, indent=1, default=str))
-    for path in written:
+    for path in write_outputs(Path(args.out), frames, pipe.last_rig.names, args.fps, settings):
         print(f"wrote {path}")
     return 0

@@ -6,11 +6,21 @@ import math
 import torch
 import torch.nn.functional as F
 
+from ..model.checks import VIEW_INDEX, VIEWS, InputError, Limit, raise_problem, range_problem
 from ..model.video_io import grid_layout, tile_frames
 from . import host, latent_convert
 from .vae_io import decode_video
 
 MAX_SHEET_WIDTH = 4096  # the contact sheet is shrunk to at most this many pixels across
+DECODE_LIMITS = {
+    "rows": Limit(0, VIEWS.high, integer=True, hint="rows of the side-by-side video, 0 = automatic"),
+    "cols": Limit(0, VIEWS.high, integer=True, hint="columns of the side-by-side video, 0 = automatic"),
+    "sheet_frames": Limit(1, 64, integer=True, hint="frames per view in the contact sheet"),
+    "tile_size": Limit(64, 4096, integer=True, hint="pixels per tile"),
+    "overlap": Limit(0, 4096, integer=True, hint="pixels of tile overlap, at most half of tile_size"),
+    "temporal_size": Limit(8, 4096, integer=True, hint="video frames per temporal tile"),
+    "temporal_overlap": Limit(4, 4096, integer=True, hint="frames of overlap between temporal tiles"),
+}
 
 
 def sample_frame_indices(num_frames: int, count: int) -> list[int]:
@@ -37,6 +47,15 @@ def contact_sheet(frames: torch.Tensor, count: int, gap: int = 4) -> torch.Tenso
     return sheet[None]
 
 
+def decode_problem(**inputs):
+    """None, or why CamGrid Decode cannot take these inputs (None values = not known yet)."""
+    problem = range_problem(DECODE_LIMITS, inputs)
+    tile_size, overlap = inputs.get("tile_size"), inputs.get("overlap")
+    if problem is None and tile_size is not None and overlap is not None and overlap * 2 > tile_size:
+        problem = f"overlap ({overlap}) must be at most half of tile_size ({tile_size})"
+    return problem
+
+
 def resolve_layout(views: int, rows: int, cols: int) -> tuple[int, int]:
     """rows / cols 0 = automatic (as square as possible); one given -> the other follows."""
     if rows and cols:
@@ -57,24 +76,24 @@ class CamGridDecode:
             "required": {
                 "latent": ("LATENT", {"tooltip": "The grid from CamGrid Sampler."}),
                 "vae": ("VAE", {"tooltip": "The Wan2.1 VAE (wan_2.1_vae.safetensors)."}),
-                "rows": ("INT", {"default": 0, "min": 0, "max": 64, "tooltip": "Rows of the side-by-side video; "
-                         "0 = automatic."}),
-                "cols": ("INT", {"default": 0, "min": 0, "max": 64, "tooltip": "Columns of the side-by-side video; "
-                         "0 = automatic."}),
-                "sheet_frames": ("INT", {"default": 6, "min": 1, "max": 64, "tooltip": "Frames per view in the "
-                                 "contact sheet (evenly spaced over time)."}),
+                "rows": ("INT", DECODE_LIMITS["rows"].widget(default=0, tooltip="Rows of the side-by-side video; "
+                         "0 = automatic.")),
+                "cols": ("INT", DECODE_LIMITS["cols"].widget(default=0, tooltip="Columns of the side-by-side video; "
+                         "0 = automatic.")),
+                "sheet_frames": ("INT", DECODE_LIMITS["sheet_frames"].widget(default=6, tooltip="Frames per view in "
+                                 "the contact sheet (evenly spaced over time).")),
             },
             "optional": {
                 "tiled": ("BOOLEAN", {"default": False, "tooltip": "Decode in tiles: much less VRAM at 480p+ "
                           "(slightly slower, rare seams)."}),
-                "tile_size": ("INT", {"default": 256, "min": 64, "max": 4096, "step": 32, "tooltip": "Tile size "
-                              "in pixels (tiled)."}),
-                "overlap": ("INT", {"default": 64, "min": 0, "max": 4096, "step": 32, "tooltip": "Tile overlap in "
-                            "pixels (tiled)."}),
-                "temporal_size": ("INT", {"default": 64, "min": 8, "max": 4096, "step": 4, "tooltip": "Video "
-                                  "frames decoded at a time (tiled)."}),
-                "temporal_overlap": ("INT", {"default": 8, "min": 4, "max": 4096, "step": 4, "tooltip": "Frames "
-                                     "of overlap between temporal tiles (tiled)."}),
+                "tile_size": ("INT", DECODE_LIMITS["tile_size"].widget(default=256, step=32, tooltip="Tile size "
+                              "in pixels (tiled).")),
+                "overlap": ("INT", DECODE_LIMITS["overlap"].widget(default=64, step=32, tooltip="Tile overlap in "
+                            "pixels (tiled).")),
+                "temporal_size": ("INT", DECODE_LIMITS["temporal_size"].widget(default=64, step=4, tooltip="Video "
+                                  "frames decoded at a time (tiled).")),
+                "temporal_overlap": ("INT", DECODE_LIMITS["temporal_overlap"].widget(default=8, step=4, tooltip=
+                                     "Frames of overlap between temporal tiles (tiled).")),
             },
         }
 
@@ -87,17 +106,18 @@ class CamGridDecode:
 
     @classmethod
     def VALIDATE_INPUTS(cls, tile_size=None, overlap=None):
-        if tile_size is not None and overlap is not None and overlap * 2 > tile_size:
-            return f"overlap ({overlap}) must be at most half of tile_size ({tile_size})"
-        return True
+        # named here for the overlap rule (ComfyUI then skips its min/max for these two)
+        return decode_problem(tile_size=tile_size, overlap=overlap) or True
 
     def decode(self, latent, vae, rows, cols, sheet_frames, tiled=False, tile_size=256, overlap=64,
                temporal_size=64, temporal_overlap=8):
+        raise_problem(decode_problem(rows=rows, cols=cols, sheet_frames=sheet_frames, tile_size=tile_size,
+                                     overlap=overlap, temporal_size=temporal_size, temporal_overlap=temporal_overlap))
         grid = latent_convert.latent_to_grid(latent)  # raw [B, V, C, T, H, W]
         b, v = grid.shape[:2]
         rows, cols = resolve_layout(v, rows, cols)
         if rows * cols < v:
-            raise ValueError(f"a {rows} x {cols} layout holds {rows * cols} views but the grid has {v}: "
+            raise InputError(f"a {rows} x {cols} layout holds {rows * cols} views but the grid has {v}: "
                              "raise rows or cols, or set them to 0 (automatic)")
         progress = host.ProgressReporter(b * v, desc="camgrid decoding")
         per_item = []
@@ -126,9 +146,9 @@ class CamGridSelectView:
         return {"required": {
             "images": ("IMAGE", {"tooltip": "All views' frames, view after view (CamGrid Decode 'frames', or core "
                        "VAE Decode of a grid latent)."}),
-            "views": ("INT", {"default": 4, "min": 1, "max": 64, "tooltip": "How many views the batch holds "
-                      "(CamGrid Decode's 'views' output)."}),
-            "view": ("INT", {"default": 0, "min": 0, "max": 63, "tooltip": "The view to take (0 = the first)."}),
+            "views": ("INT", VIEWS.widget(default=4, tooltip="How many views the batch holds (CamGrid Decode's "
+                      "'views' output).")),
+            "view": ("INT", VIEW_INDEX.widget(default=0, tooltip="The view to take (0 = the first).")),
         }}
 
     RETURN_TYPES = ("IMAGE",)
@@ -139,16 +159,21 @@ class CamGridSelectView:
 
     @classmethod
     def VALIDATE_INPUTS(cls, views=None, view=None):
-        if views is not None and view is not None and not 0 <= view < views:
-            return f"view {view} does not exist in a grid of {views} views (0..{views - 1})"
-        return True
+        return select_view_problem(views, view) or True
 
     def select(self, images, views, view):
+        raise_problem(select_view_problem(views, view))
         n = images.shape[0]
         if n % views:
-            raise ValueError(f"{n} frames cannot be split into {views} equal views: set views to the grid's view "
+            raise InputError(f"{n} frames cannot be split into {views} equal views: set views to the grid's view "
                              "count (CamGrid Decode's 'views' output)")
-        if not 0 <= view < views:
-            raise ValueError(f"view {view} does not exist in a grid of {views} views (0..{views - 1})")
         per_view = n // views
         return (images[view * per_view:(view + 1) * per_view],)
+
+
+def select_view_problem(views=None, view=None):
+    """None, or why CamGrid Select View cannot take these inputs (None = not known yet)."""
+    problem = range_problem({"views": VIEWS, "view": VIEW_INDEX}, {"views": views, "view": view})
+    if problem is None and views is not None and view is not None and view >= views:
+        problem = f"view {view} does not exist in a grid of {views} views (0..{views - 1})"
+    return problem

@@ -7,7 +7,8 @@ node code runs in tests and the CLI, where ComfyUI is absent:
                  `$CAMGRID_MODELS_DIR` / `./models`
   devices        `comfy.model_management` or torch's own view of the machine
   progress       `comfy.utils.ProgressBar` with latent previews, or tqdm
-  cancel         ComfyUI's interrupt flag, or `interrupt_event` that a CLI may set
+  cancel         ComfyUI's interrupt flag, or `interrupt_event` that a CLI may set (cleared when a job
+                 starts, as ComfyUI clears its flag when a prompt starts)
 
 We only use ComfyUI when it is *already loaded* (its `folder_paths` and `comfy.model_management`
 are in `sys.modules`, as they always are when it imports a custom node pack). Importing them
@@ -248,6 +249,14 @@ def request_interrupt() -> None:
     interrupt_event.set()
 
 
+def begin_run() -> None:
+    """A job starts: forget a cancel requested while nothing was running, so it cannot stop this job.
+    ComfyUI clears its own flag when a prompt starts; inside it this does nothing (clearing the flag here
+    would swallow a cancel the user pressed during an earlier node of the same prompt)."""
+    if not IN_COMFY:
+        interrupt_event.clear()
+
+
 def check_interrupted() -> None:
     """Raise `InterruptException` if the user cancelled; call it between steps and blocks."""
     if IN_COMFY:
@@ -292,6 +301,7 @@ class ProgressReporter:
     """
 
     def __init__(self, total: int, preview_fn=None, desc: str = "camgrid"):
+        begin_run()  # a reporter is made when a node's long work starts
         self.total = int(total)
         self.step = 0
         self._preview_fn = preview_fn
@@ -365,6 +375,6 @@ __all__ = [
     "IN_COMFY", "MODEL_KINDS", "CAMGRID_FOLDER", "CAMGRID_EXTENSIONS", "WEIGHT_EXTENSIONS",
     "models_root", "model_folders", "list_models", "model_path", "user_folders",
     "torch_device", "offload_device", "free_bytes", "free_memory_for", "is_low_vram", "soft_empty_cache",
-    "Interrupted", "InterruptException", "interrupt_event", "request_interrupt", "check_interrupted",
+    "Interrupted", "InterruptException", "interrupt_event", "request_interrupt", "begin_run", "check_interrupted",
     "ProgressReporter",
 ]

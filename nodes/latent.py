@@ -3,26 +3,49 @@ from __future__ import annotations
 
 import torch
 
+from ..model.checks import (BATCH_SIZE, FRAMES, VIDEO_SIDE, VIEW_INDEX, VIEWS, Limit, InputError, raise_problem,
+                            range_problem, video_size_problem)
 from ..model.conditioning import SOURCE_USES, SourceVideo
 from ..model.modes import fit_frames
 from . import latent_convert
-from .rig import check_grid_size
 from .sockets import SOURCE
 from .vae_io import encode_video
 
 LATENT_CHANNELS = 16  # Wan2.1 VAE
-MAX_SIZE = 4096
+START_FRAME = Limit(0, 100000, integer=True, hint="input frames skipped first")
+GRID_SIZE_NAMES = ("width", "height", "length")
 
 
 def size_inputs(tooltip_what: str) -> dict:
     return {
-        "width": ("INT", {"default": 832, "min": 16, "max": MAX_SIZE, "step": 16, "tooltip": f"Width of {tooltip_what} "
-                          "in pixels (multiple of 16). 832x480 is what the 1.3B models were trained at."}),
-        "height": ("INT", {"default": 480, "min": 16, "max": MAX_SIZE, "step": 16, "tooltip": f"Height of "
-                           f"{tooltip_what} in pixels (multiple of 16)."}),
-        "length": ("INT", {"default": 81, "min": 1, "max": 1025, "step": 4, "tooltip": "Video frames (4k+1: the "
-                           "Wan VAE packs 4 frames per latent frame after the first). 81 frames = 5 s at 16 fps."}),
+        "width": ("INT", VIDEO_SIDE.widget(default=832, step=16, tooltip=f"Width of {tooltip_what} in pixels "
+                  "(multiple of 16). 832x480 is what the 1.3B models were trained at.")),
+        "height": ("INT", VIDEO_SIDE.widget(default=480, step=16, tooltip=f"Height of {tooltip_what} in pixels "
+                   "(multiple of 16).")),
+        "length": ("INT", FRAMES.widget(default=81, step=4, tooltip="Video frames (4k+1: the Wan VAE packs 4 "
+                   "frames per latent frame after the first). 81 frames = 5 s at 16 fps.")),
     }
+
+
+def empty_latent_problem(views=None, width=None, height=None, length=None, batch_size=None):
+    """None, or why CamGrid Empty Latent cannot make this grid (None = not known yet)."""
+    return (range_problem({"views": VIEWS, "batch_size": BATCH_SIZE}, {"views": views, "batch_size": batch_size})
+            or video_size_problem(width, height, length, GRID_SIZE_NAMES))
+
+
+def source_video_problem(width=None, height=None, length=None, use=None, view=None, start_frame=None):
+    """None, or why CamGrid Source Video cannot take these inputs (None = not known yet)."""
+    problem = (video_size_problem(width, height, length, GRID_SIZE_NAMES)
+               or range_problem({"view": VIEW_INDEX, "start_frame": START_FRAME}, {"view": view,
+                                                                                   "start_frame": start_frame}))
+    if problem:
+        return problem
+    if use is not None and use not in ("auto",) + SOURCE_USES:
+        return f"use {use!r} is not one of auto, {', '.join(SOURCE_USES)}"
+    if use == "first_row" and view not in (None, 0):
+        return (f"use first_row always makes the input video view 0 (the fixed camera), but view is {view}: "
+                "set view to 0, or use replace_view")
+    return None
 
 
 class CamGridEmptyLatent:
@@ -31,11 +54,11 @@ class CamGridEmptyLatent:
     @classmethod
     def INPUT_TYPES(cls):
         return {"required": {
-            "views": ("INT", {"default": 4, "min": 1, "max": 64, "tooltip": "Number of cameras (views). Must "
-                              "match the rig's camera count."}),
+            "views": ("INT", VIEWS.widget(default=4, tooltip="Number of cameras (views). Must match the rig's "
+                      "camera count.")),
             **size_inputs("each view"),
-            "batch_size": ("INT", {"default": 1, "min": 1, "max": 16, "tooltip": "Independent grids to generate "
-                                   "at once (each with all views)."}),
+            "batch_size": ("INT", BATCH_SIZE.widget(default=1, tooltip="Independent grids to generate at once "
+                           "(each with all views).")),
         }, "optional": {
             "vae": ("VAE", {"tooltip": "Optional: size the latent for this VAE (channels, compression). Leave "
                     "empty for the Wan2.1 VAE (16 channels, 8x)."}),
@@ -49,11 +72,11 @@ class CamGridEmptyLatent:
 
     @classmethod
     def VALIDATE_INPUTS(cls, width=None, height=None, length=None):
-        if None in (width, height, length):
-            return True
-        return check_grid_size(width, height, length)
+        # named here for the multiple-of-16 and 4k+1 rules (ComfyUI then skips its min/max for them)
+        return empty_latent_problem(width=width, height=height, length=length) or True
 
     def generate(self, views, width, height, length, batch_size=1, vae=None):
+        raise_problem(empty_latent_problem(views, width, height, length, batch_size))
         channels, spatial, temporal = LATENT_CHANNELS, 8, 4
         if vae is not None:
             channels = int(getattr(vae, "latent_channels", channels))
@@ -79,10 +102,10 @@ class CamGridSourceVideo:
                         "video. recam: ReCamMaster re-renders it (needs ReCamMaster weights). replace_view: it "
                         "becomes view `view` of the grid (any model). first_row: it is view 0, the fixed camera "
                         "(4Real-Video). auto: recam for ReCamMaster models, else replace_view."}),
-                "view": ("INT", {"default": 0, "min": 0, "max": 63, "tooltip": "replace_view: which view of the "
-                         "grid the input video is."}),
-                "start_frame": ("INT", {"default": 0, "min": 0, "max": 100000, "tooltip": "Skip this many frames "
-                                "of the input first."}),
+                "view": ("INT", VIEW_INDEX.widget(default=0, tooltip="replace_view: which view of the grid the "
+                         "input video is.")),
+                "start_frame": ("INT", START_FRAME.widget(default=0, tooltip="Skip this many frames of the input "
+                                "first.")),
             },
             "optional": {
                 "tiled": ("BOOLEAN", {"default": False, "tooltip": "Encode in tiles (less VRAM, a bit slower)."}),
@@ -97,29 +120,20 @@ class CamGridSourceVideo:
 
     @classmethod
     def VALIDATE_INPUTS(cls, width=None, height=None, length=None, use=None, view=None):
-        if None in (width, height, length):
-            return True
-        size = check_grid_size(width, height, length)
-        if size is not True:
-            return size
-        if use == "first_row" and view not in (None, 0):
-            return (f"use first_row always makes the input video view 0 (the fixed camera), but view is {view}: "
-                    "set view to 0, or use replace_view")
-        if use is not None and use not in ("auto",) + SOURCE_USES:
-            return f"use {use!r} is not one of auto, {', '.join(SOURCE_USES)}"
-        return True
+        return source_video_problem(width, height, length, use, view) or True
 
     def encode(self, images, vae, width, height, length, use, view, start_frame, tiled=False):
+        raise_problem(source_video_problem(width, height, length, use, view, start_frame))
         frames = images[start_frame:]
         if frames.shape[0] < length:
-            raise ValueError(f"the input video has {images.shape[0]} frames (after skipping {start_frame}) but "
+            raise InputError(f"the input video has {images.shape[0]} frames (after skipping {start_frame}) but "
                              f"length is {length}: lower length (4k+1, e.g. "
                              f"{max(1, (frames.shape[0] - 1) // 4 * 4 + 1)}) or start_frame, or load more frames")
         fitted = fit_frames(frames[..., :3], width, height, length)
         raw = encode_video(vae, fitted, tiled=tiled)
         expected = (length - 1) // 4 + 1
         if raw.shape[2] != expected:
-            raise ValueError(f"the VAE gave {raw.shape[2]} latent frames for {length} video frames (expected "
+            raise InputError(f"the VAE gave {raw.shape[2]} latent frames for {length} video frames (expected "
                              f"{expected}); use the Wan2.1 VAE")
         source = SourceVideo(latent_convert.normalize(raw), use, 0 if use == "first_row" else view)
         return source, fitted

@@ -13,6 +13,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from ..model.checks import InputError, check_finite
 from ..model.conditioning import TEXT_LENGTH
 
 # Wan2.1 VAE per-channel latent statistics (the same numbers as the VAE's config and ComfyUI's Wan21).
@@ -59,13 +60,13 @@ def grid_info(latent: dict) -> dict:
 def latent_to_grid(latent: dict) -> torch.Tensor:
     """Grid LATENT -> raw latent grid [B, V, C, T, H, W]."""
     samples = latent["samples"]
-    if samples.ndim != 5:
-        raise ValueError(f"the latent must be a video latent [N, C, T, H, W], got shape {tuple(samples.shape)}: "
-                         "make it with CamGrid Empty Latent (or a Wan video latent node)")
+    if samples.ndim != 5 or 0 in samples.shape:
+        raise InputError(f"the latent must be a non-empty video latent [N, C, T, H, W], got shape "
+                         f"{tuple(samples.shape)}: make it with CamGrid Empty Latent (or a Wan video latent node)")
     info = grid_info(latent)
     v, b = int(info["views"]), int(info["batch"])
-    if v * b != samples.shape[0]:
-        raise ValueError(f"the latent holds {samples.shape[0]} videos but says it has {v} views x {b} batch: "
+    if v < 1 or b < 1 or v * b != samples.shape[0]:
+        raise InputError(f"the latent holds {samples.shape[0]} videos but says it has {v} views x {b} batch: "
                          "it was edited by a node that changed its batch; make a fresh one with CamGrid Empty Latent")
     return samples.reshape(v, b, *samples.shape[1:]).transpose(0, 1)
 
@@ -86,15 +87,16 @@ def conditioning_to_context(conditioning, name: str = "positive", length: int | 
     `length` None keeps the encoder's own length (models not trained on padded umT5 features).
     """
     if not isinstance(conditioning, (list, tuple)) or not conditioning:
-        raise ValueError(f"{name}: expected a CONDITIONING from CLIP Text Encode, got {type(conditioning).__name__}")
+        raise InputError(f"{name}: expected a CONDITIONING from CLIP Text Encode, got {type(conditioning).__name__}")
     entry = conditioning[0]
-    cond = entry[0] if isinstance(entry, (list, tuple)) else entry
+    cond = entry[0] if isinstance(entry, (list, tuple)) and entry else entry
     options = entry[1] if isinstance(entry, (list, tuple)) and len(entry) > 1 and isinstance(entry[1], dict) else {}
-    if not isinstance(cond, torch.Tensor) or cond.ndim != 3:
-        raise ValueError(f"{name}: the conditioning tensor must be [1, tokens, features], got "
-                         f"{getattr(cond, 'shape', type(cond).__name__)}; encode the prompt with CLIP Text Encode "
-                         "using a CLIP loaded as type 'wan' (umt5_xxl)")
-    cond = cond[:1].float()
+    if not isinstance(cond, torch.Tensor) or cond.ndim != 3 or 0 in cond.shape:
+        raise InputError(f"{name}: the conditioning tensor must be [1, tokens, features] with at least one token, "
+                         f"got {tuple(getattr(cond, 'shape', ())) or type(cond).__name__}; encode the prompt with "
+                         "CLIP Text Encode using a CLIP loaded as type 'wan' (umt5_xxl)")
+    cond = check_finite(cond[:1].float(), f"{name}: the prompt features",
+                        "re-encode the prompt (a text encoder run in fp16 can overflow; try its fp32 or bf16 weights)")
     mask = options.get("attention_mask")
     if isinstance(mask, torch.Tensor) and mask.shape[-1] == cond.shape[1]:
         cond = cond * mask.reshape(1, -1, 1).to(cond)

@@ -329,25 +329,15 @@ class CamGridCameraEncode:
             raise InputError(f"convention {convention!r} is unknown; use auto or one of {', '.join(VARIANTS)}")
         if encoding != "relative":
             raise InputError("encoding must be relative: the supported models take the 12-d relative extrinsics")
-        embeds = CameraEmbeds(rig.validate(), length, convention, "auto", scale, "relative")
+        embeds = CameraEmbeds(rig.validate(), length, convention, "auto", scale)
         cameras = plural(rig.num_views, "camera")
         if convention == "auto":
             summary = f"{cameras}, {embeds.num_latent_frames} latent frames; rule from the model"
         else:
-            embeds.extrinsics = embeds.relative(convention)
             conv, reference, scale = embeds.rule_for(convention)
             summary = (f"{cameras}, {embeds.num_latent_frames} latent frames; {conv} rule: reference "
                        f"{reference}, {scale:g} units per metre")
         return embeds, summary
-
-
-def check_grid_size(width: int, height: int, length: int):
-    """VALIDATE_INPUTS helper: True or the message of modes.check_video_size."""
-    try:
-        check_video_size(width, height, length)
-    except ValueError as exc:
-        return str(exc)
-    return True
 
 
 __all__ = ["CamGridRig", "CamGridLoadRig", "CamGridRigPreview", "CamGridCameraEncode", "CameraRigError"]

@@ -3,21 +3,21 @@ from __future__ import annotations
 
 import logging
 
-import torch
-
-from ..model.conditioning import TEXT_LENGTH
+from ..model.checks import CFG, DENOISE, SEED, SHIFT, STEPS, VIDEO_CFG, InputError, check_sampling
 from ..model.dit import MODES
+from ..model.attention import BACKENDS as ESTIMATED_ATTENTION
+from ..model.memory import predict_peak_memory
 from ..model.modes import AUTO_MODE, pick_mode
+from ..model.offload import disable_block_swap, enable_block_swap
+from ..model.conditioning import TEXT_LENGTH
 from ..model.sampling import GUIDANCE, SCHEDULERS, sample_grid
 from . import host, latent_convert
-from .optional import block_swap_functions
 from .sockets import EMBEDS, MODEL, SOURCE
 
 log = logging.getLogger("camgrid")
 
 SYNC_MODES = ("auto",) + MODES
 WAN_TEXT_DIM = 4096
-CAMERA_MODES = ("syncam", "recam")  # modes that cannot run without camera embeddings
 MODE_NOTES = {
     "independent": "every view is its own video (no sync: the baseline)",
     "syncam": "SynCamMaster multi-view attention",
@@ -27,19 +27,13 @@ MODE_NOTES = {
 }
 
 
-def _model_bytes(model: torch.nn.Module) -> int:
-    return sum(p.numel() * p.element_size() for p in model.parameters())
-
-
-def _activation_bytes(grid_shape, model, branches: int) -> int:
-    """A rough upper estimate of the activations of one forward (tokens x width x a few buffers)."""
-    b, v, c, t, h, w = grid_shape
-    tokens = b * v * t * (h // 2) * (w // 2) * branches
-    return tokens * model.config.dim * 4 * 12
-
-
 class CamGridSampler:
-    """Samples all views (and all frames) of a grid together."""
+    """Samples all views (and all frames) of a grid together.
+
+    Checked here: the sampling numbers (before any work) and what only the node can see (the camera
+    socket against the latent). The latent's channels, the prompt's width and the mode's needs (camera,
+    source, sync weights) are checked once, by `sample_grid` and the model.
+    """
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -50,24 +44,23 @@ class CamGridSampler:
                              "a CLIP loaded as type wan: umt5_xxl)."}),
                 "negative": ("CONDITIONING", {"tooltip": "The negative prompt (the CFG 'unconditional' branch)."}),
                 "latent": ("LATENT", {"tooltip": "The grid to fill: CamGrid Empty Latent (views, size, length)."}),
-                "seed": ("INT", {"default": 0, "min": 0, "max": 0xFFFFFFFFFFFFFFFF, "control_after_generate": True,
-                                 "tooltip": "Noise seed. The noise is drawn on the CPU, so a seed gives the same "
-                                 "video on any GPU."}),
-                "steps": ("INT", {"default": 50, "min": 1, "max": 1000, "tooltip": "Denoising steps (Wan uses 50; "
-                          "20-30 is a fair preview)."}),
-                "cfg": ("FLOAT", {"default": 5.0, "min": 0.0, "max": 30.0, "step": 0.1, "round": 0.01, "tooltip":
-                        "Text guidance scale; 1 skips the negative branch (twice as fast)."}),
-                "shift": ("FLOAT", {"default": 5.0, "min": 0.01, "max": 100.0, "step": 0.1, "tooltip": "Flow "
-                          "shift of the noise schedule (Wan: 5 at 720p and for most 480p use, 3 also works at "
-                          "480p). Higher spends more steps at high noise."}),
+                "seed": ("INT", SEED.widget(default=0, control_after_generate=True, tooltip="Noise seed. The "
+                         "noise is drawn on the CPU, so a seed gives the same video on any GPU.")),
+                "steps": ("INT", STEPS.widget(default=50, tooltip="Denoising steps (Wan uses 50; 20-30 is a fair "
+                          "preview).")),
+                "cfg": ("FLOAT", CFG.widget(default=5.0, step=0.1, round=0.01, tooltip="Text guidance scale; 1 "
+                        "skips the negative branch (twice as fast).")),
+                "shift": ("FLOAT", SHIFT.widget(default=5.0, step=0.1, tooltip="Flow shift of the noise schedule "
+                          "(Wan: 5 at 720p and for most 480p use, 3 also works at 480p). Higher spends more steps "
+                          "at high noise.")),
                 "scheduler": (list(SCHEDULERS), {"default": "unipc", "tooltip": "unipc: Wan's default solver. "
                               "euler: plain flow-matching Euler."}),
                 "sync_mode": (list(SYNC_MODES), {"default": "auto", "tooltip": "How the views are kept "
                               "consistent. auto: from the model (SynCamMaster -> syncam, ReCamMaster -> recam, "
                               "plain Wan -> hard). independent: no sync. hard: 4Real-Video two-stream with "
                               "averaging (any Wan2.1). soft: learned sync (needs sync weights)."}),
-                "denoise": ("FLOAT", {"default": 1.0, "min": 0.01, "max": 1.0, "step": 0.01, "tooltip": "1 "
-                            "generates from noise; lower keeps more of the input latent (video-to-video)."}),
+                "denoise": ("FLOAT", DENOISE.widget(default=1.0, step=0.01, tooltip="1 generates from noise; "
+                            "lower keeps more of the input latent (video-to-video).")),
             },
             "optional": {
                 "camera": (EMBEDS, {"tooltip": "Camera embeddings (CamGrid Camera Encode), one camera per view. "
@@ -78,8 +71,8 @@ class CamGridSampler:
                 "guidance": (list(GUIDANCE), {"default": "text", "tooltip": "text: classic CFG. two_scale: with a "
                              "source video, separate video (video_cfg) and text (cfg) guidance as SynCamMaster "
                              "did (3 model passes per step)."}),
-                "video_cfg": ("FLOAT", {"default": 1.8, "min": 0.0, "max": 30.0, "step": 0.1, "tooltip":
-                              "two_scale: how strongly the output follows the source video (SynCamMaster: 1.8)."}),
+                "video_cfg": ("FLOAT", VIDEO_CFG.widget(default=1.8, step=0.1, tooltip="two_scale: how strongly "
+                              "the output follows the source video (SynCamMaster: 1.8).")),
                 "batch_cfg": ("BOOLEAN", {"default": True, "tooltip": "Run the guidance branches as one batch "
                               "(faster, more memory). Turn off if you run out of VRAM."}),
             },
@@ -92,19 +85,13 @@ class CamGridSampler:
     DESCRIPTION = "Generates every view of a multi-camera grid together; 'info' says which sync mode ran."
 
     @classmethod
-    def VALIDATE_INPUTS(cls, sync_mode=None, scheduler=None, guidance=None, steps=None, denoise=None, cfg=None):
+    def VALIDATE_INPUTS(cls, sync_mode=None, guidance=None):
+        # Only inputs with a rule ComfyUI cannot state are named here: ComfyUI skips its own list and min/max
+        # checks for a named input, so the numbers keep the widgets' limits (model/checks.py).
         if sync_mode is not None and sync_mode not in SYNC_MODES:
             return f"sync_mode {sync_mode!r} is not one of {', '.join(SYNC_MODES)}"
-        if scheduler is not None and scheduler not in SCHEDULERS:
-            return f"scheduler {scheduler!r} is not one of {', '.join(SCHEDULERS)}"
         if guidance is not None and guidance not in GUIDANCE:
             return f"guidance {guidance!r} is not one of {', '.join(GUIDANCE)}"
-        if steps is not None and not 1 <= steps <= 1000:
-            return f"steps must be between 1 and 1000, got {steps}"
-        if denoise is not None and not 0.0 < denoise <= 1.0:
-            return f"denoise must be in (0, 1], got {denoise}"
-        if cfg is not None and cfg < 0:
-            return f"cfg must be >= 0, got {cfg}"
         if guidance == "two_scale" and sync_mode == "independent":
             return ("guidance two_scale weighs a source video against the text; it needs a source and a synced "
                     "mode (auto, syncam, recam, hard, soft), not independent")
@@ -112,32 +99,27 @@ class CamGridSampler:
 
     def sample(self, model, positive, negative, latent, seed, steps, cfg, shift, scheduler, sync_mode, denoise,
                camera=None, source=None, guidance="text", video_cfg=1.8, batch_cfg=True):
+        # before the progress bar takes `steps` and the model moves to the GPU (values fed by links, API calls);
+        # sample_grid checks the same limits for library callers
+        check_sampling(steps=steps, cfg=cfg, video_cfg=video_cfg, shift=shift, denoise=denoise, seed=seed)
         dit = model.model
-        variant = model.variant
-        mode = pick_mode(variant, sync_mode)
-        info = [f"sync mode {sync_mode} -> {mode} ({MODE_NOTES[mode]}); model {model.name} is {variant}"
-                if sync_mode == "auto" else f"sync mode {mode} ({MODE_NOTES[mode]}); model {model.name} is {variant}"]
-        if sync_mode == "auto":
-            log.info("camgrid: sync mode auto -> %s (model variant %s)", mode, variant)
-
+        mode = pick_mode(model.variant, sync_mode)
         raw = latent_convert.latent_to_grid(latent)
-        b, v, c, t, h, w = raw.shape
-        info.append(f"{v} views x {b} batch, latent {t} frames x {h} x {w}")
-        cam = self._camera(camera, dit, variant, mode, v, t, info)
+        b, v, _, t, h, w = raw.shape
+        chosen = f"sync mode {sync_mode} -> {mode}" if sync_mode == "auto" else f"sync mode {mode}"
+        info = [f"{chosen} ({MODE_NOTES[mode]}); model {model.name} is {model.variant}",
+                f"{v} views x {b} batch, latent {t} frames x {h} x {w}"]
+        cam = self._camera(camera, model, mode, v, t, info)
         src = self._source(source, mode, info)
-        # the library checks the rest (latent channels, text width, soft needs sync weights, two_scale needs a source)
         context = latent_convert.conditioning_to_context(positive, "positive", None)
         negative_context = latent_convert.conditioning_to_context(negative, "negative", None)
         # Wan (umT5, 4096-d) was trained on prompts padded to 512 zero tokens; other encoders keep their length
         text_length = TEXT_LENGTH if dit.config.text_dim == WAN_TEXT_DIM else None
         init = latent_convert.normalize(raw, channel_dim=2) if denoise < 1.0 else None
 
-        branches = 3 if guidance == "two_scale" else (2 if cfg != 1.0 else 1)
-        device = host.torch_device()
         reporter = host.ProgressReporter(steps, desc="camgrid sampling")
-        grid = None
-        self._to_device(model, device, _model_bytes(dit) + _activation_bytes(raw.shape, dit, branches if batch_cfg else 1))
         try:
+            self._to_device(model, self._bytes_needed(model, raw.shape, mode, guidance, cfg, batch_cfg))
             grid = sample_grid(dit, raw.shape, context, negative_context, mode=mode, camera=cam, source=src,
                                steps=steps, cfg=cfg, shift=shift, scheduler=scheduler, seed=seed, denoise=denoise,
                                init_latent=init, guidance=guidance, video_cfg=video_cfg, batch_cfg=batch_cfg,
@@ -147,36 +129,33 @@ class CamGridSampler:
         finally:
             reporter.close()
             self._offload(model)
-        out = latent_convert.grid_to_latent(latent_convert.denormalize(grid, channel_dim=2), mode=mode, variant=variant,
-                                     names=list(camera.rig.names) if camera is not None else None)
+        out = latent_convert.grid_to_latent(latent_convert.denormalize(grid, channel_dim=2), mode=mode,
+                                            variant=model.variant,
+                                            names=list(camera.rig.names) if camera is not None else None)
         text = "\n".join(info)
         log.info("camgrid: %s", text.replace("\n", "; "))
         return out, text
 
     # -- pieces ------------------------------------------------------------------------------------
     @staticmethod
-    def _camera(camera, dit, variant, mode, v, t, info):
+    def _camera(camera, model, mode, views, latent_frames, info):
+        """The [V, T, 12] embedding for this model, or None (no camera input, or a model without a camera
+        encoder). A missing camera where the mode needs one is the model's error to report."""
         if camera is None:
-            if mode in CAMERA_MODES:
-                raise ValueError(f"sync mode {mode} needs camera embeddings: connect CamGrid Camera Encode to "
-                                 "'camera'")
             info.append("no camera input: views differ only through the sync mode")
             return None
-        if camera.kind != "relative":
-            raise ValueError(f"camera encoding {camera.kind!r}: the supported models take relative extrinsics; set "
-                             "encoding to relative in CamGrid Camera Encode")
-        if camera.num_views != v:
-            raise ValueError(f"the camera rig has {camera.num_views} cameras ({', '.join(camera.rig.names)}) but the "
-                             f"latent has {v} views: set views to {camera.num_views} in CamGrid Empty Latent, or "
-                             "use a rig with as many cameras as views")
-        if not dit.has_camera_encoder:
-            info.append(f"camera input ignored: a {variant} model has no camera encoder (views are tied together by "
-                        f"the {mode} sync, not steered to the rig)")
+        if camera.num_views != views:
+            raise InputError(f"the camera rig has {camera.num_views} cameras ({', '.join(camera.rig.names)}) but "
+                             f"the latent has {views} views: set views to {camera.num_views} in CamGrid Empty "
+                             "Latent, or use a rig with as many cameras as views")
+        if not model.model.has_camera_encoder:
+            info.append(f"camera input ignored: a {model.variant} model has no camera encoder (views are tied "
+                        f"together by the {mode} sync, not steered to the rig)")
             return None
-        convention, reference, scale = camera.rule_for(variant)
+        convention, reference, scale = camera.rule_for(model.variant)
         info.append(f"cameras: {', '.join(camera.rig.names)}; {convention} rule (reference {reference}, "
                     f"{scale:g} units per metre)")
-        return camera.relative(variant, t)
+        return camera.relative(model.variant, latent_frames)
 
     @staticmethod
     def _source(source, mode, info):
@@ -188,20 +167,32 @@ class CamGridSampler:
         return source
 
     @staticmethod
-    def _to_device(model, device, bytes_needed):
+    def _bytes_needed(model, grid_shape, mode, guidance, cfg, batch_cfg) -> int:
+        """Device memory to ask the host for: model/memory.py's prediction of the peak of one forward."""
+        b, v, _, t, h, w = grid_shape
+        branches = 3 if guidance == "two_scale" else (2 if cfg != 1.0 else 1)
+        attention = model.attention if model.attention in ESTIMATED_ATTENTION else "auto"
+        # rounded up to the DiT's 2x2 patches: an odd latent size is the model's error to report, not ours
+        return int(predict_peak_memory(model.model.config, views=v, frames=4 * (t - 1) + 1, height=8 * (h + h % 2),
+                                       width=8 * (w + w % 2), mode=mode, dtype=model.dtype,
+                                       fp8=model.weight_storage != "default", block_swap=model.block_swap,
+                                       ffn_chunk=model.ffn_chunk or None, row_chunks=model.row_chunks or None,
+                                       attention=attention, cfg_batch=b * (branches if batch_cfg else 1)))
+
+    @staticmethod
+    def _to_device(model, bytes_needed):
+        device = host.torch_device()
         host.free_memory_for(bytes_needed, device)
-        swap = block_swap_functions()
-        if model.block_swap and swap is not None:
-            swap[0](model.model, model.block_swap, device)
+        if model.block_swap:
+            enable_block_swap(model.model, model.block_swap, device)
         else:
             model.model.to(device)
 
     @staticmethod
     def _offload(model):
-        swap = block_swap_functions()
         offload = host.offload_device()
-        if model.block_swap and swap is not None:
-            swap[1](model.model, offload)
+        if model.block_swap:
+            disable_block_swap(model.model, offload)
         model.model.to(offload)
         host.soft_empty_cache()
 

@@ -1,4 +1,5 @@
-"""What flows on camgrid's own sockets (DESIGN §2). Core types (LATENT, IMAGE, ...) are not here."""
+"""What flows on camgrid's own sockets (docs/ARCHITECTURE.md §2 Data that flows between nodes). Core types
+(LATENT, IMAGE, ...) are not here."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -6,7 +7,7 @@ from typing import Optional
 
 import torch
 
-from ..model.camera import CameraRig, latent_frame_count, relative_extrinsics, TRANSLATION_SCALE
+from ..model.camera import TRANSLATION_SCALE, CameraRig, latent_frame_count, relative_extrinsics
 from ..model.modes import CAMERA_REFERENCE
 
 MODEL = "CAMGRID_MODEL"
@@ -51,12 +52,10 @@ class LoadedModel:
 
 @dataclass
 class CameraEmbeds:
-    """A rig and how to encode it (the CAMERA_EMBEDS socket).
+    """A rig and how to encode it as 12-d relative extrinsics (the CAMERA_EMBEDS socket).
 
-    convention "auto" defers the encoding rule (translation scale, reference camera) to the
-    sampler, which knows the model variant; a variant name fixes it. `extrinsics` is the eager
-    [V, T_lat, 12] encoding for a fixed convention (None for auto), shown to the user and checked
-    early.
+    convention "auto" defers the encoding rule (translation scale, reference camera) to the sampler,
+    which knows the model variant; a variant name fixes it.
     """
 
     rig: CameraRig
@@ -64,8 +63,6 @@ class CameraEmbeds:
     convention: str = "auto"             # "auto" | one of VARIANTS
     reference: str = "auto"              # "auto" | "view0" | "first_pose"
     translation_scale: float = 0.0       # 0: the convention's own scale
-    kind: str = "relative"               # the 12-d relative extrinsics (the only encoding the models take)
-    extrinsics: Optional[torch.Tensor] = None
 
     @property
     def num_views(self) -> int:

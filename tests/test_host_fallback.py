@@ -107,3 +107,13 @@ def test_grid_preview_layout_puts_views_side_by_side():
     assert video.shape == (1, 2, 1, 2, 6)
     for v in range(3):
         assert torch.equal(video[..., v * 2:(v + 1) * 2], grid[:, v])
+
+
+def test_a_cancel_requested_while_idle_does_not_stop_the_next_run():
+    host.interrupt_event.clear()
+    host.request_interrupt()  # e.g. Ctrl-C pressed after the previous run had finished
+    with host.ProgressReporter(3) as bar:  # a new run starts: the stale request is forgotten
+        bar.update(1)
+        host.request_interrupt()  # a request during the run stops it
+        with pytest.raises(host.Interrupted):
+            bar.update(2)

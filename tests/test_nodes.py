@@ -49,7 +49,7 @@ def run_sampler(model, views=VIEWS, camera=True, source=None, **kw):
     embeds = None
     if camera:
         rig = CamGridRig().build("orbit_arc", views, LENGTH, 60.0, 10.0, 3.0, 1.0, 60.0, 0.0)[0]
-        embeds = CamGridCameraEncode().encode(rig, LENGTH, "auto", 0.0, "relative")[0]
+        embeds = CamGridCameraEncode().encode(rig, LENGTH, "auto", 0.0)[0]
     args = dict(seed=3, steps=2, cfg=2.0, shift=5.0, scheduler="euler", sync_mode="auto", denoise=1.0)
     args.update(kw)
     return CamGridSampler().sample(model, prompt(), prompt("blurry"), latent, camera=embeds, source=source, **args)
@@ -172,9 +172,10 @@ def test_rig_preview_and_encode():
     image = CamGridRigPreview().draw(rig, 256)[0]
     assert image.shape == (1, 256, 512, 3) and 0 <= image.min() and image.max() <= 1
     assert image.std() > 0.05  # something is drawn
-    embeds, text = CamGridCameraEncode().encode(rig, 81, "syncammaster", 0.0, "relative")
-    assert embeds.extrinsics.shape == (3, 21, 12) and "view0" in text
-    assert torch.allclose(embeds.extrinsics[0, 0], torch.eye(4)[:3].flatten())  # view 0 is the reference
+    embeds, text = CamGridCameraEncode().encode(rig, 81, "syncammaster", 0.0)
+    extrinsics = embeds.relative("syncammaster")
+    assert extrinsics.shape == (3, 21, 12) and "view0" in text
+    assert torch.allclose(extrinsics[0, 0], torch.eye(4)[:3].flatten())  # view 0 is the reference
     recam = CamGridRig().build("recammaster_arc_left", 1, 81, 0, 0, 0, 0, 60.0, 0.0)[0]
     assert recam.num_views == 1 and not recam.is_static
 
@@ -215,10 +216,10 @@ def test_auto_mode_plain_wan_is_hard_sync_and_says_camera_is_unused(models_dir):
 
 def test_syncam_without_camera_and_wrong_view_count_are_refused(models_dir):
     model, _ = load("syncammaster")
-    with pytest.raises(ValueError, match="Camera Encode"):
+    with pytest.raises(ValueError, match="camera embeddings"):  # the model's own check
         run_sampler(model, camera=False)
     rig = CamGridRig().build("orbit_arc", 3, LENGTH, 60.0, 0.0, 3.0, 1.0, 60.0, 0.0)[0]
-    embeds = CamGridCameraEncode().encode(rig, LENGTH, "auto", 0.0, "relative")[0]
+    embeds = CamGridCameraEncode().encode(rig, LENGTH, "auto", 0.0)[0]
     latent = CamGridEmptyLatent().generate(VIEWS, W, H, LENGTH)[0]
     with pytest.raises(ValueError, match="set views to 3"):
         CamGridSampler().sample(model, prompt(), prompt(), latent, 0, 1, 1.0, 5.0, "euler", "auto", 1.0, camera=embeds)
@@ -235,7 +236,7 @@ def test_video_to_new_camera_path_with_recammaster(models_dir):
     source, fitted = CamGridSourceVideo().encode(video_frames(), vae, W, H, LENGTH, "auto", 0, 2)
     assert fitted.shape == (LENGTH, H, W, 3) and source.latent.shape == (1, 16, 2, H // 8, W // 8)
     rig = CamGridRig().build("recammaster_arc_left", 1, 81, 0, 0, 0, 0, 60.0, 0.0)[0]
-    embeds = CamGridCameraEncode().encode(rig, LENGTH, "auto", 0.0, "relative")[0]
+    embeds = CamGridCameraEncode().encode(rig, LENGTH, "auto", 0.0)[0]
     latent = CamGridEmptyLatent().generate(1, W, H, LENGTH)[0]
     out, info = CamGridSampler().sample(model, prompt(), prompt(), latent, 1, 2, 2.0, 5.0, "unipc", "auto", 1.0,
                                         camera=embeds, source=source)
@@ -266,13 +267,18 @@ def test_decode_tiled_and_layout():
     assert big.shape[2] == 4096
 
 
-def test_cancel_stops_the_sampler(models_dir):
+def test_cancel_stops_the_sampler_and_a_stale_cancel_does_not(models_dir):
     model, _ = load("wan")
-    host.request_interrupt()
+    host.request_interrupt()  # issued while nothing runs: the next run must not be cancelled by it
+    latent, _ = run_sampler(model, camera=False)
+    assert torch.isfinite(latent["samples"]).all()
+
+    hook = model.model.blocks[0].register_forward_hook(lambda *_: host.request_interrupt())  # cancel mid-run
     try:
         with pytest.raises(host.Interrupted):
             run_sampler(model, camera=False)
     finally:
+        hook.remove()
         host.interrupt_event.clear()
     assert model.model.device.type == "cpu"  # offloaded even after a cancel
 
@@ -308,7 +314,7 @@ def test_builtin_model_runs_through_core_style_clip_and_vae(builtin_assets):
     latent = CamGridEmptyLatent().generate(3, 48, 32, 5, vae=vae)[0]
     assert latent["samples"].shape == (3, 8, 2, 8, 12)  # the tiny autoencoder: 8 channels, 4x
     rig = CamGridRig().build("orbit_arc", 3, 5, 60.0, 10.0, 3.0, 1.0, 60.0, 0.0)[0]
-    embeds = CamGridCameraEncode().encode(rig, 5, "auto", 0.0, "relative")[0]
+    embeds = CamGridCameraEncode().encode(rig, 5, "auto", 0.0)[0]
     negative = clip.encode_from_tokens_scheduled(clip.tokenize(""))
     out, text = CamGridSampler().sample(model, positive, negative, latent, 0, 2, 3.0, 3.0, "unipc", "soft", 1.0,
                                         camera=embeds)
@@ -344,3 +350,140 @@ def test_broken_nodes_fail_loudly_in_comfy_but_not_for_library_use(in_comfy):
         assert "RAISED simulated broken node import" in out.stdout, out.stderr
     else:
         assert "IMPORTED {}" in out.stdout and "camgrid nodes not loaded" in out.stderr, out.stderr
+
+
+# --- limits: every numeric input of the grid nodes is checked against model/checks.py -------------------
+
+GRID_NODES = (CamGridSampler, CamGridEmptyLatent, CamGridSourceVideo, CamGridDecode, CamGridSelectView)
+
+
+def _numeric_inputs(cls):
+    spec = cls.INPUT_TYPES()
+    for section in ("required", "optional"):
+        for name, (kind, options) in spec.get(section, {}).items():
+            if kind in ("INT", "FLOAT"):
+                yield name, kind, options
+
+
+@pytest.mark.parametrize("cls", GRID_NODES, ids=lambda c: c.__name__)
+def test_inputs_named_in_validate_inputs_are_range_checked_there(cls):
+    # ComfyUI skips its own min/max check for an input that VALIDATE_INPUTS names: the node must do it
+    import inspect
+
+    named = set(inspect.signature(cls.VALIDATE_INPUTS).parameters)
+    for name, kind, options in _numeric_inputs(cls):
+        assert "min" in options and "max" in options, f"{cls.__name__}.{name} has no widget limits"
+        if name not in named:
+            continue
+        bad = [options["min"] - 1, options["max"] + 1] + ([float("nan")] if kind == "FLOAT" else [])
+        for value in bad:
+            message = cls.VALIDATE_INPUTS(**{name: value})
+            assert isinstance(message, str) and name in message, f"{cls.__name__}.{name}={value}: {message!r}"
+
+
+def test_sampler_widgets_carry_the_library_limits():
+    from camgrid.model import checks
+
+    spec = {**CamGridSampler.INPUT_TYPES()["required"], **CamGridSampler.INPUT_TYPES()["optional"]}
+    for name, limit in checks.SAMPLING_LIMITS.items():
+        assert (spec[name][1]["min"], spec[name][1]["max"]) == (limit.low, limit.high), name
+
+
+def _decode(**kw):
+    args = dict(rows=0, cols=0, sheet_frames=2, tiled=True, tile_size=64, overlap=16, temporal_size=8,
+                temporal_overlap=4)
+    args.update(kw)
+    latent = latent_convert.grid_to_latent(torch.randn(1, 2, 16, 2, 4, 4))
+    return CamGridDecode().decode(latent, StandInVAE(), **args)
+
+
+def _source(**kw):
+    args = dict(width=W, height=H, length=LENGTH, use="replace_view", view=0, start_frame=0)
+    args.update(kw)
+    return CamGridSourceVideo().encode(video_frames(), StandInVAE(), **args)
+
+
+def _empty(**kw):
+    args = dict(views=2, width=W, height=H, length=LENGTH, batch_size=1)
+    args.update(kw)
+    return CamGridEmptyLatent().generate(**args)
+
+
+BAD_NODE_CALLS = {
+    "empty views=0": (lambda: _empty(views=0), "views"),
+    "empty views=65": (lambda: _empty(views=65), "views"),
+    "empty batch_size=0": (lambda: _empty(batch_size=0), "batch_size"),
+    "empty width=100 (no silent rounding)": (lambda: _empty(width=100), "width"),
+    "empty length=80 (no silent rounding)": (lambda: _empty(length=80), "length"),
+    "empty length=4000001": (lambda: _empty(length=4_000_001), "length"),
+    "empty height=0": (lambda: _empty(height=0), "height"),
+    "select views=0": (lambda: CamGridSelectView().select(torch.zeros(4, 2, 2, 3), 0, 0), "views"),
+    "select view=-1": (lambda: CamGridSelectView().select(torch.zeros(4, 2, 2, 3), 2, -1), "view"),
+    "select view=2 of 2": (lambda: CamGridSelectView().select(torch.zeros(4, 2, 2, 3), 2, 2), "view 2"),
+    "decode rows=-1": (lambda: _decode(rows=-1), "rows"),
+    "decode cols=65": (lambda: _decode(cols=65), "cols"),
+    "decode sheet_frames=0": (lambda: _decode(sheet_frames=0), "sheet_frames"),
+    "decode tile_size=8": (lambda: _decode(tile_size=8), "tile_size"),
+    "decode overlap > tile/2": (lambda: _decode(tile_size=64, overlap=48), "overlap"),
+    "decode temporal_overlap=0": (lambda: _decode(temporal_overlap=0), "temporal_overlap"),
+    "source view=64": (lambda: _source(view=64), "view"),
+    "source start_frame=-1": (lambda: _source(start_frame=-1), "start_frame"),
+    "source length=80": (lambda: _source(length=80), "length"),
+    "source use=sideways": (lambda: _source(use="sideways"), "use"),
+    "source first_row view=1": (lambda: _source(use="first_row", view=1), "view"),
+    "source too short": (lambda: _source(length=13), "length"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_NODE_CALLS))
+def test_node_calls_with_bad_values_give_a_clear_error_naming_the_input(case):
+    from camgrid.model.checks import CamGridError
+
+    call, name = BAD_NODE_CALLS[case]
+    with pytest.raises(CamGridError) as info:
+        call()
+    message = str(info.value)
+    assert isinstance(info.value, ValueError) and name in message and "\n" not in message, message
+
+
+BAD_SAMPLER_VALUES = {
+    "denoise": [1e-9, 0.0, 1.5, float("nan")],   # 1e-9 with 1000 steps once built a 7 TiB schedule
+    "steps": [0, 1001, float("nan")],
+    "cfg": [1e6, -1.0, float("nan"), float("inf")],
+    "shift": [0.0, float("nan"), 1e9],
+    "video_cfg": [31.0, float("nan")],
+    "seed": [-1, 2**64],
+}
+
+
+@pytest.mark.parametrize("name", list(BAD_SAMPLER_VALUES))
+def test_sampler_refuses_out_of_range_numbers_before_any_work(models_dir, name, monkeypatch):
+    from camgrid.model.checks import CamGridError
+
+    model, _ = load("wan")
+    moved = []
+    monkeypatch.setattr(CamGridSampler, "_to_device", staticmethod(lambda *a: moved.append(a)))
+    for value in BAD_SAMPLER_VALUES[name]:
+        with pytest.raises(CamGridError, match=name):
+            run_sampler(model, camera=False, **{"steps": 1000 if name == "denoise" else 2, name: value})
+    assert not moved  # refused before the model went to the device
+
+
+def test_sampler_refuses_empty_and_non_finite_inputs(models_dir):
+    from camgrid.model.checks import CamGridError
+
+    model, _ = load("wan")
+    latent = CamGridEmptyLatent().generate(VIEWS, W, H, LENGTH)[0]
+    args = dict(seed=0, steps=1, cfg=2.0, shift=5.0, scheduler="euler", sync_mode="hard", denoise=1.0)
+    no_tokens = [[torch.zeros(1, 0, 32), {}]]
+    with pytest.raises(CamGridError, match="positive.*at least one token"):
+        CamGridSampler().sample(model, no_tokens, prompt(), latent, **args)
+    nan_prompt = prompt()
+    nan_prompt[0][0][0, 0, 0] = float("nan")
+    with pytest.raises(CamGridError, match="negative.*NaN"):
+        CamGridSampler().sample(model, prompt(), nan_prompt, latent, **args)
+    no_views = {"samples": torch.zeros(0, 16, 2, 4, 4), "camgrid": {"views": 0, "batch": 1}}
+    with pytest.raises(CamGridError, match="latent"):
+        CamGridSampler().sample(model, prompt(), prompt(), no_views, **args)
+    with pytest.raises(CamGridError, match="sync_mode|mode 'sideways'"):
+        CamGridSampler().sample(model, prompt(), prompt(), latent, **{**args, "sync_mode": "sideways"})

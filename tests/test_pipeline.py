@@ -44,9 +44,9 @@ def files(tmp_path_factory):
     root = tmp_path_factory.mktemp("pipeline")
     torch.manual_seed(0)
     vocab = build_tokenizer(root / "tokenizer")
-    cfg = UMT5Config(vocab_size=vocab, d_model=32, d_kv=8, d_ff=64, num_layers=1, num_heads=4,
+    text_config = UMT5Config(vocab_size=vocab, d_model=32, d_kv=8, d_ff=64, num_layers=1, num_heads=4,
                      relative_attention_num_buckets=8, relative_attention_max_distance=16)
-    UMT5EncoderModel(cfg).eval().save_pretrained(str(root / "text_encoder"))
+    UMT5EncoderModel(text_config).eval().save_pretrained(str(root / "text_encoder"))
     AutoencoderKLWan(base_dim=8, z_dim=16, dim_mult=[1, 1, 1, 1], num_res_blocks=1).save_pretrained(str(root / "vae"))
     save_grid_dit(tiny_model("syncammaster", seed=1), root / "syncam.safetensors")
     save_grid_dit(tiny_model("recammaster", seed=2), root / "recam.safetensors")
