@@ -442,3 +442,21 @@ def test_dit_stages_train_from_any_grid_source(tmp_path):
         TensorGridSource(torch.zeros(2, v, 4, t, 4, 8), torch.zeros(3, 16, 32), torch.zeros(2, v, t, 12))
     with pytest.raises(ValueError, match="NaN"):
         TensorGridSource(torch.full((2, v, 4, t, 4, 8), float("nan")), torch.zeros(2, 16, 32), torch.zeros(2, v, t, 12))
+
+
+def test_loop_stops_on_a_non_finite_loss_before_logging_or_saving_it(tmp_path):
+    from camgrid.train.loop import LoopSettings, StagePlan, TrainingDiverged, run_stage
+    from camgrid.train.losslog import LossLog
+    from camgrid.train.state import RunFolder
+
+    layer = torch.nn.Linear(2, 1)
+    poisoned = {3}
+    plan = StagePlan("video", lambda i: layer(torch.ones(2)).sum() * (float("nan") if i + 1 in poisoned else 1.0),
+                     [{"params": list(layer.parameters())}], {"dit": layer}, lr=1e-3, budget=1e9)
+    log = LossLog(tmp_path / "loss.csv")
+    with pytest.raises(TrainingDiverged, match="step 3"):
+        run_stage(plan, LoopSettings(max_steps=10, checkpoint_every=2, progress_bar=False), RunFolder(tmp_path),
+                  log, log=lambda *_: None)
+    log.close()
+    assert _loss_rows(tmp_path, "video") == [1, 2]
+    assert RunFolder(tmp_path).load_checkpoint("cpu").step == 2     # the last good state

@@ -81,24 +81,32 @@ def make_optimizer(plan: StagePlan) -> torch.optim.Optimizer:
     return torch.optim.AdamW(groups, lr=plan.lr, weight_decay=0.0, betas=(0.9, 0.99))
 
 
-def optimise(plan: StagePlan, step: int, optimizer: torch.optim.Optimizer, params: list, lr: float) -> torch.Tensor:
-    """One optimisation step at learning rate `lr` (times each group's lr_scale); returns the loss."""
+def optimise(plan: StagePlan, step: int, optimizer: torch.optim.Optimizer, params: list,
+             lr: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """One optimisation step at learning rate `lr` (times each group's lr_scale); returns the loss and the
+    gradient norm before clipping (tensors: reading them waits for the device)."""
     for group in optimizer.param_groups:
         group["lr"] = lr * group["lr_scale"]
     loss = plan.step(step)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
-    torch.nn.utils.clip_grad_norm_(params, CLIP_NORM)
+    grad_norm = torch.nn.utils.clip_grad_norm_(params, CLIP_NORM)
     optimizer.step()
-    return loss
+    return loss, grad_norm
 
 
-def finite_value(loss: torch.Tensor, stage: str, step: int) -> float:
-    value = float(loss.detach())
-    if not math.isfinite(value):
-        raise TrainingDiverged(f"stage {stage}: the loss is {value} at step {step}; resume from the last checkpoint "
-                               "with a lower --lr")
+def checked_loss(loss: torch.Tensor, grad_norm: torch.Tensor, stage: str, step: int) -> float:
+    """The loss as a number; TrainingDiverged when it or the gradients are not finite (the weights then are not)."""
+    value, norm = float(loss.detach()), float(grad_norm)
+    if not (math.isfinite(value) and math.isfinite(norm)):
+        raise TrainingDiverged(f"stage {stage}: the loss ({value}) or its gradient ({norm}) is not finite at step "
+                               f"{step}; resume from the last checkpoint with a lower --lr")
     return value
+
+
+def stage_checkpoint(plan: StagePlan, step: int, elapsed: float, optimizer: torch.optim.Optimizer) -> StageCheckpoint:
+    return StageCheckpoint(plan.name, step, elapsed, {k: m.state_dict() for k, m in plan.modules.items()},
+                           optimizer.state_dict())
 
 
 def run_stage(plan: StagePlan, settings: LoopSettings, folder: RunFolder, loss_log: LossLog,
@@ -117,11 +125,11 @@ def run_stage(plan: StagePlan, settings: LoopSettings, folder: RunFolder, loss_l
                bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f}s {postfix}")
     while step < settings.max_steps and clock.running():
         lr = learning_rate(plan.lr, step, clock.fraction())
-        loss = optimise(plan, step, optimizer, params, lr)
+        loss, grad_norm = optimise(plan, step, optimizer, params, lr)
         step += 1
         logged, checkpoint = step % LOG_EVERY == 0 or step <= FIRST_LOGGED, step % settings.checkpoint_every == 0
-        if logged or checkpoint:   # reading the loss waits for the device: only when it is used
-            value = finite_value(loss, plan.name, step)   # never log or save a diverged model as if it were fine
+        if logged or checkpoint:   # only then: reading the loss waits for the device
+            value = checked_loss(loss, grad_norm, plan.name, step)   # never log or save a diverged model
         if logged:
             losses.append((step, value))
             loss_log.write(plan.name, step, value, lr, clock.elapsed())
@@ -129,9 +137,7 @@ def run_stage(plan: StagePlan, settings: LoopSettings, folder: RunFolder, loss_l
         bar.n = min(int(clock.elapsed()), int(plan.budget))
         bar.refresh()
         if checkpoint:
-            folder.save_checkpoint(StageCheckpoint(plan.name, step, clock.elapsed(),
-                                                   {k: m.state_dict() for k, m in plan.modules.items()},
-                                                   optimizer.state_dict()))
+            folder.save_checkpoint(stage_checkpoint(plan, step, clock.elapsed(), optimizer))
     bar.close()
     log(f"stage {plan.name}: {step - start_step} steps in {clock.elapsed():.0f}s, "
         f"last loss {losses[-1][1] if losses else float('nan'):.4f}")
