@@ -343,23 +343,30 @@ def test_damaged_checkpoint_is_one_line_and_restart_stage_recovers(tmp_path, cap
     folder = RunFolder(out)
     folder.save_checkpoint(StageCheckpoint("video", 2, 1.0, {"text": {"w": torch.ones(4096)}}, {"state": {}}))
     good = (out / "checkpoint.pt").read_bytes()
-    damages = {"truncated": good[:len(good) // 2], "garbage": bytes(range(256)) * 8, "empty": b"",
-               "text": b"not a checkpoint\n"}
+    damages = {"truncated": good[:len(good) // 2], "not a torch archive": bytes(range(256)) * 8, "empty": b"",
+               "camgrid train": b"not a checkpoint\n", "lacks": None}
     cfg = TrainConfig(**{**MICRO, "out": str(out), "steps": 2, "stages": ("ae", "video"), "resume": True})
-    for name, data in damages.items():
-        (out / "checkpoint.pt").write_bytes(data)
+    for expected, data in damages.items():
+        if data is None:
+            torch.save({"weights": torch.ones(3)}, out / "checkpoint.pt")   # a torch file, not ours
+        else:
+            (out / "checkpoint.pt").write_bytes(data)
         with pytest.raises(TrainStateError) as err:
             Trainer(cfg, log=lambda *_: None).run()
         message = str(err.value)
-        assert "\n" not in message and "checkpoint.pt" in message and "--restart-stage" in message, name
-        assert "stage video" in message, name
+        assert "\n" not in message and "checkpoint.pt" in message and "--restart-stage" in message, expected
+        assert "stage video" in message and expected in message, message
+    folder.save_checkpoint(StageCheckpoint("video", 2, 1.0, {"dit": {"w": torch.ones(3)}, "text": {}}, {}))
+    with pytest.raises(TrainStateError, match="does not fit this run's model .*--restart-stage"):
+        Trainer(cfg, log=lambda *_: None).run()                      # a checkpoint of another config
+    (out / "checkpoint.pt").write_bytes(good[:len(good) // 2])
     argv = ["train", "--out", str(out), "--stages", "ae,video", "--resume", "--steps", "2", "--samples", "6",
             "--batch", "2", "--height", "16", "--width", "32", "--frames", "5", "--views", "2", "--dim", "32",
             "--layers", "1", "--heads", "2", "--ffn-dim", "64", "--no-progress", "--device", "cpu"]
     capsys.readouterr()
     assert main(argv) == 2
     err_lines = capsys.readouterr().err.strip().splitlines()
-    assert len(err_lines) == 1 and "--restart-stage" in err_lines[0]
+    assert len(err_lines) == 1 and "truncated" in err_lines[0] and "--restart-stage" in err_lines[0]
     # TrainConfig(restart_stage) and the CLI flag: the stage in progress starts again from the model files
     history = Trainer(TrainConfig(**{**MICRO, "out": str(out), "steps": 2, "stages": ("ae", "video"),
                                      "restart_stage": True}), log=lambda *_: None).run()

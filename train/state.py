@@ -13,6 +13,7 @@ starts the stage in progress again from the finished stages' model files.
 from __future__ import annotations
 
 import json
+import zipfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Optional
@@ -48,6 +49,20 @@ def one_line(exc: BaseException, limit: int = 120) -> str:
     return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
+def _not_a_torch_archive(path: Path) -> Optional[str]:
+    """What is wrong with a file that cannot be a torch.save archive (a zip file), or None. Checked before
+    torch.load, whose own message for random bytes talks about unsafe unpickling, which is not the problem."""
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if not head:
+        return "the file is empty"
+    if head != b"PK\x03\x04":
+        return "not a checkpoint written by camgrid train: it is not a torch archive"
+    if not zipfile.is_zipfile(path):
+        return "the file is truncated: it was cut short while being written or copied"
+    return None
+
+
 class RunFolder:
     """The files of one training run that make it resumable."""
 
@@ -75,8 +90,9 @@ class RunFolder:
         path = self.checkpoint_path
         if not path.exists():
             return None
-        if path.stat().st_size == 0:
-            raise self.damaged("the file is empty", next_stage)
+        problem = _not_a_torch_archive(path)
+        if problem:
+            raise self.damaged(problem, next_stage)
         try:
             state = torch.load(path, map_location=device, weights_only=True)
         except Exception as exc:   # any failure to read back our own file: truncated zip, random bytes, EOF, ...
