@@ -54,7 +54,7 @@ def test_syncammaster_init_equals_the_video_model():
 
 def test_trainer_reduces_the_loss_and_saves_a_loadable_model(tmp_path):
     torch.manual_seed(0)
-    cfg = TrainConfig(**{**MICRO, "out": str(tmp_path / "run"), "steps": 30, "stages": ("ae", "video")})
+    cfg = TrainConfig(**{**MICRO, "out": str(tmp_path / "run"), "steps": 20, "stages": ("ae", "video")})
     trainer = Trainer(cfg, log=lambda *_: None)
     history = trainer.run()
     assert len(history["ae"]) > 3 and len(history["video"]) > 3
@@ -286,7 +286,7 @@ def _loss_rows(folder, stage):
 def test_resume_at_every_stage_boundary_and_inside_every_stage(tmp_path, monkeypatch):
     """Each stage runs in a fresh process-like Trainer that starts from the previous stages' files (the
     trainability of a stage must not depend on what ran before it in the same process), is killed after a
-    checkpoint at step 2, and is resumed from that checkpoint."""
+    checkpoint at step 1, and is resumed from that checkpoint."""
     import camgrid.train.trainer as trainer_module
     from camgrid.train.config import STAGES
     from safetensors.torch import load_file
@@ -315,14 +315,14 @@ def test_resume_at_every_stage_boundary_and_inside_every_stage(tmp_path, monkeyp
             raise SimulatedCrash()
         monkeypatch.setattr(trainer_module, "save_builtin", crash)       # killed when the stage ends
         with pytest.raises(SimulatedCrash):
-            Trainer(TrainConfig(**{**cfg, "steps": 2}), log=lambda *_: None).run()
+            Trainer(TrainConfig(**{**cfg, "steps": 1}), log=lambda *_: None).run()
         assert (out / "checkpoint.pt").exists()
         monkeypatch.setattr(trainer_module, "save_builtin", real_save)
         messages = []
-        history = Trainer(TrainConfig(**{**cfg, "steps": 3, "resume": True}), log=messages.append).run()
-        assert f"resumed stage {stage} at step 2" in messages
-        assert list(history) == [stage] and [s for s, _ in history[stage]] == [3]
-        assert _loss_rows(out, stage) == [1, 2, 3]                        # no step logged twice
+        history = Trainer(TrainConfig(**{**cfg, "steps": 2, "resume": True}), log=messages.append).run()
+        assert f"resumed stage {stage} at step 1" in messages
+        assert list(history) == [stage] and [s for s, _ in history[stage]] == [2]
+        assert _loss_rows(out, stage) == [1, 2]                           # no step logged twice
         assert not (out / "checkpoint.pt").exists()
         after = weights(owner[stage])
         assert before is None or not torch.equal(before, after), stage   # the stage trained its own weights

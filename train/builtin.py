@@ -40,6 +40,12 @@ TEXT_AE_FILE = "camgrid-tiny-text-ae.safetensors"
 DEFAULT_META = {"height": 48, "width": 80, "frames": 17, "shift": 3.0}
 
 
+def camera_embedding(rig: CameraRig, num_latent_frames: int) -> torch.Tensor:
+    """The built-in model's camera input, in training and in generation: [V, T_lat, 12] SynCamMaster
+    relative extrinsics (view 0 reference, 0.5 per metre)."""
+    return relative_extrinsics(rig, "syncammaster", "view0", num_latent_frames=num_latent_frames)
+
+
 @dataclass
 class TinyGridModel:
     """DiT + tiny text encoder + tiny video autoencoder, with a text -> multi-view video `generate`."""
@@ -83,8 +89,8 @@ class TinyGridModel:
         return self.text.encode(captions).to(self.device)
 
     def camera_embedding(self, rig: CameraRig) -> torch.Tensor:
-        """[V, T_lat, 12] SynCamMaster relative extrinsics (view 0 reference, 0.5 per metre)."""
-        return relative_extrinsics(rig, "syncammaster", "view0", num_latent_frames=self.latent_frames)
+        """[V, T_lat, 12]: see the module-level `camera_embedding`."""
+        return camera_embedding(rig, self.latent_frames)
 
     def latent_shape(self, num_views: int, batch: int = 1) -> tuple:
         c = self.dit.config.in_dim

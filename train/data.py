@@ -17,9 +17,9 @@ from typing import Callable, Optional
 import numpy as np
 import torch
 
-from ..model.camera import relative_extrinsics
 from ..synth.dataset import SyntheticMultiViewDataset
 from .autoencoder import TinyVideoAE
+from .builtin import camera_embedding
 
 _WORKER_DATASET: Optional[SyntheticMultiViewDataset] = None
 
@@ -38,7 +38,7 @@ def render_item(dataset: SyntheticMultiViewDataset, index: int) -> dict:
     return dict(index=index,
                 videos=(s["videos"].clamp(0, 1) * 255 + 0.5).to(torch.uint8).numpy(),
                 mask=(s["ids"] >= 0).numpy(),
-                camera=relative_extrinsics(s["rig"], "syncammaster", "view0", num_latent_frames=t_lat).numpy(),
+                camera=camera_embedding(s["rig"], t_lat).numpy(),
                 caption=s["caption"], colours=list(s["colours"]))
 
 

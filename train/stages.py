@@ -32,6 +32,7 @@ from typing import Callable
 
 import torch
 
+from ..model.checks import InputError
 from ..model.dit import GridDiT
 from ..model.sync import attach_sync_layers
 from .builtin import TinyGridModel
@@ -61,7 +62,7 @@ class StageInputs:
 def syncammaster_from(base: GridDiT) -> GridDiT:
     """A "syncammaster" GridDiT holding `base`'s weights, new modules initialised like the official code."""
     model = GridDiT(base.config.replace(variant="syncammaster")).to(base.device)
-    missing, unexpected = model.load_state_dict(base.state_dict(), strict=False)
+    _, unexpected = model.load_state_dict(base.state_dict(), strict=False)   # missing: the new modules
     assert not unexpected, unexpected
     with torch.no_grad():
         for block in model.blocks:
@@ -102,6 +103,9 @@ def multiview_loss(dit, source: GridSource, cfg: TrainConfig, modes) -> torch.Te
 
 def plan_ae(s: StageInputs) -> StagePlan:
     ae, source, n = s.models.ae, s.source, s.cfg.batch
+    if not hasattr(source, "pixel_batch"):
+        raise InputError(f"stage ae trains the autoencoder on pixels, which {type(source).__name__} does not have: "
+                         "run it on the synthetic scenes (no source), or leave it out of the stages")
     freeze(s.models)
     ae.train().requires_grad_(True)
     bf16 = torch.device(s.cfg.device).type == "cuda"

@@ -141,7 +141,7 @@ class Trainer:
                 self.save()
                 self.folder.drop_checkpoint()   # the model files now hold the stage's result
         finally:
-            if self.source is not None:
+            if self._own_source and self.source is not None:
                 self.source.close()
             self.loss_log.close()
         self.log(f"training samples used: {len(self.source) if self.source is not None else 0}; "
