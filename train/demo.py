@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import time
 from pathlib import Path
 
@@ -29,13 +28,14 @@ from PIL import Image, ImageDraw
 
 from ..model.camera import default_intrinsics, make_preset
 from ..model.checks import InputError, output_folder
-from ..model.files import atomic_path, atomic_save, atomic_write
+from ..model.files import atomic_write
 from ..model.rig_preview import draw_rig
-from ..model.video_io import tile_views, to_uint8, write_video
+from ..model.video_io import tile_views, to_uint8
 from ..synth.render import render
 from ..synth.scenes import sample_scene
 from .builtin import load_builtin
 from .evaluate import COMPARED_MODES, improvement_lines, safe_metrics, summarise
+from .media import save_image, save_video
 
 DEMO_COLOURS, DEMO_SHAPES = ("red", "blue"), ("sphere", "box")
 DEMO_SCENES = 3   # grids per mode: one is a noisy sample of the metric, 3 keep the CPU demo under 2 minutes
@@ -54,27 +54,14 @@ def demo_rig(model, views: int = 4):
     return rig.validate()
 
 
-def _save_image(image: Image.Image, path: Path, **options) -> Path:
-    fmt = {".png": "PNG", ".gif": "GIF"}[path.suffix]   # the temporary file's name does not say it
-    return atomic_save(path, lambda tmp: image.save(tmp, format=fmt, **options))
-
-
 def _save_clip(path: Path, clip: np.ndarray, fps: float) -> Path:
-    """An MP4 (ffmpeg picks the container from the file name, so it writes a staging file named *.mp4 that
-    then becomes the atomic temporary file), or a GIF when imageio-ffmpeg is missing."""
+    """An MP4, or a GIF when imageio-ffmpeg is missing."""
     try:
-        with atomic_path(path) as tmp:
-            staging = tmp.with_name(tmp.name + ".mp4")
-            try:
-                write_video(staging, clip, fps=fps)
-                os.replace(staging, tmp)
-            finally:
-                staging.unlink(missing_ok=True)
-        return path
+        return save_video(path, clip, fps)
     except ImportError:
         images = [Image.fromarray(f) for f in clip]
-        return _save_image(images[0], path.with_suffix(".gif"), save_all=True, append_images=images[1:],
-                           duration=int(1000 / fps), loop=0)
+        return save_image(images[0], path.with_suffix(".gif"), save_all=True, append_images=images[1:],
+                          duration=int(1000 / fps), loop=0)
 
 
 def _write_videos(folder: Path, frames: torch.Tensor, fps: float) -> list[Path]:
@@ -138,7 +125,7 @@ def run_demo(out, model=None, caption: str = "a red sphere and a blue box", view
     t0 = time.time()
     model = load_builtin() if model is None else model
     rig = demo_rig(model, views)
-    _save_image(draw_rig(rig), out / "rig.png")
+    save_image(draw_rig(rig), out / "rig.png")
     scene_seeds = DEMO_SCENE_SEEDS[:scenes]
     truth = [_truth(model, rig, s) for s in scene_seeds]
     metrics = {"caption": caption, "steps": steps, "cfg": cfg, "seed": seed, "grids": scenes,
@@ -167,7 +154,7 @@ def run_demo(out, model=None, caption: str = "a red sphere and a blue box", view
     log(f"demo: {'ground truth':<12} {_describe(metrics['ground_truth'])}")
     for line in improvement_lines({k: v for k, v in metrics["modes"].items() if v.get("scored") is not None}):
         log(f"demo: {line}")
-    _save_image(_comparison(rows), out / "comparison.png")
+    save_image(_comparison(rows), out / "comparison.png")
     atomic_write(out / "metrics.json", json.dumps(metrics, indent=1))
     log(f"demo: wrote {out}/rig.png, {out}/comparison.png, {out}/metrics.json and per-mode videos in "
         f"{', '.join(str(out / name) for name, _ in rows)}  ({time.time() - t0:.0f}s)".replace("ground truth", "ground_truth"))
