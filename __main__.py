@@ -19,7 +19,7 @@ from .model.checks import CamGridError, output_folder, torch_device
 #   "train": (".training.cli", "train camgrid sync layers"),
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "generate": (".model.pipeline", "text -> multi-view video grid; video -> novel views"),
-    "train": (".train.trainer", "train the tiny built-in model (or your own) on synthetic multi-camera scenes"),
+    "train": (".train.cli", "train the tiny built-in model (or your own) on synthetic multi-camera scenes"),
     "eval": (".train.evaluate", "multi-view consistency table per grid mode (independent/syncam/hard/soft)"),
     "demo": (".train.demo", "generate a 4-view grid with the built-in model on CPU: videos, rig picture, metrics"),
 }

@@ -29,7 +29,8 @@ from ..model.camera import CameraRig
 from .render import project_points, rig_at_frames
 from .scenes import PALETTE
 
-__all__ = ["rgb_to_hue", "segment_colours", "Detections", "object_centroids", "triangulate", "consistency_metrics"]
+__all__ = ["rgb_to_hue", "segment_colours", "Detections", "object_centroids", "triangulate", "reprojection_errors",
+           "consistency_metrics"]
 
 Colour = Union[str, Sequence[float]]
 
@@ -251,6 +252,25 @@ def triangulate(centroids: torch.Tensor, found: torch.Tensor, rig: CameraRig, he
     return points, valid
 
 
+def reprojection_errors(frames, rig: CameraRig, colours: Sequence[Colour], min_pixels: int | None = None,
+                        **segment_kwargs) -> tuple[torch.Tensor, torch.Tensor, Detections, torch.Tensor]:
+    """Steps 1-3 of the module docstring for frames [V, F, H, W, 3]: (errors float64 [N, V, F] in pixels,
+    used bool [N, V, F]: the observations that count, detections, valid bool [N, F]: triangulated)."""
+    frames = _as_frames(frames)
+    v, f, h, w, _ = frames.shape
+    if rig.num_views != v:
+        raise ValueError(f"frames have {v} views but the rig has {rig.num_views} cameras; pass the rig the grid was generated with.")
+    if len(colours) == 0:
+        raise ValueError("colours is empty; pass the objects' colours, e.g. scene.colours.")
+    rig = rig_at_frames(rig, f)
+    det = object_centroids(frames, colours, min_pixels, **segment_kwargs)
+    usable = det.usable
+    points, valid = triangulate(det.centroids, usable, rig, h, w)
+    proj, _ = project_points(points[:, None, :, :], rig.c2w[None], rig.intrinsics[None, :, None], h, w)  # [N, V, F, 2]
+    err = (proj - det.centroids).norm(dim=-1)                              # [N, V, F]
+    return err, usable & valid[:, None, :], det, valid
+
+
 def consistency_metrics(frames, rig: CameraRig, colours: Sequence[Colour], min_pixels: int | None = None,
                         **segment_kwargs) -> dict:
     """Multi-view consistency of a generated grid (see the module docstring).
@@ -272,18 +292,8 @@ def consistency_metrics(frames, rig: CameraRig, colours: Sequence[Colour], min_p
       per_object_px     list: each object's mean reprojection error (nan where none)
     """
     frames = _as_frames(frames)
-    v, f, h, w, _ = frames.shape
-    if rig.num_views != v:
-        raise ValueError(f"frames have {v} views but the rig has {rig.num_views} cameras; pass the rig the grid was generated with.")
-    if len(colours) == 0:
-        raise ValueError("colours is empty; pass the objects' colours, e.g. scene.colours.")
-    rig = rig_at_frames(rig, f)
-    det = object_centroids(frames, colours, min_pixels, **segment_kwargs)
-    usable = det.usable
-    points, valid = triangulate(det.centroids, usable, rig, h, w)
-    proj, _ = project_points(points[:, None, :, :], rig.c2w[None], rig.intrinsics[None, :, None], h, w)  # [N, V, F, 2]
-    err = (proj - det.centroids).norm(dim=-1)                              # [N, V, F]
-    used = usable & valid[:, None, :]
+    h, w = frames.shape[2:4]
+    err, used, det, valid = reprojection_errors(frames, rig, colours, min_pixels, **segment_kwargs)
     errors = err[used]
     nan = float("nan")
     per_object = [float(err[i][used[i]].mean()) if used[i].any() else nan for i in range(len(colours))]
@@ -293,7 +303,7 @@ def consistency_metrics(frames, rig: CameraRig, colours: Sequence[Colour], min_p
         reproj_px_median=float(errors.median()) if errors.numel() else nan,
         reproj_rel=mean / math.hypot(h, w),
         found=float(det.found.to(torch.float64).mean()),
-        usable=float(usable.to(torch.float64).mean()),
+        usable=float(det.usable.to(torch.float64).mean()),
         triangulated=float(valid.to(torch.float64).mean()),
         num_observations=int(errors.numel()),
         per_object_px=per_object,

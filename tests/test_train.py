@@ -10,8 +10,10 @@ from camgrid.model.rig_preview import draw_rig
 from camgrid.train.autoencoder import TinyVideoAE
 from camgrid.train.builtin import BUILTIN_NAME, builtin_available, load_builtin, save_builtin
 from camgrid.train.text import TinyTextEncoder, tokenize
-from camgrid.train.trainer import (TrainConfig, Trainer, _budgets, _stages, flow_matching_loss,
-                                   syncammaster_from)
+from camgrid.train.config import TrainConfig, parse_budgets, parse_stages
+from camgrid.train.objective import flow_matching_loss
+from camgrid.train.stages import syncammaster_from
+from camgrid.train.trainer import Trainer
 
 MICRO = dict(device="cpu", height=16, width=32, frames=5, views=2, samples=6, workers=0, dim=32, ffn_dim=64,
              num_heads=2, num_layers=1, text_dim=32, latent_dim=4, ae_width=8, sync_rank=8, batch=2,
@@ -52,13 +54,13 @@ def test_syncammaster_init_equals_the_video_model():
 
 def test_trainer_reduces_the_loss_and_saves_a_loadable_model(tmp_path):
     torch.manual_seed(0)
-    cfg = TrainConfig(**{**MICRO, "out": str(tmp_path / "run"), "steps": 30, "stages": ("ae", "video")})
+    cfg = TrainConfig(**{**MICRO, "out": str(tmp_path / "run"), "steps": 20, "stages": ("ae", "video")})
     trainer = Trainer(cfg, log=lambda *_: None)
     history = trainer.run()
     assert len(history["ae"]) > 3 and len(history["video"]) > 3
     # the autoencoder on a fixed batch: the reconstruction error falls
-    frames, _ = trainer._frames_batch(2)
-    ae = trainer.ae.requires_grad_(True)
+    frames, _ = trainer.source.pixel_batch(2)
+    ae = trainer.models.ae.requires_grad_(True)
     ae_opt = torch.optim.Adam(ae.parameters(), lr=1e-3)
     ae_first = float((ae.decode_raw(ae.encode_raw(frames)) - frames).pow(2).mean())
     for _ in range(15):
@@ -67,14 +69,14 @@ def test_trainer_reduces_the_loss_and_saves_a_loadable_model(tmp_path):
         ae_opt.step()
     assert float((ae.decode_raw(ae.encode_raw(frames)) - frames).pow(2).mean()) < ae_first
     # the video stage on a fixed batch and noise: the loss falls
-    trainer.dit.attention_backend = "sdpa"
-    lat, captions, _ = trainer._latent_batch(4, single_view=True)
-    ctx = trainer._context(captions).detach()
-    opt = torch.optim.Adam(trainer.dit.parameters(), lr=1e-3)
+    dit = trainer.models.dit.requires_grad_(True)
+    batch = trainer.source.grid_batch(4, single_view=True)
+    lat, ctx = batch.latents, batch.context.detach()
+    opt = torch.optim.Adam(dit.parameters(), lr=1e-3)
 
     def fixed_loss():
         torch.manual_seed(1)
-        return flow_matching_loss(trainer.dit, lat, ctx, 3.0)
+        return flow_matching_loss(dit, lat, ctx, 3.0)
 
     first = float(fixed_loss().detach())
     for _ in range(15):
@@ -100,7 +102,7 @@ def test_resume_skips_finished_stages(micro_model):
     assert progress["done"] == ["ae", "video", "syncam", "hard", "soft"]
     trainer = Trainer(TrainConfig(**{**MICRO, "out": str(micro_model), "steps": 2, "resume": True}), log=lambda *_: None)
     assert trainer.run() == {}                      # nothing left to train
-    assert trainer.dit.variant == "syncammaster" and trainer.dit.has_sync_weights
+    assert trainer.models.dit.variant == "syncammaster" and trainer.models.dit.has_sync_weights
 
 
 def test_micro_model_loads_and_generates_every_mode(micro_model):
@@ -151,12 +153,15 @@ def test_shipped_model_loads_and_generates():
 
 
 def test_stage_names_and_legacy_sync_budget():
-    assert _stages("ae,sync") == ("ae", "hard", "soft")
-    assert _budgets("video=100,sync=60,soft=10") == {"video": 100.0, "hard": 30.0, "soft": 10.0}
+    assert parse_stages("ae,sync") == ("ae", "hard", "soft")
+    assert parse_budgets("video=100,sync=60,soft=10") == {"video": 100.0, "hard": 30.0, "soft": 10.0}
     with pytest.raises(ValueError, match="STAGE"):
-        _budgets("bogus=3")
+        parse_budgets("bogus=3")
     with pytest.raises(ValueError, match="unknown"):
-        _stages("ae,bogus")
+        parse_stages("ae,bogus")
+    for bad in ({"time_budget": float("nan")}, {"stage_budgets": {"ae": float("inf")}}, {"lr": -1.0}, {"batch": 0}):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            TrainConfig(**{**MICRO, **bad})
 
 
 def test_hard_stage_finetunes_the_dit_and_soft_stage_only_soft_layers(tmp_path):
@@ -166,20 +171,20 @@ def test_hard_stage_finetunes_the_dit_and_soft_stage_only_soft_layers(tmp_path):
     trainer = Trainer(cfg, log=lambda *_: None)
     trainer.run()
     trainer.start_data()
-    before = {k: v.clone() for k, v in trainer.dit.state_dict().items()}
-    trainer.stage_hard()
-    after = trainer.dit.state_dict()
+    before = {k: v.clone() for k, v in trainer.models.dit.state_dict().items()}
+    trainer.run_stage("hard")
+    after = trainer.models.dit.state_dict()
     changed = lambda key: not torch.equal(before[key], after[key]) if key in before else True
     assert changed("blocks.0.self_attn.q.weight") and changed("blocks.0.mvs_attn.q.weight")
     assert changed("blocks.0.cam_encoder.weight")
     assert after["blocks.0.sync.gate.proj.weight"].abs().sum() > 0           # the gates moved off zero
     assert after["blocks.0.sync.soft.up.weight"].abs().sum() == 0            # soft untouched (still a no-op)
     before = {k: v.clone() for k, v in after.items()}
-    trainer.stage_soft()
-    after = trainer.dit.state_dict()
+    trainer.run_stage("soft")
+    after = trainer.models.dit.state_dict()
     moved = {k for k in after if not torch.equal(before[k], after[k])}
     assert moved and all(".sync.soft." in k for k in moved)
-    trainer.bank.close()
+    trainer.source.close()
 
 
 def test_two_stream_finetune_can_train_soft_layers_with_the_dit(tmp_path):
@@ -189,13 +194,13 @@ def test_two_stream_finetune_can_train_soft_layers_with_the_dit(tmp_path):
     trainer = Trainer(cfg, log=lambda *_: None)
     trainer.run()
     trainer.start_data()
-    before = {k: v.clone() for k, v in trainer.dit.state_dict().items() if ".sync." not in k}
-    trainer.stage_hard()
-    after = trainer.dit.state_dict()
+    before = {k: v.clone() for k, v in trainer.models.dit.state_dict().items() if ".sync." not in k}
+    trainer.run_stage("hard")
+    after = trainer.models.dit.state_dict()
     assert not torch.equal(before["blocks.0.self_attn.q.weight"], after["blocks.0.self_attn.q.weight"])
     assert after["blocks.0.sync.gate.proj.weight"].abs().sum() > 0
     assert after["blocks.0.sync.soft.up.weight"].abs().sum() > 0             # soft trained alongside the DiT
-    trainer.bank.close()
+    trainer.source.close()
     with pytest.raises(ValueError, match="two_stream_modes"):       # refused before any stage runs
         TrainConfig(**{**MICRO, "two_stream_modes": ("soft", "fused")})
     with pytest.raises(ValueError, match="two_stream_modes"):
@@ -264,3 +269,201 @@ def test_demo_scene_seeds_are_fully_usable_at_the_builtin_resolution():
     for seed in DEMO_SCENE_SEEDS:
         m = safe_metrics(_truth(model, rig, seed), rig, list(DEMO_COLOURS))
         assert m["usable"] == 1.0 and m["reproj_px"] < 0.5, seed
+
+
+# --- resuming, damaged files, interrupted writes (issue 12) ------------------------------------------------
+
+class SimulatedCrash(Exception):
+    pass
+
+
+def _loss_rows(folder, stage):
+    import csv
+    with open(folder / "loss.csv", newline="") as f:
+        return [int(r[1]) for r in list(csv.reader(f))[1:] if r[0] == stage]
+
+
+def test_resume_at_every_stage_boundary_and_inside_every_stage(tmp_path, monkeypatch):
+    """Each stage runs in a fresh process-like Trainer that starts from the previous stages' files (the
+    trainability of a stage must not depend on what ran before it in the same process), is killed after a
+    checkpoint at step 1, and is resumed from that checkpoint."""
+    import camgrid.train.trainer as trainer_module
+    from camgrid.train.config import STAGES
+    from safetensors.torch import load_file
+
+    out = tmp_path / "run"
+    base = {**MICRO, "out": str(out), "lr": 1e-2, "checkpoint_every": 1}
+    owner = {"ae": "ae.encoder.0.weight", "video": "blocks.0.self_attn.q.weight",
+             "syncam": "blocks.0.projector.weight", "hard": "blocks.0.sync.gate.proj.weight",
+             "soft": "blocks.0.sync.soft.up.weight"}     # a weight each stage trains
+    real_save = trainer_module.save_builtin
+
+    def weights(key):
+        files = ["camgrid-tiny-text-ae.safetensors", "camgrid-tiny.safetensors", "camgrid-tiny-sync.safetensors"]
+        for name in files:
+            if (out / name).exists():
+                sd = load_file(str(out / name))
+                if key in sd:
+                    return sd[key].float()
+        return None
+
+    for k, stage in enumerate(STAGES):
+        before = weights(owner[stage])
+        cfg = dict(base, stages=STAGES[:k + 1], resume=k > 0)
+
+        def crash(*args, **kwargs):
+            raise SimulatedCrash()
+        monkeypatch.setattr(trainer_module, "save_builtin", crash)       # killed when the stage ends
+        with pytest.raises(SimulatedCrash):
+            Trainer(TrainConfig(**{**cfg, "steps": 1}), log=lambda *_: None).run()
+        assert (out / "checkpoint.pt").exists()
+        monkeypatch.setattr(trainer_module, "save_builtin", real_save)
+        messages = []
+        history = Trainer(TrainConfig(**{**cfg, "steps": 2, "resume": True}), log=messages.append).run()
+        assert f"resumed stage {stage} at step 1" in messages
+        assert list(history) == [stage] and [s for s, _ in history[stage]] == [2]
+        assert _loss_rows(out, stage) == [1, 2]                           # no step logged twice
+        assert not (out / "checkpoint.pt").exists()
+        after = weights(owner[stage])
+        assert before is None or not torch.equal(before, after), stage   # the stage trained its own weights
+    assert json.loads((out / "progress.json").read_text())["done"] == list(STAGES)
+    assert load_builtin(out).modes() == ["independent", "syncam", "hard", "soft"]
+
+
+def _finished_ae_run(out):
+    Trainer(TrainConfig(**{**MICRO, "out": str(out), "steps": 2, "stages": ("ae",)}), log=lambda *_: None).run()
+
+
+def test_damaged_checkpoint_is_one_line_and_restart_stage_recovers(tmp_path, capsys):
+    from camgrid.__main__ import main
+    from camgrid.train.state import RunFolder, StageCheckpoint, TrainStateError
+
+    out = tmp_path / "run"
+    _finished_ae_run(out)
+    folder = RunFolder(out)
+    folder.save_checkpoint(StageCheckpoint("video", 2, 1.0, {"text": {"w": torch.ones(4096)}}, {"state": {}}))
+    good = (out / "checkpoint.pt").read_bytes()
+    damages = {"truncated": good[:len(good) // 2], "not a torch archive": bytes(range(256)) * 8, "empty": b"",
+               "camgrid train": b"not a checkpoint\n", "lacks": None}
+    cfg = TrainConfig(**{**MICRO, "out": str(out), "steps": 2, "stages": ("ae", "video"), "resume": True})
+    for expected, data in damages.items():
+        if data is None:
+            torch.save({"weights": torch.ones(3)}, out / "checkpoint.pt")   # a torch file, not ours
+        else:
+            (out / "checkpoint.pt").write_bytes(data)
+        with pytest.raises(TrainStateError) as err:
+            Trainer(cfg, log=lambda *_: None).run()
+        message = str(err.value)
+        assert "\n" not in message and "checkpoint.pt" in message and "--restart-stage" in message, expected
+        assert "stage video" in message and expected in message, message
+    folder.save_checkpoint(StageCheckpoint("video", 2, 1.0, {"dit": {"w": torch.ones(3)}, "text": {}}, {}))
+    with pytest.raises(TrainStateError, match="does not fit this run's model .*--restart-stage"):
+        Trainer(cfg, log=lambda *_: None).run()                      # a checkpoint of another config
+    (out / "checkpoint.pt").write_bytes(good[:len(good) // 2])
+    argv = ["train", "--out", str(out), "--stages", "ae,video", "--resume", "--steps", "2", "--samples", "6",
+            "--batch", "2", "--height", "16", "--width", "32", "--frames", "5", "--views", "2", "--dim", "32",
+            "--layers", "1", "--heads", "2", "--ffn-dim", "64", "--no-progress", "--device", "cpu"]
+    capsys.readouterr()
+    assert main(argv) == 2
+    err_lines = capsys.readouterr().err.strip().splitlines()
+    assert len(err_lines) == 1 and "truncated" in err_lines[0] and "--restart-stage" in err_lines[0]
+    # TrainConfig(restart_stage) and the CLI flag: the stage in progress starts again from the model files
+    history = Trainer(TrainConfig(**{**MICRO, "out": str(out), "steps": 2, "stages": ("ae", "video"),
+                                     "restart_stage": True}), log=lambda *_: None).run()
+    assert list(history) == ["video"] and [s for s, _ in history["video"]] == [1, 2]
+    assert _loss_rows(out, "video") == [1, 2]
+
+
+def test_a_failed_write_keeps_the_previous_checkpoint_and_model_files(tmp_path, monkeypatch):
+    import camgrid.train.builtin as builtin_module
+    from camgrid.train.state import RunFolder, StageCheckpoint
+
+    folder = RunFolder(tmp_path)
+    folder.save_checkpoint(StageCheckpoint("video", 10, 5.0, {"dit": {"w": torch.full((8,), 1.0)}}, {"o": 1}))
+
+    def half_written(payload, path, *args, **kwargs):   # a writer killed in the middle of its file
+        with open(path, "wb") as f:
+            f.write(b"PK\x03\x04 half a zip")
+        raise SimulatedCrash()
+
+    with monkeypatch.context() as m:
+        m.setattr(torch, "save", half_written)
+        with pytest.raises(SimulatedCrash):
+            folder.save_checkpoint(StageCheckpoint("video", 20, 9.0, {"dit": {"w": torch.full((8,), 2.0)}}, {"o": 2}))
+    ckpt = folder.load_checkpoint("cpu")
+    assert ckpt.step == 10 and ckpt.elapsed == 5.0 and torch.equal(ckpt.modules["dit"]["w"], torch.full((8,), 1.0))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.pt"]        # no temporary file left
+
+    model = load_builtin() if builtin_available() else None
+    if model is None:   # no shipped assets: a micro model stands in
+        _finished_ae_run(tmp_path / "micro")
+        model = load_builtin(tmp_path / "micro")
+    save_builtin(model, tmp_path / "model")
+    text_ae = tmp_path / "model" / builtin_module.TEXT_AE_FILE
+    before = text_ae.read_bytes()
+    with monkeypatch.context() as m:
+        m.setattr(builtin_module, "save_file", half_written)      # the text + AE file's writer fails
+        with pytest.raises(SimulatedCrash):
+            save_builtin(model, tmp_path / "model")
+    assert text_ae.read_bytes() == before
+    assert len(list((tmp_path / "model").iterdir())) == 3                    # no temporary file left
+    reloaded = load_builtin(tmp_path / "model")
+    assert torch.equal(reloaded.ae.latent_std, model.ae.latent_std.half().float())
+
+
+def test_loss_log_drops_a_torn_line_and_the_steps_a_resume_trains_again(tmp_path):
+    from camgrid.train.losslog import LossLog
+
+    path = tmp_path / "loss.csv"
+    path.write_text("stage,step,loss,lr,seconds\r\nae,1,0.5,0.001,0.1\r\nae,10,0.4,0.001,1.0\r\n"
+                    "video,1,0.9,0.0005,0.1\r\nvideo,10,0.8,0.0005,1.0\r\nvideo,20,0.7,0.0005,2.0\r\nvideo,3", newline="")
+    log = LossLog(path, keep=lambda stage, step: stage == "ae" or step <= 10)   # resumed at video step 10
+    log.write("video", 20, 0.65, 5e-4, 2.5)
+    log.close()
+    lines = path.read_text().splitlines()
+    assert lines == ["stage,step,loss,lr,seconds", "ae,1,0.5,0.001,0.1", "ae,10,0.4,0.001,1.0",
+                     "video,1,0.9,0.0005,0.1", "video,10,0.8,0.0005,1.0", "video,20,0.650000,0.0005,2.5"]
+    LossLog(path).close()                                                         # a new run: a new log
+    assert path.read_text().splitlines() == ["stage,step,loss,lr,seconds"]
+
+
+# --- the data-source interface ------------------------------------------------------------------------------
+
+def test_dit_stages_train_from_any_grid_source(tmp_path):
+    """The syncam, hard and soft stages draw (latents, text features, cameras) batches from a GridSource:
+    here a TensorGridSource, what a latent cache of a real dataset would serve."""
+    from camgrid.train.sources import TensorGridSource
+
+    g = torch.Generator().manual_seed(0)
+    n, v, t = 4, 2, 2
+    source = TensorGridSource(torch.randn(n, v, 4, t, 4, 8, generator=g), torch.randn(n, 16, 32, generator=g),
+                              torch.randn(n, v, t, 12, generator=g), caption_dropout=0.5)
+    batch = source.grid_batch(3, single_view=True)
+    assert batch.latents.shape == (3, 1, 4, t, 4, 8) and batch.cameras.shape == (3, 1, t, 12)
+    assert batch.context.shape == (3, 16, 32)
+    cfg = TrainConfig(**{**MICRO, "out": str(tmp_path / "run"), "steps": 2, "stages": ("syncam", "hard", "soft")})
+    history = Trainer(cfg, log=lambda *_: None, source=source).run()
+    assert list(history) == ["syncam", "hard", "soft"] and all(len(h) == 2 for h in history.values())
+    assert load_builtin(tmp_path / "run").modes() == ["independent", "syncam", "hard", "soft"]
+    with pytest.raises(ValueError, match="same N samples"):
+        TensorGridSource(torch.zeros(2, v, 4, t, 4, 8), torch.zeros(3, 16, 32), torch.zeros(2, v, t, 12))
+    with pytest.raises(ValueError, match="NaN"):
+        TensorGridSource(torch.full((2, v, 4, t, 4, 8), float("nan")), torch.zeros(2, 16, 32), torch.zeros(2, v, t, 12))
+
+
+def test_loop_stops_on_a_non_finite_loss_before_logging_or_saving_it(tmp_path):
+    from camgrid.train.loop import LoopSettings, StagePlan, TrainingDiverged, run_stage
+    from camgrid.train.losslog import LossLog
+    from camgrid.train.state import RunFolder
+
+    layer = torch.nn.Linear(2, 1)
+    poisoned = {3}
+    plan = StagePlan("video", lambda i: layer(torch.ones(2)).sum() * (float("nan") if i + 1 in poisoned else 1.0),
+                     [{"params": list(layer.parameters())}], {"dit": layer}, lr=1e-3, budget=1e9)
+    log = LossLog(tmp_path / "loss.csv")
+    with pytest.raises(TrainingDiverged, match="step 3"):
+        run_stage(plan, LoopSettings(max_steps=10, checkpoint_every=2, progress_bar=False), RunFolder(tmp_path),
+                  log, log=lambda *_: None)
+    log.close()
+    assert _loss_rows(tmp_path, "video") == [1, 2]
+    assert RunFolder(tmp_path).load_checkpoint("cpu").step == 2     # the last good state

@@ -14,14 +14,23 @@ Weights are stored in float16 (half the size) and loaded as float32.
 """
 from __future__ import annotations
 
+import copy
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Sequence, Union
 
 import torch
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
 
 from ..model.camera import CameraRig, relative_extrinsics
+from ..model.checkpoint import LoadOptions, load_grid_dit, save_grid_dit
+from ..model.files import atomic_save
+from ..model.sampling import sample_grid
+from ..model.sync import load_sync_weights, save_sync_weights
+from .autoencoder import TinyVideoAE
+from .text import TinyTextEncoder
 
 BUILTIN_NAME = "camgrid-tiny (built-in)"
 ASSETS_DIR = Path(__file__).resolve().parent.parent / "assets"
@@ -29,6 +38,12 @@ DIT_FILE = "camgrid-tiny.safetensors"
 SYNC_FILE = "camgrid-tiny-sync.safetensors"
 TEXT_AE_FILE = "camgrid-tiny-text-ae.safetensors"
 DEFAULT_META = {"height": 48, "width": 80, "frames": 17, "shift": 3.0}
+
+
+def camera_embedding(rig: CameraRig, num_latent_frames: int) -> torch.Tensor:
+    """The built-in model's camera input, in training and in generation: [V, T_lat, 12] SynCamMaster
+    relative extrinsics (view 0 reference, 0.5 per metre)."""
+    return relative_extrinsics(rig, "syncammaster", "view0", num_latent_frames=num_latent_frames)
 
 
 @dataclass
@@ -57,7 +72,7 @@ class TinyGridModel:
 
     @property
     def latent_frames(self) -> int:
-        return (self.frames - 1) // 4 + 1
+        return TinyVideoAE.latent_frames(self.frames)
 
     def modes(self) -> list[str]:
         """Grid modes this model can run."""
@@ -74,8 +89,8 @@ class TinyGridModel:
         return self.text.encode(captions).to(self.device)
 
     def camera_embedding(self, rig: CameraRig) -> torch.Tensor:
-        """[V, T_lat, 12] SynCamMaster relative extrinsics (view 0 reference, 0.5 per metre)."""
-        return relative_extrinsics(rig, "syncammaster", "view0", num_latent_frames=self.latent_frames)
+        """[V, T_lat, 12]: see the module-level `camera_embedding`."""
+        return camera_embedding(rig, self.latent_frames)
 
     def latent_shape(self, num_views: int, batch: int = 1) -> tuple:
         c = self.dit.config.in_dim
@@ -86,8 +101,6 @@ class TinyGridModel:
                          steps: int = 20, cfg: float = 4.0, shift: Optional[float] = None, seed: int = 0,
                          scheduler: str = "unipc", callback=None) -> torch.Tensor:
         """captions (B of them) and cameras [B, V, T, 12] or [V, T, 12] -> latent grid [B, V, C, T, h, w]."""
-        from ..model.sampling import sample_grid
-
         captions = [captions] if isinstance(captions, str) else list(captions)
         cameras = cameras if cameras.ndim == 4 else cameras[None].expand(len(captions), -1, -1, -1)
         b, v = cameras.shape[:2]
@@ -114,37 +127,24 @@ class TinyGridModel:
         return self.decode(lat)[0]
 
 
-def _half(sd: dict, dtype) -> dict:
-    return {k: (v.detach().to(dtype) if v.is_floating_point() else v.detach()).contiguous().cpu() for k, v in sd.items()}
-
-
 def save_builtin(model: TinyGridModel, directory: Union[str, Path], dtype=torch.float16) -> dict:
-    """Write the three model files into `directory`; returns their paths."""
-    from safetensors.torch import save_file
-
-    from ..model.checkpoint import METADATA_CONFIG_KEY
-    from ..model.sync import sync_state_dict
-
+    """Write the three model files into `directory` (each atomically: a crash keeps the previous file);
+    returns their paths. Weights are stored in `dtype` (float16: half the size)."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     paths = {"dit": directory / DIT_FILE, "sync": directory / SYNC_FILE, "text_ae": directory / TEXT_AE_FILE}
-    dit = model.dit
-    save_file(_half(dit.base_state_dict(), dtype), str(paths["dit"]),
-              metadata={METADATA_CONFIG_KEY: dit.config.to_json(), "format": "camgrid-dit", "name": BUILTIN_NAME})
-    if dit.has_sync_weights:
-        sd = _half(sync_state_dict(dit), dtype)
-        rank = dit.blocks[0].sync.soft.rank if dit.blocks[0].sync.soft is not None else 0
-        save_file(sd, str(paths["sync"]), metadata={"format": "camgrid-sync", "dim": str(dit.config.dim),
-                                                    "num_layers": str(dit.config.num_layers), "rank": str(rank),
-                                                    "model": BUILTIN_NAME})
+    stored = copy.deepcopy(model.dit).to(dtype)
+    atomic_save(paths["dit"], lambda tmp: save_grid_dit(stored, tmp))
+    if stored.has_sync_weights:
+        atomic_save(paths["sync"], lambda tmp: save_sync_weights(stored, tmp))
     else:
-        paths["sync"].unlink(missing_ok=True)
-        del paths["sync"]
+        paths.pop("sync").unlink(missing_ok=True)
     sd = {**{f"text.{k}": v for k, v in model.text.state_dict().items()},
           **{f"ae.{k}": v for k, v in model.ae.state_dict().items()}}
-    save_file(_half(sd, dtype), str(paths["text_ae"]),
-              metadata={"format": "camgrid-tiny-text-ae", "text": json.dumps(model.text.config()),
-                        "ae": json.dumps(model.ae.config()), "meta": json.dumps(model.meta)})
+    sd = {k: (v.detach().to(dtype) if v.is_floating_point() else v.detach()).contiguous().cpu() for k, v in sd.items()}
+    meta = {"format": "camgrid-tiny-text-ae", "text": json.dumps(model.text.config()),
+            "ae": json.dumps(model.ae.config()), "meta": json.dumps(model.meta)}
+    atomic_save(paths["text_ae"], lambda tmp: save_file(sd, str(tmp), metadata=meta))
     return paths
 
 
@@ -156,13 +156,6 @@ def builtin_available(directory: Union[str, Path, None] = None) -> bool:
 def load_builtin(directory: Union[str, Path, None] = None, device: Union[str, torch.device] = "cpu",
                  attention: Optional[str] = None) -> TinyGridModel:
     """Load the built-in model (from `assets/`, or a `camgrid train --out` folder) as float32 on `device`."""
-    from safetensors import safe_open
-    from safetensors.torch import load_file
-
-    from ..model.checkpoint import LoadOptions, load_grid_dit
-    from .autoencoder import TinyVideoAE
-    from .text import TinyTextEncoder
-
     directory = ASSETS_DIR if directory is None else Path(directory)
     if not builtin_available(directory):
         raise FileNotFoundError(f"the built-in model files ({DIT_FILE}, {TEXT_AE_FILE}) are not in {directory}: "

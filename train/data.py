@@ -4,21 +4,22 @@ Rendering (synth.render, a CPU ray caster) is the slow part of training tiny mod
 processes render samples of `SyntheticMultiViewDataset` while the GPU trains; `poll()` moves finished
 samples into the bank without waiting. Frames are kept as uint8, object masks as bool (the AE loss
 weighs object pixels up: they carry what the consistency metric measures). Every sample of a bank
-has the same number of views, so batches stack.
+has the same number of views, so batches stack. `encode_pending` keeps every sample's latents on the
+device once the autoencoder exists (an in-memory latent cache). train/sources.py draws batches from it.
 """
 from __future__ import annotations
 
 import multiprocessing as mp
 import queue
-import random
 import threading
-from typing import Optional
+from typing import Callable, Optional
 
 import numpy as np
 import torch
 
-from ..model.camera import relative_extrinsics
 from ..synth.dataset import SyntheticMultiViewDataset
+from .autoencoder import TinyVideoAE
+from .builtin import camera_embedding
 
 _WORKER_DATASET: Optional[SyntheticMultiViewDataset] = None
 
@@ -33,11 +34,11 @@ def render_item(dataset: SyntheticMultiViewDataset, index: int) -> dict:
     in flight broke the pool's result thread on the GPU machine ("received 0 items of ancdata"),
     which silently stopped the bank from growing."""
     s = dataset[index]
-    t_lat = (dataset.num_frames - 1) // 4 + 1
+    t_lat = TinyVideoAE.latent_frames(dataset.num_frames)
     return dict(index=index,
                 videos=(s["videos"].clamp(0, 1) * 255 + 0.5).to(torch.uint8).numpy(),
                 mask=(s["ids"] >= 0).numpy(),
-                camera=relative_extrinsics(s["rig"], "syncammaster", "view0", num_latent_frames=t_lat).numpy(),
+                camera=camera_embedding(s["rig"], t_lat).numpy(),
                 caption=s["caption"], colours=list(s["colours"]))
 
 
@@ -106,16 +107,13 @@ class SampleBank:
             except AssertionError:   # the pool's own result thread died: its workers go with the process
                 pass
 
-    def sample(self, rng: random.Random, batch: int, field: str = "videos"):
-        idx = [rng.randrange(len(self.items)) for _ in range(batch)]
-        return idx, np.stack([self.items[i][field] for i in idx])
-
     @torch.no_grad()
-    def encode_pending(self, ae, device, chunk: int = 16) -> None:
-        """Encode every sample that has no latent yet (all views), keeping latents on `device`."""
+    def encode_pending(self, encode: Callable[[torch.Tensor], torch.Tensor], device, chunk: int = 16) -> None:
+        """Encode every sample that has no latent yet (all views), keeping latents on `device`.
+        encode: frames [N, F, H, W, 3] in 0..1 -> latents [N, C, T, h, w]."""
         while len(self.latents) < len(self.items):
             items = self.items[len(self.latents):len(self.latents) + chunk]
             frames = torch.from_numpy(np.stack([it["videos"] for it in items])).to(device)  # [n, V, F, H, W, 3]
             n, v = frames.shape[:2]
-            z = ae.encode(frames.flatten(0, 1).float() / 255.0)
+            z = encode(frames.flatten(0, 1).float() / 255.0)
             self.latents.extend(z.reshape(n, v, *z.shape[1:]).unbind(0))

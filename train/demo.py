@@ -24,12 +24,18 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image, ImageDraw
 
 from ..model.camera import default_intrinsics, make_preset
-from ..model.checks import output_folder
+from ..model.checks import InputError, output_folder
+from ..model.files import atomic_write
+from ..model.rig_preview import draw_rig
+from ..model.video_io import tile_views, to_uint8
 from ..synth.render import render
 from ..synth.scenes import sample_scene
-from .evaluate import MODES, improvement_lines, safe_metrics, summarise
+from .builtin import load_builtin
+from .evaluate import COMPARED_MODES, improvement_lines, safe_metrics, summarise
+from .media import save_image, save_video
 
 DEMO_COLOURS, DEMO_SHAPES = ("red", "blue"), ("sphere", "box")
 DEMO_SCENES = 3   # grids per mode: one is a noisy sample of the metric, 3 keep the CPU demo under 2 minutes
@@ -48,35 +54,29 @@ def demo_rig(model, views: int = 4):
     return rig.validate()
 
 
+def _save_clip(path: Path, clip: np.ndarray, fps: float) -> Path:
+    """An MP4, or a GIF when imageio-ffmpeg is missing."""
+    try:
+        return save_video(path, clip, fps)
+    except ImportError:
+        images = [Image.fromarray(f) for f in clip]
+        return save_image(images[0], path.with_suffix(".gif"), save_all=True, append_images=images[1:],
+                          duration=int(1000 / fps), loop=0)
+
+
 def _write_videos(folder: Path, frames: torch.Tensor, fps: float) -> list[Path]:
     """frames [V, F, H, W, 3] -> per-view videos + a side-by-side video (MP4, or GIF without ffmpeg)."""
-    from ..model.video_io import tile_views, to_uint8
-
     folder.mkdir(parents=True, exist_ok=True)
     clips = [(f"view_{k}", to_uint8(frames[k])) for k in range(frames.shape[0])]
     clips.append(("side_by_side", tile_views(frames, rows=1, cols=frames.shape[0])))
     written = []
     for name, clip in clips:
         clip = np.repeat(np.repeat(clip, 4, axis=1), 4, axis=2)   # 4x larger pixels: tiny videos stay visible
-        try:
-            from ..model.video_io import write_video
-
-            written.append(write_video(folder / f"{name}.mp4", clip, fps=fps))
-        except ImportError:
-            from PIL import Image
-
-            images = [Image.fromarray(f) for f in clip]
-            path = folder / f"{name}.gif"
-            images[0].save(path, save_all=True, append_images=images[1:], duration=int(1000 / fps), loop=0)
-            written.append(path)
+        written.append(_save_clip(folder / f"{name}.mp4", clip, fps))
     return written
 
 
-def _comparison(rows: list[tuple[str, torch.Tensor]]):
-    from PIL import Image, ImageDraw
-
-    from ..model.video_io import to_uint8
-
+def _comparison(rows: list[tuple[str, torch.Tensor]]) -> Image.Image:
     label_w, pad = 110, 2
     v, f, h, w, _ = rows[0][1].shape
     img = Image.new("RGB", (label_w + v * (w + pad), len(rows) * (h + pad)), (255, 255, 255))
@@ -117,19 +117,15 @@ def _describe(m: dict) -> str:
 
 
 def run_demo(out, model=None, caption: str = "a red sphere and a blue box", views: int = 4, steps: int = 20,
-             cfg: float = DEMO_CFG, seed: int = 0, scenes: int = DEMO_SCENES, modes=MODES, fps: float = 8.0,
+             cfg: float = DEMO_CFG, seed: int = 0, scenes: int = DEMO_SCENES, modes=COMPARED_MODES, fps: float = 8.0,
              log=print) -> dict:
-    from .builtin import load_builtin
-
+    if not 1 <= scenes <= len(DEMO_SCENE_SEEDS):
+        raise InputError(f"scenes (--scenes) must be 1..{len(DEMO_SCENE_SEEDS)}, got {scenes}")
     out = output_folder(out)
     t0 = time.time()
     model = load_builtin() if model is None else model
     rig = demo_rig(model, views)
-    from ..model.rig_preview import draw_rig
-
-    draw_rig(rig).save(out / "rig.png")
-    if not 1 <= scenes <= len(DEMO_SCENE_SEEDS):
-        raise ValueError(f"scenes must be 1..{len(DEMO_SCENE_SEEDS)}, got {scenes}")
+    save_image(draw_rig(rig), out / "rig.png")
     scene_seeds = DEMO_SCENE_SEEDS[:scenes]
     truth = [_truth(model, rig, s) for s in scene_seeds]
     metrics = {"caption": caption, "steps": steps, "cfg": cfg, "seed": seed, "grids": scenes,
@@ -158,8 +154,8 @@ def run_demo(out, model=None, caption: str = "a red sphere and a blue box", view
     log(f"demo: {'ground truth':<12} {_describe(metrics['ground_truth'])}")
     for line in improvement_lines({k: v for k, v in metrics["modes"].items() if v.get("scored") is not None}):
         log(f"demo: {line}")
-    _comparison(rows).save(out / "comparison.png")
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
+    save_image(_comparison(rows), out / "comparison.png")
+    atomic_write(out / "metrics.json", json.dumps(metrics, indent=1))
     log(f"demo: wrote {out}/rig.png, {out}/comparison.png, {out}/metrics.json and per-mode videos in "
         f"{', '.join(str(out / name) for name, _ in rows)}  ({time.time() - t0:.0f}s)".replace("ground truth", "ground_truth"))
     return metrics
@@ -178,8 +174,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .builtin import load_builtin
-
     model = load_builtin(args.model, device=args.device)
     run_demo(args.out, model, caption=args.caption, steps=args.steps, cfg=args.cfg, seed=args.seed,
              scenes=args.scenes)

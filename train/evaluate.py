@@ -16,17 +16,19 @@ from __future__ import annotations
 import argparse
 import json
 import math
-from pathlib import Path
 from typing import Optional, Sequence
 
 import torch
 
+from ..model.checks import InputError
+from ..model.files import atomic_write
 from ..synth.dataset import SyntheticMultiViewDataset
-from ..synth.metric import _as_frames, object_centroids, triangulate
-from ..synth.render import project_points, rig_at_frames
+from ..synth.metric import reprojection_errors
+from .builtin import load_builtin
 
 EVAL_SEED = 9001          # training banks use seeds 0..; held-out scenes come from this one
-MODES = ("independent", "syncam", "hard", "soft")
+# the text-to-grid modes compared (recam needs a source video, which this comparison has not)
+COMPARED_MODES = ("independent", "syncam", "hard", "soft")
 KEYS = ("reproj_px", "reproj_px_median", "found", "usable", "triangulated", "observations")
 
 
@@ -40,23 +42,12 @@ def _mean(values):
 
 
 def observation_errors(frames, rig, colours) -> tuple[torch.Tensor, dict]:
-    """The metric's per-observation reprojection errors (pixels, float64 [n]) and its fractions.
-
-    The same steps as `synth.metric.consistency_metrics` (segment, keep usable detections,
-    triangulate, reproject), returning the errors themselves so several grids pool into one mean
-    and median. Raises torch.linalg.LinAlgError if a linear solve fails (safe_metrics catches it).
-    """
-    frames = _as_frames(frames)
-    v, f, h, w, _ = frames.shape
-    rig = rig_at_frames(rig, f)
-    det = object_centroids(frames, colours)
-    usable = det.usable
-    points, valid = triangulate(det.centroids, usable, rig, h, w)
-    proj, _ = project_points(points[:, None, :, :], rig.c2w[None], rig.intrinsics[None, :, None], h, w)
-    err = (proj - det.centroids).norm(dim=-1)                              # [N, V, F]
-    errors = err[usable & valid[:, None, :]]
-    return errors, dict(found=float(det.found.double().mean()), usable=float(usable.double().mean()),
-                        triangulated=float(valid.double().mean()))
+    """The metric's per-observation reprojection errors (pixels, float64 [n]) and its fractions, so several
+    grids pool into one mean and median (synth.metric.consistency_metrics reports one grid's). Raises
+    torch.linalg.LinAlgError if a linear solve fails (safe_metrics catches it)."""
+    err, used, det, valid = reprojection_errors(frames, rig, colours)
+    return err[used], dict(found=float(det.found.double().mean()), usable=float(det.usable.double().mean()),
+                           triangulated=float(valid.double().mean()))
 
 
 def safe_metrics(frames, rig, colours) -> dict:
@@ -98,7 +89,7 @@ def eval_scenes(model, num_scenes: int, views: int = 4, seed: int = EVAL_SEED) -
 
 
 @torch.no_grad()
-def evaluate(model, num_scenes: int = 16, modes: Sequence[str] = MODES, steps: int = 20, cfg: float = 4.0,
+def evaluate(model, num_scenes: int = 16, modes: Sequence[str] = COMPARED_MODES, steps: int = 20, cfg: float = 4.0,
              views: int = 4, seed: int = 0, device=None, batch: int = 16, scenes: Optional[list] = None) -> dict:
     """{"modes": {mode: summary}, "ground_truth": summary, "autoencoder": summary, "settings": {...}}."""
     scenes = eval_scenes(model, num_scenes, views) if scenes is None else scenes
@@ -181,7 +172,7 @@ def format_table(results: dict) -> str:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default=None, help="a `camgrid train --out` folder (default: the built-in model)")
     parser.add_argument("--scenes", type=int, default=8, help="held-out scenes to generate")
-    parser.add_argument("--modes", default=",".join(MODES), help=f"comma-separated subset of {MODES}")
+    parser.add_argument("--modes", default=",".join(COMPARED_MODES), help=f"comma-separated subset of {COMPARED_MODES}")
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--cfg", type=float, default=4.0)
     parser.add_argument("--views", type=int, default=4)
@@ -191,16 +182,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .builtin import load_builtin
-
     modes = [m for m in args.modes.split(",") if m]
-    bad = [m for m in modes if m not in MODES]
+    bad = [m for m in modes if m not in COMPARED_MODES]
     if bad:
-        raise ValueError(f"--modes: unknown {bad}; choose from {MODES}")
+        raise InputError(f"--modes: unknown {bad}; choose from {COMPARED_MODES}")
     model = load_builtin(args.model, device=args.device)
     results = evaluate(model, args.scenes, modes, args.steps, args.cfg, args.views, args.seed)
     print(format_table(results))
     if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=1))
+        atomic_write(args.json, json.dumps(results, indent=1))
         print(f"wrote {args.json}")
     return 0

@@ -1,0 +1,77 @@
+"""`python -m camgrid train`: train the built-in model on synthetic multi-camera scenes.
+
+The options become one `TrainConfig` (train/config.py); train/trainer.py runs it. With --eval-scenes N the
+trained model is then scored on N held-out scenes (train/evaluate.py) into `eval.json`.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+
+import torch
+
+from ..model.files import atomic_write
+from .config import STAGES, TrainConfig, parse_budgets, parse_stages
+from .evaluate import evaluate, format_table
+from .trainer import Trainer
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    d = TrainConfig()
+    parser.add_argument("--out", default=d.out, help="folder for model files, loss.csv and checkpoints")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--steps", type=int, default=d.steps, help="at most this many steps per stage")
+    parser.add_argument("--time-budget", type=float, default=d.time_budget, help="seconds per stage")
+    parser.add_argument("--stage-budgets", default="", help="per-stage seconds, e.g. ae=40,video=180,syncam=120,hard=60,soft=60")
+    parser.add_argument("--stages", default=",".join(STAGES), help=f"comma-separated subset of {STAGES}")
+    parser.add_argument("--batch", type=int, default=d.batch, help="multi-view samples per step")
+    parser.add_argument("--samples", type=int, default=d.samples, help="scenes rendered for training")
+    parser.add_argument("--workers", type=int, default=d.workers, help="rendering processes (0: render in-process)")
+    parser.add_argument("--height", type=int, default=d.height)
+    parser.add_argument("--width", type=int, default=d.width)
+    parser.add_argument("--frames", type=int, default=d.frames)
+    parser.add_argument("--views", type=int, default=d.views)
+    parser.add_argument("--dim", type=int, default=d.dim)
+    parser.add_argument("--layers", type=int, default=d.num_layers)
+    parser.add_argument("--heads", type=int, default=d.num_heads)
+    parser.add_argument("--ffn-dim", type=int, default=d.ffn_dim)
+    parser.add_argument("--lr", type=float, default=d.lr)
+    parser.add_argument("--shift", type=float, default=d.shift)
+    parser.add_argument("--seed", type=int, default=d.seed)
+    parser.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every,
+                        help="steps between checkpoints of the stage in progress")
+    parser.add_argument("--resume", action="store_true", help="skip finished stages, continue the one in progress")
+    parser.add_argument("--restart-stage", action="store_true",
+                        help="resume, but start the stage in progress again from the finished stages' model files "
+                             "(ignores checkpoint.pt, e.g. a damaged one)")
+    parser.add_argument("--two-stream-modes", default=",".join(d.two_stream_modes),
+                        help="modes the hard stage's whole-DiT fine-tune cycles through: hard, or hard,soft")
+    parser.add_argument("--eval-scenes", type=int, default=0, help="after training, evaluate on this many held-out scenes")
+    parser.add_argument("--eval-steps", type=int, default=d.eval_steps)
+    parser.add_argument("--no-progress", action="store_true")
+
+
+def config_from_args(args) -> TrainConfig:
+    return TrainConfig(out=args.out, device=args.device, steps=args.steps, time_budget=args.time_budget,
+                       stage_budgets=parse_budgets(args.stage_budgets), stages=parse_stages(args.stages),
+                       batch=args.batch, samples=args.samples, workers=args.workers, height=args.height,
+                       width=args.width, frames=args.frames, views=args.views, dim=args.dim, num_layers=args.layers,
+                       num_heads=args.heads, ffn_dim=args.ffn_dim, lr=args.lr, shift=args.shift, seed=args.seed,
+                       checkpoint_every=args.checkpoint_every,
+                       two_stream_modes=tuple(m for m in args.two_stream_modes.split(",") if m),
+                       resume=args.resume, restart_stage=args.restart_stage, eval_scenes=args.eval_scenes,
+                       eval_steps=args.eval_steps, progress_bar=not args.no_progress)
+
+
+def run(args: argparse.Namespace) -> int:
+    cfg = config_from_args(args)
+    trainer = Trainer(cfg)
+    trainer.run()
+    if cfg.eval_scenes > 0:
+        torch.set_num_threads(os.cpu_count() or 1)   # the rendering workers are gone: the metric gets every core
+        results = evaluate(trainer.models, num_scenes=cfg.eval_scenes, steps=cfg.eval_steps, device=trainer.device)
+        atomic_write(Path(cfg.out) / "eval.json", json.dumps(results, indent=1))
+        print(format_table(results))
+    return 0

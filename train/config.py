@@ -1,0 +1,110 @@
+"""The settings of one `camgrid train` run, and the names of its stages.
+
+Every option of a run lives in `TrainConfig`, checked once when it is made (a bad value fails before
+minutes of earlier stages). `parse_stages` / `parse_budgets` read the command line's comma lists.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from ..model.checks import InputError
+
+# In training order; docs in train/stages.py.
+STAGES = ("ae", "video", "syncam", "hard", "soft")
+# The first release trained hard and soft sync in one "sync" stage: the old name still means both.
+LEGACY_STAGES = {"sync": ("hard", "soft")}
+TWO_STREAM_MODES = ("hard", "soft")
+
+
+@dataclass
+class TrainConfig:
+    out: str = "camgrid-tiny-run"
+    device: str = "cpu"
+    # data
+    height: int = 48
+    width: int = 80
+    frames: int = 17
+    views: int = 4
+    samples: int = 3000
+    workers: int = 0
+    seed: int = 0
+    # model
+    dim: int = 128
+    ffn_dim: int = 512
+    num_heads: int = 4
+    num_layers: int = 6
+    text_dim: int = 64
+    latent_dim: int = 8
+    ae_width: int = 64
+    sync_rank: int = 32
+    # optimisation
+    steps: int = 100_000               # per stage, at most
+    time_budget: float = 60.0          # seconds per stage
+    stage_budgets: dict = field(default_factory=dict)   # per-stage overrides of time_budget
+    batch: int = 16                    # multi-view samples per step (the single-view stage uses batch*views views)
+    lr: float = 5e-4
+    finetune_lr_scale: float = 0.5    # hard stage: pre-trained weights learn at lr * this, new gates at lr
+    two_stream_modes: tuple = TWO_STREAM_MODES   # modes the hard stage's two-stream fine-tune cycles through
+    ae_lr: float = 1e-3
+    shift: float = 3.0
+    caption_dropout: float = 0.1
+    stages: tuple = STAGES
+    checkpoint_every: int = 500        # steps between checkpoints of the stage in progress
+    eval_scenes: int = 0
+    eval_steps: int = 20
+    resume: bool = False               # skip finished stages, continue the stage in progress from checkpoint.pt
+    restart_stage: bool = False        # resume, but start the stage in progress again (ignores checkpoint.pt)
+    progress_bar: bool = True
+
+    def __post_init__(self):
+        self.two_stream_modes = tuple(self.two_stream_modes)
+        bad = [m for m in self.two_stream_modes if m not in TWO_STREAM_MODES]
+        if not self.two_stream_modes or bad:
+            raise InputError(f"two_stream_modes (--two-stream-modes): expected a non-empty subset of "
+                             f"{TWO_STREAM_MODES}, got {self.two_stream_modes}")
+        self.stages = tuple(self.stages)
+        unknown = [s for s in self.stages if s not in STAGES]
+        if unknown:
+            raise InputError(f"stages (--stages): unknown {unknown}; choose from {STAGES}")
+        if self.restart_stage:
+            self.resume = True   # restarting the stage in progress keeps the finished ones
+        for name in ("batch", "views", "samples", "checkpoint_every", "height", "width", "frames"):
+            if int(getattr(self, name)) < 1:
+                raise InputError(f"{name}: must be at least 1, got {getattr(self, name)}")
+        seconds = {"time_budget": self.time_budget, **{f"stage_budgets[{k}]": v for k, v in self.stage_budgets.items()}}
+        for name, value in {**seconds, "lr": self.lr, "ae_lr": self.ae_lr, "shift": self.shift}.items():
+            if not math.isfinite(float(value)) or float(value) < 0:
+                raise InputError(f"{name}: expected a finite number >= 0, got {value}")
+
+    def budget(self, stage: str) -> float:
+        """Seconds of training for `stage`."""
+        return float(self.stage_budgets.get(stage, self.time_budget))
+
+
+def parse_stages(text: str) -> tuple:
+    """'ae,sync' -> ('ae', 'hard', 'soft')."""
+    stages = tuple(s for name in text.split(",") if name for s in LEGACY_STAGES.get(name, (name,)))
+    bad = [s for s in stages if s not in STAGES]
+    if bad:
+        raise InputError(f"--stages: unknown {bad}; choose from {STAGES}")
+    return stages
+
+
+def parse_budgets(text: str) -> dict:
+    """'video=100,sync=60,soft=10' -> {'video': 100.0, 'hard': 30.0, 'soft': 10.0} (a legacy sync=S gives
+    S/2 to hard and to soft, unless they are given too)."""
+    out, legacy = {}, {}
+    for part in filter(None, (text or "").split(",")):
+        name, _, value = part.partition("=")
+        if name not in STAGES and name not in LEGACY_STAGES or not value:
+            raise InputError(f"--stage-budgets: expected STAGE=SECONDS with STAGE in {STAGES}, got {part!r}")
+        try:
+            seconds = float(value)
+        except ValueError:
+            raise InputError(f"--stage-budgets: {part!r} does not give seconds as a number") from None
+        if name in LEGACY_STAGES:
+            legacy.update({s: seconds / len(LEGACY_STAGES[name]) for s in LEGACY_STAGES[name]})
+        else:
+            out[name] = seconds
+    return {**legacy, **out}

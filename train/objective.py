@@ -1,0 +1,26 @@
+"""The training objective: flow matching on the path the sampler integrates (model/sampling.py).
+
+x_σ = (1 - σ)·x0 + σ·noise, target v = noise - x0, timestep 1000·σ, with σ = shift(u) for u ~ U(0, 1)
+and the sampler's own shift σ' = s·σ / (1 + (s - 1)·σ), so training weights the noise levels the way
+sampling visits them.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+
+from ..model.sampling import NUM_TRAIN_TIMESTEPS, shift_sigmas
+
+
+def flow_matching_loss(model, x0: torch.Tensor, context: torch.Tensor, shift: float, mode: str = "independent",
+                       camera: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """x0 [B, V, C, T, h, w] clean latents -> MSE between the predicted and the true velocity."""
+    b = x0.shape[0]
+    sigma = shift_sigmas(torch.rand(b, device=x0.device), shift)
+    noise = torch.randn_like(x0)
+    s = sigma.view(b, 1, 1, 1, 1, 1)
+    x = (1 - s) * x0 + s * noise
+    pred = model(x, float(NUM_TRAIN_TIMESTEPS) * sigma, context, mode=mode, camera=camera)
+    return F.mse_loss(pred.float(), noise - x0)
