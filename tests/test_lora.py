@@ -268,7 +268,7 @@ def test_lora_keys_for_the_extra_modules_patch_them_when_present(tmp_path):
 def test_fp8_weights_are_dequantised_merged_and_requantised(tmp_path):
     model = tiny_model("wan", seed=6)
     lora, sd, _ = kijai_lightx2v(model)
-    quantize_linear_weights(model, fuse_gelu=False)
+    quantize_linear_weights(model)
     before = snapshot(model)
     apply_lora(model, save(tmp_path, sd), 1.0)
     after = model.state_dict()
@@ -289,9 +289,13 @@ def test_fp8_weights_are_dequantised_merged_and_requantised(tmp_path):
     check_merged(rest, model, lora.expected)
 
 
-def test_block_swapped_weights_are_patched_in_their_cpu_masters(tmp_path):
+@pytest.mark.parametrize("fp8", [False, True])
+def test_block_swapped_weights_are_patched_in_their_cpu_masters(tmp_path, fp8):
     lora_path = save(tmp_path, kijai_lightx2v(tiny_model("wan", seed=7))[1])
     plain, swapped = tiny_model("wan", seed=7), tiny_model("wan", seed=7)
+    if fp8:
+        quantize_linear_weights(plain)
+        quantize_linear_weights(swapped)
     apply_lora(plain, lora_path)
     enable_block_swap(swapped, 1, "cpu")
     apply_lora(swapped, lora_path)
@@ -494,3 +498,78 @@ def test_pipeline_merges_its_loras(tmp_path, monkeypatch):
                                      loras=[(path, 0.5)], log=logs.append)
     check_merged(snapshot(model), loaded[0], lora.expected, strength=0.5)
     assert any("LoRA lora.safetensors x0.5" in line for line in logs)
+
+
+# --- the CamGrid LoRA node -------------------------------------------------------------------------------
+
+@pytest.fixture
+def lora_models(tmp_path, monkeypatch):
+    """A models folder as the nodes see it outside ComfyUI: a tiny DiT and two LoRAs for it."""
+    monkeypatch.setenv("CAMGRID_MODELS_DIR", str(tmp_path))
+    for sub in ("diffusion_models", "loras"):
+        (tmp_path / sub).mkdir()
+    model = tiny_model("syncammaster", seed=13)
+    save_grid_dit(model, tmp_path / "diffusion_models" / "tiny.safetensors")
+    a, sd_a, _ = kijai_lightx2v(model, lora_seed=21)
+    b, sd_b, _ = kohya_musubi(model)
+    save(tmp_path / "loras", sd_a, "distill.safetensors")
+    (tmp_path / "loras" / "styles").mkdir()
+    save(tmp_path / "loras" / "styles", sd_b, "style.safetensors")
+    return a.expected, b.expected
+
+
+def test_lora_node_patches_a_copy_and_chains(lora_models):
+    from camgrid.nodes import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS
+    from camgrid.nodes.loader import CamGridModelLoader
+    from camgrid.nodes.lora import CamGridLora
+
+    assert NODE_CLASS_MAPPINGS["CamGridLora"] is CamGridLora
+    assert NODE_DISPLAY_NAME_MAPPINGS["CamGridLora"] == "CamGrid LoRA"
+    assert CamGridLora.CATEGORY == "CamGrid/loaders" and CamGridLora.RETURN_TYPES == ("CAMGRID_MODEL",)
+    spec = CamGridLora.INPUT_TYPES()["required"]
+    assert spec["lora_name"][0] == ["distill.safetensors", "styles/style.safetensors"]
+    assert (spec["strength"][1]["min"], spec["strength"][1]["max"], spec["strength"][1]["default"]) == (-4, 4, 1)
+    assert CamGridLora.VALIDATE_INPUTS("distill.safetensors", 1.0) is True
+    assert "not in models/loras" in CamGridLora.VALIDATE_INPUTS("missing.safetensors", 1.0)
+    assert "between -4 and 4" in CamGridLora.VALIDATE_INPUTS("distill.safetensors", 5.0)
+
+    a, b = lora_models
+    loaded, _ = CamGridModelLoader().load("tiny.safetensors", "fp32", "auto")
+    before, notes = snapshot(loaded.model), list(loaded.notes)
+    node = CamGridLora()
+    (one,) = node.apply(loaded, "distill.safetensors", 1.0)
+    (other,) = node.apply(loaded, "styles/style.safetensors", 0.5)  # a second branch on the same loaded model
+    (chained,) = node.apply(one, "styles/style.safetensors", 0.5)
+    check_merged(before, loaded.model, {}, tol=0)  # the cached input is untouched
+    check_merged(before, one.model, a)
+    check_merged(before, other.model, {k: 0.5 * v for k, v in b.items()})  # not stacked on top of `one`
+    check_merged(before, chained.model, {k: a.get(k, 0) + 0.5 * b.get(k, 0) for k in set(a) | set(b)})
+    check_merged(before, one.model, a)  # chaining did not touch the first node's output either
+    assert loaded.notes == notes and one.notes[len(notes):] == [one.model.applied_loras[0].summary()]
+    assert "LoRA distill.safetensors x1 (Kijai/lightx2v/ComfyUI)" in one.summary()
+    assert len(chained.notes) == len(notes) + 2 and (chained.variant, chained.name) == (loaded.variant, loaded.name)
+    assert node.apply(loaded, "distill.safetensors", 0.0)[0] is loaded
+
+
+def test_lora_node_output_samples_and_leaves_the_input_reproducible(lora_models):
+    from test_nodes import run_sampler
+
+    from camgrid.nodes.loader import CamGridModelLoader
+    from camgrid.nodes.lora import CamGridLora
+
+    loaded, _ = CamGridModelLoader().load("tiny.safetensors", "fp32", "auto")
+    plain = run_sampler(loaded, steps=1)[0]["samples"]
+    (patched,) = CamGridLora().apply(loaded, "distill.safetensors", 1.0)
+    with_lora = run_sampler(patched, steps=1)[0]["samples"]
+    again = run_sampler(loaded, steps=1)[0]["samples"]
+    assert torch.equal(plain, again) and not torch.allclose(plain, with_lora)
+
+
+def test_lora_node_refuses_a_lora_for_another_size(lora_models, tmp_path):
+    from camgrid.nodes.loader import CamGridModelLoader
+    from camgrid.nodes.lora import CamGridLora
+
+    save(tmp_path / "loras", lora_for({"dim": 96}), "big.safetensors")
+    loaded, _ = CamGridModelLoader().load("tiny.safetensors", "fp32", "auto")
+    with pytest.raises(CheckpointError, match="big.safetensors: this LoRA is for a 96-wide, 2-block DiT"):
+        CamGridLora().apply(loaded, "big.safetensors", 1.0)

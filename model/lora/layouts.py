@@ -277,7 +277,7 @@ def _tensor(sd, key, name) -> torch.Tensor:
     t = sd[key]
     if not t.is_floating_point():
         raise CheckpointError(f"{name}: LoRA tensor {key!r} is {t.dtype}, not floating point; the file is damaged")
-    if not torch.isfinite(t.float()).all():
+    if not torch.isfinite(t if t.element_size() > 1 else t.float()).all():  # (fp8 has no isfinite kernel)
         raise CheckpointError(f"{name}: LoRA tensor {key!r} contains NaN or infinite values; the file is damaged "
                               "(re-download or re-export it)")
     return t
