@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import logging
 import math
 
@@ -19,8 +20,9 @@ def lora_files() -> list[str]:
 
 
 def _merge_bytes(dit) -> int:
-    """GPU memory one weight's merge needs: its float32 copy, the result and the LoRA factors (x3 margin)."""
-    return 3 * 4 * max((p.numel() for p in dit.parameters()), default=0)
+    """GPU memory one weight's merge needs: its float32 copy, the result and the LoRA factors (x3 margin);
+    fp8 weights are buffers, hence both."""
+    return 3 * 4 * max((t.numel() for t in itertools.chain(dit.parameters(), dit.buffers())), default=0)
 
 
 class CamGridLora:

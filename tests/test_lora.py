@@ -399,6 +399,9 @@ def test_merging_to_infinity_is_an_error():
     sd = {"diffusion_model.blocks.0.self_attn.q.diff": torch.full((64, 64), 60000.0)}
     with pytest.raises(CheckpointError, match="overflows float16"):
         apply_lora(model, sd, 2.0)
+    sd = {"diffusion_model.blocks.0.self_attn.q.diff": torch.full((64, 64), 3e38)}
+    with pytest.raises(CheckpointError, match=r"strength 2 made blocks\.0\.self_attn\.q\.weight non-finite"):
+        apply_lora(tiny_model("wan"), sd, 2.0)
 
 
 # --- copies for the node -------------------------------------------------------------------------------

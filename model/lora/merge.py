@@ -30,7 +30,7 @@ from ..checkpoint import CheckpointError
 from ..checks import InputError
 from ..fp8 import FP8Linear, dequantize_weight, quantize_weight
 from ..offload import block_swap_of
-from .layouts import ModelIndex, plan_lora, read_lora
+from .layouts import ModelIndex, all_finite, plan_lora, read_lora
 
 log = logging.getLogger("camgrid")
 _BLOCK = re.compile(r"^blocks\.(\d+)\.")
@@ -113,10 +113,12 @@ def _merge(model, target, patches, strength, device, swap, name):
     if fp8:
         value = dequantize_weight(module.weight_fp8.to(here), module.scale_weight.to(here), torch.float32)
     else:
-        value = stored.detach().to(device=here, dtype=torch.float32, copy=True)  # never the stored tensor itself
+        # move in the stored dtype, convert on `here` (a CPU->GPU copy with a dtype change converts on the CPU);
+        # copy=True: never the stored tensor itself
+        value = stored.detach().to(here).to(torch.float32, copy=True)
     for patch in patches:
         _add_patch(value, patch, strength)
-    if not torch.isfinite(value).all():
+    if not all_finite(value):
         raise CheckpointError(f"{name}: merging at strength {strength:g} made {target} non-finite; lower the "
                               "strength (the model is now partly patched: reload it)")
     if fp8:
@@ -125,7 +127,7 @@ def _merge(model, target, patches, strength, device, swap, name):
         _store(module, "scale_weight", s, swapped)
         return
     new = value.to(stored.dtype)
-    if new.dtype == torch.float16 and not torch.isfinite(new).all():
+    if new.dtype == torch.float16 and not all_finite(new):
         raise CheckpointError(f"{name}: {target} overflows float16 after the merge; lower the strength or load "
                               "the model in bf16 (the model is now partly patched: reload it)")
     _store(module, attr, new, swapped)
@@ -133,10 +135,10 @@ def _merge(model, target, patches, strength, device, swap, name):
 
 def _add_patch(value: torch.Tensor, patch, strength: float) -> None:
     if patch.diff is not None:
-        value.add_(patch.diff.to(value.device, torch.float32).reshape(value.shape), alpha=strength)
+        value.add_(patch.diff.to(value.device).float().reshape(value.shape), alpha=strength)
         return
-    up = patch.up.to(value.device, torch.float32).flatten(1)
-    down = patch.down.to(value.device, torch.float32).flatten(1)
+    up = patch.up.to(value.device).float().flatten(1)
+    down = patch.down.to(value.device).float().flatten(1)
     if value.dim() == 2:
         value.addmm_(up, down, alpha=strength * patch.scale)
     else:  # a convolution (patch_embedding): the product has the kernel's element count
