@@ -6,3 +6,4 @@ from .sync import attach_sync_layers, load_sync_weights, save_sync_weights
 from .camera import CameraRig, load_rig, relative_extrinsics
 from .conditioning import SourceVideo
 from .sampling import SamplerOptions, sample_grid
+from .lora import apply_lora

@@ -61,6 +61,12 @@ def _rename(key: str, rules) -> str:
     return key
 
 
+def original_key(key: str) -> str:
+    """One key (or module path) in diffusers names -> original Wan names; other keys pass unchanged. Per key,
+    for files such as LoRAs whose keys alone cannot tell the layout (a LoRA of `ffn.net.*` only)."""
+    return _rename(key, _DIFFUSERS_RENAMES)
+
+
 def is_diffusers_layout(keys) -> bool:
     return any(k.startswith("condition_embedder.") or ".attn1." in k for k in keys)
 

@@ -35,6 +35,8 @@ from .checks import VIEW_INDEX, VIEWS, InputError, Limit, check_sampling, check_
 from .conditioning import SOURCE_USES, TEXT_LENGTH, SourceVideo
 from .modes import MODES, build_rig, camera_embedding, fit_frames, pick_mode
 from .files import atomic_save, atomic_write
+from .lora import apply_lora
+from .lora.spec import parse_lora_arg
 from .sampling import GUIDANCE, SCHEDULERS, sample_grid
 from .sync import load_sync_weights
 from .video_io import read_video, tile_views, write_video
@@ -90,9 +92,11 @@ class Pipeline:
     def from_files(cls, dit: Union[str, Path], vae: Union[str, Path], text_encoder: Union[str, Path],
                    tokenizer: Union[str, Path, None] = None, device: Union[str, torch.device] = "cpu",
                    dtype: Optional[torch.dtype] = None, sync_weights: Union[str, Path, None] = None,
-                   attention: Optional[str] = None, log: Optional[Callable[[str], None]] = None) -> "Pipeline":
+                   attention: Optional[str] = None, log: Optional[Callable[[str], None]] = None,
+                   loras: Sequence[tuple[Union[str, Path], float]] = ()) -> "Pipeline":
         """Load every component from local files. dtype None: the DiT file's dtype on CUDA, float32 on CPU.
-        The VAE always runs in float32 (as Wan does); umT5 in bfloat16 when the DiT is half precision on CUDA."""
+        The VAE always runs in float32 (as Wan does); umT5 in bfloat16 when the DiT is half precision on CUDA.
+        loras: (file, strength) pairs merged into the DiT in order (model/lora)."""
         # imported here: diffusers and transformers take seconds to import and only this path needs them
         from diffusers import AutoencoderKLWan
         from transformers import AutoTokenizer, UMT5EncoderModel
@@ -102,6 +106,9 @@ class Pipeline:
             dtype = torch.float32
         model = load_grid_dit(dit, device=device, options=LoadOptions(dtype=dtype, sync_weights=sync_weights,
                                                                       attention=attention))
+        for path, strength in loras:
+            apply_lora(model, path, strength)
+            (log or log_default)(model.applied_loras[-1].summary())
         for name, folder in (("VAE", vae), ("text encoder", text_encoder)):
             if not Path(folder).is_dir():
                 raise FileNotFoundError(f"{name} folder {str(folder)!r} does not exist: pass a diffusers-format folder "
@@ -244,6 +251,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     files.add_argument("--tokenizer", default=None, help="tokenizer folder (default: the text encoder folder or a "
                                                          "'tokenizer' folder beside it)")
     files.add_argument("--sync-weights", default=None, help="optional camgrid sync-weights file (hard/soft sync)")
+    files.add_argument("--lora", action="append", default=[], type=parse_lora_arg, metavar="FILE[:STRENGTH]",
+                       help="merge a LoRA into the DiT (any of the Kijai/lightx2v, diffusers/PEFT, kohya, DiffSynth "
+                            "layouts); strength default 1; repeat to stack LoRAs")
     p.add_argument("--prompt", required=True, help="text prompt shared by all views")
     p.add_argument("--negative-prompt", default=DEFAULT_NEGATIVE_PROMPT, help="negative prompt (the CFG uncond branch)")
     p.add_argument("--rig", default="orbit_arc", help=f"camera preset ({', '.join(RIG_PRESETS)}) or a rig JSON file")
@@ -379,7 +389,7 @@ def run(args: argparse.Namespace) -> int:
     job = check_generate_args(args)
     pipe = Pipeline.from_files(args.dit, args.vae, args.text_encoder, args.tokenizer, device=args.device,
                                dtype=DTYPES[args.dtype], sync_weights=args.sync_weights, attention=args.attention,
-                               log=print)
+                               log=print, loras=args.lora)
     bar = tqdm(total=args.steps, desc="sampling", unit="step")
 
     def progress(step, total, _x0):

@@ -3,11 +3,13 @@ from .builtin import CamGridBuiltinModel
 from .decode import CamGridDecode, CamGridSelectView
 from .latent import CamGridEmptyLatent, CamGridSourceVideo
 from .loader import CamGridModelLoader
+from .lora import CamGridLora
 from .rig import CamGridCameraEncode, CamGridLoadRig, CamGridRig, CamGridRigPreview
 from .sampler import CamGridSampler
 
 _NODES = {
     CamGridModelLoader: "CamGrid Model Loader",
+    CamGridLora: "CamGrid LoRA",
     CamGridBuiltinModel: "CamGrid Built-in Model (tiny)",
     CamGridRig: "CamGrid Camera Rig",
     CamGridLoadRig: "CamGrid Load Rig",

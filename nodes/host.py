@@ -48,7 +48,7 @@ WEIGHT_EXTENSIONS = frozenset({".ckpt", ".pt", ".pt2", ".bin", ".pth", ".safeten
 CAMGRID_EXTENSIONS = frozenset({".safetensors", ".pt", ".ckpt", ".json"})
 CAMGRID_FOLDER = "camgrid"
 
-MODEL_KINDS = ("diffusion_models", CAMGRID_FOLDER, "vae", "text_encoders")
+MODEL_KINDS = ("diffusion_models", CAMGRID_FOLDER, "vae", "text_encoders", "loras")
 # Older ComfyUI folder names that still hold the same files.
 _LEGACY_SUBFOLDERS = {"diffusion_models": ("unet",), "text_encoders": ("clip",)}
 

@@ -53,7 +53,7 @@ def test_model_path_finds_files_and_explains_misses(models_dir):
 
 def test_unknown_kind_names_the_allowed_ones(models_dir):
     with pytest.raises(ValueError, match="diffusion_models"):
-        host.list_models("loras")
+        host.list_models("upscale_models")
 
 
 def test_models_root_defaults_to_cwd_models(monkeypatch, tmp_path):
