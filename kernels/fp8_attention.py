@@ -15,7 +15,7 @@ available) | "fa3" | "triton". benchmarks/bench_attention.py measures both (spee
 
 Call signatures (the layout of every camgrid attention backend)
     out = attention_fp8(q, k, v)                  q [B, Lq, H, D], k / v [B, Lk, H, D] -> [B, Lq, H, D] (q.dtype)
-    out = attention_fp8_fa3(q, k, v, recipe=FA3_RECIPE)
+    out = attention_fp8_fa3(q, k, v, recipe=FA3_RECIPE) = fa3_fp8_run(fa3_fp8_inputs(q, k, v, recipe), q.dtype)
     available(q=None) -> bool; unsupported_reason(q) -> str | None; implementation(q) -> "fa3" | "triton"
 """
 from __future__ import annotations
@@ -85,11 +85,11 @@ def available(q: torch.Tensor | None = None) -> bool:
     return any(_implementation_reason(name, device, torch.bfloat16, 128) is None for name in _candidates())
 
 
-def attention_fp8_fa3(q, k, v, recipe: Fp8Recipe = FA3_RECIPE):
-    """FA3 fp8 forward with per-(batch, head) q / k descales, smoothed K, per-channel V (see above)."""
-    if recipe.q_block or recipe.k_block or recipe.qk != "fp8":
-        raise ValueError("attention_fp8_fa3: FA3 takes fp8 q / k with one scale per (batch, head); "
-                         "use a recipe with qk='fp8', q_block=None, k_block=None")
+def fa3_fp8_inputs(q, k, v, recipe: Fp8Recipe = FA3_RECIPE):
+    """The quantisation passes of attention_fp8_fa3: (q8, k8, v8, q_descale, k_descale, v_mean, v_scale)."""
+    if recipe.q_block or recipe.k_block or recipe.qk != "fp8" or not recipe.v_fp8:
+        raise ValueError("attention_fp8_fa3: FA3 takes fp8 q / k / v with one scale per (batch, head) for q and k; "
+                         "use a recipe with qk='fp8', v_fp8=True, q_block=None, k_block=None")
     d = q.shape[-1]
     q8, q_scale = quantize(q, "fp8", channel_scale=per_head(head_scale(q, "fp8"), d))
     k_mean = k.mean(dim=1, dtype=torch.float32) if recipe.smooth_k else None
@@ -97,9 +97,19 @@ def attention_fp8_fa3(q, k, v, recipe: Fp8Recipe = FA3_RECIPE):
     v_mean, v_scale = v_scales(v, recipe)
     v8, _ = quantize(v, "fp8", mean=v_mean if recipe.smooth_v else None, channel_scale=v_scale)
     # FA3 indexes the descales by (batch, kv head) through their strides; give it plain [B, H] tensors
-    out = fa3.call_flash_attn_func(q8, k8, v8, q_descale=q_scale[..., 0].contiguous(),
-                                   k_descale=k_scale[..., 0].contiguous())
-    return torch.addcmul(v_mean[:, None], out, v_scale[:, None]).to(q.dtype)
+    return q8, k8, v8, q_scale[..., 0].contiguous(), k_scale[..., 0].contiguous(), v_mean, v_scale
+
+
+def fa3_fp8_run(inputs, out_dtype: torch.dtype):
+    """FA3's fp8 forward on fa3_fp8_inputs(...), V's scale and mean put back in one multiply-add."""
+    q8, k8, v8, q_descale, k_descale, v_mean, v_scale = inputs
+    out = fa3.call_flash_attn_func(q8, k8, v8, q_descale=q_descale, k_descale=k_descale)  # bf16
+    return torch.addcmul(v_mean[:, None], out, v_scale[:, None]).to(out_dtype)
+
+
+def attention_fp8_fa3(q, k, v, recipe: Fp8Recipe = FA3_RECIPE):
+    """FA3 fp8 forward with per-(batch, head) q / k descales, smoothed K, per-channel V (see above)."""
+    return fa3_fp8_run(fa3_fp8_inputs(q, k, v, recipe), q.dtype)
 
 
 def attention_fp8(q, k, v):

@@ -12,9 +12,12 @@ Call signatures
         [B, H, D] given (stride 0 along D for one scale per head) -> returned as given.
         Triton on CUDA (or under TRITON_INTERPRET=1), the torch reference elsewhere.
     out = attention_fp8_triton(q, k, v, recipe=TRITON_INT8_RECIPE, config=None)
+        = attention_quantized(quantize_qkv(q, k, v, recipe, BLOCK_M, BLOCK_N), q.dtype, num_warps, num_stages)
         q [B, Lq, H, D], k / v [B, Lk, H, D] (bf16 / fp16 / fp32; D a power of two 16..256)
         -> out [B, Lq, H, D] in q.dtype. config = (BLOCK_M, BLOCK_N, num_warps, num_stages); a recipe's
         q_block / k_block must equal BLOCK_M / BLOCK_N (or be None: one scale per (batch, head)).
+Recipes (fp8_scaling.py): TRITON_INT8_RECIPE (SageAttention 2: int8 Q K^T, fp8 P V, the default),
+TRITON_INT8_FP16PV_RECIPE (int8 Q K^T, fp16 P V: no V rounding), TRITON_FP8_RECIPE (e4m3 Q K^T).
 Accumulation: Q K^T accumulates in int32 (int8) or fp32 (fp8); the P V product of each key block is
 promoted to the fp32 accumulator after the block (`max_num_imprecise_acc`), the two-level
 accumulation of SageAttention 2 (Hopper's fp8 MMA accumulates with fewer mantissa bits).
@@ -22,6 +25,7 @@ accumulation of SageAttention 2 (Hopper's fp8 MMA accumulates with fewer mantiss
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import os
 
@@ -232,6 +236,67 @@ def _scale_strides(scale: torch.Tensor) -> tuple[int, int, int]:
     return (scale.stride(0), scale.stride(1), 0) if scale.dim() == 2 else tuple(scale.stride())
 
 
+@dataclasses.dataclass
+class QuantizedQKV:
+    """q / k / v quantised for _attention_kernel, with their scales (what quantize_qkv returns)."""
+    q: torch.Tensor
+    q_scale: torch.Tensor      # [B, H] or [B, H, ceil(Lq / BLOCK_M)]
+    k: torch.Tensor
+    k_scale: torch.Tensor      # [B, H] or [B, H, ceil(Lk / BLOCK_N)]
+    v: torch.Tensor            # fp8 [B, H, D, L16] or the 16-bit input
+    v_strides: tuple           # (b, l, h, d) strides of v
+    v_scale: torch.Tensor      # [B, H, D] (fp8 V) or a placeholder
+    v_mean: torch.Tensor
+    recipe: Fp8Recipe
+    block_m: int
+    block_n: int
+
+
+def quantize_qkv(q, k, v, recipe: Fp8Recipe, block_m: int, block_n: int) -> QuantizedQKV:
+    """The quantisation passes of attention_fp8_triton (separate so benchmarks can time them apart)."""
+    d = q.shape[-1]
+    pre = LOG2E / math.sqrt(d)
+    if recipe.q_block:
+        qq, qs = quantize(q, recipe.qk, block=block_m, pre_scale=pre)
+    else:
+        qq, qs = quantize(q, recipe.qk, pre_scale=pre, channel_scale=per_head(head_scale(q, recipe.qk, pre_scale=pre), d))
+        qs = qs[..., 0]  # per-head scales were expanded along D for the quantiser
+    k_mean = k.mean(dim=1, dtype=torch.float32) if recipe.smooth_k else None
+    if recipe.k_block:
+        kq, ks = quantize(k, recipe.qk, block=block_n, mean=k_mean)
+    else:
+        kq, ks = quantize(k, recipe.qk, mean=k_mean, channel_scale=per_head(head_scale(k, recipe.qk, mean=k_mean), d))
+        ks = ks[..., 0]
+    if recipe.v_fp8:
+        v_mean, vs = v_scales(v, recipe)
+        vq, _ = quantize(v, "fp8", mean=v_mean if recipe.smooth_v else None, channel_scale=vs, transpose=True)
+        v_strides = (vq.stride(0), 1, vq.stride(1), vq.stride(2))       # (b, l, h, d) of [B, H, D, L16]
+        v_mean, vs = v_mean.contiguous(), vs.contiguous()
+    else:
+        vq = v if v.stride(-1) == 1 else v.contiguous()
+        v_strides = (vq.stride(0), vq.stride(1), vq.stride(2), 1)
+        v_mean = vs = torch.empty(1, dtype=torch.float32, device=q.device)  # unused without fp8 V
+    return QuantizedQKV(qq, qs, kq, ks, vq, v_strides, vs, v_mean, recipe, block_m, block_n)
+
+
+def attention_quantized(x: QuantizedQKV, out_dtype: torch.dtype, num_warps: int = 8, num_stages: int = 3):
+    """Run _attention_kernel on quantize_qkv's output -> [B, Lq, H, D] in out_dtype."""
+    b, lq, h, d = x.q.shape
+    lk = x.k.shape[1]
+    out = torch.empty(b, lq, h, d, dtype=out_dtype, device=x.q.device)
+    with _launch_context(x.q):
+        _attention_kernel[(-(-lq // x.block_m), h, b)](
+            x.q, x.k, x.v, x.q_scale, x.k_scale, x.v_scale, x.v_mean, out,
+            x.q.stride(0), x.q.stride(1), x.q.stride(2), x.k.stride(0), x.k.stride(1), x.k.stride(2),
+            *x.v_strides, out.stride(0), out.stride(1), out.stride(2),
+            *_scale_strides(x.q_scale), *_scale_strides(x.k_scale), h, lq, lk,
+            HEAD_DIM=d, BLOCK_M=x.block_m, BLOCK_N=x.block_n, QK_INT8=x.recipe.qk == "int8",
+            V_FP8=x.recipe.v_fp8, P_FP8=x.recipe.p_fp8, EMULATE_FP8=emulate_fp8_cast(),
+            num_warps=num_warps, num_stages=num_stages,
+        )
+    return out
+
+
 def attention_fp8_triton(q, k, v, recipe: Fp8Recipe = TRITON_INT8_RECIPE, config=None):
     """8-bit attention (see the module docstring); q [B, Lq, H, D], k / v [B, Lk, H, D] -> q.dtype."""
     if triton is None:
@@ -243,35 +308,4 @@ def attention_fp8_triton(q, k, v, recipe: Fp8Recipe = TRITON_INT8_RECIPE, config
     if recipe.q_block not in (None, block_m) or recipe.k_block not in (None, block_n):
         raise ValueError(f"attention_fp8_triton: recipe blocks (q {recipe.q_block}, k {recipe.k_block}) must equal "
                          f"the kernel tiles (BLOCK_M {block_m}, BLOCK_N {block_n}) or be None")
-    b, lq, h, d = q.shape
-    lk = k.shape[1]
-    pre = LOG2E / math.sqrt(d)
-    qq, qs = (quantize(q, recipe.qk, block=block_m, pre_scale=pre) if recipe.q_block else
-              quantize(q, recipe.qk, pre_scale=pre, channel_scale=per_head(head_scale(q, recipe.qk, pre_scale=pre), d)))
-    k_mean = k.mean(dim=1, dtype=torch.float32) if recipe.smooth_k else None
-    kq, ks = (quantize(k, recipe.qk, block=block_n, mean=k_mean) if recipe.k_block else
-              quantize(k, recipe.qk, mean=k_mean, channel_scale=per_head(head_scale(k, recipe.qk, mean=k_mean), d)))
-    if recipe.v_fp8:
-        v_mean, vs = v_scales(v, recipe)
-        vq, _ = quantize(v, "fp8", mean=v_mean if recipe.smooth_v else None, channel_scale=vs, transpose=True)
-        v_strides = (vq.stride(0), 1, vq.stride(1), vq.stride(2))       # (b, l, h, d) of [B, H, D, L16]
-        v_mean, vs = v_mean.contiguous(), vs.contiguous()
-    else:
-        vq = v if v.stride(-1) == 1 else v.contiguous()
-        v_strides = (vq.stride(0), vq.stride(1), vq.stride(2), 1)
-        v_mean = vs = torch.empty(1, dtype=torch.float32, device=q.device)  # unused without fp8 V
-    qs = qs if recipe.q_block else qs[..., 0]   # per-head scales were expanded along D for the quantiser
-    ks = ks if recipe.k_block else ks[..., 0]
-    out = torch.empty(b, lq, h, d, dtype=q.dtype, device=q.device)
-    with _launch_context(q):
-        _attention_kernel[(-(-lq // block_m), h, b)](
-            qq, kq, vq, qs, ks, vs, v_mean, out,
-            qq.stride(0), qq.stride(1), qq.stride(2), kq.stride(0), kq.stride(1), kq.stride(2),
-            *v_strides, out.stride(0), out.stride(1), out.stride(2),
-            *_scale_strides(qs), *_scale_strides(ks), h, lq, lk,
-            HEAD_DIM=d, BLOCK_M=block_m, BLOCK_N=block_n, QK_INT8=recipe.qk == "int8", V_FP8=recipe.v_fp8,
-            P_FP8=recipe.p_fp8,
-            EMULATE_FP8=emulate_fp8_cast(), num_warps=num_warps, num_stages=num_stages,
-        )
-    return out
-
+    return attention_quantized(quantize_qkv(q, k, v, recipe, block_m, block_n), q.dtype, num_warps, num_stages)
