@@ -1,5 +1,6 @@
 """8-bit attention in Triton (SageAttention-2 style): Q K^T in int8 or fp8 e4m3 with per-block scales
-and smoothed K, P V in fp8 e4m3 with per-channel V scales; plus the one-pass quantiser it uses.
+and smoothed K, P V in fp8 e4m3 with per-channel V scales (or in fp16); plus the one-pass quantiser
+it uses.
 
 The scaling math and its torch reference are in kernels/fp8_scaling.py; `simulated_attention`
 there is what the kernel computes, up to the order and precision of its fp32 accumulation.
