@@ -99,11 +99,3 @@ def test_progress_reporter_counts_absolute_steps_and_stops_on_cancel(capsys):
         host.request_interrupt()
         with pytest.raises(host.Interrupted):
             bar.update(5)
-
-
-def test_grid_preview_layout_puts_views_side_by_side():
-    grid = torch.arange(2 * 3 * 1 * 1 * 2 * 2, dtype=torch.float32).reshape(1, 3, 2, 1, 2, 2)  # B V C T H W
-    video = host._grid_to_video_latent(grid)
-    assert video.shape == (1, 2, 1, 2, 6)
-    for v in range(3):
-        assert torch.equal(video[..., v * 2:(v + 1) * 2], grid[:, v])
