@@ -5,8 +5,9 @@
 ComfyUI's template browser lists every `*.json` of a pack's `example_workflows/` folder with the
 `.jpg` of the same name as its thumbnail, and shows the *file name* as the card's title (the server
 sends only names: `/workflow_templates` in ComfyUI's app/custom_node_manager.py), so the file names
-here are the titles. The thumbnails are screenshots of the workflows in the real front end
-(`python tests/host/frontend_check.py --thumbnails`).
+here are the titles. The thumbnails are screenshots of the workflows in the real front end, the
+built-in demo's after a run (`python tests/host/frontend_check.py --comfyui PATH --screens DIR --run
+builtin_tiny_demo --thumbnails`, see tests/host/README.md).
 
 Everything is derived from the node definitions (ours from the classes, core ones from
 tests/host/core_nodes.json), so a workflow can never drift from the nodes' inputs:

@@ -151,7 +151,9 @@ async function readTemplates(page, screens, packName) {
   const shot = path.join(screens, 'template_browser.png');
   await page.screenshot({ path: shot });
   const text = await page.evaluate(() => Array.from(document.querySelectorAll('.p-dialog')).map((d) => d.innerText).join('\n'));
-  const images = await page.evaluate(() => Array.from(document.querySelectorAll('.p-dialog img')).map((img) => ({ src: img.getAttribute('src'), loaded: img.complete && img.naturalWidth > 0 })));
+  // cards show the pack's .jpg (fetched, then shown from a blob: URL) or a default picture when there is none
+  const images = await page.evaluate(() => Array.from(document.querySelectorAll('.p-dialog img')).map((img) => ({
+    src: img.src, loaded: img.complete && img.naturalWidth > 0, size: [img.naturalWidth, img.naturalHeight] })));
   await closeDialogs(page);
   return { text, images, screenshot: shot };
 }

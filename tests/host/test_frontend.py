@@ -78,8 +78,10 @@ def test_template_browser_shows_titles_and_thumbnails(report):
     text = report["templates"]["text"]
     for key, wf in workflows(report):
         assert wf["title"] in text, f"the template browser does not show {wf['title']!r}"
-    thumbs = [img for img in report["templates"]["images"] if "/workflow_templates/" in (img["src"] or "")]
-    assert len(thumbs) == len(report["workflows"]) and all(img["loaded"] for img in thumbs), thumbs
+    images = report["templates"]["images"]
+    assert not [img for img in images if "/assets/images/default" in img["src"]], f"cards without a thumbnail: {images}"
+    ours = [img for img in images if img["loaded"] and img["size"] == [512, 512]]
+    assert len(ours) == len(report["workflows"]), f"expected {len(report['workflows'])} 512x512 thumbnails: {images}"
 
 
 def test_builtin_demo_runs_with_live_previews_and_no_overlaps_after(report):
