@@ -26,6 +26,8 @@ import threading
 
 import torch
 
+from . import preview
+
 log = logging.getLogger("camgrid")
 
 IN_COMFY: bool = "folder_paths" in sys.modules and "comfy.model_management" in sys.modules
@@ -276,14 +278,6 @@ def check_interrupted() -> None:
 # Progress
 # ---------------------------------------------------------------------------------------------
 
-def _grid_to_video_latent(latent: torch.Tensor) -> torch.Tensor:
-    """[B, V, C, T, H, W] grid -> [B, C, T, H, V*W]: views side by side, so one preview shows all."""
-    if latent.ndim == 6:
-        b, v, c, t, h, w = latent.shape
-        return latent.permute(0, 2, 3, 4, 1, 5).reshape(b, c, t, h, v * w)
-    return latent
-
-
 def _previews_off() -> bool:
     from comfy.cli_args import args
 
@@ -296,7 +290,8 @@ class ProgressReporter:
 
     `update(step, latent)` takes the absolute number of finished steps. `latent` is the current
     x0 estimate, `[B, C, T, H, W]` or a grid `[B, V, C, T, H, W]`; in ComfyUI it becomes the live
-    preview. `preview_fn(latent) -> PIL.Image | None` replaces the default Wan latent->RGB preview.
+    preview (the views tiled into one picture, nodes/preview.py). `preview_fn(latent) -> PIL.Image |
+    None` replaces the default latent->RGB preview.
     Every update also checks for a cancel, so a loop that reports progress stops promptly.
     """
 
@@ -348,7 +343,7 @@ class ProgressReporter:
                     return None
                 image = self._preview_fn(latent)
                 return None if image is None else ("JPEG", image, size)
-            x0 = _grid_to_video_latent(latent.detach())
+            x0 = preview.tile_views(latent.detach())
             previewer = self._previewer_for(x0.shape[1])
             if previewer is None:
                 return None
@@ -363,11 +358,15 @@ class ProgressReporter:
             import comfy.latent_formats as formats
             import latent_preview
 
-            # Wan2.1 VAE latents have 16 channels, Wan2.2's have 48.
+            # Wan2.1 VAE latents have 16 channels, Wan2.2's have 48; the built-in model's its own projection.
             fmt_class = {16: getattr(formats, "Wan21", None), 48: getattr(formats, "Wan22", None)}.get(channels)
-            self._previewers[channels] = (
-                None if fmt_class is None else latent_preview.get_previewer(torch_device(), fmt_class())
-            )
+            own = preview.latent_rgb_factors(channels)
+            if fmt_class is not None:
+                self._previewers[channels] = latent_preview.get_previewer(torch_device(), fmt_class())
+            elif own is not None and not _previews_off():
+                self._previewers[channels] = latent_preview.Latent2RGBPreviewer(*own)
+            else:
+                self._previewers[channels] = None
         return self._previewers[channels]
 
 

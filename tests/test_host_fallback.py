@@ -101,14 +101,6 @@ def test_progress_reporter_counts_absolute_steps_and_stops_on_cancel(capsys):
             bar.update(5)
 
 
-def test_grid_preview_layout_puts_views_side_by_side():
-    grid = torch.arange(2 * 3 * 1 * 1 * 2 * 2, dtype=torch.float32).reshape(1, 3, 2, 1, 2, 2)  # B V C T H W
-    video = host._grid_to_video_latent(grid)
-    assert video.shape == (1, 2, 1, 2, 6)
-    for v in range(3):
-        assert torch.equal(video[..., v * 2:(v + 1) * 2], grid[:, v])
-
-
 def test_a_cancel_requested_while_idle_does_not_stop_the_next_run():
     host.interrupt_event.clear()
     host.request_interrupt()  # e.g. Ctrl-C pressed after the previous run had finished

@@ -55,6 +55,16 @@ bar.update(1, latent=torch.randn(1, 2, 16, 1, 4, 5))  # grid: B V C T H W
 bar.update(2)
 out["hook"] = [(v, t, None if p is None else [p[0], list(p[1].size), p[2]]) for v, t, p in calls]
 
+# the built-in model's 8-channel latent: our projection through ComfyUI's Latent2RGB previewer
+from camgrid.nodes import preview
+calls.clear()
+tiny = torch.randn(1, 4, 8, 2, 3, 5, generator=torch.Generator().manual_seed(0))
+host.ProgressReporter(2).update(1, latent=tiny)
+fmt, image, _ = calls[0][2]
+expected = preview.latent_to_rgb(preview.tile_views(tiny), *preview.latent_rgb_factors(8))
+got = torch.tensor(list(image.getdata()), dtype=torch.float32).reshape(image.size[1], image.size[0], 3) / 255
+out["tiny"] = [fmt, list(image.size), float((got - expected).abs().max())]
+
 comfy.model_management.interrupt_current_processing(True)
 try:
     bar.update(3)
@@ -107,6 +117,12 @@ def test_progress_drives_comfy_bar_with_grid_preview(report):
     assert first[:2] == [1, 3] and second == [2, 3, None]
     fmt, size, _max = first[2]
     assert fmt == "JPEG" and size == [2 * 5, 4]  # two views side by side: width V*W, height H
+
+
+def test_builtin_model_latent_gets_a_preview_of_all_views(report):
+    fmt, size, error = report[0]["tiny"]
+    assert fmt == "JPEG" and size == [2 * 5, 2 * 3]  # four views tiled 2 x 2
+    assert error <= 1 / 255 + 1e-6  # ComfyUI's Latent2RGB with our factors = preview.latent_to_rgb, to rounding
 
 
 def test_cancel_raises_comfy_interrupt(report):

@@ -21,7 +21,7 @@ from camgrid.model import GridDiT, get_config, save_grid_dit
 from camgrid.model.sync import attach_sync_layers, save_sync_weights
 
 REPO = Path(__file__).resolve().parents[2]
-WORKFLOWS = sorted((REPO / "workflows").glob("*.json"))
+WORKFLOWS = sorted((REPO / "example_workflows").glob("*.json"))
 REFERENCE_VIDEO = REPO.parent / "shared" / "reference-data" / "recammaster_example_video_10.mp4"
 SWAPPED_LOADERS = {"CLIPLoader": "TestStandInCLIPLoader", "VAELoader": "TestStandInVAELoader"}
 SHRINK = {
@@ -81,7 +81,11 @@ def test_every_camgrid_node_is_listed_without_import_errors(comfy_server, object
                 assert spec[1].get("tooltip"), f"{node_id}.{name} has no tooltip in ComfyUI"
 
 
-def prepare(api: dict, names: dict, stem: str) -> dict:
+def key_of(path: Path) -> str:
+    return json.loads(path.read_text(encoding="utf-8"))["extra"]["camgrid"]["id"]
+
+
+def prepare(api: dict, names: dict, key: str) -> dict:
     for node in api.values():
         kind = node["class_type"]
         if kind in SWAPPED_LOADERS:
@@ -92,7 +96,7 @@ def prepare(api: dict, names: dict, stem: str) -> dict:
             node["inputs"]["dit_name"] = names[variant]
             if node["inputs"].get("sync_weights", "none") != "none":
                 node["inputs"]["sync_weights"] = names["sync"]
-        if stem != "builtin_tiny_demo":  # the tiny model already runs at its own small size
+        if key != "builtin_tiny_demo":  # the tiny model already runs at its own small size
             node["inputs"].update(SHRINK.get(kind, {}))
     return api
 
@@ -109,12 +113,13 @@ def saved_files(comfy_server, entry: dict) -> list[str]:
 
 @pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.stem)
 def test_workflow_runs_to_completion(path, comfy_server, model_files, ui_to_api, object_info):
-    if path.stem == "builtin_tiny_demo" and not object_info.get("CamGridBuiltinModel"):
+    key = key_of(path)
+    if key == "builtin_tiny_demo" and not object_info.get("CamGridBuiltinModel"):
         pytest.skip("no CamGridBuiltinModel node")
-    if path.stem == "video_to_new_camera_recammaster" and not REFERENCE_VIDEO.is_file():
+    if key == "video_to_new_camera_recammaster" and not REFERENCE_VIDEO.is_file():
         pytest.skip(f"example video {REFERENCE_VIDEO} is absent")
-    api = prepare(ui_to_api(json.loads(path.read_text())), model_files, path.stem)
-    if path.stem == "builtin_tiny_demo":
+    api = prepare(ui_to_api(json.loads(path.read_text(encoding="utf-8"))), model_files, key)
+    if key == "builtin_tiny_demo":
         try:
             comfy_server.post_prompt(api)
         except Exception as exc:  # noqa: BLE001 - the node says when the model files are not installed
@@ -124,24 +129,24 @@ def test_workflow_runs_to_completion(path, comfy_server, model_files, ui_to_api,
         entry = comfy_server.wait_for_history(comfy_server.post_prompt(api), timeout=600)
     else:
         entry = comfy_server.run_prompt(api, timeout=600)
-    print(f"{path.stem}: {entry['status']['status_str']}, outputs of nodes {sorted(entry['outputs'])}")
+    print(f"{key}: {entry['status']['status_str']}, outputs of nodes {sorted(entry['outputs'])}")
     info_nodes = [nid for nid, n in api.items() if n["class_type"] == "PreviewAny"]
     text = " ".join(entry["outputs"][nid]["text"][0] for nid in info_nodes)
     print(f"  sampler info: {text}")
-    assert EXPECTED_MODE[path.stem] in text
+    assert EXPECTED_MODE[key] in text
     files = saved_files(comfy_server, entry)
     for f in files:
         print(f"  wrote {os.path.relpath(f, comfy_server.output_dir)} ({os.path.getsize(f)} bytes)")
     assert all(os.path.isfile(f) and os.path.getsize(f) > 0 for f in files)
     suffixes = {os.path.splitext(f)[1] for f in files}
     assert {".mp4", ".png", ".webp"} <= suffixes, files
-    if path.stem != "builtin_tiny_demo":
+    if key != "builtin_tiny_demo":
         import av
 
         video = next(f for f in files if f.endswith(".mp4"))
         with av.open(video) as container:
             stream = container.streams.video[0]
             frames = sum(1 for _ in container.decode(stream))
-            views = 1 if "recam" in path.stem else 4
+            views = 1 if "recam" in key else 4
             side = 32 * (2 if views == 4 else 1)  # 4 views tile 2 x 2
             assert (frames, stream.width, stream.height) == (5, side, side)
