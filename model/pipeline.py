@@ -33,6 +33,8 @@ from .checkpoint import LoadOptions, describe, load_grid_dit
 from .checks import VIEW_INDEX, VIEWS, InputError, Limit, check_sampling, check_video_size, \
     cli_flag, raise_problem, range_problem
 from .conditioning import SOURCE_USES, TEXT_LENGTH, SourceVideo
+from . import context_windows
+from .context_windows import ContextWindows
 from .modes import MODES, build_rig, camera_embedding, fit_frames, pick_mode
 from .files import atomic_save, atomic_write
 from .lora import apply_lora
@@ -166,7 +168,7 @@ class Pipeline:
                  height: int = 480, frames: int = 81, mode: str = "auto", steps: int = 50, cfg: float = 5.0,
                  shift: float = 5.0, seed: int = 0, scheduler: str = "unipc", source=None,
                  source_mode: Optional[str] = None, source_view: int = 0, guidance: str = "text",
-                 video_cfg: float = 1.8, batch_cfg: bool = True,
+                 video_cfg: float = 1.8, batch_cfg: bool = True, windows: Optional[ContextWindows] = None,
                  callback: Optional[Callable[[int, int, torch.Tensor], None]] = None,
                  interrupt: Optional[Callable[[], Optional[bool]]] = None) -> torch.Tensor:
         """Frames [V, F, H, W, 3] float 0..1.
@@ -174,7 +176,9 @@ class Pipeline:
         rig: preset name, rig JSON path or CameraRig (for ReCamMaster: the target camera paths).
         source: optional input video (path, or frames [F, H, W, 3]) used as `source_mode`
             ("recam" | "replace_view" | "first_row"; default recam for ReCamMaster, else replace_view)
-            on view `source_view`. Other arguments: see `sampling.sample_grid`.
+            on view `source_view`.
+        windows: context windows over time / views (model/context_windows.py), for videos longer than the
+            model's 81 training frames or rigs larger than one pass. Other arguments: see `sampling.sample_grid`.
         """
         check_video_size(width, height, frames)
         variant = self.model.variant
@@ -203,9 +207,13 @@ class Pipeline:
         context = self.encode_prompt(prompt)
         negative = self.encode_prompt(negative_prompt) if (cfg != 1.0 or guidance == "two_scale") else None
         shape = (1, num_views, self.model.config.in_dim, t_lat, height // 8, width // 8)
+        if windows is not None:
+            keep = (source_video.view,) if source_video is not None and source_video.replaces_a_view else ()
+            self.log(context_windows.describe(windows, num_views, t_lat, keep))
         grid = sample_grid(self.model, shape, context, negative, mode=mode_used, camera=camera, source=source_video,
                            steps=steps, cfg=cfg, shift=shift, scheduler=scheduler, seed=seed, guidance=guidance,
-                           video_cfg=video_cfg, batch_cfg=batch_cfg, callback=callback, interrupt=interrupt)
+                           video_cfg=video_cfg, batch_cfg=batch_cfg, windows=windows, callback=callback,
+                           interrupt=interrupt)
         self.last_latent, self.last_rig, self.last_mode = grid, camera_rig, mode_used
         return self.decode(grid)
 
@@ -282,6 +290,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--dtype", default="auto", choices=tuple(DTYPES))
     p.add_argument("--attention", default=None, help="attention backend (sdpa, flash_attn, sage, chunked)")
+    context_windows.add_arguments(p)
 
 
 @dataclass
@@ -290,6 +299,7 @@ class GenerateJob:
 
     rig: CameraRig                    # cut to the requested views
     source: Optional[np.ndarray]      # the source video's frames [F, H, W, 3] uint8, or None
+    windows: Optional[ContextWindows] = None  # --window-* / --view-* flags
 
 
 def _existing(path, flag: str, folder: bool = False) -> Path:
@@ -341,6 +351,7 @@ def check_generate_args(args: argparse.Namespace) -> GenerateJob:
     check_sampling(cli_flag, steps=args.steps, cfg=args.cfg, video_cfg=args.video_cfg, shift=args.shift,
                    seed=args.seed)
     check_video_size(args.width, args.height, args.frames, ("--width", "--height", "--frames"))
+    windows = context_windows.from_arguments(args)
     raise_problem(range_problem(CLI_LIMITS, {"views": args.views, "source_view": args.source_view,
                                              "fps": args.fps}, cli_flag))
     dit_config = describe(_existing(args.dit, "--dit"))["config"]
@@ -359,7 +370,7 @@ def check_generate_args(args: argparse.Namespace) -> GenerateJob:
     raise_problem(mode_problem(dit_config.variant, mode, source_use, args.sync_weights is not None, args.guidance,
                                args.source_view, rig.num_views))
     source = read_source_video(args.source, args.frames) if args.source else None
-    return GenerateJob(rig, source)
+    return GenerateJob(rig, source, windows)
 
 
 def save_video(path: Path, frames, fps: float) -> Path:
@@ -401,7 +412,8 @@ def run(args: argparse.Namespace) -> int:
                                frames=args.frames, mode=args.mode, steps=args.steps, cfg=args.cfg, shift=args.shift,
                                seed=args.seed, scheduler=args.scheduler, source=job.source,
                                source_mode=args.source_mode, source_view=args.source_view, guidance=args.guidance,
-                               video_cfg=args.video_cfg, batch_cfg=args.batch_cfg, callback=progress)
+                               video_cfg=args.video_cfg, batch_cfg=args.batch_cfg, windows=job.windows,
+                               callback=progress)
     finally:
         bar.close()
     settings = {k: v for k, v in vars(args).items() if k != "func"}

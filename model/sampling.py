@@ -43,6 +43,7 @@ import torch
 
 from .checks import InputError, NonFiniteError, require_finite
 from .conditioning import SourceVideo, SourceVideoError, noised_source, null_source_latent, pad_text, replace_view
+from .context_windows import ContextWindows, windowed_velocity
 
 SCHEDULERS = ("unipc", "euler")
 GUIDANCE = ("text", "two_scale")
@@ -117,6 +118,7 @@ class SamplerOptions:
     guidance:        "text" | "two_scale" (needs a source video; s_v = video_cfg).
     batch_cfg:       run the guidance branches as one forward.   seed: the noise seed.
     text_length:     pad both prompts with zero tokens to at least this many (Wan's umT5: TEXT_LENGTH = 512).
+    windows:         context windows over time / views (model/context_windows.py); None = one pass over the grid.
     """
 
     steps: int = 50
@@ -129,6 +131,8 @@ class SamplerOptions:
     video_cfg: float = 1.8
     batch_cfg: bool = True
     text_length: Optional[int] = None
+    # context windows: how one step is split into model calls (model/context_windows.py)
+    windows: Optional[ContextWindows] = None
 
     def __post_init__(self):
         steps, denoise = check_steps(self.steps, self.denoise)
@@ -141,6 +145,9 @@ class SamplerOptions:
             raise InputError(f"guidance {self.guidance!r} is not one of {GUIDANCE}")
         if self.text_length is not None and _number("text_length", self.text_length, integer=True) < 1:
             raise InputError(f"text_length must be a positive number of tokens or None, got {self.text_length}")
+        if self.windows is not None and not isinstance(self.windows, ContextWindows):
+            raise InputError(f"windows must be a ContextWindows (model/context_windows.py) or None, got "
+                             f"{type(self.windows).__name__}")
         for name, value in (("steps", steps), ("denoise", denoise), ("seed", seed), ("shift", check_shift(self.shift)),
                             ("cfg", check_guidance_scale("cfg", self.cfg)),
                             ("video_cfg", check_guidance_scale("video_cfg", self.video_cfg))):
@@ -233,6 +240,8 @@ class SamplingPlan:
     The guidance branches are fixed by the options: two_scale runs (null video, no text), (video, no text),
     (video, text); text CFG runs (text), (no text); cfg = 1 runs (text). `texts` / `sources` hold each
     branch's text features and recam source latent; `batched` the same concatenated once for batch_cfg.
+    Context windows cut the per-view / per-frame fields with `context_windows.restrict_plan`: a new field
+    indexed by view or latent frame must be cut there too.
     """
 
     model: Any
@@ -465,7 +474,7 @@ def sample_grid(model, shape_or_noise: Union[Sequence[int], torch.Tensor], conte
     interrupt(): checked before every step and every DiT block; it raises to stop, or returns True
         to raise `SamplingInterrupted`.
     options / settings: a `SamplerOptions`, and / or its fields by name (steps=, cfg=, shift=, scheduler=,
-        seed=, denoise=, guidance=, video_cfg=, batch_cfg=, text_length=).
+        seed=, denoise=, guidance=, video_cfg=, batch_cfg=, text_length=, windows=).
     """
     options = SamplerOptions.build(options, **settings)
 
@@ -476,4 +485,7 @@ def sample_grid(model, shape_or_noise: Union[Sequence[int], torch.Tensor], conte
     plan = prepare(model, shape_or_noise, context, negative_context, mode=mode, camera=camera, source=source,
                    init_latent=init_latent, options=options,
                    interrupt=check_interrupt if interrupt is not None else None)
-    return denoise(plan, callback=callback)
+    velocity = guided_velocity
+    if options.windows is not None:  # context windows split each step's model calls and fuse them
+        velocity = windowed_velocity(velocity, options.windows)
+    return denoise(plan, velocity=velocity, callback=callback)

@@ -1,5 +1,6 @@
 """ComfyUI node classes (thin: validate inputs, call model/, shape outputs)."""
 from .builtin import CamGridBuiltinModel
+from .context_windows import CamGridContextWindows
 from .decode import CamGridDecode, CamGridSelectView
 from .latent import CamGridEmptyLatent, CamGridSourceVideo
 from .loader import CamGridModelLoader
@@ -18,6 +19,7 @@ _NODES = {
     CamGridEmptyLatent: "CamGrid Empty Latent",
     CamGridSourceVideo: "CamGrid Source Video",
     CamGridSampler: "CamGrid Sampler",
+    CamGridContextWindows: "CamGrid Context Windows",
     CamGridDecode: "CamGrid Decode",
     CamGridSelectView: "CamGrid Select View",
 }

@@ -10,9 +10,10 @@ from ..model.memory import predict_peak_memory
 from ..model.modes import AUTO_MODE, pick_mode
 from ..model.offload import disable_block_swap, enable_block_swap
 from ..model.conditioning import TEXT_LENGTH
+from ..model.context_windows import describe as describe_windows
 from ..model.sampling import GUIDANCE, SCHEDULERS, sample_grid
 from . import host, latent_convert
-from .sockets import EMBEDS, MODEL, SOURCE
+from .sockets import EMBEDS, MODEL, SOURCE, WINDOWS
 
 log = logging.getLogger("camgrid")
 
@@ -75,6 +76,9 @@ class CamGridSampler:
                               "the output follows the source video (SynCamMaster: 1.8).")),
                 "batch_cfg": ("BOOLEAN", {"default": True, "tooltip": "Run the guidance branches as one batch "
                               "(faster, more memory). Turn off if you run out of VRAM."}),
+                "context_windows": (WINDOWS, {"tooltip": "CamGrid Context Windows: sample videos longer than 81 "
+                                    "frames (or rigs larger than one pass) in overlapping windows, with the memory "
+                                    "of one window. Not connected: one pass over the whole grid."}),
             },
         }
 
@@ -98,7 +102,7 @@ class CamGridSampler:
         return True
 
     def sample(self, model, positive, negative, latent, seed, steps, cfg, shift, scheduler, sync_mode, denoise,
-               camera=None, source=None, guidance="text", video_cfg=1.8, batch_cfg=True):
+               camera=None, source=None, guidance="text", video_cfg=1.8, batch_cfg=True, context_windows=None):
         # before the progress bar takes `steps` and the model moves to the GPU (values fed by links, API calls);
         # sample_grid checks the same limits for library callers
         check_sampling(steps=steps, cfg=cfg, video_cfg=video_cfg, shift=shift, denoise=denoise, seed=seed)
@@ -111,6 +115,9 @@ class CamGridSampler:
                 f"{v} views x {b} batch, latent {t} frames x {h} x {w}"]
         cam = self._camera(camera, model, mode, v, t, info)
         src = self._source(source, mode, info)
+        if context_windows is not None:
+            keep = (src.view,) if src is not None and src.replaces_a_view else ()
+            info.append(describe_windows(context_windows, v, t, keep))
         context = latent_convert.conditioning_to_context(positive, "positive", None)
         negative_context = latent_convert.conditioning_to_context(negative, "negative", None)
         # Wan (umT5, 4096-d) was trained on prompts padded to 512 zero tokens; other encoders keep their length
@@ -119,11 +126,13 @@ class CamGridSampler:
 
         reporter = host.ProgressReporter(steps, desc="camgrid sampling")
         try:
-            self._to_device(model, self._bytes_needed(model, raw.shape, mode, guidance, cfg, batch_cfg))
+            self._to_device(model, self._bytes_needed(model, raw.shape, mode, guidance, cfg, batch_cfg,
+                                                      context_windows))
             grid = sample_grid(dit, raw.shape, context, negative_context, mode=mode, camera=cam, source=src,
                                steps=steps, cfg=cfg, shift=shift, scheduler=scheduler, seed=seed, denoise=denoise,
                                init_latent=init, guidance=guidance, video_cfg=video_cfg, batch_cfg=batch_cfg,
-                               text_length=text_length, callback=lambda step, total, x0: reporter.update(step, x0),
+                               text_length=text_length, windows=context_windows,
+                               callback=lambda step, total, x0: reporter.update(step, x0),
                                interrupt=host.check_interrupted)
             grid = grid.float().cpu()
         finally:
@@ -167,9 +176,13 @@ class CamGridSampler:
         return source
 
     @staticmethod
-    def _bytes_needed(model, grid_shape, mode, guidance, cfg, batch_cfg) -> int:
-        """Device memory to ask the host for: model/memory.py's prediction of the peak of one forward."""
+    def _bytes_needed(model, grid_shape, mode, guidance, cfg, batch_cfg, windows=None) -> int:
+        """Device memory to ask the host for: model/memory.py's prediction of the peak of one forward (of one
+        window's views and frames with context windows)."""
         b, v, _, t, h, w = grid_shape
+        if windows is not None:
+            t = min(t, windows.window_frames or t)
+            v = min(v, windows.view_window or v)
         branches = 3 if guidance == "two_scale" else (2 if cfg != 1.0 else 1)
         attention = model.attention if model.attention in ESTIMATED_ATTENTION else "auto"
         # rounded up to the DiT's 2x2 patches: an odd latent size is the model's error to report, not ours

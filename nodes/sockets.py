@@ -14,6 +14,7 @@ MODEL = "CAMGRID_MODEL"
 RIG = "CAMERA_RIG"
 EMBEDS = "CAMERA_EMBEDS"
 SOURCE = "CAMGRID_SOURCE"  # carries a model.conditioning.SourceVideo (how may be "auto")
+WINDOWS = "CAMGRID_WINDOWS"  # carries a model.context_windows.ContextWindows, or None (windows off)
 
 VARIANTS = tuple(TRANSLATION_SCALE)  # "syncammaster", "recammaster", "wan"
 
