@@ -15,6 +15,10 @@ schedule is static (the same windows every step, as ComfyUI's `standard_static` 
 `static_standard`), but spread evenly: n = ceil((T - overlap) / (window - overlap)) windows of exactly `window`
 frames, the first at 0, the last ending at T, the overlaps as equal as whole frames allow (at least `overlap`).
 Every window has the same length, so the model's RoPE / attention shapes never change.
+`stagger` (off by default) moves the windows every step instead, the trick of ComfyUI's / AnimateDiff's
+uniform schedules in a simpler form: at step i the windows sit on the grid of stride (window - overlap)
+shifted by an offset that walks the stride by the golden ratio, clamped into the video (so they keep their
+length), and a border that would stay put at every step (a seam) is spread over many positions.
 Fuse weights (`fuse`), per window position, then normalised per frame:
   - "linear"  (WanVideoWrapper's "linear", ComfyUI's "overlap-linear"): 1 inside, a linear ramp across each
               overlap with a neighbour, (i + 1) / (k + 1) for a k-frame overlap, so two windows' weights in their
@@ -96,6 +100,7 @@ class ContextWindows:
     view_window:    views per call, the anchor included (None: all views in every call).
     view_overlap:   views shared by neighbouring view subsets besides the anchor (capped at the chunk size - 1).
     anchor_view:    the view every subset holds (default 0: SynCamMaster's reference camera).
+    stagger:        move the time windows every step (`stagger_offset`) so their borders never stay in one place.
     """
 
     window_frames: Optional[int] = 21
@@ -104,20 +109,24 @@ class ContextWindows:
     view_window: Optional[int] = None
     view_overlap: int = 1
     anchor_view: int = 0
+    stagger: bool = False
 
     def __post_init__(self):
-        raise_problem(windows_problem(**dataclasses.asdict(self)))
+        raise_problem(windows_problem(**{k: v for k, v in dataclasses.asdict(self).items() if k != "stagger"}))
+        if not isinstance(self.stagger, bool):
+            raise InputError(f"stagger must be True or False, got {self.stagger!r}")
         for name in WINDOW_LIMITS:  # ints, not floats that happen to be whole
             value = getattr(self, name)
             object.__setattr__(self, name, None if value is None else int(value))
 
     @classmethod
     def from_inputs(cls, window_frames: int = 0, window_overlap: int = 5, fuse: str = "linear", view_window: int = 0,
-                    view_overlap: int = 1, anchor_view: int = 0) -> Optional["ContextWindows"]:
+                    view_overlap: int = 1, anchor_view: int = 0, stagger: bool = False) -> Optional["ContextWindows"]:
         """The node's / CLI's values, where 0 turns a kind of window off; None when both are off."""
         if not window_frames and not view_window:
             return None
-        return cls(window_frames or None, window_overlap, fuse, view_window or None, view_overlap, anchor_view)
+        return cls(window_frames or None, window_overlap, fuse, view_window or None, view_overlap, anchor_view,
+                   bool(stagger))
 
 
 def windows_problem(label: Callable[[str], str] = str, **values) -> Optional[str]:
@@ -140,11 +149,18 @@ def windows_problem(label: Callable[[str], str] = str, **values) -> Optional[str
 # schedules and weights
 # ---------------------------------------------------------------------------------------------
 
-def spans(length: int, size: Optional[int], overlap: int) -> list[range]:
+def spans(length: int, size: Optional[int], overlap: int, offset: Optional[int] = None) -> list[range]:
     """Windows of `size` positions covering 0..length-1, overlapping by at least `overlap`, spread evenly
-    (first at 0, last ending at `length`); one window of everything when size is None or >= length."""
+    (first at 0, last ending at `length`); one window of everything when size is None or >= length.
+
+    With `offset` (0 <= offset < size - overlap, the staggered schedule): windows on the grid of stride
+    size - overlap shifted by `offset`, clamped into 0..length-size (so all keep `size` positions)."""
     if size is None or size >= length:
         return [range(length)]
+    if offset is not None:
+        stride = size - overlap
+        starts = sorted({min(max(s, 0), length - size) for s in range(offset - stride, length - size + stride, stride)})
+        return [range(s, s + size) for s in starts]
     count = math.ceil((length - overlap) / (size - overlap))
     last = length - size
     # start k = round(k * last / (count - 1)) in integers: exact, and the same on every machine
@@ -210,10 +226,19 @@ class WindowCall:
     weight: torch.Tensor         # float32 [len(views), len(frames)], normalised over all calls
 
 
-def window_calls(num_views: int, num_frames: int, windows: ContextWindows, keep_views: Sequence[int] = ()) \
-        -> list[WindowCall]:
-    """Every (view subset, time window) call of one step, with weights that sum to 1 per (view, frame)."""
-    times = spans(num_frames, windows.window_frames, windows.window_overlap)
+def stagger_offset(windows: ContextWindows, step: int) -> Optional[int]:
+    """The time windows' offset at sampling step `step` (None: not staggered). The offsets walk the stride by the
+    golden ratio, so consecutive steps put their borders far apart and every position gets its turn."""
+    if not windows.stagger or windows.window_frames is None:
+        return None
+    stride = windows.window_frames - windows.window_overlap
+    return int((step * 0.6180339887498949) % 1.0 * stride) % stride
+
+
+def window_calls(num_views: int, num_frames: int, windows: ContextWindows, keep_views: Sequence[int] = (),
+                 step: int = 0) -> list[WindowCall]:
+    """Every (view subset, time window) call of sampling step `step`, with weights that sum to 1 per (view, frame)."""
+    times = spans(num_frames, windows.window_frames, windows.window_overlap, stagger_offset(windows, step))
     time_weights = axis_weights(times, windows.fuse)
     subsets, view_weights = view_subsets(num_views, windows, keep_views)
     raw = [(views, frames, wv[:, None] * wt[None, :]) for views, wv in zip(subsets, view_weights)
@@ -269,13 +294,16 @@ Velocity = Callable[..., torch.Tensor]
 def windowed_velocity(velocity: Velocity, windows: ContextWindows) -> Velocity:
     """`velocity(plan, x, sigma)` run on every window call of the grid and fused (the module docstring).
 
-    The calls depend only on the grid's shape and the source's view, so they are made once per run."""
+    The calls depend only on the grid's shape, the source's view and the stagger offset, so they are made once
+    per run (and offset)."""
     calls_of = {}
 
     def step(plan, x: torch.Tensor, sigma: float) -> torch.Tensor:
-        key = (x.shape[1], x.shape[3], kept_views(plan))
+        # the step's index from its noise level (not a call count: a step cache may skip calls)
+        index = int((plan.sigmas - sigma).abs().argmin()) if windows.stagger else 0
+        key = (x.shape[1], x.shape[3], kept_views(plan), stagger_offset(windows, index))
         if key not in calls_of:
-            calls_of[key] = window_calls(x.shape[1], x.shape[3], windows, key[2])
+            calls_of[key] = window_calls(x.shape[1], x.shape[3], windows, key[2], index)
         fused = torch.zeros(x.shape, dtype=torch.float32, device=x.device)
         for call in calls_of[key]:
             plan.check_interrupt()  # between windows too: a step of many windows takes a while
@@ -292,7 +320,7 @@ def windowed_velocity(velocity: Velocity, windows: ContextWindows) -> Velocity:
 def describe(windows: ContextWindows, num_views: int, num_frames: int, keep_views: Sequence[int] = ()) -> str:
     """One line for logs and the sampler's info: what the windows do to this grid."""
     calls = window_calls(num_views, num_frames, windows, keep_views)
-    times = spans(num_frames, windows.window_frames, windows.window_overlap)
+    times = spans(num_frames, windows.window_frames, windows.window_overlap, stagger_offset(windows, 0))
     subsets = sorted({c.views for c in calls})
     parts = []
     if len(times) > 1:
@@ -303,8 +331,9 @@ def describe(windows: ContextWindows, num_views: int, num_frames: int, keep_view
     if len(subsets) > 1:
         parts.append(f"{len(subsets)} view subsets of up to {max(map(len, subsets))} views, all with view "
                      f"{', '.join(map(str, sorted(set.intersection(*map(set, subsets)))))}")
-    return (f"context windows: {'; '.join(parts)}; {windows.fuse} fuse; {len(calls)} model call(s) per step and "
-            "guidance pass")
+    stagger = " at step 1, staggered every step" if windows.stagger and len(times) > 1 else ""
+    return (f"context windows: {'; '.join(parts)}{stagger}; {windows.fuse} fuse; {len(calls)} model call(s) per "
+            "step and guidance pass")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -323,6 +352,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    "all views in one pass")
     g.add_argument("--view-overlap", type=int, default=1, help="views shared by neighbouring view subsets")
     g.add_argument("--anchor-view", type=int, default=0, help="the view every view subset holds")
+    g.add_argument("--window-stagger", action="store_true", help="move the time windows every step, so their "
+                   "borders never stay in one place")
 
 
 def from_arguments(args: argparse.Namespace) -> Optional[ContextWindows]:
@@ -333,4 +364,4 @@ def from_arguments(args: argparse.Namespace) -> Optional[ContextWindows]:
     raise_problem(windows_problem(lambda name: "--window-fuse" if name == "fuse" else cli_flag(name), **values))
     if values["window_frames"] is None and values["view_window"] is None:
         return None
-    return ContextWindows(**values)
+    return ContextWindows(**values, stagger=bool(args.window_stagger))

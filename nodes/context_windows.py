@@ -58,6 +58,9 @@ class CamGridContextWindows:
                              "view subsets, besides the anchor.")),
             "anchor_view": ("INT", lim["anchor_view"].widget(default=0, tooltip="The view every subset holds, so "
                             "the subsets agree (0: SynCamMaster's reference camera).")),
+        }, "optional": {
+            "stagger": ("BOOLEAN", {"default": False, "tooltip": "Move the time windows every step, so their "
+                        "borders never stay in one place (softer joins, about one more model call per step)."}),
         }}
 
     RETURN_TYPES = (WINDOWS,)
@@ -74,8 +77,8 @@ class CamGridContextWindows:
         return context_windows_problem(window_frames, window_overlap, fuse, view_window, view_overlap,
                                        anchor_view) or True
 
-    def build(self, window_frames, window_overlap, fuse, view_window, view_overlap, anchor_view):
+    def build(self, window_frames, window_overlap, fuse, view_window, view_overlap, anchor_view, stagger=False):
         raise_problem(context_windows_problem(window_frames, window_overlap, fuse, view_window, view_overlap,
                                               anchor_view))
         return (ContextWindows.from_inputs(window_frames, window_overlap, fuse, view_window, view_overlap,
-                                           anchor_view),)
+                                           anchor_view, stagger),)

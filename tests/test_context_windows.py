@@ -8,7 +8,7 @@ import torch
 from camgrid.model.checks import InputError
 from camgrid.model.conditioning import SourceVideo
 from camgrid.model.context_windows import (ContextWindows, add_arguments, axis_weights, from_arguments, spans,
-                                           window_calls, windowed_velocity)
+                                           stagger_offset, window_calls, windowed_velocity)
 from camgrid.model.sampling import SamplerOptions, guided_velocity, prepare, sample_grid
 from camgrid.model.sync import attach_sync_layers
 from grid_helpers import tiny_model
@@ -99,6 +99,25 @@ def test_fusion_weights_sum_to_one_per_view_and_frame(fuse, views, frames, windo
         assert call.weight.shape == (len(call.views), len(call.frames)) and (call.weight > 0).all()
         total[list(call.views), call.frames.start:call.frames.stop] += call.weight.double()
     torch.testing.assert_close(total, torch.ones_like(total), atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("length,size,overlap", [(20, 5, 1), (81, 21, 5), (17, 5, 2), (22, 21, 5)])
+def test_staggered_windows_move_every_step_and_still_cover_every_frame(length, size, overlap):
+    windows = ContextWindows(size, overlap, stagger=True)
+    offsets = [stagger_offset(windows, step) for step in range(4 * (size - overlap))]
+    assert offsets[0] == 0 and set(offsets) == set(range(size - overlap))   # every offset gets its turn
+    starts = set()
+    for step, offset in enumerate(offsets):
+        wins = spans(length, size, overlap, offset)
+        assert wins[0].start == 0 and wins[-1].stop == length and all(len(w) == size for w in wins)
+        assert all(a.stop - b.start >= overlap for a, b in zip(wins, wins[1:]))
+        total = torch.zeros(1, length, dtype=torch.float64)
+        for call in window_calls(1, length, windows, step=step):
+            total[0, call.frames.start:call.frames.stop] += call.weight[0].double()
+        torch.testing.assert_close(total, torch.ones_like(total), atol=1e-6, rtol=0)
+        starts.add(tuple(w.start for w in wins))
+    assert len(starts) > 1 or length - size <= 1   # the borders move (unless there is no room)
+    assert stagger_offset(ContextWindows(size, overlap), 3) is None
 
 
 def test_linear_ramps_of_two_neighbours_sum_to_one_in_their_overlap():
@@ -225,6 +244,23 @@ def test_recam_windows_the_source_and_the_camera_in_step_with_the_target(models)
         assert torch.equal(camera, cam[None, :, a:b].expand_as(camera))
 
 
+def test_staggered_sampling_moves_the_window_calls_between_steps(models, plain_runs):
+    shape, kw, plain = plain_runs("hard")
+    calls, restore = spy(models["hard"])
+    try:
+        out = sample_grid(models["hard"], shape, *texts(), windows=ContextWindows(3, 1, stagger=True), **kw)
+    finally:
+        restore()
+    assert torch.isfinite(out).all()
+    # step 1: offset 0 -> windows 0-2, 2-4; step 2: offset 1 -> 0-2, 1-3, 3-5 clamped to 2-4
+    assert [x.shape[3] for x, _, _ in calls] == [3] * 5
+    first = [x for x, _, _ in calls[:2]]
+    assert torch.equal(first[0][:, :, :, 2], first[1][:, :, :, 0])   # both saw frame 2 of the same x
+    # one window covering everything: staggering changes nothing
+    same = sample_grid(models["hard"], shape, *texts(), windows=ContextWindows(5, 1, stagger=True), **kw)
+    assert torch.equal(same, plain)
+
+
 def test_view_windows_give_every_call_the_anchor_and_its_reference_camera(models):
     shape, kw = case("syncam", views=5)
     ctx, neg = texts()
@@ -260,6 +296,7 @@ def test_cli_flags_make_the_windows_and_name_themselves_in_errors():
                  "--view-overlap", "1"])
     assert from_arguments(args) == ContextWindows(21, 5, "pyramid", 4, 1, 0)
     assert from_arguments(_cli(["--view-window", "4"])) == ContextWindows(None, 5, "linear", 4, 1, 0)
+    assert from_arguments(_cli(["--window-frames", "21", "--window-stagger"])).stagger is True
     with pytest.raises(InputError, match="--window-overlap 21 must be smaller than --window-frames 21"):
         from_arguments(_cli(["--window-frames", "21", "--window-overlap", "21"]))
     with pytest.raises(InputError, match="--view-window"):
@@ -294,6 +331,7 @@ def test_context_windows_node_checks_its_inputs_and_builds_the_options():
     assert (spec["window_frames"][1]["default"], spec["window_overlap"][1]["default"]) == (21, 5)
     assert node().build(21, 5, "linear", 0, 1, 0) == (ContextWindows(21, 5),)
     assert node().build(0, 5, "linear", 0, 1, 0) == (None,)    # both off: the plain sampler
+    assert node().build(21, 5, "linear", 0, 1, 0, stagger=True) == (ContextWindows(21, 5, stagger=True),)
     assert node.VALIDATE_INPUTS(window_frames=21, window_overlap=5) is True
     assert "window_overlap" in node.VALIDATE_INPUTS(window_frames=5, window_overlap=5)
     for name, (kind, options) in spec.items():   # every input is named in VALIDATE_INPUTS: range-checked there
@@ -398,3 +436,41 @@ def test_cli_window_flag_errors_are_one_line_before_loading(files, tmp_path, cap
     assert rc != 0
     err = capsys.readouterr().err
     assert "--window-overlap 4 must be smaller than --window-frames 4" in err and len(err.strip().splitlines()) == 1
+
+
+# --- the benchmarks keep running (smoke modes; timings are never checked) -------------------------------------
+
+def _bench(name):
+    import importlib.util
+    import sys
+    from pathlib import Path
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_bench_windows_smoke_on_cpu(tmp_path, capsys):
+    import json
+    assert _bench("bench_windows").main(["--tiny", "--device", "cpu", "--budget", "600", "--json",
+                                         str(tmp_path / "rows.json")]) == 0
+    rows = json.loads((tmp_path / "rows.json").read_text())["rows"]
+    assert [(r["frames"], r["calls"], r["windows"]) for r in rows] == [(9, 1, True), (17, 2, True), (33, 4, True),
+                                                                     (17, 1, False), (33, 1, False)]
+    assert all(r["seconds"] > 0 for r in rows)
+    assert "| 33 | 9 | 3 / 1 | 4 |" in capsys.readouterr().out
+
+
+def test_bench_seams_smoke_on_the_builtin_model(tmp_path, capsys):
+    from camgrid.train import builtin_available
+    assert builtin_available(), "the built-in model's assets/ files are part of the repository"
+    bench = _bench("bench_seams")
+    assert bench.main(["--views", "2", "--frames", "21", "--window", "3", "--overlaps", "1", "--fuses", "linear",
+                       "--seeds", "0", "--steps", "1", "--out", str(tmp_path / "seams.md")]) == 0
+    table = (tmp_path / "seams.md").read_text()
+    for config in ("plain", "cut", "o1 linear"):
+        assert f"| syncam | {config} |" in table
+    # the border set of a cut schedule: 6 latent frames tiled by windows of 3 -> the transition 2 -> 3
+    assert bench.borders(6, bench.ContextWindows(3, 0)) == {3}
