@@ -98,6 +98,9 @@ def run(args) -> list[dict]:
                 jumps = latent_jumps(model.decode(lat)[0])
                 edge = borders(num_latent, windows) or cut_borders
                 inside = [t for t in range(1, num_latent) if t not in edge]
+                if not inside:
+                    raise SystemExit(f"windows of {args.window} with overlap {windows.window_overlap} border every "
+                                     f"latent transition of {num_latent} frames: nothing to compare; use more frames")
                 border_jump = float(jumps[sorted(edge)].mean())
                 inside_jump = float(jumps[inside].mean())
                 every = jumps[1:]
@@ -136,7 +139,8 @@ def main(argv=None) -> int:
     ap.add_argument("--frames", type=int, default=77, help="video frames, 4k+1 (77 = 20 latent frames)")
     ap.add_argument("--window", type=int, default=5, help="latent frames per window (the model's training length)")
     ap.add_argument("--overlaps", default="1,2", help="overlaps to compare (latent frames)")
-    ap.add_argument("--fuses", default="linear,pyramid")
+    ap.add_argument("--fuses", default="linear", help="linear,pyramid,flat (pyramid equals linear while at most "
+                    "two windows overlap a frame and overlaps stay under half a window)")
     ap.add_argument("--no-stagger", dest="stagger", action="store_false", help="skip the staggered rows")
     ap.add_argument("--modes", default="syncam")
     ap.add_argument("--seeds", default="0,1,2")

@@ -467,7 +467,7 @@ def test_bench_seams_smoke_on_the_builtin_model(tmp_path, capsys):
     from camgrid.train import builtin_available
     assert builtin_available(), "the built-in model's assets/ files are part of the repository"
     bench = _bench("bench_seams")
-    assert bench.main(["--views", "2", "--frames", "13", "--window", "2", "--overlaps", "1", "--fuses", "linear",
+    assert bench.main(["--views", "2", "--frames", "21", "--window", "3", "--overlaps", "1", "--fuses", "linear",
                        "--seeds", "0", "--steps", "1", "--out", str(tmp_path / "seams.md")]) == 0
     table = (tmp_path / "seams.md").read_text()
     for config in ("plain", "cut", "o1 linear", "o1 linear stagger"):
