@@ -152,8 +152,8 @@ def main(argv=None) -> int:
     args.overlaps = [int(k) for k in args.overlaps.split(",")]
     args.fuses, args.modes = args.fuses.split(","), args.modes.split(",")
     args.seeds = [int(s) for s in args.seeds.split(",")]
-    torch.set_grad_enabled(False)
-    text = table(run(args), args)
+    with torch.no_grad():  # not set_grad_enabled(False): main() also runs inside the test process
+        text = table(run(args), args)
     print(text)
     if args.out:
         atomic_write(Path(args.out), text + "\n")

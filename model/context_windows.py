@@ -23,7 +23,11 @@ Fuse weights (`fuse`), per window position, then normalised per frame:
   - "linear"  (WanVideoWrapper's "linear", ComfyUI's "overlap-linear"): 1 inside, a linear ramp across each
               overlap with a neighbour, (i + 1) / (k + 1) for a k-frame overlap, so two windows' weights in their
               overlap sum to 1 before normalising (always positive: no frame is left without weight).
-  - "pyramid" (ComfyUI's / FreeNoise's): min(i + 1, L - i), highest in the window's centre.
+  - "pyramid" (ComfyUI's / FreeNoise's): min(i + 1, L - i), highest in the window's centre. Normalised, it
+              equals "linear" wherever at most two windows share a frame (both then weigh overlap frame j of k
+              as (k - j) / (k + 1) against (j + 1) / (k + 1)); they differ where three windows meet (staggered
+              windows clamped at the ends, short videos). WanVideoWrapper's ramps run from 0 to 1 instead, which
+              for a 1-frame overlap takes the frame from one window only.
   - "flat":   1 everywhere (a plain average).
 
 What the model sees per window (why the fused result is what Wan expects):
