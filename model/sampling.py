@@ -119,6 +119,8 @@ class SamplerOptions:
     batch_cfg:       run the guidance branches as one forward.   seed: the noise seed.
     text_length:     pad both prompts with zero tokens to at least this many (Wan's umT5: TEXT_LENGTH = 512).
     windows:         context windows over time / views (model/context_windows.py); None = one pass over the grid.
+                     `sample_grid` applies them; a caller of `denoise` passes
+                     velocity=windowed_velocity(guided_velocity, options.windows) itself.
     """
 
     steps: int = 50
