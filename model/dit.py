@@ -44,6 +44,7 @@ from .attention import attention_backend
 from .block import GridDiTBlock, TokenGrid, from_view_stream, per_row, to_view_stream
 from .checks import InputError, require_finite
 from .config import DiTConfig
+from .distributed import gathered, run_mode
 from .layers import LayerNorm32
 from .timestep import sinusoid_embedding
 
@@ -219,7 +220,8 @@ class GridDiT(nn.Module):
         ctx = self.text_embedding(context.to(self.dtype))
         inputs = GridInputs(x, timestep, t, t_mod, ctx, camera, source, interrupt)
         with attention_backend(self.attention_backend):
-            out = self.MODE_FORWARDS[mode](self, inputs)
+            # MODE_FORWARDS[mode], split over the ranks inside distributed.parallel() (docs/ARCHITECTURE.md §12)
+            out = run_mode(self, mode, inputs)
         return out.reshape(x.shape[0], x.shape[1], self.config.out_dim, *out.shape[-3:])
 
     def check_request(self, x, timestep, context, mode, camera=None, source=None) -> torch.Tensor:
@@ -289,11 +291,13 @@ class GridDiT(nn.Module):
                              "or use mode 'hard', which works without trained weights.")
 
     def _blocks(self, inp: GridInputs):
-        """The blocks in order; the interrupt callback runs before each one."""
+        """The blocks in order; the interrupt callback runs before each one. A block whose weights are sharded
+        over ranks (distributed.shard_weights) has them gathered while the caller uses it."""
         for block in self.blocks:
             if inp.interrupt is not None:
                 inp.interrupt()
-            yield block
+            with gathered(block):
+                yield block
 
     # --- the modes: each takes the GridInputs and returns output patches [(B V), C, T, H, W] --------
     def _forward_independent(self, inp: GridInputs):

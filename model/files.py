@@ -15,12 +15,29 @@ from typing import Callable, Iterator, Union
 
 PathLike = Union[str, os.PathLike]
 
+# Under torchrun every rank runs the same command and only rank 0's files are kept (docs/ARCHITECTURE.md
+# §12 Several GPUs): model/distributed/launch.py turns keeping off on the other ranks.
+_keep_files = True
+
+
+def keep_files(keep: bool) -> None:
+    """Whether this process's writes reach their targets; False: each file is written to a scratch folder
+    that is deleted at once (the writer runs unchanged, nothing appears at the target)."""
+    global _keep_files
+    _keep_files = bool(keep)
+
 
 @contextlib.contextmanager
 def atomic_path(path: PathLike) -> Iterator[Path]:
     """Yields a temporary path beside `path`; a writer writes the whole file there. When the block ends
     without an error the file is fsync'ed and renamed over `path`; on an error it is deleted."""
     path = Path(path)
+    if not _keep_files:
+        with tempfile.TemporaryDirectory(prefix="camgrid-dropped-") as scratch:
+            dropped = Path(scratch) / path.name
+            dropped.touch()   # like the mkstemp file below: writers may expect it to exist
+            yield dropped
+        return
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
