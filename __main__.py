@@ -61,7 +61,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv[1:])
     try:
         _check_common_arguments(args)
-        return int(module.run(args) or 0)
+        # imported here like the subcommands (it loads the model code); under torchrun it joins the ranks,
+        # splits every forward over them and lets rank 0 alone print and write (docs/ARCHITECTURE.md §12)
+        from .model.distributed import cli_processes
+        with cli_processes(args):
+            return int(module.run(args) or 0)
     except USER_ERRORS as exc:
         print(f"camgrid {name}: error: {exc}", file=sys.stderr)
         return 2

@@ -33,6 +33,7 @@ from .checkpoint import LoadOptions, describe, load_grid_dit
 from .checks import VIEW_INDEX, VIEWS, InputError, Limit, check_sampling, check_video_size, \
     cli_flag, raise_problem, range_problem
 from .conditioning import SOURCE_USES, TEXT_LENGTH, SourceVideo
+from .distributed import is_main
 from .modes import MODES, build_rig, camera_embedding, fit_frames, pick_mode
 from .files import atomic_save, atomic_write
 from .lora import apply_lora
@@ -390,7 +391,7 @@ def run(args: argparse.Namespace) -> int:
     pipe = Pipeline.from_files(args.dit, args.vae, args.text_encoder, args.tokenizer, device=args.device,
                                dtype=DTYPES[args.dtype], sync_weights=args.sync_weights, attention=args.attention,
                                log=print, loras=args.lora)
-    bar = tqdm(total=args.steps, desc="sampling", unit="step")
+    bar = tqdm(total=args.steps, desc="sampling", unit="step", disable=not is_main())  # one bar under torchrun
 
     def progress(step, total, _x0):
         bar.total = total

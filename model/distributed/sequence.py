@@ -31,7 +31,7 @@ from ..layers import norm_heads
 from .comm import Group, shard_bounds, shard_sizes
 
 
-def ulysses_attention(q, k, v, group: Group, token_sizes, attend=attention):
+def ulysses_attention(q, k, v, group: Group, token_sizes, attend=None):
     """Attention over whole sequences from token shares: q, k, v [N, l_r, H, D] of this rank's l_r tokens
     -> out [N, l_r, H, D]. token_sizes: every member's token count (sum = the sequence length)."""
     n, _, h, d = q.shape
@@ -40,7 +40,7 @@ def ulysses_attention(q, k, v, group: Group, token_sizes, attend=attention):
     send = [qkv[:, :, :, h0:h1] for h0, h1 in shard_bounds(heads)]
     recv = group.exchange(send, [(3, n, ts, heads[me], d) for ts in token_sizes])
     full = torch.cat(recv, dim=2)                                         # [3, N, L, H_r, D]
-    out = attend(full[0], full[1], full[2]) if heads[me] else full[0]     # [N, L, H_r, D]
+    out = (attend or attention)(full[0], full[1], full[2]) if heads[me] else full[0]   # [N, L, H_r, D]
     send = [out[:, t0:t1] for t0, t1 in shard_bounds(token_sizes)]
     recv = group.exchange(send, [(n, token_sizes[me], hs, d) for hs in heads])
     return torch.cat(recv, dim=2)                                         # [N, l_r, H, D]
