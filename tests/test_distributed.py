@@ -24,6 +24,11 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
+import importlib.util
+import sys
+import time
+from pathlib import Path
+
 import camgrid.model.distributed.sequence as sequence_module
 import camgrid.model.layers as layers_module
 from camgrid.model.checks import InputError
@@ -310,3 +315,26 @@ def test_command_line_ranks(tmp_path, monkeypatch):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["written_by_0.txt"]
     for _, _, _, grid in results:
         torch.testing.assert_close(torch.from_numpy(grid), single, rtol=0, atol=5e-5)
+
+
+def _bench_rows(rank, world):
+    spec = importlib.util.spec_from_file_location(
+        "bench_distributed", Path(__file__).resolve().parents[1] / "benchmarks" / "bench_distributed.py")
+    bench = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = bench
+    spec.loader.exec_module(bench)
+    args = Namespace(tiny=True, device="cpu", dtype=torch.float32, frames=9, width=64, height=32, steps=1, reps=1,
+                     strategy="auto", shard=False, deadline=time.time() + 3600)
+    return bench.worker(args)
+
+
+def test_bench_distributed_worker_runs_on_cpu():
+    """benchmarks/bench_distributed.py's per-GPU-count worker, on 2 gloo ranks with its tiny model (timings
+    are not checked; the launcher around it is the same code with torch.distributed.run)."""
+    rows = run_ranks(2, _bench_rows)
+    assert [len(r) for r in rows] == [4, 4]
+    by_row = {r["row"]: r for r in rows[0]}
+    assert all(r["status"] == "ok" and r["seconds"] > 0 for r in by_row.values()), by_row
+    assert "streams over 2" in by_row["14B V=4 forward"]["split"]
+    assert 0 < by_row["14B V=4 forward"]["comm_share"] <= 1
+    assert by_row["14B V=4 sampling"]["split"].startswith("batch over 2 groups")   # CFG branches, one per rank
