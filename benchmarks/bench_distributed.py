@@ -244,10 +244,11 @@ def main(argv=None) -> dict:
     table = _table(results)
     print(f"one grid over several {'GPUs' if args.device == 'cuda' else 'CPU processes'} "
           f"({args.width}x{args.height}x{args.frames}, {args.dtype_name}{', tiny model' if args.tiny else ''}, "
-          f"mode hard, {args.steps} sampling steps, strategy {args.strategy}{', sharded weights' if args.shard else ''})")
+          f"mode hard, {args.steps} sampling steps, strategy {args.strategy}"
+          f"{', sharded weights' if args.shard else ''})")
     print(table)
-    report = {"settings": {k: str(v) for k, v in vars(args).items()}, "results": {str(k): v for k, v in results.items()},
-              "wall_seconds": time.time() - start}
+    report = {"settings": {k: str(v) for k, v in vars(args).items()},
+              "results": {str(k): v for k, v in results.items()}, "wall_seconds": time.time() - start}
     if args.json:
         atomic_write(args.json, json.dumps(report, indent=1))
     return report

@@ -27,6 +27,7 @@ import torch.multiprocessing as mp
 import importlib.util
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import camgrid.model.distributed.sequence as sequence_module
@@ -120,7 +121,8 @@ def _models():
 
 # (mode, model, inputs it takes, strategy)
 CASES = [("independent", "wan", (), "views"), ("independent", "wan", (), "sequence"),
-         ("recam", "recammaster", ("camera", "source"), "views"), ("recam", "recammaster", ("camera", "source"), "sequence"),
+         ("recam", "recammaster", ("camera", "source"), "views"),
+         ("recam", "recammaster", ("camera", "source"), "sequence"),
          ("syncam", "syncammaster", ("camera",), "streams"), ("hard", "wan", (), "streams"),
          ("hard", "synced", (), "streams"), ("hard", "syncammaster", ("camera",), "streams"),
          ("soft", "synced", (), "streams")]
@@ -245,13 +247,19 @@ def _two_ranks(rank, world):
                                     batch_cfg=batch_cfg, **kw)
             sampled.append(((split - single).abs().max().item(), ctx.last_split.describe(), comm.calls,
                             split.sum().item()))
-    return forwards, sampled
+    # with autograd recording the forward is not split (collectives carry no gradients), and says so
+    with parallel(), warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        trained = _forward(models["wan"], "hard", inp, ())
+    whole = trained.requires_grad and any("autograd is recording" in str(w.message) for w in caught)
+    return forwards, sampled, whole
 
 
 def test_two_processes_give_the_grid_of_one():
     results = run_ranks(2, _two_ranks)
-    _check_shares([forwards for forwards, _ in results], 2)
-    for rank, (_, sampled) in enumerate(results):
+    _check_shares([forwards for forwards, _, _ in results], 2)
+    assert [whole for *_, whole in results] == [True, True]
+    for rank, (_, sampled, _) in enumerate(results):
         (diff_cfg, how_cfg, calls_cfg, sum_cfg), (diff_streams, how_streams, calls_streams, _) = sampled
         assert diff_cfg <= 5e-5 and diff_streams <= 5e-5, (rank, diff_cfg, diff_streams)
         assert how_cfg.startswith("batch over 2 groups") and calls_cfg == 2       # one all-gather per step

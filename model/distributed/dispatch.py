@@ -9,6 +9,7 @@ sampler around the model runs unchanged and identically on every rank.
 from __future__ import annotations
 
 import dataclasses
+import warnings
 
 import torch
 
@@ -23,6 +24,10 @@ def run_mode(model, mode: str, inp) -> torch.Tensor:
     """Output patches [(B V), C, T, H, W] of `mode` for the GridInputs `inp`, split when a context is active."""
     ctx = active()
     if ctx is None:
+        return model.MODE_FORWARDS[mode](model, inp)
+    if torch.is_grad_enabled():   # the collectives do not carry gradients: a split forward cannot be trained
+        warnings.warn("parallel(): autograd is recording, so this forward runs whole on every rank; the split is "
+                      "for inference (call the model under torch.no_grad(), as sample_grid does)", stacklevel=3)
         return model.MODE_FORWARDS[mode](model, inp)
     b, v = inp.x.shape[:2]
     split = choose_split(mode, b, v, model.config.num_heads, ctx.world, ctx.options)

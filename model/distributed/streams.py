@@ -192,8 +192,8 @@ def syncam_block(block, x, s: LocalStreams, text, cam):
     dtype = block.ffn[0].weight.dtype
     h = x.new_empty(x.shape, dtype=dtype)
     if has_rows:
-        x = block.over_row_chunks(lambda xr, er, _t, _c: block.self_attn_residual(xr, block.modulation_of(er), s.rope_time),
-                                  x, e, text)
+        x = block.over_row_chunks(
+            lambda xr, er, _t, _c: block.self_attn_residual(xr, block.modulation_of(er), s.rope_time), x, e, text)
         shift, scale, gate = (block.modulation_mvs.float() + e[:, :3]).chunk(3, dim=1)
         h = block.modulated(x, block.norm_mvs, shift, scale, cam)
     y_view = _rows(lambda hv: block.projector(block.mvs_attn(hv, s.rope_view)), s.shards.time_to_view(h))
