@@ -14,6 +14,7 @@ Rows (each model is built once; rows are skipped, never cut, once the budget is 
   camgrid-v1-cudnn      attention "sdpa" (cuDNN: round 2's kernel), to show what FA3 alone gives
   camgrid-v1-fp8attn    attention "fp8" (opt-in); PSNR of the output against camgrid-v1 (same weights, inputs)
   hard-v4 / fused-v4    4 views; baselines: joint attention over the same grid
+  fused-v4-flex         fused-v4 with FlexAttention instead of the exact LSE streams (speed; PSNR vs fused-v4)
   camgrid-joint4        joint attention over the grid with camgrid's kernels: independent mode on the 84-frame
                         video whose frames are the 4 views' frames (one sequence of 131 040 tokens, FA3)
   diffusers-joint4      the same sequence through diffusers (round 1/2's "joint" baseline, SDPA)
@@ -39,11 +40,9 @@ import contextlib
 import dataclasses
 import gc
 import json
-import math
 import statistics
 import sys
 import time
-import types
 from pathlib import Path
 
 import torch
@@ -87,6 +86,7 @@ class Row:
     baselines: tuple = ()
     psnr_against: str | None = None
     note: str = ""
+    fused_method: str = "auto"     # GridDiT.set_fused_attention for fused rows
 
 
 ROWS = [
@@ -103,6 +103,8 @@ ROWS = [
     Row("camgrid-joint4", "camgrid-wan", "joint", 4, note="independent on the 84-frame video of all views"),
     Row("camgrid-v1-cudnn", "camgrid-wan", "independent", 1, "sdpa", ("diffusers-v1", "camgrid-v1"), "camgrid-v1",
         note="cuDNN SDPA (round 2's kernel)"),
+    Row("fused-v4-flex", "camgrid-wan", "fused", 4, None, ("fused-v4", "hard-v4"), "fused-v4",
+        note="fused attention through FlexAttention (compiled block mask)", fused_method="flex"),
     Row("official-syncam-v2", "official-syncammaster", "syncam", 2, note="official code, PyTorch SDPA"),
     Row("syncam-v2", "camgrid-syncammaster", "syncam", 2, baselines=("official-syncam-v2", "official-syncam-v2-fa3")),
     Row("official-syncam-v2-fa3", "official-syncammaster", "syncam", 2, "fa3", psnr_against="official-syncam-v2",
@@ -137,7 +139,8 @@ def flops(row: Row, s: Setup) -> float:
         "joint": lambda: v * L * tok + attn(v * L, v * L) + attn(v * L, lc),
         "syncam": lambda: v * (L * tok + attn(L, L) + attn(L, lc)) + v * L * 10 * d * d + T * attn(v * hw, v * hw),
         "recam": lambda: v * (2 * L * (tok + 2 * d * d) + attn(2 * L, 2 * L) + attn(2 * L, lc)),
-        "hard": lambda: 2 * v * L * tok + v * (attn(L, L) + attn(L, lc)) + T * (attn(v * hw, v * hw) + attn(v * hw, lc)),
+        "hard": lambda: (2 * v * L * tok + v * (attn(L, L) + attn(L, lc))
+                         + T * (attn(v * hw, v * hw) + attn(v * hw, lc))),
         "fused": lambda: v * L * tok + v * L * 4 * (L + (v - 1) * hw) * d + attn(v * L, lc),
     }[row.mode]
     return s.layers * per()
@@ -177,9 +180,9 @@ def build(key: str, s: Setup):
         if key == "diffusers":
             from diffusers import WanTransformer3DModel
 
-            return WanTransformer3DModel(num_attention_heads=s.heads, attention_head_dim=s.dim // s.heads, in_channels=16,
-                                         out_channels=16, text_dim=s.text_dim, freq_dim=s.freq_dim, ffn_dim=s.ffn,
-                                         num_layers=s.layers, cross_attn_norm=True, eps=1e-6).eval()
+            return WanTransformer3DModel(num_attention_heads=s.heads, attention_head_dim=s.dim // s.heads,
+                                         in_channels=16, out_channels=16, text_dim=s.text_dim, freq_dim=s.freq_dim,
+                                         ffn_dim=s.ffn, num_layers=s.layers, cross_attn_norm=True, eps=1e-6).eval()
         kind = key.split("-")[1]
         mod = B.load_official(kind)
         if mod is None:
@@ -266,8 +269,12 @@ def make_call(row: Row, model, s: Setup):
         mode = "independent" if joint else row.mode
 
         def call():
-            with attention_backend(row.attention):
-                return model(x, ts, ctx, mode=mode, camera=cam, source=src)
+            model.set_fused_attention(row.fused_method)
+            try:
+                with attention_backend(row.attention):
+                    return model(x, ts, ctx, mode=mode, camera=cam, source=src)
+            finally:
+                model.set_fused_attention("auto")
         return call
     if row.model == "diffusers":
         frames = v * T if row.mode == "joint" else T
@@ -305,6 +312,8 @@ def row_unavailable(row: Row, s: Setup) -> str | None:
             return f"fp8 attention cannot run here ({reason[:160]})"
     if row.model.endswith("-fp8w") and s.device != "cuda":
         return "fp8 weights are timed on the GPU only"
+    if row.fused_method == "flex" and s.device != "cuda":
+        return "FlexAttention rows run on the GPU only (eager FlexAttention on the CPU materialises the scores)"
     return None
 
 

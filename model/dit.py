@@ -48,7 +48,8 @@ from .config import DiTConfig
 from .layers import LayerNorm32
 from .timestep import sinusoid_embedding
 
-CAMERA_INPUT_MODES = ("syncam", "recam", "hard", "soft", "fused")  # modes that read camera embeddings (when the model can)
+# modes that read camera embeddings (when the model has a camera encoder)
+CAMERA_INPUT_MODES = ("syncam", "recam", "hard", "soft", "fused")
 
 
 class Head(nn.Module):

@@ -137,7 +137,8 @@ def attention_workspace(attention: str, heads: int, dim: int, tokens: int, seq_l
         return DEFAULT_CHUNK_BUDGET_BYTES + 2 * 4 * dim * seq_len  # score block + fp32 K/V of one sequence
     if attention == "naive":  # the full fp32 score matrix of every sequence
         return 4 * heads * seq_len * tokens
-    return 4 * heads * tokens  # fused kernels (sdpa, flash_attn3, fp8, flash_attn, sage; auto on a GPU): fp32 LSE per head and query
+    # fused kernels (sdpa, flash_attn3, fp8, flash_attn, sage; auto on a GPU): fp32 LSE per head and query
+    return 4 * heads * tokens
 
 
 def predict_peak_memory(config: Union[DiTConfig, str], views: int, frames: int, height: int, width: int,

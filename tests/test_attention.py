@@ -140,7 +140,8 @@ def _fake_cuda_query(dtype, d=128):
 
 
 def _no_fa3(monkeypatch):
-    monkeypatch.setattr(fa3, "_load_module", lambda: (None, "ModuleNotFoundError: No module named 'flash_attn_interface'"))
+    missing = (None, "ModuleNotFoundError: No module named 'flash_attn_interface'")
+    monkeypatch.setattr(fa3, "_load_module", lambda: missing)
 
 
 def _fake_fa3(monkeypatch, calls=None):
