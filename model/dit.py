@@ -26,7 +26,8 @@ elsewhere: CPU numerics are the plain fp32 formulas); RoPE tables are cached per
 bounds activation memory), `set_ffn_chunk(tokens)`.
 
 Modes (docs/ARCHITECTURE.md §3.3 Grid modes): independent, syncam (SynCamMaster), recam (ReCamMaster),
-hard / soft (4Real-Video two-stream with hard or soft synchronisation after every block).
+hard / soft (4Real-Video two-stream with hard or soft synchronisation after every block), fused
+(4Real-Video-V2: one attention over the whole grid masked to same view or same time).
 """
 from __future__ import annotations
 
@@ -40,7 +41,7 @@ import torch.nn.functional as F
 
 from ..kernels.layernorm_modulate import layer_norm_modulate
 from ..kernels.rope import rope_cos_sin
-from .attention import attention_backend
+from .attention import FUSED_METHODS, attention_backend, fused_grid_attention
 from .block import GridDiTBlock, TokenGrid, from_view_stream, per_row, to_view_stream
 from .checks import InputError, require_finite
 from .config import DiTConfig
@@ -48,8 +49,8 @@ from .distributed import gathered, run_mode
 from .layers import LayerNorm32
 from .timestep import sinusoid_embedding
 
-PLANNED_MODES = ("fused",)  # 4Real-Video-V2 joint masked attention (docs/ARCHITECTURE.md §3.3 Grid modes, later)
-CAMERA_INPUT_MODES = ("syncam", "recam", "hard", "soft")  # modes that read camera embeddings (when the model can)
+# modes that read camera embeddings (when the model has a camera encoder)
+CAMERA_INPUT_MODES = ("syncam", "recam", "hard", "soft", "fused")
 
 
 class Head(nn.Module):
@@ -105,6 +106,7 @@ class GridDiT(nn.Module):
         self.blocks = nn.ModuleList([GridDiTBlock(cfg) for _ in range(cfg.num_layers)])
         self.head = Head(cfg)
         self.attention_backend: Optional[str] = None  # entered once per forward; None = model.attention's default
+        self.fused_attention = "auto"  # the fused mode's masked-attention method (set_fused_attention)
 
     # --- properties -------------------------------------------------------------------------
     @property
@@ -149,6 +151,14 @@ class GridDiT(nn.Module):
         [tokens, ffn_dim] hidden activation, the largest tensor of a block."""
         for block in self.blocks:
             block.ffn_chunk = _positive_or_none(tokens, "ffn_chunk")
+
+    def set_fused_attention(self, method: str = "auto") -> None:
+        """How the fused mode computes its masked grid attention (model.attention.fused_grid_attention):
+        "auto" / "streams" (exact, dense FA3 / cuDNN / chunked kernels merged by log-sum-exp; the fastest
+        measured), "flex" (FlexAttention block mask, compiled on CUDA), "naive" (dense mask; tests only)."""
+        if method not in FUSED_METHODS:
+            raise InputError(f"fused attention method must be one of {', '.join(FUSED_METHODS)}, got {method!r}")
+        self.fused_attention = method
 
     def compile_blocks(self, enabled: bool = True, **compile_kwargs) -> None:
         """torch.compile every block (regional compilation; one compiled graph reused by all blocks).
@@ -265,9 +275,6 @@ class GridDiT(nn.Module):
 
     def _check_mode(self, mode, camera, source) -> None:
         """What each mode needs from the model and the inputs (errors name the fix)."""
-        if mode in PLANNED_MODES:
-            raise NotImplementedError(f"mode {mode!r} (4Real-Video-V2 fused attention) is not implemented yet; "
-                                      f"use one of {MODES}")
         if mode not in self.MODE_FORWARDS:
             raise InputError(f"mode {mode!r} is not one of {MODES}")
         if mode == "syncam":
@@ -364,6 +371,34 @@ class GridDiT(nn.Module):
             x_view, x_time = y_view + dv, y_time + dt
         return self.head_out(0.5 * (x_view + x_time), inp.t, s.grid)
 
+    def _forward_fused(self, inp: GridInputs):
+        """4Real-Video-V2 fused attention (arXiv 2506.18839), training-free, no new parameters: every block's
+        self-attention runs once over all V*T latent frames of a batch element, a token pair kept iff the two
+        frames share the view or the time, RoPE frame index view*T + time; cross-attention and FFN run once
+        on the per-view tokens. V = 1 is `independent`; T = 1 is `independent` on the video whose frames
+        are the views (frame index = view).
+
+        Camera: with a camera encoder (SynCamMaster / ReCamMaster weights) and camera embeddings, each
+        block's cam_encoder(camera[view, time]) is added to the self-attention input of that frame's tokens,
+        LN(x) * (1 + scale) + shift + cam, exactly as `hard` adds it to its view stream's attention input
+        (no projector, as in hard). Why there: hard feeds the camera only to the attention that mixes views;
+        the fused attention is the one attention and it mixes views, so it gets it, for every token (hard's
+        time stream sees no camera; here the same-view pairs see their own view's embedding too)."""
+        tokens, grid = self.embed_grid(inp.x)
+        # view-major frames: frame (view a, time t) is the (a*T + t)-th, so its RoPE index is its position
+        rope = self.rope(grid.views * grid.frames, grid, tokens.device)
+        e = per_row(inp.t_mod, grid.views)
+        camera_rows = inp.camera.flatten(0, 1) if inp.camera is not None and self.has_camera_encoder else None
+        method = self.fused_attention
+
+        def attend(q, k, v):
+            return fused_grid_attention(q, k, v, grid.views, grid.frames, grid.hw, method)
+
+        for block in self._blocks(inp):
+            cam = self.camera_features(block, camera_rows, grid.hw) if camera_rows is not None else None
+            tokens = block.forward_fused(tokens, e, block.cross_attn.text_kv(inp.context), rope, attend, grid, cam)
+        return self.head_out(tokens, inp.t, grid)
+
     def _two_streams(self, inp: GridInputs) -> TwoStreams:
         tokens, grid = self.embed_grid(inp.x)
         use_camera = inp.camera is not None and self.has_camera_encoder
@@ -389,6 +424,7 @@ class GridDiT(nn.Module):
         "recam": _forward_recam,
         "hard": _forward_hard,
         "soft": _forward_soft,
+        "fused": _forward_fused,
     }
 
 

@@ -30,7 +30,9 @@ from .dit import MODES
 
 VARIANTS = tuple(TRANSLATION_SCALE)   # "syncammaster", "recammaster", "wan"
 
-# mode "auto": what each released model was trained for (plain Wan: training-free 4Real-Video hard sync)
+# mode "auto": what each released model was trained for (plain Wan: training-free 4Real-Video hard sync).
+# Never "fused" (4Real-Video-V2 masked attention over the whole grid, training-free, any variant): it is asked
+# for by name (sync_mode / mode="fused"), so `auto` gives the grids it gave before fused existed.
 AUTO_MODE = {"syncammaster": "syncam", "recammaster": "recam", "wan": "hard"}
 # camera reference per variant (camera.relative_extrinsics): SynCamMaster encodes every view relative
 # to view 0 at the same frame; ReCamMaster encodes each target path relative to its own first pose.

@@ -24,6 +24,7 @@ MODE_NOTES = {
     "recam": "ReCamMaster: re-renders the source video along each view's camera path",
     "hard": "4Real-Video two-stream, hard sync (training-free with plain Wan weights)",
     "soft": "4Real-Video two-stream, soft sync (needs trained sync weights)",
+    "fused": "4Real-Video-V2 fused attention over the whole grid (same view or same time; training-free)",
 }
 
 
@@ -58,7 +59,9 @@ class CamGridSampler:
                 "sync_mode": (list(SYNC_MODES), {"default": "auto", "tooltip": "How the views are kept "
                               "consistent. auto: from the model (SynCamMaster -> syncam, ReCamMaster -> recam, "
                               "plain Wan -> hard). independent: no sync. hard: 4Real-Video two-stream with "
-                              "averaging (any Wan2.1). soft: learned sync (needs sync weights)."}),
+                              "averaging (any Wan2.1). soft: learned sync (needs sync weights). fused: "
+                              "4Real-Video-V2, one attention over all views and frames (a token sees its own "
+                              "view and the other views at its time; any Wan2.1, never chosen by auto)."}),
                 "denoise": ("FLOAT", DENOISE.widget(default=1.0, step=0.01, tooltip="1 generates from noise; "
                             "lower keeps more of the input latent (video-to-video).")),
             },
@@ -94,7 +97,7 @@ class CamGridSampler:
             return f"guidance {guidance!r} is not one of {', '.join(GUIDANCE)}"
         if guidance == "two_scale" and sync_mode == "independent":
             return ("guidance two_scale weighs a source video against the text; it needs a source and a synced "
-                    "mode (auto, syncam, recam, hard, soft), not independent")
+                    "mode (auto, syncam, recam, hard, soft, fused), not independent")
         return True
 
     def sample(self, model, positive, negative, latent, seed, steps, cfg, shift, scheduler, sync_mode, denoise,
