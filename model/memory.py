@@ -28,8 +28,9 @@ import torch
 
 from .attention import BACKENDS, DEFAULT_CHUNK_BUDGET_BYTES
 from .config import DiTConfig, get_config
-from .dit import MODES, GridDiT
+from .dit import GridDiT
 from .fp8 import QUANTIZABLE
+from .modes import MODES
 
 GIB = 2**30
 
