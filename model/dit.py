@@ -17,7 +17,8 @@ function from `GridDiT.MODE_FORWARDS`. Inside, every block computes the text key
 
 Adding a mode: write `_forward_<name>(self, inp: GridInputs) -> output patches [(B V), C, T, H, W]`
 (embed with `embed_grid`, loop `for block in self._blocks(inp)`, finish with `head_out`), add it to
-`MODE_FORWARDS`, and state what it needs from the model and the inputs in `_check_mode`.
+`MODE_FORWARDS` (and its name to `modes.MODES`, the list nodes and the CLI offer), and state what it needs
+from the weights in `modes.mode_problem` and from the inputs in `_check_mode`.
 
 Speed (docs/ARCHITECTURE.md §7 Attention and memory): q/k RMSNorm + RoPE, LayerNorm + modulation and
 the gated residuals go through the fused kernels of kernels/ (Triton on CUDA, their torch references
@@ -42,9 +43,10 @@ from ..kernels.layernorm_modulate import layer_norm_modulate
 from ..kernels.rope import rope_cos_sin
 from .attention import attention_backend
 from .block import GridDiTBlock, TokenGrid, from_view_stream, per_row, to_view_stream
-from .checks import InputError, require_finite
+from .checks import InputError, raise_problem, require_finite
 from .config import DiTConfig
 from .layers import LayerNorm32
+from .modes import MODES, mode_problem
 from .timestep import sinusoid_embedding
 
 PLANNED_MODES = ("fused",)  # 4Real-Video-V2 joint masked attention (docs/ARCHITECTURE.md §3.3 Grid modes, later)
@@ -125,6 +127,11 @@ class GridDiT(nn.Module):
     @property
     def has_sync_weights(self) -> bool:
         return self.blocks[0].sync is not None
+
+    @property
+    def has_soft_sync(self) -> bool:
+        """Whether trained soft-sync layers are loaded (mode soft needs them)."""
+        return self.has_sync_weights and self.blocks[0].sync.soft is not None
 
     def base_state_dict(self) -> dict:
         """The state dict in original Wan layout, without camgrid sync layers (saved separately)."""
@@ -262,31 +269,18 @@ class GridDiT(nn.Module):
         return timestep
 
     def _check_mode(self, mode, camera, source) -> None:
-        """What each mode needs from the model and the inputs (errors name the fix)."""
+        """What the mode needs from the model (the rule of model/modes.py) and from the inputs; errors name the fix."""
         if mode in PLANNED_MODES:
             raise NotImplementedError(f"mode {mode!r} (4Real-Video-V2 fused attention) is not implemented yet; "
                                       f"use one of {MODES}")
         if mode not in self.MODE_FORWARDS:
-            raise InputError(f"mode {mode!r} is not one of {MODES}")
-        if mode == "syncam":
-            if self.variant != "syncammaster":
-                raise InputError(f"mode 'syncam' needs SynCamMaster weights (multi-view attention 'mvs_attn'), but "
-                                 f"the loaded model is '{self.variant}'. Load a SynCamMaster-Wan2.1 checkpoint, or use "
-                                 "mode 'hard' (training-free 4Real-Video sync, works with any Wan2.1 model).")
-            if camera is None:
-                raise InputError("mode 'syncam' needs camera embeddings [B, V, T, 12] (CamGridCameraEncode)")
-        elif mode == "recam":
-            if not self.has_camera_encoder:
-                raise InputError(f"mode 'recam' needs ReCamMaster weights (a camera encoder), but the loaded model is "
-                                 f"'{self.variant}'. Load a ReCamMaster-Wan2.1 checkpoint.")
-            if source is None:
-                raise InputError("mode 'recam' needs a source video latent [B, C, T, H, W] (CamGridSourceVideo)")
-            if camera is None:
-                raise InputError("mode 'recam' needs camera embeddings [B, V, T, 12] for the target path")
-        elif mode == "soft" and not (self.has_sync_weights and self.blocks[0].sync.soft is not None):
-            raise InputError("mode 'soft' needs trained soft-sync weights, and none are loaded. Load a camgrid "
-                             "sync-weights file (CamGridModelLoader 'sync_weights', or load_sync_weights(model, path)), "
-                             "or use mode 'hard', which works without trained weights.")
+            raise InputError(f"mode {mode!r} is not one of {tuple(self.MODE_FORWARDS)}")
+        raise_problem(mode_problem(mode, self.variant, self.has_soft_sync))
+        if mode in ("syncam", "recam") and camera is None:
+            raise InputError(f"mode {mode!r} needs camera embeddings [B, V, T, 12] for its views' camera paths "
+                             "(CamGrid Camera Encode)")
+        if mode == "recam" and source is None:
+            raise InputError("mode 'recam' needs a source video latent [B, C, T, H, W] (CamGrid Source Video)")
 
     def _blocks(self, inp: GridInputs):
         """The blocks in order; the interrupt callback runs before each one."""
@@ -386,9 +380,6 @@ class GridDiT(nn.Module):
         "hard": _forward_hard,
         "soft": _forward_soft,
     }
-
-
-MODES = tuple(GridDiT.MODE_FORWARDS)
 
 
 def _positive_or_none(value, name: str) -> Optional[int]:

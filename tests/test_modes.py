@@ -301,3 +301,17 @@ def test_latent_and_text_mismatch_errors_name_the_fix():
         model(x, ts, ctx[..., :16])
     with pytest.raises(ValueError, match="not divisible by the patch size"):
         model(x[..., :5], ts, ctx)
+
+
+def test_the_modes_offered_are_the_modes_the_model_runs():
+    # one list of modes (model/modes.py) for the nodes, the CLI and the library; one forward for each
+    from camgrid.model import modes
+    from camgrid.nodes.sampler import SYNC_MODES
+
+    assert tuple(GridDiT.MODE_FORWARDS) == modes.MODES
+    assert SYNC_MODES == ("auto",) + modes.MODES
+    for mode in modes.MODES:
+        for variant in modes.VARIANTS:
+            problem = modes.mode_problem(mode, variant, soft_sync=True)
+            assert problem is None or variant in problem, (mode, variant)
+    assert modes.mode_problem("soft", "wan", soft_sync=False) is not None
