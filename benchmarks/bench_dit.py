@@ -38,7 +38,6 @@ import math
 import os
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -55,15 +54,14 @@ SIZES = {
 BF16_PEAK = {"H100": 989.4e12, "H200": 989.4e12}  # dense bf16 tensor-core peak (SXM datasheet)
 
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
+from camgrid_checkout import use_this_checkout  # noqa: E402  (this checkout as `camgrid`, whatever is installed)
+
+
 def import_camgrid():
-    """The repo root is the package; make it importable as `camgrid` without installing."""
-    try:
-        return importlib.import_module("camgrid")
-    except ImportError:
-        link_dir = Path(tempfile.mkdtemp(prefix="camgrid_pkg_"))
-        (link_dir / "camgrid").symlink_to(ROOT)
-        sys.path.insert(0, str(link_dir))
-        return importlib.import_module("camgrid")
+    """This checkout as `camgrid` (tools/camgrid_checkout.py), imported."""
+    use_this_checkout()
+    return importlib.import_module("camgrid")
 
 
 # ------------------------------------------------------------------------------------------
