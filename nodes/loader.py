@@ -10,7 +10,7 @@ from ..model.attention import BACKENDS
 from ..model.checkpoint import OPTION_LIMITS, LoadOptions, check_block_swap, describe, load_grid_dit
 from ..model.checks import InputError
 from . import host
-from .optional import BUILTIN_MODEL_NAME, builtin_weight_files
+from .builtin import BUILTIN_MODEL_NAME, builtin_weight_files
 from .sockets import MODEL, LoadedModel
 
 log = logging.getLogger("camgrid")

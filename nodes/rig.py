@@ -18,9 +18,10 @@ from ..model.camera.limits import (AMPLITUDE, AZIMUTH_SPAN_DEG, DISTANCE_M, ELEV
                                    STEP_M, TRANSLATION_SCALE_RANGE, VIEWS, CameraLimit)
 from ..model.camera.values import plural
 from ..model.checks import FRAMES, CamGridError, InputError, frames_problem, raise_problem, range_problem
+from ..model.config import VARIANTS
 from ..model.rig_preview import PREVIEW_PIXELS, draw_rig
 from . import host
-from .sockets import EMBEDS, RIG, VARIANTS, CameraEmbeds
+from .sockets import EMBEDS, RIG, CameraEmbeds
 
 RECAM_PREFIX = "recammaster_"
 # The rig node's numeric inputs and their limits.

@@ -466,6 +466,18 @@ def test_loader_node_validates_once_and_leaves_limits_to_the_widgets(loader_mode
         assert (optional[name][1]["min"], optional[name][1]["max"]) == (limit.low, limit.high), name
 
 
+def test_loader_node_notes_a_converted_layout_only_when_it_converted(loader_models):
+    from camgrid.nodes.loader import CamGridModelLoader
+
+    model = tiny_model("wan", seed=21)
+    save_grid_dit(model, loader_models / "diffusion_models" / "original.safetensors")
+    save_grid_dit(model, loader_models / "diffusion_models" / "diffusers.safetensors", layout="diffusers")
+    _, original = CamGridModelLoader().load("original.safetensors", "fp32", "auto")
+    _, converted = CamGridModelLoader().load("diffusers.safetensors", "fp32", "auto")
+    assert "converted from" not in original
+    assert "converted from diffusers layout" in converted
+
+
 def test_loader_node_options_reach_the_model(loader_models):
     from camgrid.model.fp8 import FP8Linear
     from camgrid.nodes.loader import CamGridModelLoader
@@ -495,7 +507,7 @@ def test_loader_node_refuses_a_damaged_file_with_one_error(loader_models):
 def test_loader_node_loads_the_builtin_model_from_its_files(loader_models, monkeypatch):
     import camgrid.train.builtin as builtin
     from camgrid.nodes.loader import CamGridModelLoader, dit_files
-    from camgrid.nodes.optional import BUILTIN_MODEL_NAME
+    from camgrid.nodes.builtin import BUILTIN_MODEL_NAME
     from camgrid.train.autoencoder import TinyVideoAE
     from camgrid.train.text import TinyTextEncoder
 

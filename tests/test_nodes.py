@@ -307,7 +307,7 @@ def builtin_assets(tmp_path, monkeypatch):
 
 def test_builtin_model_runs_through_core_style_clip_and_vae(builtin_assets):
     from camgrid.nodes.builtin import CamGridBuiltinModel
-    from camgrid.nodes.optional import BUILTIN_MODEL_NAME
+    from camgrid.nodes.builtin import BUILTIN_MODEL_NAME
 
     assert CamGridBuiltinModel.VALIDATE_INPUTS(use_sync_layers=True) is True
     assert BUILTIN_MODEL_NAME in CamGridModelLoader.INPUT_TYPES()["required"]["dit_name"][0]
