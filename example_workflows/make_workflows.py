@@ -484,6 +484,7 @@ def build(key: str, defs: dict) -> dict:
 
 
 def main() -> None:
+    _import_camgrid()   # this checkout's camgrid, before anything imports another one
     from camgrid.model.files import atomic_write
 
     defs = all_object_info()
