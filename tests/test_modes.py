@@ -306,10 +306,10 @@ def test_latent_and_text_mismatch_errors_name_the_fix():
 def test_the_modes_offered_are_the_modes_the_model_runs():
     # one list of modes (model/modes.py) for the nodes, the CLI and the library; one forward for each
     from camgrid.model import modes
-    from camgrid.nodes.sampler import SYNC_MODES
+    from camgrid.nodes.sampler import MODE_NOTES, SYNC_MODES
 
     assert tuple(GridDiT.MODE_FORWARDS) == modes.MODES
-    assert SYNC_MODES == ("auto",) + modes.MODES
+    assert SYNC_MODES == ("auto",) + modes.MODES and set(MODE_NOTES) == set(modes.MODES)
     for mode in modes.MODES:
         for variant in modes.VARIANTS:
             problem = modes.mode_problem(mode, variant, soft_sync=True)
