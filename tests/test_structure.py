@@ -31,9 +31,10 @@ ALLOWED_IMPORTS = {
 }
 # the only node module that reaches into train/: the built-in model's node (it loads that model)
 NODES_USING_TRAIN = {"nodes.builtin"}
-# top-level modules that are ComfyUI (or live only inside a ComfyUI process)
+# top-level modules that are ComfyUI (or live only inside a ComfyUI process); an absolute `import nodes` is
+# ComfyUI's nodes.py (the pack's own nodes/ is always imported relatively)
 COMFYUI_MODULES = {"comfy", "comfy_extras", "comfy_api", "folder_paths", "latent_preview", "server", "execution",
-                   "node_helpers", "comfy_execution"}
+                   "node_helpers", "comfy_execution", "nodes"}
 # Heavy or optional third-party packages a function may import lazily (each such import carries a comment).
 LAZY_IMPORT_OK = {"diffusers", "transformers", "PIL", "imageio", "imageio_ffmpeg", "tqdm", "torch"} | COMFYUI_MODULES
 
