@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         _check_common_arguments(args)
         # imported here like the subcommands (it loads the model code); under torchrun it joins the ranks,
-        # splits every forward over them and lets rank 0 alone print and write (docs/ARCHITECTURE.md §12)
+        # splits every forward over them and lets rank 0 alone print and write (docs/ARCHITECTURE.md §12 Several GPUs)
         from .model.distributed import cli_processes
         with cli_processes(args):
             return int(module.run(args) or 0)

@@ -39,7 +39,6 @@ import math
 import os
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -56,20 +55,13 @@ SIZES = {
 BF16_PEAK = {"H100": 989.4e12, "H200": 989.4e12}  # dense bf16 tensor-core peak (SXM datasheet)
 
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
+from camgrid_checkout import use_this_checkout  # noqa: E402  (this checkout as `camgrid`, whatever is installed)
+
+
 def import_camgrid():
-    """The repo root is the package: import *this* checkout as `camgrid` (through a link in a temporary
-    folder put first on sys.path), also where another camgrid is installed (a worktree beside the main one)."""
-    loaded = sys.modules.get("camgrid")
-    if loaded is not None:
-        return loaded
-    try:
-        spec = importlib.util.find_spec("camgrid")
-    except (ImportError, ValueError):
-        spec = None
-    if spec is None or spec.origin is None or Path(spec.origin).resolve().parent != ROOT:
-        link_dir = Path(tempfile.mkdtemp(prefix="camgrid_pkg_"))
-        (link_dir / "camgrid").symlink_to(ROOT)
-        sys.path.insert(0, str(link_dir))
+    """This checkout as `camgrid` (tools/camgrid_checkout.py), imported."""
+    use_this_checkout()
     return importlib.import_module("camgrid")
 
 

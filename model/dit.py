@@ -17,7 +17,8 @@ function from `GridDiT.MODE_FORWARDS`. Inside, every block computes the text key
 
 Adding a mode: write `_forward_<name>(self, inp: GridInputs) -> output patches [(B V), C, T, H, W]`
 (embed with `embed_grid`, loop `for block in self._blocks(inp)`, finish with `head_out`), add it to
-`MODE_FORWARDS`, and state what it needs from the model and the inputs in `_check_mode`.
+`MODE_FORWARDS` (and its name to `modes.MODES`, the list nodes and the CLI offer), and state what it needs
+from the weights in `modes.mode_problem` and from the inputs in `_check_mode`.
 
 Speed (docs/ARCHITECTURE.md §7 Attention and memory): q/k RMSNorm + RoPE, LayerNorm + modulation and
 the gated residuals go through the fused kernels of kernels/ (Triton on CUDA, their torch references
@@ -43,10 +44,11 @@ from ..kernels.layernorm_modulate import layer_norm_modulate
 from ..kernels.rope import rope_cos_sin
 from .attention import FUSED_METHODS, attention_backend, fused_grid_attention
 from .block import GridDiTBlock, TokenGrid, from_view_stream, per_row, to_view_stream
-from .checks import InputError, require_finite
+from .checks import InputError, raise_problem, require_finite
 from .config import DiTConfig
 from .distributed import gathered, run_mode
 from .layers import LayerNorm32
+from .modes import MODES, mode_problem
 from .timestep import sinusoid_embedding
 
 # modes that read camera embeddings (when the model has a camera encoder)
@@ -128,6 +130,11 @@ class GridDiT(nn.Module):
     @property
     def has_sync_weights(self) -> bool:
         return self.blocks[0].sync is not None
+
+    @property
+    def has_soft_sync(self) -> bool:
+        """Whether trained soft-sync layers are loaded (mode soft needs them)."""
+        return self.has_sync_weights and self.blocks[0].sync.soft is not None
 
     def base_state_dict(self) -> dict:
         """The state dict in original Wan layout, without camgrid sync layers (saved separately)."""
@@ -230,7 +237,7 @@ class GridDiT(nn.Module):
         ctx = self.text_embedding(context.to(self.dtype))
         inputs = GridInputs(x, timestep, t, t_mod, ctx, camera, source, interrupt)
         with attention_backend(self.attention_backend):
-            # MODE_FORWARDS[mode], split over the ranks inside distributed.parallel() (docs/ARCHITECTURE.md §12)
+            # MODE_FORWARDS[mode], split over the ranks inside distributed.parallel() (docs/ARCHITECTURE.md §12 Several GPUs)
             out = run_mode(self, mode, inputs)
         return out.reshape(x.shape[0], x.shape[1], self.config.out_dim, *out.shape[-3:])
 
@@ -274,28 +281,15 @@ class GridDiT(nn.Module):
         return timestep
 
     def _check_mode(self, mode, camera, source) -> None:
-        """What each mode needs from the model and the inputs (errors name the fix)."""
+        """What the mode needs from the model (the rule of model/modes.py) and from the inputs; errors name the fix."""
         if mode not in self.MODE_FORWARDS:
-            raise InputError(f"mode {mode!r} is not one of {MODES}")
-        if mode == "syncam":
-            if self.variant != "syncammaster":
-                raise InputError(f"mode 'syncam' needs SynCamMaster weights (multi-view attention 'mvs_attn'), but "
-                                 f"the loaded model is '{self.variant}'. Load a SynCamMaster-Wan2.1 checkpoint, or use "
-                                 "mode 'hard' (training-free 4Real-Video sync, works with any Wan2.1 model).")
-            if camera is None:
-                raise InputError("mode 'syncam' needs camera embeddings [B, V, T, 12] (CamGridCameraEncode)")
-        elif mode == "recam":
-            if not self.has_camera_encoder:
-                raise InputError(f"mode 'recam' needs ReCamMaster weights (a camera encoder), but the loaded model is "
-                                 f"'{self.variant}'. Load a ReCamMaster-Wan2.1 checkpoint.")
-            if source is None:
-                raise InputError("mode 'recam' needs a source video latent [B, C, T, H, W] (CamGridSourceVideo)")
-            if camera is None:
-                raise InputError("mode 'recam' needs camera embeddings [B, V, T, 12] for the target path")
-        elif mode == "soft" and not (self.has_sync_weights and self.blocks[0].sync.soft is not None):
-            raise InputError("mode 'soft' needs trained soft-sync weights, and none are loaded. Load a camgrid "
-                             "sync-weights file (CamGridModelLoader 'sync_weights', or load_sync_weights(model, path)), "
-                             "or use mode 'hard', which works without trained weights.")
+            raise InputError(f"mode {mode!r} is not one of {tuple(self.MODE_FORWARDS)}")
+        raise_problem(mode_problem(mode, self.variant, self.has_soft_sync))
+        if mode in ("syncam", "recam") and camera is None:
+            raise InputError(f"mode {mode!r} needs camera embeddings [B, V, T, 12] for its views' camera paths "
+                             "(CamGrid Camera Encode)")
+        if mode == "recam" and source is None:
+            raise InputError("mode 'recam' needs a source video latent [B, C, T, H, W] (CamGrid Source Video)")
 
     def _blocks(self, inp: GridInputs):
         """The blocks in order; the interrupt callback runs before each one. A block whose weights are sharded
@@ -426,9 +420,6 @@ class GridDiT(nn.Module):
         "soft": _forward_soft,
         "fused": _forward_fused,
     }
-
-
-MODES = tuple(GridDiT.MODE_FORWARDS)
 
 
 def _positive_or_none(value, name: str) -> Optional[int]:

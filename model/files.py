@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import tempfile
 from pathlib import Path
 from typing import Callable, Iterator, Union
@@ -39,9 +40,7 @@ def atomic_path(path: PathLike) -> Iterator[Path]:
             yield dropped
         return
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp)
+    tmp = _new_temporary_file(path)
     try:
         yield tmp
         with open(tmp, "rb+") as f:
@@ -68,6 +67,19 @@ def atomic_save(path: PathLike, write: Callable[[Path], object]) -> Path:
     with atomic_path(path) as tmp:
         write(tmp)
     return Path(path)
+
+
+def _new_temporary_file(path: Path) -> Path:
+    """A new empty file `.<name>.<random>.tmp` beside `path`, created with mode 0666 less the umask: the
+    permissions a plain open() gives (tempfile.mkstemp's 0600 would make every written file private)."""
+    for _ in range(100):
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+        try:
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666))
+        except FileExistsError:
+            continue
+        return tmp
+    raise FileExistsError(f"no free temporary file name beside {path}")
 
 
 def _fsync_folder(folder: Path) -> None:

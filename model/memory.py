@@ -28,8 +28,9 @@ import torch
 
 from .attention import BACKENDS, DEFAULT_CHUNK_BUDGET_BYTES
 from .config import DiTConfig, get_config
-from .dit import MODES, GridDiT
+from .dit import GridDiT
 from .fp8 import QUANTIZABLE
+from .modes import MODES
 
 GIB = 2**30
 
@@ -141,6 +142,37 @@ def attention_workspace(attention: str, heads: int, dim: int, tokens: int, seq_l
     return 4 * heads * tokens
 
 
+def _block_transient(cfg: DiTConfig, mode: str, n: int, act: int, views: int, t: int, cfg_batch: int,
+                     ffn_chunk: Optional[int], row_chunks: Optional[int]) -> int:
+    """Peak bytes a block holds beyond its input: the FFN or attention step's temporaries (shrunk by row
+    chunks), or the two-stream merge, whichever is larger."""
+    d, f = cfg.dim, cfg.ffn_dim
+    R, A, Fb = 4 * d, act * d, act * f
+    # FFN hidden: two [tokens, ffn_dim] tensors (linear out, GELU out); chunked: per chunk, plus the
+    # chunk outputs and their concatenation (2 rows of the compute dtype)
+    if ffn_chunk and ffn_chunk < n:
+        ffn_hidden = 2 * Fb * min(ffn_chunk, n) + 2 * A * n
+    else:
+        ffn_hidden = 2 * Fb * n
+    camera = mode == "fused" and cfg.variant in ("syncammaster", "recammaster")
+    states_ffn = STATES_AT_FFN[mode] + (FUSED_CAMERA_STATES["ffn"] if camera else 0)
+    states_attn = STATES_AT_ATTN[mode] + (FUSED_CAMERA_STATES["attn"] if camera else 0)
+    ffn_peak = (states_ffn - 1) * R * n + ROWS_AT_FFN[mode] * A * n + ffn_hidden
+    attn_peak = (states_attn - 1) * R * n + (ATTN_ROWS * A + ROPE_TEMP_BYTES_PER_DIM * d) * n
+    block_transient = max(ffn_peak, attn_peak)
+    if row_chunks:
+        # GridDiT.set_row_chunks(n): a block runs n rows (sequences) at a time into a preallocated output;
+        # the stream states stay whole, the per-row temporaries shrink
+        seqs = cfg_batch * min(views, t) if mode in TWO_STREAM_LAYOUTS else cfg_batch * views
+        frac = min(1.0, row_chunks / seqs)
+        per_row = ROWS_AT_FFN[mode] * A * n + ffn_hidden + R * n  # the block's own x
+        block_transient = int(block_transient - per_row + frac * per_row + R * n)
+    merge = (MERGE_STATES[mode] - 1) * R * n
+    if merge > block_transient:
+        block_transient = merge
+    return block_transient
+
+
 def predict_peak_memory(config: Union[DiTConfig, str], views: int, frames: int, height: int, width: int,
                         mode: str = "independent", dtype=torch.bfloat16, fp8: bool = False, block_swap: int = 0,
                         ffn_chunk: Optional[int] = None, row_chunks: Optional[int] = None,
@@ -163,32 +195,11 @@ def predict_peak_memory(config: Union[DiTConfig, str], views: int, frames: int, 
     frames_per_seq = 2 * t if mode == "recam" else t
     n = cfg_batch * views * frames_per_seq * hw  # rows of one stream
     act = _dtype_bytes(dtype)
-    d, f, heads = cfg.dim, cfg.ffn_dim, cfg.num_heads
-    R, A, Fb = 4 * d, act * d, act * f
+    d, heads = cfg.dim, cfg.num_heads
+    R = 4 * d
 
-    # FFN hidden: two [tokens, ffn_dim] tensors (linear out, GELU out); chunked: per chunk, plus the
-    # chunk outputs and their concatenation (2 rows of the compute dtype)
-    if ffn_chunk and ffn_chunk < n:
-        ffn_hidden = 2 * Fb * min(ffn_chunk, n) + 2 * A * n
-    else:
-        ffn_hidden = 2 * Fb * n
-    camera = mode == "fused" and cfg.variant in ("syncammaster", "recammaster")
-    states_ffn = STATES_AT_FFN[mode] + (FUSED_CAMERA_STATES["ffn"] if camera else 0)
-    states_attn = STATES_AT_ATTN[mode] + (FUSED_CAMERA_STATES["attn"] if camera else 0)
-    ffn_peak = (states_ffn - 1) * R * n + ROWS_AT_FFN[mode] * A * n + ffn_hidden
-    attn_peak = (states_attn - 1) * R * n + (ATTN_ROWS * A + ROPE_TEMP_BYTES_PER_DIM * d) * n
-    block_transient = max(ffn_peak, attn_peak)
-    if row_chunks:
-        # GridDiT.set_row_chunks(n): a block runs n rows (sequences) at a time into a preallocated output;
-        # the stream states stay whole, the per-row temporaries shrink
-        seqs = cfg_batch * min(views, t) if mode in TWO_STREAM_LAYOUTS else cfg_batch * views
-        frac = min(1.0, row_chunks / seqs)
-        per_row = ROWS_AT_FFN[mode] * A * n + ffn_hidden + R * n  # the block's own x
-        block_transient = int(block_transient - per_row + frac * per_row + R * n)
+    block_transient = _block_transient(cfg, mode, n, act, views, t, cfg_batch, ffn_chunk, row_chunks)
     states = R * n  # the block input (the residual stream)
-    merge = (MERGE_STATES[mode] - 1) * R * n
-    if merge > block_transient:
-        block_transient = merge
 
     seq_len = max(frames_per_seq, views) * hw if mode in TWO_STREAM_LAYOUTS else frames_per_seq * hw
     if mode == "fused":

@@ -23,23 +23,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional, Sequence, Union
 
+import numpy as np
 import torch
-import torch.nn.functional as F
 from tqdm import tqdm
 
-from .camera import RIG_PRESETS, TRANSLATION_SCALE, CameraRig, latent_frame_count, load_rig, make_preset, \
-    relative_extrinsics
+from .camera import RIG_PRESETS, CameraRig, latent_frame_count
 from .checkpoint import LoadOptions, describe, load_grid_dit
-from .checks import VIEW_INDEX, VIEWS, InputError, Limit, check_sampling, check_video_size, \
-    cli_flag, raise_problem, range_problem
+from .checks import VIEW_INDEX, VIEWS, InputError, Limit, check_video_size, cli_flag, raise_problem, range_problem
 from .conditioning import SOURCE_USES, TEXT_LENGTH, SourceVideo
 from .distributed import is_main
-from .modes import MODES, build_rig, camera_embedding, fit_frames, pick_mode
 from .files import atomic_save, atomic_write
 from .lora import apply_lora
 from .lora.spec import parse_lora_arg
-from .sampling import GUIDANCE, SCHEDULERS, sample_grid
-from .sync import load_sync_weights
+from .modes import MODES, build_rig, camera_embedding, fit_frames, mode_problem, pick_mode, source_problem
+from .sampling import GUIDANCE, SCHEDULERS, SamplerOptions, sample_grid
 from .video_io import read_video, tile_views, write_video
 
 # diffusers' Wan example negative prompt (Wan's own default is the Chinese original of it)
@@ -167,7 +164,7 @@ class Pipeline:
                  height: int = 480, frames: int = 81, mode: str = "auto", steps: int = 50, cfg: float = 5.0,
                  shift: float = 5.0, seed: int = 0, scheduler: str = "unipc", source=None,
                  source_mode: Optional[str] = None, source_view: int = 0, guidance: str = "text",
-                 video_cfg: float = 1.8, batch_cfg: bool = True,
+                 video_cfg: float = 1.8, batch_cfg: bool = True, options: Optional[SamplerOptions] = None,
                  callback: Optional[Callable[[int, int, torch.Tensor], None]] = None,
                  interrupt: Optional[Callable[[], Optional[bool]]] = None) -> torch.Tensor:
         """Frames [V, F, H, W, 3] float 0..1.
@@ -175,16 +172,20 @@ class Pipeline:
         rig: preset name, rig JSON path or CameraRig (for ReCamMaster: the target camera paths).
         source: optional input video (path, or frames [F, H, W, 3]) used as `source_mode`
             ("recam" | "replace_view" | "first_row"; default recam for ReCamMaster, else replace_view)
-            on view `source_view`. Other arguments: see `sampling.sample_grid`.
+            on view `source_view`.
+        options: a checked `SamplerOptions` (the command line makes one before loading); when given it replaces
+            steps, cfg, shift, seed, scheduler, guidance, video_cfg and batch_cfg. Other arguments: see
+            `sampling.sample_grid`.
         """
         check_video_size(width, height, frames)
+        options = options or SamplerOptions(steps=steps, cfg=cfg, shift=shift, seed=seed, scheduler=scheduler,
+                                            guidance=guidance, video_cfg=video_cfg, batch_cfg=batch_cfg)
         variant = self.model.variant
         mode_used = pick_mode(variant, mode)
         if mode == "auto":
             self.log(f"mode auto -> {mode_used!r} (model variant {variant!r})")
-        if mode_used == "recam" and source is None:
-            raise InputError("mode 'recam' (ReCamMaster) re-renders an input video: pass a source video "
-                             "(--source video.mp4), or choose another mode")
+        how = (source_mode or ("recam" if mode_used == "recam" else "replace_view")) if source is not None else None
+        raise_problem(source_problem(mode_used, how))   # before the source and the prompts are encoded
         t_lat = latent_frame_count(frames)
         camera_rig = build_rig(rig, views, frames)
         num_views = camera_rig.num_views
@@ -193,7 +194,6 @@ class Pipeline:
 
         source_video = None
         if source is not None:
-            how = source_mode or ("recam" if mode_used == "recam" else "replace_view")
             if how not in SOURCE_USES:
                 raise InputError(f"source_mode {how!r} is not one of {', '.join(SOURCE_USES)}")
             if isinstance(source, (str, Path)):
@@ -202,11 +202,10 @@ class Pipeline:
             source_video = SourceVideo(latent, how, 0 if how == "first_row" else source_view)
 
         context = self.encode_prompt(prompt)
-        negative = self.encode_prompt(negative_prompt) if (cfg != 1.0 or guidance == "two_scale") else None
+        negative = self.encode_prompt(negative_prompt) if options.uses_negative else None
         shape = (1, num_views, self.model.config.in_dim, t_lat, height // 8, width // 8)
         grid = sample_grid(self.model, shape, context, negative, mode=mode_used, camera=camera, source=source_video,
-                           steps=steps, cfg=cfg, shift=shift, scheduler=scheduler, seed=seed, guidance=guidance,
-                           video_cfg=video_cfg, batch_cfg=batch_cfg, callback=callback, interrupt=interrupt)
+                           options=options, callback=callback, interrupt=interrupt)
         self.last_latent, self.last_rig, self.last_mode = grid, camera_rig, mode_used
         return self.decode(grid)
 
@@ -291,6 +290,7 @@ class GenerateJob:
 
     rig: CameraRig                    # cut to the requested views
     source: Optional[np.ndarray]      # the source video's frames [F, H, W, 3] uint8, or None
+    options: SamplerOptions           # the sampling settings, checked (errors name the flags)
 
 
 def _existing(path, flag: str, folder: bool = False) -> Path:
@@ -312,25 +312,15 @@ def _config_value(folder: Path, key: str, flag: str) -> int:
     return value
 
 
-def mode_problem(variant: str, mode: str, source_use: Optional[str], has_sync_weights: bool, guidance: str,
-                 source_view: int, views: int) -> Optional[str]:
-    """None, or why `mode` cannot run with this DiT variant and these options (the rules the DiT, the
-    sampler and the source conditioning enforce, asked before anything is loaded)."""
-    if mode == "syncam" and variant != "syncammaster":
-        return (f"--mode syncam needs a SynCamMaster DiT, but --dit is a {variant} DiT: use --mode hard (any "
-                "Wan2.1 model) or a SynCamMaster-Wan2.1 checkpoint")
-    if mode == "recam" and variant != "recammaster":
-        return f"--mode recam needs a ReCamMaster DiT, but --dit is a {variant} DiT: use a ReCamMaster checkpoint"
-    if mode == "recam" and source_use is None:
-        return "--mode recam (ReCamMaster) re-renders an input video: pass --source video.mp4, or choose another mode"
-    if mode == "soft" and not has_sync_weights:
-        return "--mode soft needs trained sync weights: pass --sync-weights FILE, or use --mode hard"
+def generate_problem(variant: str, mode: str, source_use: Optional[str], has_sync_weights: bool, guidance: str,
+                     source_view: int, views: int) -> Optional[str]:
+    """None, or why `generate` cannot run `mode` with this DiT variant and these options, asked before anything
+    is loaded: the rules of model/modes.py, and the command line's own (--guidance, --source-view)."""
+    problem = mode_problem(mode, variant, soft_sync=has_sync_weights) or source_problem(mode, source_use)
+    if problem is not None:
+        return problem
     if guidance == "two_scale" and source_use is None:
         return "--guidance two_scale weighs a source video against the text: pass --source, or use --guidance text"
-    if source_use == "recam" and mode != "recam":
-        return f"--source-mode recam needs --mode recam (a ReCamMaster DiT), got mode {mode}: use replace_view"
-    if source_use in ("replace_view", "first_row") and mode == "recam":
-        return f"--mode recam feeds the source through the model: drop --source-mode {source_use} (or set recam)"
     if source_use == "replace_view" and not 0 <= source_view < views:
         return f"--source-view {source_view} is not a view of the grid (0..{views - 1}): pick one that exists"
     return None
@@ -339,8 +329,9 @@ def mode_problem(variant: str, mode: str, source_use: Optional[str], has_sync_we
 def check_generate_args(args: argparse.Namespace) -> GenerateJob:
     """Everything `generate` can check before it loads the DiT, VAE and umT5 (minutes with real weights):
     numbers, sizes, files, the DiT's variant against the mode, the rig, and the source video (read here)."""
-    check_sampling(cli_flag, steps=args.steps, cfg=args.cfg, video_cfg=args.video_cfg, shift=args.shift,
-                   seed=args.seed)
+    options = SamplerOptions(label=cli_flag, steps=args.steps, cfg=args.cfg, video_cfg=args.video_cfg,
+                             shift=args.shift, seed=args.seed, scheduler=args.scheduler, guidance=args.guidance,
+                             batch_cfg=args.batch_cfg)
     check_video_size(args.width, args.height, args.frames, ("--width", "--height", "--frames"))
     raise_problem(range_problem(CLI_LIMITS, {"views": args.views, "source_view": args.source_view,
                                              "fps": args.fps}, cli_flag))
@@ -357,10 +348,10 @@ def check_generate_args(args: argparse.Namespace) -> GenerateJob:
     mode = pick_mode(dit_config.variant, args.mode)
     rig = build_rig(args.rig, args.views, args.frames)
     source_use = (args.source_mode or ("recam" if mode == "recam" else "replace_view")) if args.source else None
-    raise_problem(mode_problem(dit_config.variant, mode, source_use, args.sync_weights is not None, args.guidance,
-                               args.source_view, rig.num_views))
+    raise_problem(generate_problem(dit_config.variant, mode, source_use, args.sync_weights is not None,
+                                   args.guidance, args.source_view, rig.num_views))
     source = read_source_video(args.source, args.frames) if args.source else None
-    return GenerateJob(rig, source)
+    return GenerateJob(rig, source, options)
 
 
 def save_video(path: Path, frames, fps: float) -> Path:
@@ -399,10 +390,8 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         frames = pipe.generate(args.prompt, args.negative_prompt, rig=job.rig, width=args.width, height=args.height,
-                               frames=args.frames, mode=args.mode, steps=args.steps, cfg=args.cfg, shift=args.shift,
-                               seed=args.seed, scheduler=args.scheduler, source=job.source,
-                               source_mode=args.source_mode, source_view=args.source_view, guidance=args.guidance,
-                               video_cfg=args.video_cfg, batch_cfg=args.batch_cfg, callback=progress)
+                               frames=args.frames, mode=args.mode, source=job.source, source_mode=args.source_mode,
+                               source_view=args.source_view, options=job.options, callback=progress)
     finally:
         bar.close()
     settings = {k: v for k, v in vars(args).items() if k != "func"}

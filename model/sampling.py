@@ -23,7 +23,7 @@ With `batch_cfg` the guidance branches run as one forward (concatenated along B)
 Noise is drawn on the CPU from `seed` and then moved, so a seed gives the same video on any device.
 
 How a run is put together (each piece can be used or replaced on its own):
-    options = SamplerOptions(steps=30, cfg=5.0)              the knobs, checked once (`LIMITS`)
+    options = SamplerOptions(steps=30, cfg=5.0)              the knobs, checked once (model/checks.py)
     plan = prepare(model, shape, context, negative, mode=..., camera=..., options=options)
     grid = denoise(plan, velocity=guided_velocity, callback=...)
 `sample_grid` is these three lines. `guided_velocity(plan, x, sigma)` is one step's guided prediction:
@@ -33,31 +33,20 @@ stays the same; it checks every prediction for NaN / inf, whoever made it.
 from __future__ import annotations
 
 import dataclasses
-import math
 import numbers
-from dataclasses import dataclass
+from dataclasses import InitVar, dataclass
 from typing import Any, Callable, Optional, Sequence, Union
 
 import numpy as np
 import torch
 
-from .checks import InputError, NonFiniteError, require_finite
+from .checks import DENOISE, SHIFT, STEPS, InputError, NonFiniteError, check_sampling, require_finite
 from .conditioning import SourceVideo, SourceVideoError, noised_source, null_source_latent, pad_text, replace_view
+from .modes import source_problem
 
 SCHEDULERS = ("unipc", "euler")
 GUIDANCE = ("text", "two_scale")
 NUM_TRAIN_TIMESTEPS = 1000
-
-# The sampler's numeric limits, stated once (nodes and the CLI offer the same ranges).
-LIMITS = {
-    "steps": (1, 1000),
-    "schedule_steps": (1, 100_000),  # int(steps / denoise): the schedule denoise < 1 keeps the end of
-    "denoise": (0.0, 1.0),           # (0, 1]
-    "cfg": (0.0, 30.0),              # also video_cfg
-    "shift": (0.0, 100.0),           # (0, 100]
-    "seed": (0, 2**64 - 1),
-}
-
 
 class SamplingInterrupted(RuntimeError):
     """Raised when the `interrupt` callback asks sampling to stop (it returned True)."""
@@ -66,46 +55,6 @@ class SamplingInterrupted(RuntimeError):
 # ---------------------------------------------------------------------------------------------
 # options and their checks
 # ---------------------------------------------------------------------------------------------
-
-def _number(name: str, value, integer: bool = False):
-    kinds = numbers.Integral if integer else numbers.Real
-    if isinstance(value, bool) or not isinstance(value, kinds) or not math.isfinite(value):
-        raise InputError(f"{name} must be a finite {'integer' if integer else 'number'}, got {value!r}")
-    return int(value) if integer else float(value)
-
-
-def check_steps(steps, denoise=1.0) -> tuple[int, float]:
-    """(steps, denoise) checked against LIMITS: 1 <= steps <= 1000, 0 < denoise <= 1, and the schedule they
-    cut from, int(steps / denoise) steps, at most 100 000 (so a tiny denoise cannot ask for terabytes)."""
-    steps, denoise = _number("steps", steps, integer=True), _number("denoise", denoise)
-    lo, hi = LIMITS["steps"]
-    if not lo <= steps <= hi:
-        raise InputError(f"steps must be between {lo} and {hi}, got {steps}")
-    if not 0.0 < denoise <= 1.0:
-        raise InputError(f"denoise must be in (0, 1], got {denoise}: 1 generates from noise, smaller values keep "
-                         "more of init_latent")
-    schedule = steps if denoise >= 1.0 else max(steps, int(steps / denoise))
-    if schedule > LIMITS["schedule_steps"][1]:
-        raise InputError(f"denoise {denoise:g} with {steps} steps cuts them from a schedule of {schedule} steps (more "
-                         f"than {LIMITS['schedule_steps'][1]}): raise denoise to at least "
-                         f"{steps / LIMITS['schedule_steps'][1]:g} or use fewer steps")
-    return steps, denoise
-
-
-def check_shift(shift) -> float:
-    shift = _number("shift", shift)
-    if not 0.0 < shift <= LIMITS["shift"][1]:
-        raise InputError(f"shift must be in (0, {LIMITS['shift'][1]:g}], got {shift} (Wan uses 3 at 480p, 5 at 720p)")
-    return shift
-
-
-def check_guidance_scale(name: str, value) -> float:
-    value = _number(name, value)
-    lo, hi = LIMITS["cfg"]
-    if not lo <= value <= hi:
-        raise InputError(f"{name} must be in [{lo:g}, {hi:g}], got {value:g} (Wan uses 5; 1 turns guidance off)")
-    return value
-
 
 @dataclass(frozen=True)
 class SamplerOptions:
@@ -130,21 +79,21 @@ class SamplerOptions:
     batch_cfg: bool = True
     text_length: Optional[int] = None
 
-    def __post_init__(self):
-        steps, denoise = check_steps(self.steps, self.denoise)
-        seed = _number("seed", self.seed, integer=True)
-        if not LIMITS["seed"][0] <= seed <= LIMITS["seed"][1]:
-            raise InputError(f"seed must be between 0 and 2**64 - 1, got {seed}")
-        if self.scheduler not in SCHEDULERS:
-            raise InputError(f"scheduler {self.scheduler!r} is not one of {SCHEDULERS}")
-        if self.guidance not in GUIDANCE:
-            raise InputError(f"guidance {self.guidance!r} is not one of {GUIDANCE}")
-        if self.text_length is not None and _number("text_length", self.text_length, integer=True) < 1:
-            raise InputError(f"text_length must be a positive number of tokens or None, got {self.text_length}")
-        for name, value in (("steps", steps), ("denoise", denoise), ("seed", seed), ("shift", check_shift(self.shift)),
-                            ("cfg", check_guidance_scale("cfg", self.cfg)),
-                            ("video_cfg", check_guidance_scale("video_cfg", self.video_cfg))):
+    label: InitVar[Callable[[str], str]] = str  # how a refusal names a setting (the command line: its flags)
+
+    def __post_init__(self, label):
+        # the settings' limits are model/checks.py's (the node's widgets and the CLI show the same ranges)
+        checked = check_sampling(label, steps=self.steps, cfg=self.cfg, video_cfg=self.video_cfg, shift=self.shift,
+                                 denoise=self.denoise, seed=self.seed)
+        for name, value in checked.items():
             object.__setattr__(self, name, value)
+        if self.scheduler not in SCHEDULERS:
+            raise InputError(f"{label('scheduler')} {self.scheduler!r} is not one of {SCHEDULERS}")
+        if self.guidance not in GUIDANCE:
+            raise InputError(f"{label('guidance')} {self.guidance!r} is not one of {GUIDANCE}")
+        if self.text_length is not None and (isinstance(self.text_length, bool) or
+                                             not isinstance(self.text_length, numbers.Integral) or self.text_length < 1):
+            raise InputError(f"text_length must be a positive number of tokens or None, got {self.text_length!r}")
 
     @property
     def uses_negative(self) -> bool:
@@ -153,11 +102,14 @@ class SamplerOptions:
 
     @classmethod
     def build(cls, options: Optional["SamplerOptions"] = None, **settings) -> "SamplerOptions":
-        """`options` (default: the defaults) with `settings` replaced; unknown names are refused."""
+        """`options` (default: the defaults) with `settings` replaced; unknown names are refused. Options that
+        are already made and get no new settings are used as they are (they were checked when made)."""
         unknown = sorted(set(settings) - {f.name for f in dataclasses.fields(cls)})
         if unknown:
             raise TypeError(f"unknown sampler setting(s) {unknown}; the settings are "
                             f"{[f.name for f in dataclasses.fields(cls)]}")
+        if options is not None and not settings:
+            return options
         return dataclasses.replace(options or cls(), **settings)
 
 
@@ -168,7 +120,7 @@ class SamplerOptions:
 def base_sigmas(steps: int, denoise: float = 1.0) -> np.ndarray:
     """Unshifted sigmas of the steps that run: linspace(1, 0, n+1)[:-1] with n = int(steps/denoise),
     the last `steps` of them (ComfyUI's rule for denoise < 1)."""
-    steps, denoise = check_steps(steps, denoise)
+    steps, denoise = STEPS.check("steps", steps), DENOISE.check("denoise", denoise)
     total = steps if denoise >= 1.0 else max(steps, int(steps / denoise))
     return np.linspace(1.0, 0.0, total + 1)[:-1][-steps:]
 
@@ -196,7 +148,7 @@ def make_scheduler(name: str = "unipc", shift: float = 5.0):
 def prepare_scheduler(name: str = "unipc", steps: int = 50, shift: float = 5.0, denoise: float = 1.0, device=None):
     """(scheduler ready to step, sigmas float32 [steps + 1] ending in 0). sigmas[i] is the noise level
     of the latent fed to the model at step i; the model's timestep is 1000·sigmas[i]."""
-    sched = make_scheduler(name, check_shift(shift))
+    sched = make_scheduler(name, SHIFT.check("shift", shift))
     sched.set_timesteps(sigmas=base_sigmas(steps, denoise), device=device)
     sched.set_begin_index(0)  # step by position, not by looking timesteps up
     return sched, sched.sigmas.detach().float().cpu()
@@ -327,8 +279,8 @@ def _source_video(source, mode: str) -> Optional[SourceVideo]:
             raise SourceVideoError("a bare source latent means ReCamMaster conditioning (mode 'recam'); for other "
                                    "modes wrap it: SourceVideo(latent, how='replace_view', view=k)")
         source = SourceVideo(source, "recam")
-    if mode == "recam" and source is None:
-        raise SourceVideoError("mode 'recam' re-renders an input video: pass source=SourceVideo(latent, 'recam')")
+    if source is None and source_problem(mode, None):
+        raise SourceVideoError(source_problem(mode, None))
     return None if source is None else source.resolve(mode)
 
 

@@ -7,10 +7,10 @@ import os
 import torch
 
 from ..model.attention import BACKENDS, FP8_ATTENTION_ACCURACY, require_installed
-from ..model.checkpoint import OPTION_RANGES, LoadOptions, check_block_swap, describe, load_grid_dit
+from ..model.checkpoint import OPTION_LIMITS, LoadOptions, check_block_swap, describe, load_grid_dit
 from ..model.checks import InputError
 from . import host
-from .optional import BUILTIN_MODEL_NAME, builtin_weight_files
+from .builtin import BUILTIN_MODEL_NAME, builtin_weight_files
 from .sockets import MODEL, LoadedModel
 
 log = logging.getLogger("camgrid")
@@ -48,8 +48,7 @@ def compute_dtype(choice: str, file_dtype: torch.dtype | None) -> torch.dtype:
 
 def _int_input(name: str, default: int, step: int, tooltip: str) -> tuple:
     """An INT widget whose limits are the library's (ComfyUI enforces them: VALIDATE_INPUTS does not name it)."""
-    low, high = OPTION_RANGES[name]
-    return ("INT", {"default": default, "min": low, "max": high, "step": step, "tooltip": tooltip})
+    return ("INT", OPTION_LIMITS[name].widget(default=default, step=step, tooltip=tooltip))
 
 
 class CamGridModelLoader:

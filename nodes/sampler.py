@@ -3,14 +3,13 @@ from __future__ import annotations
 
 import logging
 
-from ..model.checks import CFG, DENOISE, SEED, SHIFT, STEPS, VIDEO_CFG, InputError, check_sampling
-from ..model.dit import MODES
 from ..model.attention import BACKENDS as ESTIMATED_ATTENTION
-from ..model.memory import predict_peak_memory
-from ..model.modes import AUTO_MODE, pick_mode
-from ..model.offload import disable_block_swap, enable_block_swap
+from ..model.checks import CFG, DENOISE, SEED, SHIFT, STEPS, VIDEO_CFG, InputError
 from ..model.conditioning import TEXT_LENGTH
-from ..model.sampling import GUIDANCE, SCHEDULERS, sample_grid
+from ..model.memory import predict_peak_memory
+from ..model.modes import AUTO_MODE, MODES, pick_mode
+from ..model.offload import disable_block_swap, enable_block_swap
+from ..model.sampling import GUIDANCE, SCHEDULERS, SamplerOptions, sample_grid
 from . import host, latent_convert
 from .sockets import EMBEDS, MODEL, SOURCE
 
@@ -31,9 +30,10 @@ MODE_NOTES = {
 class CamGridSampler:
     """Samples all views (and all frames) of a grid together.
 
-    Checked here: the sampling numbers (before any work) and what only the node can see (the camera
-    socket against the latent). The latent's channels, the prompt's width and the mode's needs (camera,
-    source, sync weights) are checked once, by `sample_grid` and the model.
+    Checked here: only what the node alone can see (the camera socket against the latent). The sampling
+    numbers are checked once, by the library's `SamplerOptions` (made first, before any work; the widgets
+    show the same limits of model/checks.py); the latent's channels, the prompt's width and the mode's needs
+    (camera, source, sync weights) once, by `sample_grid` and the model.
     """
 
     @classmethod
@@ -102,10 +102,12 @@ class CamGridSampler:
 
     def sample(self, model, positive, negative, latent, seed, steps, cfg, shift, scheduler, sync_mode, denoise,
                camera=None, source=None, guidance="text", video_cfg=1.8, batch_cfg=True):
-        # before the progress bar takes `steps` and the model moves to the GPU (values fed by links, API calls);
-        # sample_grid checks the same limits for library callers
-        check_sampling(steps=steps, cfg=cfg, video_cfg=video_cfg, shift=shift, denoise=denoise, seed=seed)
         dit = model.model
+        # Wan (umT5, 4096-d) was trained on prompts padded to 512 zero tokens; other encoders keep their length
+        text_length = TEXT_LENGTH if dit.config.text_dim == WAN_TEXT_DIM else None
+        # the library's check of the numbers, before the progress bar takes `steps` and the model moves to the GPU
+        options = SamplerOptions(steps=steps, cfg=cfg, shift=shift, scheduler=scheduler, seed=seed, denoise=denoise,
+                                 guidance=guidance, video_cfg=video_cfg, batch_cfg=batch_cfg, text_length=text_length)
         mode = pick_mode(model.variant, sync_mode)
         raw = latent_convert.latent_to_grid(latent)
         b, v, _, t, h, w = raw.shape
@@ -114,19 +116,16 @@ class CamGridSampler:
                 f"{v} views x {b} batch, latent {t} frames x {h} x {w}"]
         cam = self._camera(camera, model, mode, v, t, info)
         src = self._source(source, mode, info)
-        context = latent_convert.conditioning_to_context(positive, "positive", None)
-        negative_context = latent_convert.conditioning_to_context(negative, "negative", None)
-        # Wan (umT5, 4096-d) was trained on prompts padded to 512 zero tokens; other encoders keep their length
-        text_length = TEXT_LENGTH if dit.config.text_dim == WAN_TEXT_DIM else None
-        init = latent_convert.normalize(raw, channel_dim=2) if denoise < 1.0 else None
+        context = latent_convert.conditioning_to_context(positive, "positive")
+        negative_context = latent_convert.conditioning_to_context(negative, "negative")
+        init = latent_convert.normalize(raw, channel_dim=2) if options.denoise < 1.0 else None
 
-        reporter = host.ProgressReporter(steps, desc="camgrid sampling")
+        reporter = host.ProgressReporter(options.steps, desc="camgrid sampling")
         try:
-            self._to_device(model, self._bytes_needed(model, raw.shape, mode, guidance, cfg, batch_cfg))
+            self._to_device(model, self._bytes_needed(model, raw.shape, mode, options))
             grid = sample_grid(dit, raw.shape, context, negative_context, mode=mode, camera=cam, source=src,
-                               steps=steps, cfg=cfg, shift=shift, scheduler=scheduler, seed=seed, denoise=denoise,
-                               init_latent=init, guidance=guidance, video_cfg=video_cfg, batch_cfg=batch_cfg,
-                               text_length=text_length, callback=lambda step, total, x0: reporter.update(step, x0),
+                               init_latent=init, options=options,
+                               callback=lambda step, total, x0: reporter.update(step, x0),
                                interrupt=host.check_interrupted)
             grid = grid.float().cpu()
         finally:
@@ -170,17 +169,17 @@ class CamGridSampler:
         return source
 
     @staticmethod
-    def _bytes_needed(model, grid_shape, mode, guidance, cfg, batch_cfg) -> int:
+    def _bytes_needed(model, grid_shape, mode, options: SamplerOptions) -> int:
         """Device memory to ask the host for: model/memory.py's prediction of the peak of one forward."""
         b, v, _, t, h, w = grid_shape
-        branches = 3 if guidance == "two_scale" else (2 if cfg != 1.0 else 1)
+        branches = 3 if options.guidance == "two_scale" else (2 if options.uses_negative else 1)
         attention = model.attention if model.attention in ESTIMATED_ATTENTION else "auto"
         # rounded up to the DiT's 2x2 patches: an odd latent size is the model's error to report, not ours
         return int(predict_peak_memory(model.model.config, views=v, frames=4 * (t - 1) + 1, height=8 * (h + h % 2),
                                        width=8 * (w + w % 2), mode=mode, dtype=model.dtype,
                                        fp8=model.weight_storage != "default", block_swap=model.block_swap,
                                        ffn_chunk=model.ffn_chunk or None, row_chunks=model.row_chunks or None,
-                                       attention=attention, cfg_batch=b * (branches if batch_cfg else 1)))
+                                       attention=attention, cfg_batch=b * (branches if options.batch_cfg else 1)))
 
     @staticmethod
     def _to_device(model, bytes_needed):

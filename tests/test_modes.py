@@ -438,3 +438,17 @@ def test_sampler_node_offers_and_runs_fused():
     independent, _ = CamGridSampler().sample(model, positive, negative, latent, sync_mode="independent", **args)
     assert out["samples"].shape == independent["samples"].shape and torch.isfinite(out["samples"]).all()
     assert maxdiff(out["samples"], independent["samples"]) > 1e-4
+
+
+def test_the_modes_offered_are_the_modes_the_model_runs():
+    # one list of modes (model/modes.py) for the nodes, the CLI and the library; one forward for each
+    from camgrid.model import modes
+    from camgrid.nodes.sampler import MODE_NOTES, SYNC_MODES
+
+    assert tuple(GridDiT.MODE_FORWARDS) == modes.MODES
+    assert SYNC_MODES == ("auto",) + modes.MODES and set(MODE_NOTES) == set(modes.MODES)
+    for mode in modes.MODES:
+        for variant in modes.VARIANTS:
+            problem = modes.mode_problem(mode, variant, soft_sync=True)
+            assert problem is None or variant in problem, (mode, variant)
+    assert modes.mode_problem("soft", "wan", soft_sync=False) is not None
