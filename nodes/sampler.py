@@ -11,8 +11,10 @@ from ..model.modes import AUTO_MODE, pick_mode
 from ..model.offload import disable_block_swap, enable_block_swap
 from ..model.conditioning import TEXT_LENGTH
 from ..model.sampling import GUIDANCE, SCHEDULERS, sample_grid
+from ..model.schedules import DEFAULT as DEFAULT_SCHEDULE, schedule_length, unused_settings
+from ..model.step_cache import SamplingStats
 from . import host, latent_convert
-from .sockets import EMBEDS, MODEL, SOURCE
+from .sockets import EMBEDS, MODEL, SAMPLER_OPTIONS, SOURCE
 
 log = logging.getLogger("camgrid")
 
@@ -54,7 +56,8 @@ class CamGridSampler:
                           "(Wan: 5 at 720p and for most 480p use, 3 also works at 480p). Higher spends more steps "
                           "at high noise.")),
                 "scheduler": (list(SCHEDULERS), {"default": "unipc", "tooltip": "unipc: Wan's default solver. "
-                              "euler: plain flow-matching Euler."}),
+                              "euler: plain flow-matching Euler. lcm: predict the clean video, then re-noise to "
+                              "the next level (the step of distilled few-step models)."}),
                 "sync_mode": (list(SYNC_MODES), {"default": "auto", "tooltip": "How the views are kept "
                               "consistent. auto: from the model (SynCamMaster -> syncam, ReCamMaster -> recam, "
                               "plain Wan -> hard). independent: no sync. hard: 4Real-Video two-stream with "
@@ -75,6 +78,8 @@ class CamGridSampler:
                               "the output follows the source video (SynCamMaster: 1.8).")),
                 "batch_cfg": ("BOOLEAN", {"default": True, "tooltip": "Run the guidance branches as one batch "
                               "(faster, more memory). Turn off if you run out of VRAM."}),
+                "options": (SAMPLER_OPTIONS, {"tooltip": "From CamGrid Sampler Options: a few-step schedule of a "
+                            "distilled model, custom sigmas, or the step cache."}),
             },
         }
 
@@ -98,7 +103,7 @@ class CamGridSampler:
         return True
 
     def sample(self, model, positive, negative, latent, seed, steps, cfg, shift, scheduler, sync_mode, denoise,
-               camera=None, source=None, guidance="text", video_cfg=1.8, batch_cfg=True):
+               camera=None, source=None, guidance="text", video_cfg=1.8, batch_cfg=True, options=None):
         # before the progress bar takes `steps` and the model moves to the GPU (values fed by links, API calls);
         # sample_grid checks the same limits for library callers
         check_sampling(steps=steps, cfg=cfg, video_cfg=video_cfg, shift=shift, denoise=denoise, seed=seed)
@@ -117,14 +122,18 @@ class CamGridSampler:
         text_length = TEXT_LENGTH if dit.config.text_dim == WAN_TEXT_DIM else None
         init = latent_convert.normalize(raw, channel_dim=2) if denoise < 1.0 else None
 
-        reporter = host.ProgressReporter(steps, desc="camgrid sampling")
+        fast = dict(options or {})  # checked by CamGrid Sampler Options
+        schedule, sigmas = fast.get("schedule", DEFAULT_SCHEDULE), fast.get("sigmas")
+        info += unused_settings(schedule, sigmas, steps, scheduler, cfg)
+        stats = SamplingStats()
+        reporter = host.ProgressReporter(schedule_length(schedule, sigmas, steps, denoise), desc="camgrid sampling")
         try:
             self._to_device(model, self._bytes_needed(model, raw.shape, mode, guidance, cfg, batch_cfg))
             grid = sample_grid(dit, raw.shape, context, negative_context, mode=mode, camera=cam, source=src,
                                steps=steps, cfg=cfg, shift=shift, scheduler=scheduler, seed=seed, denoise=denoise,
                                init_latent=init, guidance=guidance, video_cfg=video_cfg, batch_cfg=batch_cfg,
                                text_length=text_length, callback=lambda step, total, x0: reporter.update(step, x0),
-                               interrupt=host.check_interrupted)
+                               interrupt=host.check_interrupted, stats=stats, **fast)
             grid = grid.float().cpu()
         finally:
             reporter.close()
@@ -132,7 +141,7 @@ class CamGridSampler:
         out = latent_convert.grid_to_latent(latent_convert.denormalize(grid, channel_dim=2), mode=mode,
                                             variant=model.variant,
                                             names=list(camera.rig.names) if camera is not None else None)
-        text = "\n".join(info)
+        text = "\n".join(info + stats.summary().splitlines())
         log.info("camgrid: %s", text.replace("\n", "; "))
         return out, text
 
