@@ -22,13 +22,13 @@ The presets, with where each number comes from:
 ``wrapper_distill_4step``   kijai/ComfyUI-WanVideoWrapper's `flowmatch_distill` scheduler
     (wanvideo/schedulers/__init__.py): timesteps [999, 750, 500, 250] read off the same shifted table
     (the sampler's `shift`), stepped with DiffSynth's deterministic `FlowMatchScheduler` (Euler,
-    `x + (σ' - σ)·v`): solver "euler".
+    `x + (σ' - σ)·v`): solver "euler"; it starts from pure noise although σ0 = 0.9998.
 ``rcm_4step``   rCM (NVlabs/rcm, TurboDiffusion) Wan2.1 models: TrigFlow times t = [atan(σ_max), 1.5, 1.4,
     1.0] with σ_max 80 (TurboDiffusion's T2V default; WanVideoWrapper's `rcm` scheduler uses 120), turned
     into rectified-flow sigmas by `σ = sin t / (cos t + sin t)` as their samplers do: 0.98765, 0.93378,
     0.85290, 0.60898; the model sees timestep 1000·σ; each step is x0 then re-noise (their
     `cos t'·x0 + sin t'·ε` in TrigFlow is `(1 - σ')·x0 + σ'·ε` here): solver "lcm", no shift. They start
-    from `σ0·ε` (not ε), which is what the sampler does for any schedule starting below 1.
+    from `σ0·ε` (not ε), as ComfyUI does for custom sigmas starting below 1 (an empty latent noised to σ0).
 
 The distilled presets were trained without CFG: their recommended `cfg` is 1 (`SamplerOptions` takes it when
 cfg is not given; an explicit cfg is honoured). `shift` applies to the presets defined on the 1000-step
@@ -63,6 +63,7 @@ class Preset:
     sigmas: Optional[tuple] = None                # or fixed sigmas (no shift), without the terminal 0
     cfg: float = 1.0                              # recommended guidance scale (1: CFG-distilled)
     shift: float = 5.0                            # recommended shift (used only with `timesteps`)
+    scaled_start: bool = False                    # start from σ0·noise (rCM) instead of pure noise
     about: str = ""
 
     def base_sigmas(self) -> np.ndarray:
@@ -86,7 +87,7 @@ PRESETS = {p.name: p for p in (
     Preset("wrapper_distill_4step", "euler", timesteps=(999, 750, 500, 250),
            about="WanVideoWrapper's flowmatch_distill: the 4 distilled timesteps stepped with Euler"),
     Preset("rcm_4step", "lcm", sigmas=tuple(_trigflow_to_flow(t) for t in (math.atan(80.0), 1.5, 1.4, 1.0)),
-           about="rCM (NVlabs / TurboDiffusion) 4-step Wan2.1, sigma_max 80"),
+           scaled_start=True, about="rCM (NVlabs / TurboDiffusion) 4-step Wan2.1, sigma_max 80"),
 )}
 SCHEDULES = (DEFAULT,) + tuple(PRESETS) + (CUSTOM,)
 
@@ -219,7 +220,7 @@ def resolve(schedule: str, sigmas: Optional[tuple], scheduler: str, shift: float
     else:
         shift_note = "fixed sigmas (shift not used)"
     note = f"schedule {preset.name}: {preset.about}; solver {preset.solver}, {shift_note}"
-    return Schedule(preset.name, preset.solver, base, used_shift, bool(base[0] < 1.0), note)
+    return Schedule(preset.name, preset.solver, base, used_shift, preset.scaled_start, note)
 
 
 # ---------------------------------------------------------------------------------------------
