@@ -2,7 +2,7 @@
 
     velocity = wrap_step(guided_velocity, plan, stats)        # what sample_grid does
     grid = denoise(plan, velocity=velocity)
-    stats.summary()      # "step cache easycache (threshold 0.1, steps 10-48 may reuse): the DiT ran 31 of 50 steps"
+    stats.summary()      # "step cache easycache (threshold 0.1, steps 10-48 may reuse): the DiT ran N of 50 steps"
 
 On a step where the grid's input has changed little since the last computed step, the wrapper skips the DiT
 and reuses the cached output residual instead: `v ≈ x + (v_c - x_c)`, with (x_c, v_c) the input and the
