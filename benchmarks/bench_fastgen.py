@@ -29,8 +29,11 @@ A full 50-step CFG grid takes ~5 min per mode on an H200 (6.1 s per step), more 
   t_cfg      median of --timed-steps warm sampler steps with CFG 5 (the real `denoise` loop: DiT + solver),
              after one warm-up step
   t_skip     median time of a step that reuses the cache, on the full-size grid (the real EasyCache and loop)
-  n_dit      DiT steps the cache runs out of 50: from a proxy run of the same model, mode, schedule and threshold
-             on a small grid (4 views x 17 frames x 416x240; random weights, so only indicative), or --cache-steps
+  n_dit      DiT steps the cache runs out of 50: --cache-steps N, taken from a trained model (the built-in tiny
+             model, 50 steps CFG 4: hard 23 at threshold 0.1, 17 at 0.2; syncam 22 at 0.1), or else a proxy run of the same
+             random model, mode and threshold on a small grid (4 views x 17 frames x 416x240). Random weights never
+             settle into a smooth trajectory, so the proxy typically runs all 50 steps: it measures nothing about
+             the cache's benefit on a real model; use --cache-steps for the table.
   baseline = t_text + 50 t_cfg + t_decode + t_other;   cache = t_text + n_dit t_cfg + (50 - n_dit) t_skip + ...
 The DiT step time does not depend on the schedule's values, only on the shapes, so t_cfg is exact for the
 50-step rows; what composing leaves out is the warm-up / clock-boost drift of a 5-minute run.
@@ -292,7 +295,8 @@ def proxy_cache_steps(tp, r, size_kw, args, budget):
                            cache_threshold=args.cache_threshold, cache_start=args.cache_start,
                            cache_end=args.cache_end, **small)
     where = f"{small['views']} views x {small['frames']} frames x {small['width']}x{small['height']}"
-    return stats.model_steps, f"proxy run ({where}): {stats.summary().splitlines()[-1]}"
+    return stats.model_steps, (f"proxy run on random weights ({where}; not representative of a trained model: "
+                               f"pass --cache-steps): {stats.summary().splitlines()[-1]}")
 
 
 def compose(r, n_dit, steps=50):
@@ -329,7 +333,7 @@ def table(results, args):
     return "\n".join(lines)
 
 
-def main(argv=None):
+def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--budget", type=float, default=200.0, help="wall seconds for the whole script (default 200)")
     p.add_argument("--modes", default="hard,syncam", help="comma-separated grid modes (hard, syncam)")
@@ -342,36 +346,51 @@ def main(argv=None):
     p.add_argument("--tiny", action="store_true", help="tiny random components and grid (checks the script on a CPU)")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--json", default=None, help="also write the results here")
-    args = p.parse_args(argv)
-    budget = Budget(args.budget)
-    device = torch.device(args.device)
-    dtype = torch.float32 if device.type == "cpu" else torch.bfloat16
-    size = "tiny" if args.tiny else "wan-1.3b"
-    size_kw = dict(views=4, width=64, height=64, frames=9) if args.tiny else dict(views=4, width=832, height=480,
-                                                                                  frames=81)
-    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
-    print(f"bench_fastgen: {torch.cuda.get_device_name(device) if device.type == 'cuda' else 'CPU'}, torch "
-          f"{torch.__version__}, diffusers {diffusers.__version__}; {size} DiT {str(dtype)[6:]}, "
-          f"{size_kw['views']} views x {size_kw['frames']} frames x {size_kw['width']}x{size_kw['height']}; "
-          f"budget {args.budget:g} s", flush=True)
+    return p.parse_args(argv)
 
+
+def build_pipelines(args, modes, device, dtype) -> dict:
+    """{mode: TimedPipeline} sharing one random umT5 and VAE, one random DiT per mode; kernels warmed up."""
     t0 = time.perf_counter()
     text_encoder = random_text_encoder(args.tiny, device, dtype)
     vae = random_vae(args.tiny, device)
     tokenizer = StandInTokenizer(text_encoder.config.vocab_size)
-    dits = {m: random_dit(size, MODE_VARIANT[m], device, dtype) for m in modes}
+    size = "tiny" if args.tiny else "wan-1.3b"
+    pipes = {m: TimedPipeline(Pipeline(random_dit(size, MODE_VARIANT[m], device, dtype), vae, text_encoder, tokenizer,
+                                       device=device, log=lambda *_: None)) for m in modes}
+    first = pipes[modes[0]].pipe
+    first.decode(torch.zeros(1, 16, 2, 8, 8, device=device))  # VAE and umT5 kernels on a small input
+    first.encode_prompt(PROMPT)
     sync(device)
-    print(f"  setup (random umT5, VAE, {len(dits)} DiTs): {time.perf_counter() - t0:.1f} s", flush=True)
+    print(f"  setup (random umT5, VAE, {len(modes)} DiTs, warm-up): {time.perf_counter() - t0:.1f} s", flush=True)
+    return pipes
+
+
+def finish_mode(tp, r, size_kw, args, budget):
+    """The remaining parts of one mode (negative prompt, skipped-step time, cache proxy) and its composed rows."""
+    t0 = tp._now()
+    tp.pipe.encode_prompt(NEGATIVE)
+    r["t_text_full"] = r["t4_text"] + (tp._now() - t0)
+    r["t_skip"] = skipped_step_time(tp.pipe, size_kw, r["mode"])
+    r["n_dit"], r["n_dit_source"] = proxy_cache_steps(tp, r, size_kw, args, budget)
+    r.update(compose(r, r["n_dit"]))
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    budget = Budget(args.budget)
+    device = torch.device(args.device)
+    dtype = torch.float32 if device.type == "cpu" else torch.bfloat16
+    size_kw = dict(views=4, width=64, height=64, frames=9) if args.tiny else dict(views=4, width=832, height=480,
+                                                                                  frames=81)
+    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    print(f"bench_fastgen: {torch.cuda.get_device_name(device) if device.type == 'cuda' else 'CPU'}, torch "
+          f"{torch.__version__}, diffusers {diffusers.__version__}; {'tiny' if args.tiny else '1.3B'} DiT "
+          f"{str(dtype)[6:]}, {size_kw['views']} views x {size_kw['frames']} frames x "
+          f"{size_kw['width']}x{size_kw['height']}; budget {args.budget:g} s", flush=True)
+    pipes = build_pipelines(args, modes, device, dtype)
     # rough first estimates (H200, issue 13), replaced by measurements as they come in
     est = {"cfg": 0.1 if args.tiny else 7.0, "text": 1.0, "decode": 1.0 if args.tiny else 25.0}
-    pipes = {}
-    for m in modes:
-        pipe = Pipeline(dits[m], vae, text_encoder, tokenizer, device=device, log=lambda *_: None)
-        pipes[m] = TimedPipeline(pipe)
-    with torch.no_grad():  # warm the VAE and umT5 kernels on a small input (cuDNN / cuBLAS handles)
-        pipes[modes[0]].pipe.decode(torch.zeros(1, 16, 2, 8, 8, device=device))
-        pipes[modes[0]].pipe.encode_prompt(PROMPT)
-
     results = []
     for m in modes:  # the essentials of every mode first
         print(f"mode {m}: CFG steps and the 4-step run", flush=True)
@@ -384,16 +403,8 @@ def main(argv=None):
             print(f"  4-step run {r['t_4step']:.2f} s (text {r['t4_text']:.2f}, decode {r['t_decode']:.2f}, steps "
                   f"{', '.join(f'{t:.3f}' for t in r['t4_steps'])})", flush=True)
     for r in results:
-        if "t_4step" not in r:
-            continue
-        tp = pipes[r["mode"]]
-        t_neg0 = time.perf_counter()
-        tp.pipe.encode_prompt(NEGATIVE)
-        sync(device)
-        r["t_text_full"] = r["t4_text"] + (time.perf_counter() - t_neg0)
-        r["t_skip"] = skipped_step_time(tp.pipe, size_kw, r["mode"])
-        r["n_dit"], r["n_dit_source"] = proxy_cache_steps(tp, r, size_kw, args, budget)
-        r.update(compose(r, r["n_dit"]))
+        if "t_4step" in r:
+            finish_mode(pipes[r["mode"]], r, size_kw, args, budget)
     print()
     print(table(results, args))
     if budget.skipped:
