@@ -30,8 +30,8 @@ A full 50-step CFG grid takes ~5 min per mode on an H200 (6.1 s per step), more 
              after one warm-up step
   t_skip     median time of a step that reuses the cache, on the full-size grid (the real EasyCache and loop)
   n_dit      DiT steps the cache runs out of 50: --cache-steps N, taken from a trained model (the built-in tiny
-             model, 50 steps CFG 4: hard 23 at threshold 0.1, 17 at 0.2; syncam 22 at 0.1), or else a proxy run of the same
-             random model, mode and threshold on a small grid (4 views x 17 frames x 416x240). Random weights never
+             model, 50 steps CFG 4: hard 23 at threshold 0.1, 17 at 0.2; syncam 22 at 0.1), or else a proxy run of
+             the same random model, mode and threshold on a small grid (4 views x 17 frames x 416x240). Random weights never
              settle into a smooth trajectory, so the proxy typically runs all 50 steps: it measures nothing about
              the cache's benefit on a real model; use --cache-steps for the table.
   baseline = t_text + 50 t_cfg + t_decode + t_other;   cache = t_text + n_dit t_cfg + (50 - n_dit) t_skip + ...

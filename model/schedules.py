@@ -272,5 +272,6 @@ def prepare_fixed(schedule: str, sigmas: Optional[tuple], scheduler: str, shift:
 
 
 __all__ = ["PRESETS", "SCHEDULES", "DEFAULT", "CUSTOM", "Preset", "Schedule", "check_sigmas", "parse_sigmas",
-           "check_schedule", "recommended", "resolve", "schedule_length", "unused_settings", "SOLVERS", "make_scheduler", "renoise_generator",
+           "check_schedule", "recommended", "resolve", "schedule_length", "unused_settings", "SOLVERS",
+           "make_scheduler", "renoise_generator",
            "PreparedSchedule", "prepare_fixed"]

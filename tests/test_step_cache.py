@@ -88,7 +88,8 @@ def test_a_large_threshold_skips_whole_grid_steps_inside_the_range_only(mode):
     assert not torch.equal(out, run(model, kw))
 
 
-@pytest.mark.parametrize("threshold, start, end", [(0.05, 0.0, 1.0), (0.3, 0.1, 0.9), (2.0, 0.5, 0.6), (10.0, 0.0, 0.05)])
+@pytest.mark.parametrize("threshold, start, end",
+                         [(0.05, 0.0, 1.0), (0.3, 0.1, 0.9), (2.0, 0.5, 0.6), (10.0, 0.0, 0.05)])
 def test_skipped_steps_never_leave_the_range(threshold, start, end):
     model, kw = mode_setup("hard")
     stats = SamplingStats()
