@@ -37,6 +37,8 @@ from .lora import apply_lora
 from .lora.spec import parse_lora_arg
 from .modes import MODES, build_rig, camera_embedding, fit_frames, mode_problem, pick_mode, source_problem
 from .sampling import GUIDANCE, SCHEDULERS, SamplerOptions, sample_grid
+from .schedules import SCHEDULES, parse_sigmas
+from .step_cache import CACHES, SamplingStats
 from .video_io import read_video, tile_views, write_video
 
 # diffusers' Wan example negative prompt (Wan's own default is the Chinese original of it)
@@ -161,25 +163,26 @@ class Pipeline:
     # -- generation ------------------------------------------------------------------------------
     def generate(self, prompt: str, negative_prompt: str = DEFAULT_NEGATIVE_PROMPT, *,
                  rig: Union[str, Path, CameraRig] = "orbit_arc", views: Optional[int] = None, width: int = 832,
-                 height: int = 480, frames: int = 81, mode: str = "auto", steps: int = 50, cfg: float = 5.0,
-                 shift: float = 5.0, seed: int = 0, scheduler: str = "unipc", source=None,
-                 source_mode: Optional[str] = None, source_view: int = 0, guidance: str = "text",
+                 height: int = 480, frames: int = 81, mode: str = "auto", steps: int = 50,
+                 cfg: Optional[float] = None, shift: Optional[float] = None, seed: int = 0, scheduler: str = "unipc",
+                 source=None, source_mode: Optional[str] = None, source_view: int = 0, guidance: str = "text",
                  video_cfg: float = 1.8, batch_cfg: bool = True, options: Optional[SamplerOptions] = None,
                  callback: Optional[Callable[[int, int, torch.Tensor], None]] = None,
-                 interrupt: Optional[Callable[[], Optional[bool]]] = None) -> torch.Tensor:
+                 interrupt: Optional[Callable[[], Optional[bool]]] = None, **fast) -> torch.Tensor:
         """Frames [V, F, H, W, 3] float 0..1.
 
         rig: preset name, rig JSON path or CameraRig (for ReCamMaster: the target camera paths).
         source: optional input video (path, or frames [F, H, W, 3]) used as `source_mode`
             ("recam" | "replace_view" | "first_row"; default recam for ReCamMaster, else replace_view)
-            on view `source_view`.
+            on view `source_view`. cfg / shift None: 5, or a schedule preset's. fast: schedule=, sigmas=, cache=,
+            cache_threshold=, cache_start=, cache_end= (`SamplerOptions`).
         options: a checked `SamplerOptions` (the command line makes one before loading); when given it replaces
-            steps, cfg, shift, seed, scheduler, guidance, video_cfg and batch_cfg. Other arguments: see
-            `sampling.sample_grid`.
+            steps, cfg, shift, seed, scheduler, guidance, video_cfg, batch_cfg and the fast settings. Other
+            arguments: see `sampling.sample_grid`. `self.last_stats` says afterwards which steps ran the DiT.
         """
         check_video_size(width, height, frames)
         options = options or SamplerOptions(steps=steps, cfg=cfg, shift=shift, seed=seed, scheduler=scheduler,
-                                            guidance=guidance, video_cfg=video_cfg, batch_cfg=batch_cfg)
+                                            guidance=guidance, video_cfg=video_cfg, batch_cfg=batch_cfg, **fast)
         variant = self.model.variant
         mode_used = pick_mode(variant, mode)
         if mode == "auto":
@@ -204,9 +207,10 @@ class Pipeline:
         context = self.encode_prompt(prompt)
         negative = self.encode_prompt(negative_prompt) if options.uses_negative else None
         shape = (1, num_views, self.model.config.in_dim, t_lat, height // 8, width // 8)
+        stats = SamplingStats()
         grid = sample_grid(self.model, shape, context, negative, mode=mode_used, camera=camera, source=source_video,
-                           options=options, callback=callback, interrupt=interrupt)
-        self.last_latent, self.last_rig, self.last_mode = grid, camera_rig, mode_used
+                           options=options, callback=callback, interrupt=interrupt, stats=stats)
+        self.last_latent, self.last_rig, self.last_mode, self.last_stats = grid, camera_rig, mode_used, stats
         return self.decode(grid)
 
 
@@ -264,10 +268,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--mode", default="auto", choices=("auto",) + MODES,
                    help="grid mode; auto: syncammaster->syncam, recammaster->recam, wan->hard")
     p.add_argument("--steps", type=int, default=50)
-    p.add_argument("--cfg", type=float, default=5.0, help="text guidance scale (1 = no CFG)")
-    p.add_argument("--shift", type=float, default=5.0, help="flow shift of the sigma schedule")
+    p.add_argument("--cfg", type=float, default=None, help="text guidance scale (1 = no CFG; default 5, or the "
+                                                          "--schedule preset's: 1 for the distilled ones)")
+    p.add_argument("--shift", type=float, default=None, help="flow shift of the sigma schedule (default 5)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--scheduler", default="unipc", choices=SCHEDULERS)
+    fast = p.add_argument_group("fast generation (README: Fast generation)")
+    fast.add_argument("--schedule", default="default", choices=SCHEDULES,
+                      help="a step-distilled model's few-step preset (fixes sigmas and solver; e.g. lightx2v_4step "
+                           "with the lightx2v LoRA or model), or default (--steps, --shift, --scheduler)")
+    fast.add_argument("--sigmas", default=None, metavar="S0,S1,...,0",
+                      help="custom schedule: descending sigmas in [0, 1] ending in 0, used as given")
+    fast.add_argument("--cache", default="none", choices=CACHES,
+                      help="training-free step cache: skip the DiT on steps where the grid changed little")
+    fast.add_argument("--cache-threshold", type=float, default=0.1, help="step cache threshold (0 = never skip)")
+    fast.add_argument("--cache-start", type=float, default=0.2, help="fraction of the steps that always run first")
+    fast.add_argument("--cache-end", type=float, default=1.0, help="fraction of the steps after which all run")
     p.add_argument("--guidance", default="text", choices=GUIDANCE,
                    help="two_scale: InstructPix2Pix guidance with --source (s_t = --cfg, s_v = --video-cfg)")
     p.add_argument("--video-cfg", type=float, default=1.8, help="video guidance scale s_v (two_scale)")
@@ -329,9 +345,11 @@ def generate_problem(variant: str, mode: str, source_use: Optional[str], has_syn
 def check_generate_args(args: argparse.Namespace) -> GenerateJob:
     """Everything `generate` can check before it loads the DiT, VAE and umT5 (minutes with real weights):
     numbers, sizes, files, the DiT's variant against the mode, the rig, and the source video (read here)."""
+    if args.sigmas is not None:
+        args.sigmas = parse_sigmas(args.sigmas, "--sigmas")
     options = SamplerOptions(label=cli_flag, steps=args.steps, cfg=args.cfg, video_cfg=args.video_cfg,
                              shift=args.shift, seed=args.seed, scheduler=args.scheduler, guidance=args.guidance,
-                             batch_cfg=args.batch_cfg)
+                             batch_cfg=args.batch_cfg, **fast_settings(args))
     check_video_size(args.width, args.height, args.frames, ("--width", "--height", "--frames"))
     raise_problem(range_problem(CLI_LIMITS, {"views": args.views, "source_view": args.source_view,
                                              "fps": args.fps}, cli_flag))
@@ -377,6 +395,12 @@ def write_outputs(out: Path, frames: torch.Tensor, names: Sequence[str], fps: fl
     return written
 
 
+def fast_settings(args: argparse.Namespace) -> dict:
+    """The fast-generation flags as SamplerOptions fields."""
+    return dict(schedule=args.schedule, sigmas=args.sigmas, cache=args.cache, cache_threshold=args.cache_threshold,
+                cache_start=args.cache_start, cache_end=args.cache_end)
+
+
 def run(args: argparse.Namespace) -> int:
     job = check_generate_args(args)
     pipe = Pipeline.from_files(args.dit, args.vae, args.text_encoder, args.tokenizer, device=args.device,
@@ -394,6 +418,7 @@ def run(args: argparse.Namespace) -> int:
                                source_view=args.source_view, options=job.options, callback=progress)
     finally:
         bar.close()
+    print(pipe.last_stats.summary())
     settings = {k: v for k, v in vars(args).items() if k != "func"}
     settings["mode_used"] = pipe.last_mode
     for path in write_outputs(Path(args.out), frames, pipe.last_rig.names, args.fps, settings):

@@ -9,6 +9,10 @@ unshifted base sigmas and they apply the shift):
   - "unipc": `UniPCMultistepScheduler(prediction_type="flow_prediction", use_flow_sigmas=True,
              flow_shift=s)`, order 2, bh2 (Wan's default solver). It nudges σ = 1 to 1 - 1e-6.
   - "euler": `FlowMatchEulerDiscreteScheduler(shift=s)`.
+  - "lcm":   `FlowMatchLCMScheduler(shift=s)`: x0 = x - σ·v, re-noised with fresh noise to the next σ (the step
+             of the distilled few-step models). Its noise comes from a CPU stream derived from `seed`.
+Few-step presets of distilled models and custom sigmas: model/schedules.py (`schedule=`, `sigmas=`).
+A training-free step cache: model/step_cache.py (`cache=`), wrapping the step as described below.
 `denoise` < 1 follows ComfyUI: the schedule of `int(steps / denoise)` steps, keeping its last `steps`,
 and the sampler starts from `init_latent` noised to the first kept sigma.
 
@@ -43,8 +47,11 @@ import torch
 from .checks import DENOISE, SHIFT, STEPS, InputError, NonFiniteError, check_sampling, require_finite
 from .conditioning import SourceVideo, SourceVideoError, noised_source, null_source_latent, pad_text, replace_view
 from .modes import source_problem
+from .schedules import DEFAULT as DEFAULT_SCHEDULE, SOLVERS, PreparedSchedule, check_schedule, make_scheduler, \
+    prepare_fixed, recommended, renoise_generator
+from .step_cache import SamplingStats, check_cache, wrap_step
 
-SCHEDULERS = ("unipc", "euler")
+SCHEDULERS = SOLVERS
 GUIDANCE = ("text", "two_scale")
 NUM_TRAIN_TIMESTEPS = 1000
 
@@ -61,16 +68,22 @@ class SamplerOptions:
     """The sampler's settings, checked once when made (see the module docstring for their meaning).
 
     steps, denoise:  steps that run; denoise < 1 refines `init_latent` (ComfyUI's rule).
-    cfg:             text guidance scale (s_t of two_scale); 1 skips the negative branch.
-    shift:           flow shift of the schedule.   scheduler: "unipc" | "euler".
+    cfg:             text guidance scale (s_t of two_scale); 1 skips the negative branch. None: 5, or the
+                     schedule preset's recommendation (1 for the CFG-distilled presets).
+    shift:           flow shift of the schedule (None: 5, or the preset's).   scheduler: "unipc" | "euler" | "lcm".
     guidance:        "text" | "two_scale" (needs a source video; s_v = video_cfg).
     batch_cfg:       run the guidance branches as one forward.   seed: the noise seed.
     text_length:     pad both prompts with zero tokens to at least this many (Wan's umT5: TEXT_LENGTH = 512).
+    Fast generation (model/schedules.py, model/step_cache.py):
+    schedule:        "default" (steps, shift, scheduler) | a preset of schedules.PRESETS (fixes sigmas and solver;
+                     steps and scheduler unused) | "custom" (with sigmas).
+    sigmas:          custom schedule: descending sigmas in [0, 1] ending in 0, used as given (no shift).
+    cache:           "none" | "easycache"; cache_threshold, cache_start, cache_end (fractions of the steps).
     """
 
     steps: int = 50
-    cfg: float = 5.0
-    shift: float = 5.0
+    cfg: Optional[float] = None
+    shift: Optional[float] = None
     scheduler: str = "unipc"
     seed: int = 0
     denoise: float = 1.0
@@ -78,10 +91,18 @@ class SamplerOptions:
     video_cfg: float = 1.8
     batch_cfg: bool = True
     text_length: Optional[int] = None
+    # -- fast generation: few-step / custom schedules and the step cache ---------------------------------
+    schedule: str = DEFAULT_SCHEDULE
+    sigmas: Optional[tuple] = None
+    cache: str = "none"
+    cache_threshold: float = 0.1
+    cache_start: float = 0.2
+    cache_end: float = 1.0
 
     label: InitVar[Callable[[str], str]] = str  # how a refusal names a setting (the command line: its flags)
 
     def __post_init__(self, label):
+        self._resolve_fast_generation(label)   # cfg / shift left as None take the schedule's values first
         # the settings' limits are model/checks.py's (the node's widgets and the CLI show the same ranges)
         checked = check_sampling(label, steps=self.steps, cfg=self.cfg, video_cfg=self.video_cfg, shift=self.shift,
                                  denoise=self.denoise, seed=self.seed)
@@ -95,6 +116,18 @@ class SamplerOptions:
                                              not isinstance(self.text_length, numbers.Integral) or self.text_length < 1):
             raise InputError(f"text_length must be a positive number of tokens or None, got {self.text_length!r}")
 
+    def _resolve_fast_generation(self, label: Callable[[str], str]) -> None:
+        """Checks schedule / sigmas / cache, and fills cfg and shift left as None (the preset's or 5)."""
+        schedule, sigmas = check_schedule(self.schedule, self.sigmas)
+        check_cache(self.cache, self.cache_threshold, self.cache_start, self.cache_end, label)
+        cfg, shift = recommended(schedule)
+        for name, value in (("schedule", schedule), ("sigmas", sigmas),
+                            ("cfg", self.cfg if self.cfg is not None else (cfg if cfg is not None else 5.0)),
+                            ("shift", self.shift if self.shift is not None else (shift if shift is not None else 5.0)),
+                            ("cache_threshold", float(self.cache_threshold)),
+                            ("cache_start", float(self.cache_start)), ("cache_end", float(self.cache_end))):
+            object.__setattr__(self, name, value)
+
     @property
     def uses_negative(self) -> bool:
         """Whether the negative prompt's branch runs (two_scale always, text guidance when cfg != 1)."""
@@ -103,14 +136,15 @@ class SamplerOptions:
     @classmethod
     def build(cls, options: Optional["SamplerOptions"] = None, **settings) -> "SamplerOptions":
         """`options` (default: the defaults) with `settings` replaced; unknown names are refused. Options that
-        are already made and get no new settings are used as they are (they were checked when made)."""
+        are already made and get no new settings are used as they are (they were checked when made). Without
+        `options`, cfg and shift not given follow the schedule (a preset's recommendation)."""
         unknown = sorted(set(settings) - {f.name for f in dataclasses.fields(cls)})
         if unknown:
             raise TypeError(f"unknown sampler setting(s) {unknown}; the settings are "
                             f"{[f.name for f in dataclasses.fields(cls)]}")
         if options is not None and not settings:
             return options
-        return dataclasses.replace(options or cls(), **settings)
+        return dataclasses.replace(options, **settings) if options is not None else cls(**settings)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -130,21 +164,6 @@ def shift_sigmas(sigmas, shift: float):
     return shift * sigmas / (1 + (shift - 1) * sigmas)
 
 
-def make_scheduler(name: str = "unipc", shift: float = 5.0):
-    """A fresh diffusers flow-matching scheduler configured like diffusers' Wan pipeline."""
-    # diffusers is imported here, not at module level: it takes seconds and only sampling needs it
-    from diffusers import FlowMatchEulerDiscreteScheduler, UniPCMultistepScheduler
-
-    if name == "unipc":
-        return UniPCMultistepScheduler(num_train_timesteps=NUM_TRAIN_TIMESTEPS, prediction_type="flow_prediction",
-                                       use_flow_sigmas=True, flow_shift=float(shift), solver_order=2,
-                                       predict_x0=True, solver_type="bh2", lower_order_final=True,
-                                       final_sigmas_type="zero")
-    if name == "euler":
-        return FlowMatchEulerDiscreteScheduler(num_train_timesteps=NUM_TRAIN_TIMESTEPS, shift=float(shift))
-    raise InputError(f"scheduler {name!r} is not one of {SCHEDULERS}")
-
-
 def prepare_scheduler(name: str = "unipc", steps: int = 50, shift: float = 5.0, denoise: float = 1.0, device=None):
     """(scheduler ready to step, sigmas float32 [steps + 1] ending in 0). sigmas[i] is the noise level
     of the latent fed to the model at step i; the model's timestep is 1000·sigmas[i]."""
@@ -152,6 +171,17 @@ def prepare_scheduler(name: str = "unipc", steps: int = 50, shift: float = 5.0, 
     sched.set_timesteps(sigmas=base_sigmas(steps, denoise), device=device)
     sched.set_begin_index(0)  # step by position, not by looking timesteps up
     return sched, sched.sigmas.detach().float().cpu()
+
+
+def prepare_schedule(options: SamplerOptions, device=None) -> PreparedSchedule:
+    """The options' schedule: the default one (`prepare_scheduler`), a preset or custom sigmas
+    (model/schedules.py), with its solver."""
+    o = options
+    if o.schedule == DEFAULT_SCHEDULE:
+        sched, sigmas = prepare_scheduler(o.scheduler, o.steps, o.shift, o.denoise, device)
+        note = f"default schedule: {len(sigmas) - 1} steps, shift {o.shift:g}, solver {o.scheduler}"
+        return PreparedSchedule(sched, sigmas, o.scheduler, note, False)
+    return prepare_fixed(o.schedule, o.sigmas, o.scheduler, o.shift, o.denoise, device)
 
 
 def make_noise(shape: Sequence[int], seed: int, device=None, dtype=torch.float32) -> torch.Tensor:
@@ -201,6 +231,8 @@ class SamplingPlan:
     source_latent: Optional[torch.Tensor]      # [B, C, T, H, W] on the model's device
     interrupt: Optional[Callable[[], None]]    # raises to stop; checked before every step and block
     batched: Optional[tuple] = None            # (texts, sources, camera) concatenated over the branches
+    schedule_note: str = ""                    # the schedule and solver, in words
+    step_kwargs: dict = dataclasses.field(default_factory=dict)  # extra solver.step arguments ("lcm": generator)
 
     def predict(self, xs: list, timestep: torch.Tensor) -> list:
         """The model's velocity for each branch's latent xs[i] (with the branch's text and source)."""
@@ -324,7 +356,8 @@ def prepare(model, shape_or_noise: Union[Sequence[int], torch.Tensor], context, 
     ctx, neg = _texts(context, negative_context, b, model.config.text_dim, options, device)
     cam = _batched_camera(camera, b, v, t, device)
 
-    sched, sigmas = prepare_scheduler(options.scheduler, options.steps, options.shift, options.denoise, device)
+    schedule = prepare_schedule(options, device)
+    sched, sigmas = schedule.scheduler, schedule.sigmas
     if init_latent is not None:
         init = torch.as_tensor(init_latent).to(device=device, dtype=torch.float32)
         if init.shape != noise.shape:
@@ -334,6 +367,8 @@ def prepare(model, shape_or_noise: Union[Sequence[int], torch.Tensor], context, 
     elif options.denoise < 1.0:
         raise InputError(f"denoise = {options.denoise} < 1 refines an existing latent: pass init_latent (or use "
                          "denoise = 1)")
+    elif schedule.scaled_start:  # a schedule that starts below 1: an empty latent noised to σ0 (ComfyUI, rCM)
+        x_init = noise * float(sigmas[0])
     else:
         x_init = noise.clone()  # σ0 = 1 (UniPC: 1 - 1e-6): pure noise, as diffusers' Wan pipeline starts
 
@@ -343,8 +378,9 @@ def prepare(model, shape_or_noise: Union[Sequence[int], torch.Tensor], context, 
         n = len(texts)
         batched = (torch.cat(texts), torch.cat(sources) if sources[0] is not None else None,
                    cam.repeat(n, 1, 1, 1) if cam is not None else None)
+    step_kwargs = {"generator": renoise_generator(options.seed)} if schedule.solver == "lcm" else {}
     return SamplingPlan(model, mode, options, noise, x_init, sched, sigmas, texts, sources, cam, source, src,
-                        interrupt, batched)
+                        interrupt, batched, schedule_note=schedule.note, step_kwargs=step_kwargs)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -391,7 +427,7 @@ def denoise(plan: SamplingPlan, velocity: Velocity = guided_velocity,
                     f"(NaN or inf). Likely causes: a non-finite weight in the DiT, sync-weights or LoRA file; float16 "
                     f"overflow (use bfloat16 or float32); an extreme cfg ({plan.options.cfg:g})")
             x0 = x - sigma * vel
-            x = sched.step(vel, sched.timesteps[i], x, return_dict=False)[0].float()
+            x = sched.step(vel, sched.timesteps[i], x, return_dict=False, **plan.step_kwargs)[0].float()
             if callback is not None:
                 callback(i + 1, total, plan.finish(x0))
     return plan.finish(x)
@@ -403,7 +439,8 @@ def sample_grid(model, shape_or_noise: Union[Sequence[int], torch.Tensor], conte
                 init_latent: Optional[torch.Tensor] = None,
                 callback: Optional[Callable[[int, int, torch.Tensor], None]] = None,
                 interrupt: Optional[Callable[[], Optional[bool]]] = None,
-                options: Optional[SamplerOptions] = None, **settings) -> torch.Tensor:
+                options: Optional[SamplerOptions] = None, stats: Optional[SamplingStats] = None,
+                **settings) -> torch.Tensor:
     """Sample a latent grid [B, V, C, T, H, W] (float32, on the model's device).
 
     shape_or_noise: the grid shape (noise drawn from `seed` on the CPU) or a noise tensor of that shape.
@@ -417,7 +454,9 @@ def sample_grid(model, shape_or_noise: Union[Sequence[int], torch.Tensor], conte
     interrupt(): checked before every step and every DiT block; it raises to stop, or returns True
         to raise `SamplingInterrupted`.
     options / settings: a `SamplerOptions`, and / or its fields by name (steps=, cfg=, shift=, scheduler=,
-        seed=, denoise=, guidance=, video_cfg=, batch_cfg=, text_length=).
+        seed=, denoise=, guidance=, video_cfg=, batch_cfg=, text_length=; schedule=, sigmas=, cache=,
+        cache_threshold=, cache_start=, cache_end=).
+    stats: a `SamplingStats` to fill: the schedule that ran, and which steps ran the DiT (`stats.summary()`).
     """
     options = SamplerOptions.build(options, **settings)
 
@@ -428,4 +467,5 @@ def sample_grid(model, shape_or_noise: Union[Sequence[int], torch.Tensor], conte
     plan = prepare(model, shape_or_noise, context, negative_context, mode=mode, camera=camera, source=source,
                    init_latent=init_latent, options=options,
                    interrupt=check_interrupt if interrupt is not None else None)
-    return denoise(plan, callback=callback)
+    # the step cache is the outermost wrapper of the step: one decision per whole-grid step (model/step_cache.py)
+    return denoise(plan, velocity=wrap_step(guided_velocity, plan, stats), callback=callback)

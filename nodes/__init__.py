@@ -6,6 +6,7 @@ from .loader import CamGridModelLoader
 from .lora import CamGridLora
 from .rig import CamGridCameraEncode, CamGridLoadRig, CamGridRig, CamGridRigPreview
 from .sampler import CamGridSampler
+from .sampler_options import CamGridSamplerOptions
 
 _NODES = {
     CamGridModelLoader: "CamGrid Model Loader",
@@ -18,6 +19,7 @@ _NODES = {
     CamGridEmptyLatent: "CamGrid Empty Latent",
     CamGridSourceVideo: "CamGrid Source Video",
     CamGridSampler: "CamGrid Sampler",
+    CamGridSamplerOptions: "CamGrid Sampler Options",
     CamGridDecode: "CamGrid Decode",
     CamGridSelectView: "CamGrid Select View",
 }

@@ -10,8 +10,10 @@ from ..model.memory import predict_peak_memory
 from ..model.modes import AUTO_MODE, MODES, pick_mode
 from ..model.offload import disable_block_swap, enable_block_swap
 from ..model.sampling import GUIDANCE, SCHEDULERS, SamplerOptions, sample_grid
+from ..model.schedules import schedule_length, unused_settings
+from ..model.step_cache import SamplingStats
 from . import host, latent_convert
-from .sockets import EMBEDS, MODEL, SOURCE
+from .sockets import EMBEDS, MODEL, SAMPLER_OPTIONS, SOURCE
 
 log = logging.getLogger("camgrid")
 
@@ -55,7 +57,8 @@ class CamGridSampler:
                           "(Wan: 5 at 720p and for most 480p use, 3 also works at 480p). Higher spends more steps "
                           "at high noise.")),
                 "scheduler": (list(SCHEDULERS), {"default": "unipc", "tooltip": "unipc: Wan's default solver. "
-                              "euler: plain flow-matching Euler."}),
+                              "euler: plain flow-matching Euler. lcm: predict the clean video, then re-noise to "
+                              "the next level (the step of distilled few-step models)."}),
                 "sync_mode": (list(SYNC_MODES), {"default": "auto", "tooltip": "How the views are kept "
                               "consistent. auto: from the model (SynCamMaster -> syncam, ReCamMaster -> recam, "
                               "plain Wan -> hard). independent: no sync. hard: 4Real-Video two-stream with "
@@ -78,6 +81,8 @@ class CamGridSampler:
                               "the output follows the source video (SynCamMaster: 1.8).")),
                 "batch_cfg": ("BOOLEAN", {"default": True, "tooltip": "Run the guidance branches as one batch "
                               "(faster, more memory). Turn off if you run out of VRAM."}),
+                "options": (SAMPLER_OPTIONS, {"tooltip": "From CamGrid Sampler Options: a few-step schedule of a "
+                            "distilled model, custom sigmas, or the step cache."}),
             },
         }
 
@@ -101,13 +106,15 @@ class CamGridSampler:
         return True
 
     def sample(self, model, positive, negative, latent, seed, steps, cfg, shift, scheduler, sync_mode, denoise,
-               camera=None, source=None, guidance="text", video_cfg=1.8, batch_cfg=True):
+               camera=None, source=None, guidance="text", video_cfg=1.8, batch_cfg=True, options=None):
         dit = model.model
         # Wan (umT5, 4096-d) was trained on prompts padded to 512 zero tokens; other encoders keep their length
         text_length = TEXT_LENGTH if dit.config.text_dim == WAN_TEXT_DIM else None
-        # the library's check of the numbers, before the progress bar takes `steps` and the model moves to the GPU
-        options = SamplerOptions(steps=steps, cfg=cfg, shift=shift, scheduler=scheduler, seed=seed, denoise=denoise,
-                                 guidance=guidance, video_cfg=video_cfg, batch_cfg=batch_cfg, text_length=text_length)
+        # the library's check of the numbers, before the progress bar takes `steps` and the model moves to the GPU;
+        # `options` (CamGrid Sampler Options: schedule, sigmas, step cache) joins the widgets' settings
+        settings = SamplerOptions(steps=steps, cfg=cfg, shift=shift, scheduler=scheduler, seed=seed, denoise=denoise,
+                                  guidance=guidance, video_cfg=video_cfg, batch_cfg=batch_cfg, text_length=text_length,
+                                  **dict(options or {}))
         mode = pick_mode(model.variant, sync_mode)
         raw = latent_convert.latent_to_grid(latent)
         b, v, _, t, h, w = raw.shape
@@ -118,15 +125,18 @@ class CamGridSampler:
         src = self._source(source, mode, info)
         context = latent_convert.conditioning_to_context(positive, "positive")
         negative_context = latent_convert.conditioning_to_context(negative, "negative")
-        init = latent_convert.normalize(raw, channel_dim=2) if options.denoise < 1.0 else None
+        init = latent_convert.normalize(raw, channel_dim=2) if settings.denoise < 1.0 else None
 
-        reporter = host.ProgressReporter(options.steps, desc="camgrid sampling")
+        info += unused_settings(settings.schedule, settings.sigmas, steps, scheduler, cfg)
+        stats = SamplingStats()
+        reporter = host.ProgressReporter(schedule_length(settings.schedule, settings.sigmas, steps, denoise),
+                                         desc="camgrid sampling")
         try:
-            self._to_device(model, self._bytes_needed(model, raw.shape, mode, options))
+            self._to_device(model, self._bytes_needed(model, raw.shape, mode, settings))
             grid = sample_grid(dit, raw.shape, context, negative_context, mode=mode, camera=cam, source=src,
-                               init_latent=init, options=options,
+                               init_latent=init, options=settings,
                                callback=lambda step, total, x0: reporter.update(step, x0),
-                               interrupt=host.check_interrupted)
+                               interrupt=host.check_interrupted, stats=stats)
             grid = grid.float().cpu()
         finally:
             reporter.close()
@@ -134,7 +144,7 @@ class CamGridSampler:
         out = latent_convert.grid_to_latent(latent_convert.denormalize(grid, channel_dim=2), mode=mode,
                                             variant=model.variant,
                                             names=list(camera.rig.names) if camera is not None else None)
-        text = "\n".join(info)
+        text = "\n".join(info + stats.summary().splitlines())
         log.info("camgrid: %s", text.replace("\n", "; "))
         return out, text
 

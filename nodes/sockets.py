@@ -14,6 +14,7 @@ MODEL = "CAMGRID_MODEL"
 RIG = "CAMERA_RIG"
 EMBEDS = "CAMERA_EMBEDS"
 SOURCE = "CAMGRID_SOURCE"  # carries a model.conditioning.SourceVideo (how may be "auto")
+SAMPLER_OPTIONS = "CAMGRID_SAMPLER_OPTIONS"  # a dict of model.sampling.SamplerOptions fields (checked)
 
 
 @dataclass

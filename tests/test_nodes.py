@@ -59,7 +59,7 @@ def run_sampler(model, views=VIEWS, camera=True, source=None, **kw):
 
 def test_every_node_is_a_well_formed_v1_class_with_tooltips():
     assert camgrid.NODE_CLASS_MAPPINGS is NODE_CLASS_MAPPINGS or camgrid.NODE_CLASS_MAPPINGS == NODE_CLASS_MAPPINGS
-    assert len(NODE_CLASS_MAPPINGS) == 12
+    assert len(NODE_CLASS_MAPPINGS) == 13
     for node_id, cls in NODE_CLASS_MAPPINGS.items():
         assert node_id.startswith("CamGrid") and cls.CATEGORY.startswith("CamGrid/")
         assert callable(getattr(cls, cls.FUNCTION))
