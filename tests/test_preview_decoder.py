@@ -113,7 +113,7 @@ def test_live_preview_and_draft_decode_use_it(shipped):
     vae = BuiltinVAE(tiny.ae)
     full = CamGridDecode().decode(latent, vae, 0, 0, 2)[0]
     draft = CamGridDecode().decode(latent, vae, 0, 0, 2, decoder="preview")[0]
-    assert draft.shape == full.shape and psnr(draft, full) > 15.0         # random latents: far off-manifold
+    assert draft.shape == full.shape and psnr(draft, full) > 18.0         # random latents: far off-manifold
 
 
 @builtin
