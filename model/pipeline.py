@@ -39,6 +39,7 @@ from .modes import MODES, build_rig, camera_embedding, fit_frames, mode_problem,
 from .sampling import GUIDANCE, SCHEDULERS, SamplerOptions, sample_grid
 from .schedules import SCHEDULES, parse_sigmas
 from .step_cache import CACHES, SamplingStats
+from .vae_decode import DecodeOptions, WanVaeDecoder
 from .video_io import read_video, tile_views, write_video
 
 # diffusers' Wan example negative prompt (Wan's own default is the Chinese original of it)
@@ -86,6 +87,8 @@ class Pipeline:
         self.model, self.vae, self.text_encoder, self.tokenizer = model, vae, text_encoder, tokenizer
         self.device = torch.device(device)
         self.log = log or log_default
+        self.decode_options = DecodeOptions()  # how `decode` uses memory (batching, tiles, compile)
+        self._vae_decoder: Optional[WanVaeDecoder] = None   # kept: it remembers the measured cost of a view
         check_component_widths(model.config, vae.config.z_dim, text_encoder.config.d_model)
 
     @classmethod
@@ -149,16 +152,19 @@ class Pipeline:
         return (z.float() - mean) / std
 
     @torch.no_grad()
-    def decode(self, grid: torch.Tensor) -> torch.Tensor:
-        """Latent grid [V, C, T, h, w] or [1, V, ...] -> frames [V, F, H, W, 3] float 0..1, one view at a time."""
+    def decode(self, grid: torch.Tensor, options: Optional[DecodeOptions] = None) -> torch.Tensor:
+        """Latent grid [V, C, T, h, w] or [1, V, ...] -> frames [V, F, H, W, 3] float 0..1, as many views per VAE
+        call as memory allows, tiles only when needed (model/vae_decode.py). `options` replace the pipeline's
+        `decode_options` (set that attribute once to change them for every decode)."""
         if grid.ndim == 6:
             grid = grid.flatten(0, 1)
-        mean, std = self._latent_stats()
-        views = []
-        for z in grid:
-            video = self.vae.decode(z[None].to(self.device, torch.float32) * std + mean).sample  # [1, 3, F, H, W]
-            views.append(((video[0].float().clamp(-1, 1) + 1) / 2).permute(1, 2, 3, 0).cpu())
-        return torch.stack(views)
+        options = options or self.decode_options
+        if self._vae_decoder is None or self._vae_decoder.options != options:
+            self._vae_decoder = WanVaeDecoder(self.vae, self.vae.config.latents_mean, self.vae.config.latents_std,
+                                              options)
+        frames = self._vae_decoder(grid)
+        self.log(f"VAE decode: {self._vae_decoder.last_report.summary()}")
+        return frames
 
     # -- generation ------------------------------------------------------------------------------
     def generate(self, prompt: str, negative_prompt: str = DEFAULT_NEGATIVE_PROMPT, *,
