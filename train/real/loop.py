@@ -64,6 +64,19 @@ def make_step(cfg: RealTrainConfig, model: torch.nn.Module, source) -> Callable[
     return step
 
 
+def init_optimizer_state(optimizer: torch.optim.Optimizer) -> None:
+    """Give every parameter AdamW's (zero) state up front, as its first step would: the steps take turns in the
+    modes, and a parameter that one mode does not use (the soft layers in a hard step) must still have state in
+    a checkpoint, or resuming it is refused. The same numbers as the lazy initialisation (step 0, zero moments)."""
+    for group in optimizer.param_groups:
+        for p in group["params"]:
+            state = optimizer.state[p]
+            if not state:
+                state["step"] = torch.tensor(0.0)
+                state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+
+
 def gather_parameters(model) -> dict:
     """The trainable parameters, whole, on the CPU of rank 0 (every process calls it)."""
     return get_model_state_dict(model, options=GATHER)
@@ -91,6 +104,7 @@ def train(cfg: RealTrainConfig, dist: Dist, model: torch.nn.Module, groups: list
     """Train the parameters of `groups` until cfg.steps (or the time budget); returns the logged (step, loss)."""
     plan = StagePlan(STAGE, make_step(cfg, model, source), groups, {}, cfg.lr, cfg.budget)
     optimizer = make_optimizer(plan)
+    init_optimizer_state(optimizer)
     params = [p for g in optimizer.param_groups for p in g["params"]]
     step, spent = 0, 0.0
     ckpt = folder.load_checkpoint("cpu", STAGE) if cfg.resume else None

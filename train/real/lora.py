@@ -1,6 +1,6 @@
 """A trainable LoRA on a GridDiT's block Linear layers, saved in the Kijai / lightx2v layout `apply_lora` reads.
 
-    lora = LoraSet(model, rank=32)       # adapters on every block's self_attn / cross_attn / mvs_attn q,k,v,o, ffn.0, ffn.2
+    lora = LoraSet(model, rank=32)       # adapters on every block's self_attn / cross_attn q,k,v,o, ffn.0, ffn.2
     ... train lora.parameters() ...
     lora.save("lora.safetensors")        # diffusion_model.blocks.N.<module>.lora_down.weight [r, in],
                                          # .lora_up.weight [out, r], .alpha  (scale alpha / r)
@@ -30,8 +30,9 @@ from safetensors.torch import save_file
 from ...model.checks import InputError
 from ...model.files import atomic_save
 
-# the block Linear layers a LoRA adapts (DiffSynth's default target modules q, k, v, o, ffn.0, ffn.2)
-TARGETS = re.compile(r"^blocks\.\d+\.((self_attn|cross_attn|mvs_attn)\.[qkvo]|ffn\.[02])$")
+# the block Linear layers a LoRA adapts (DiffSynth's default target modules q, k, v, o, ffn.0, ffn.2), of the
+# layers every grid mode runs: SynCamMaster's mvs_attn is not part of the two-stream modes the LoRA trains in
+TARGETS = re.compile(r"^blocks\.\d+\.((self_attn|cross_attn)\.[qkvo]|ffn\.[02])$")
 PREFIX = "diffusion_model."   # Kijai / lightx2v / ComfyUI LoRA keys
 
 
