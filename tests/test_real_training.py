@@ -309,3 +309,19 @@ def test_torchrun_two_gloo_processes_ddp_and_fsdp_take_the_same_step(files, cach
         apply_lora(model, out / LORA_FILE)
         assert model.applied_loras[-1].patched and model.has_sync_weights
     assert losses["ddp"] == pytest.approx(losses["fsdp"], rel=1e-4)
+
+
+def test_bench_train_step_smoke_on_cpu(tmp_path, capsys):
+    """benchmarks/bench_train_step.py --tiny --device cpu: every row runs (timings are not checked)."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("bench_train_step", Path(__file__).resolve().parents[1] /
+                                                  "benchmarks" / "bench_train_step.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    rows = bench.main(["--tiny", "--device", "cpu", "--json", str(tmp_path / "rows.json")])
+    assert [r["row"] for r in rows] == ["forward (no grad) hard", "train step hard #1", "train step hard #2",
+                                        "train step soft #1", "train step soft #2"]
+    assert all(r["seconds"] is not None and r["note"] == "" for r in rows)
+    assert "trainable:" in capsys.readouterr().out and (tmp_path / "rows.json").is_file()
+    skipped = bench.main(["--tiny", "--device", "cpu", "--budget", "0"])
+    assert all(r["seconds"] is None and r["note"].startswith("skipped") for r in skipped)

@@ -56,12 +56,17 @@ def load_for_training(cfg: RealTrainConfig, device) -> torch.nn.Module:
     return model
 
 
-def prepare_dit(cfg: RealTrainConfig, device) -> TrainableDiT:
-    model = load_for_training(cfg, device)
-    torch.manual_seed(cfg.seed)   # the sync layers' initialisation: the same in every process
-    attach_sync_layers(model, rank=cfg.sync_rank, hard="hard" in cfg.modes, soft="soft" in cfg.modes)
+def make_trainable(model, modes, sync_rank: int, lora_rank: int, lora_alpha=None, seed: int = 0) -> TrainableDiT:
+    """Freeze a loaded GridDiT, attach float32 sync layers for `modes` and (lora_rank > 0) a LoRA."""
+    torch.manual_seed(seed)   # the sync layers' initialisation: the same in every process
+    attach_sync_layers(model, rank=sync_rank, hard="hard" in modes, soft="soft" in modes)
     model.requires_grad_(False)
     for block in model.blocks:
         block.sync.float().requires_grad_(True)
-    lora = LoraSet(model, cfg.lora_rank, cfg.lora_alpha, seed=cfg.seed) if cfg.lora_rank else None
+    lora = LoraSet(model, lora_rank, lora_alpha, seed=seed) if lora_rank else None
     return TrainableDiT(model, lora).train()
+
+
+def prepare_dit(cfg: RealTrainConfig, device) -> TrainableDiT:
+    return make_trainable(load_for_training(cfg, device), cfg.modes, cfg.sync_rank, cfg.lora_rank, cfg.lora_alpha,
+                          cfg.seed)
