@@ -29,7 +29,7 @@ from ..state import RunFolder
 from .cached_source import CachedGridSource
 from .config import SYNTHETIC, RealTrainConfig
 from .distributed import Dist, wrap
-from .latent_cache import CacheSettings, Encoders, build_latent_cache, read_parts
+from .latent_cache import CacheSettings, Encoders, build_latent_cache, read_parts, read_settings
 from .loop import STAGE, gather_parameters, train
 from .model_setup import TrainableDiT, prepare_dit
 
@@ -69,7 +69,11 @@ def fill_cache(cfg: RealTrainConfig, dist: Dist, log) -> None:
 
 def check_cache_fits(cache_dir: Path, config) -> None:
     """The cache's latents and text features have the widths the DiT takes (one shard header read)."""
-    shard, scene = read_parts(cache_dir)[0]
+    entries = read_parts(cache_dir)
+    if not entries:
+        raise InputError(f"{cache_dir}: the latent cache holds no scene yet: build it with --data DIR --vae FILE "
+                         "--text-encoder FILE")
+    shard, scene = entries[0]
     with safe_open(str(cache_dir / shard), framework="pt") as f:
         channels = f.get_slice(f"{scene['slot']}.latents").get_shape()[1]
         text_dim = f.get_slice(f"{scene['slot']}.context").get_shape()[-1]
@@ -122,6 +126,7 @@ def run(cfg: RealTrainConfig, log=print) -> dict:
         config = describe(cfg.dit)["config"]   # the header only: a bad DiT fails before the cache is built
         if cfg.data is not None:
             fill_cache(cfg, dist, say)
+        read_settings(cfg.cache_dir)   # a folder that is no cache fails here, with its own message
         check_cache_fits(cfg.cache_dir, config)
         source = CachedGridSource(cfg.cache_dir, cfg.views, config.variant, dist.device,
                                   seed=cfg.seed * 7919 + dist.rank, caption_dropout=cfg.caption_dropout)
