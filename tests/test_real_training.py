@@ -325,3 +325,19 @@ def test_bench_train_step_smoke_on_cpu(tmp_path, capsys):
     assert "trainable:" in capsys.readouterr().out and (tmp_path / "rows.json").is_file()
     skipped = bench.main(["--tiny", "--device", "cpu", "--budget", "0"])
     assert all(r["seconds"] is None and r["note"].startswith("skipped") for r in skipped)
+
+
+def test_synthetic_data_source_is_written_once_in_the_published_layout(tmp_path):
+    from camgrid.train.real.distributed import Dist
+    from camgrid.train.real.run import SYNTHETIC_FOLDER, dataset_root
+    cfg = RealTrainConfig(dit=str(Path(__file__)), out=str(tmp_path), data="synthetic:1", vae="v", text_encoder="t",
+                          height=16, width=32, frames=FRAMES, views=VIEWS)
+    logs = []
+    root = dataset_root(cfg, Dist(), logs.append)
+    assert root == tmp_path / SYNTHETIC_FOLDER and len(logs) == 1
+    scene = root / "train" / "f24_aperture5" / "scene1"
+    assert sorted(p.name for p in (scene / "videos").iterdir()) == [f"cam{k:02d}.mp4" for k in range(1, 5)]
+    assert (scene / CAMERA_FILE).is_file()
+    sample = MultiCamDataset(root, views=VIEWS, frames=FRAMES, height=16, width=32)[0]
+    assert sample["videos"].shape == (VIEWS, FRAMES, 16, 32, 3) and sample["caption"]
+    assert dataset_root(cfg, Dist(), logs.append) == root and len(logs) == 1   # written once
