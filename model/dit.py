@@ -24,7 +24,9 @@ Speed (docs/ARCHITECTURE.md §7 Attention and memory): q/k RMSNorm + RoPE, Layer
 the gated residuals go through the fused kernels of kernels/ (Triton on CUDA, their torch references
 elsewhere: CPU numerics are the plain fp32 formulas); RoPE tables are cached per grid. Opt-in:
 `compile_blocks()` (torch.compile per block), `set_row_chunks(n)` (rows of a stream in chunks of n,
-bounds activation memory), `set_ffn_chunk(tokens)`.
+bounds activation memory), `set_ffn_chunk(tokens)`. Training: `set_gradient_checkpointing(True)` recomputes
+each block step (a block, or in hard / soft both streams of a block and their merge) in backward instead of
+keeping its activations; every mode runs its block steps through `_step`.
 
 Modes (docs/ARCHITECTURE.md §3.3 Grid modes): independent, syncam (SynCamMaster), recam (ReCamMaster),
 hard / soft (4Real-Video two-stream with hard or soft synchronisation after every block), fused
@@ -39,6 +41,7 @@ from typing import Callable, Optional
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint
 
 from ..kernels.layernorm_modulate import layer_norm_modulate
 from ..kernels.rope import rope_cos_sin
@@ -109,6 +112,7 @@ class GridDiT(nn.Module):
         self.head = Head(cfg)
         self.attention_backend: Optional[str] = None  # entered once per forward; None = model.attention's default
         self.fused_attention = "auto"  # the fused mode's masked-attention method (set_fused_attention)
+        self.gradient_checkpointing = False           # set_gradient_checkpointing
 
     # --- properties -------------------------------------------------------------------------
     @property
@@ -166,6 +170,17 @@ class GridDiT(nn.Module):
         if method not in FUSED_METHODS:
             raise InputError(f"fused attention method must be one of {', '.join(FUSED_METHODS)}, got {method!r}")
         self.fused_attention = method
+    def set_gradient_checkpointing(self, enabled: bool = True) -> None:
+        """Training: keep only each block step's inputs and recompute the step in backward (torch.utils.checkpoint,
+        non-reentrant). A step is what a mode does per block: one block call, or in hard / soft both streams and
+        their merge, so the two-stream intermediates (the view-stream copy, y_view, y_time) are never kept."""
+        self.gradient_checkpointing = bool(enabled)
+
+    def _step(self, fn, *args, **kwargs):
+        """One block step of a mode: fn(*args, **kwargs), checkpointed when training with checkpointing on."""
+        if self.gradient_checkpointing and torch.is_grad_enabled():
+            return checkpoint(fn, *args, use_reentrant=False, **kwargs)
+        return fn(*args, **kwargs)
 
     def compile_blocks(self, enabled: bool = True, **compile_kwargs) -> None:
         """torch.compile every block (regional compilation; one compiled graph reused by all blocks).
@@ -307,7 +322,7 @@ class GridDiT(nn.Module):
         rope = self.rope(grid.frames, grid, tokens.device)
         e = per_row(inp.t_mod, grid.views)
         for block in self._blocks(inp):
-            tokens = block(tokens, e, block.cross_attn.text_kv(inp.context), rope)
+            tokens = self._step(block, tokens, e, block.cross_attn.text_kv(inp.context), rope)
         return self.head_out(tokens, inp.t, grid)
 
     def _forward_syncam(self, inp: GridInputs):
@@ -319,8 +334,7 @@ class GridDiT(nn.Module):
         e = per_row(inp.t_mod, grid.views)
         camera_rows = inp.camera.flatten(0, 1)
         for block in self._blocks(inp):
-            cam = self.camera_features(block, camera_rows, grid.hw)
-            tokens = block.forward_syncam(tokens, e, block.cross_attn.text_kv(inp.context), rope, rope_mvs, cam, grid)
+            tokens = self._step(self._syncam_step, block, tokens, e, inp, rope, rope_mvs, camera_rows, grid)
         return self.head_out(tokens, inp.t, grid)
 
     def _forward_recam(self, inp: GridInputs):
@@ -335,8 +349,7 @@ class GridDiT(nn.Module):
         e = per_row(inp.t_mod, v)
         camera_rows = inp.camera.flatten(0, 1).repeat(1, 2, 1)
         for block in self._blocks(inp):
-            cam = self.camera_features(block, camera_rows, grid.hw)
-            tokens = block(tokens, e, block.cross_attn.text_kv(inp.context), rope, cam=cam, use_projector=True)
+            tokens = self._step(self._recam_step, block, tokens, e, inp, rope, camera_rows, grid)
         return self.head_out(tokens, inp.t, grid)[:, :, :t_lat]
 
     def _forward_hard(self, inp: GridInputs):
@@ -345,13 +358,7 @@ class GridDiT(nn.Module):
         s = self._two_streams(inp)
         tokens = s.tokens
         for block in self._blocks(inp):
-            y_view, y_time = self._run_streams(block, tokens, tokens, inp, s)
-            gate = block.sync.gate if block.sync is not None else None
-            if gate is None:
-                tokens = 0.5 * (y_view + y_time)  # training-free plain average
-            else:
-                g = per_row(gate(inp.timestep), s.grid.views)
-                tokens = (0.5 + g) * y_view + (0.5 - g) * y_time
+            tokens = self._step(self._hard_step, block, tokens, inp, s)
         return self.head_out(tokens, inp.t, s.grid)
 
     def _forward_soft(self, inp: GridInputs):
@@ -360,9 +367,7 @@ class GridDiT(nn.Module):
         s = self._two_streams(inp)
         x_view = x_time = s.tokens
         for block in self._blocks(inp):
-            y_view, y_time = self._run_streams(block, x_view, x_time, inp, s)
-            dv, dt = block.sync.soft(y_view, y_time, s.e_time)
-            x_view, x_time = y_view + dv, y_time + dt
+            x_view, x_time = self._step(self._soft_step, block, x_view, x_time, inp, s)
         return self.head_out(0.5 * (x_view + x_time), inp.t, s.grid)
 
     def _forward_fused(self, inp: GridInputs):
@@ -390,8 +395,31 @@ class GridDiT(nn.Module):
 
         for block in self._blocks(inp):
             cam = self.camera_features(block, camera_rows, grid.hw) if camera_rows is not None else None
-            tokens = block.forward_fused(tokens, e, block.cross_attn.text_kv(inp.context), rope, attend, grid, cam)
+            tokens = self._step(block.forward_fused, tokens, e, block.cross_attn.text_kv(inp.context), rope, attend,
+                                grid, cam)
         return self.head_out(tokens, inp.t, grid)
+
+    # --- the block steps of the modes (what `_step` checkpoints) -------------------------------------
+    def _syncam_step(self, block, tokens, e, inp: GridInputs, rope, rope_mvs, camera_rows, grid: TokenGrid):
+        cam = self.camera_features(block, camera_rows, grid.hw)
+        return block.forward_syncam(tokens, e, block.cross_attn.text_kv(inp.context), rope, rope_mvs, cam, grid)
+
+    def _recam_step(self, block, tokens, e, inp: GridInputs, rope, camera_rows, grid: TokenGrid):
+        cam = self.camera_features(block, camera_rows, grid.hw)
+        return block(tokens, e, block.cross_attn.text_kv(inp.context), rope, cam=cam, use_projector=True)
+
+    def _hard_step(self, block, tokens, inp: GridInputs, s: TwoStreams):
+        y_view, y_time = self._run_streams(block, tokens, tokens, inp, s)
+        gate = block.sync.gate if block.sync is not None else None
+        if gate is None:
+            return 0.5 * (y_view + y_time)  # training-free plain average
+        g = per_row(gate(inp.timestep), s.grid.views)
+        return (0.5 + g) * y_view + (0.5 - g) * y_time
+
+    def _soft_step(self, block, x_view, x_time, inp: GridInputs, s: TwoStreams):
+        y_view, y_time = self._run_streams(block, x_view, x_time, inp, s)
+        dv, dt = block.sync.soft(y_view, y_time, s.e_time)
+        return y_view + dv, y_time + dt
 
     def _two_streams(self, inp: GridInputs) -> TwoStreams:
         tokens, grid = self.embed_grid(inp.x)

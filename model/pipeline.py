@@ -1,15 +1,19 @@
 """Text -> multi-view video grid, and video -> novel views, from local files (no ComfyUI).
 
-    pipe = Pipeline.from_files(dit="syncammaster.safetensors", vae="Wan2.1-T2V-1.3B-Diffusers/vae",
-                               text_encoder="Wan2.1-T2V-1.3B-Diffusers/text_encoder")
+    pipe = Pipeline.from_files(dit="syncammaster.safetensors", vae="wan_2.1_vae.safetensors",
+                               text_encoder="umt5_xxl_fp8_e4m3fn_scaled.safetensors", device="cuda")
     frames = pipe.generate("a red fox in the snow", rig="orbit_arc", views=4)   # [V, F, H, W, 3] in 0..1
 
-Components, as diffusers' Wan pipeline uses them:
+Components, as diffusers' Wan pipeline uses them (loaded by model/components/):
   - the DiT: any file `load_grid_dit` reads (plain Wan, SynCamMaster, ReCamMaster);
-  - the VAE: a diffusers-format `AutoencoderKLWan` folder; latents are normalised per channel,
-    `(z - latents_mean) / latents_std`, with the numbers from the VAE's config;
-  - the text encoder: a `UMT5EncoderModel` folder + its tokenizer; prompts are padded/truncated to
-    512 tokens and the features of padding positions are zeroed (WanPipeline._get_t5_prompt_embeds).
+  - the VAE: ComfyUI's / Wan's single file (`wan_2.1_vae.safetensors`, `Wan2.1_VAE.pth`) or a diffusers
+    folder, as diffusers' `AutoencoderKLWan`; latents are normalised per channel,
+    `(z - latents_mean) / latents_std`, with Wan2.1's numbers;
+  - the text encoder: ComfyUI's single files (`umt5_xxl_fp16.safetensors`, `umt5_xxl_fp8_e4m3fn_scaled.safetensors`),
+    Wan's `models_t5_umt5-xxl-enc-bf16.pth` or a transformers folder, as `UMT5EncoderModel` in bfloat16 (or with
+    fp8 weight storage); the tokenizer from the ComfyUI file itself, a tokenizer folder or spiece.model; prompts
+    are padded/truncated to 512 tokens and the features of padding positions are zeroed
+    (WanPipeline._get_t5_prompt_embeds).
 
 `add_arguments` / `run` implement `python -m camgrid generate` (see camgrid/__main__.py).
 """
@@ -27,6 +31,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from . import components
 from .camera import RIG_PRESETS, CameraRig, latent_frame_count
 from .checkpoint import LoadOptions, describe, load_grid_dit
 from .checks import VIEW_INDEX, VIEWS, InputError, Limit, check_video_size, cli_flag, raise_problem, range_problem
@@ -66,15 +71,6 @@ def check_component_widths(dit_config, vae_latent_channels: int, text_features: 
                          f"{dit_config.text_dim}: use the umT5-XXL encoder of Wan2.1")
 
 
-def _find_tokenizer(text_encoder: Path) -> Path:
-    markers = ("tokenizer.json", "spiece.model", "tokenizer_config.json")
-    for folder in (text_encoder, text_encoder.parent / "tokenizer"):
-        if any((folder / m).is_file() for m in markers):
-            return folder
-    raise FileNotFoundError(f"no tokenizer found in {str(text_encoder)!r} or beside it ('tokenizer' folder): pass "
-                            "--tokenizer DIR (the umT5 tokenizer, e.g. the 'tokenizer' folder of a Wan diffusers repo)")
-
-
 # ---------------------------------------------------------------------------------------------
 # the pipeline
 # ---------------------------------------------------------------------------------------------
@@ -84,6 +80,8 @@ class Pipeline:
 
     def __init__(self, model, vae, text_encoder, tokenizer, device: Union[str, torch.device] = "cpu",
                  log: Optional[Callable[[str], None]] = None):
+        if not isinstance(tokenizer, (components.SentencePieceTokenizer, components.TransformersTokenizer)):
+            tokenizer = components.TransformersTokenizer.wrap(tokenizer)   # a transformers tokenizer object
         self.model, self.vae, self.text_encoder, self.tokenizer = model, vae, text_encoder, tokenizer
         self.device = torch.device(device)
         self.log = log or log_default
@@ -96,15 +94,16 @@ class Pipeline:
                    tokenizer: Union[str, Path, None] = None, device: Union[str, torch.device] = "cpu",
                    dtype: Optional[torch.dtype] = None, sync_weights: Union[str, Path, None] = None,
                    attention: Optional[str] = None, log: Optional[Callable[[str], None]] = None,
-                   loras: Sequence[tuple[Union[str, Path], float]] = ()) -> "Pipeline":
-        """Load every component from local files. dtype None: the DiT file's dtype on CUDA, float32 on CPU.
-        The VAE always runs in float32 (as Wan does); umT5 in bfloat16 when the DiT is half precision on CUDA.
+                   loras: Sequence[tuple[Union[str, Path], float]] = (),
+                   text_dtype: torch.dtype = torch.bfloat16, text_fp8: bool = False) -> "Pipeline":
+        """Load every component from local files: each a single file as ComfyUI users have them, or a
+        diffusers / transformers folder (model/components/). dtype None: the DiT file's dtype on CUDA, float32
+        on CPU. The VAE runs in float32 (as Wan does); umT5 in `text_dtype` (bfloat16: ~11 GB for umT5-XXL,
+        fp32 would be ~23 GB), with its block weights kept in fp8 when `text_fp8`. tokenizer None: the one the
+        text-encoder file carries (ComfyUI's do), or a tokenizer folder beside a text-encoder folder.
         loras: (file, strength) pairs merged into the DiT in order (model/lora)."""
-        # imported here: diffusers and transformers take seconds to import and only this path needs them
-        from diffusers import AutoencoderKLWan
-        from transformers import AutoTokenizer, UMT5EncoderModel
-
         device = torch.device(device)
+        components.find_tokenizer(text_encoder, tokenizer)   # before minutes of loading
         if dtype is None and device.type == "cpu":
             dtype = torch.float32
         model = load_grid_dit(dit, device=device, options=LoadOptions(dtype=dtype, sync_weights=sync_weights,
@@ -112,44 +111,23 @@ class Pipeline:
         for path, strength in loras:
             apply_lora(model, path, strength)
             (log or log_default)(model.applied_loras[-1].summary())
-        for name, folder in (("VAE", vae), ("text encoder", text_encoder)):
-            if not Path(folder).is_dir():
-                raise FileNotFoundError(f"{name} folder {str(folder)!r} does not exist: pass a diffusers-format folder "
-                                        "(with config.json and weights)")
-        vae_model = AutoencoderKLWan.from_pretrained(str(vae), torch_dtype=torch.float32).to(device).eval()
-        text_dtype = torch.bfloat16 if (device.type == "cuda" and model.dtype != torch.float32) else torch.float32
-        encoder = UMT5EncoderModel.from_pretrained(str(text_encoder), torch_dtype=text_dtype).to(device).eval()
-        tok_dir = Path(tokenizer) if tokenizer is not None else _find_tokenizer(Path(text_encoder))
-        tok = AutoTokenizer.from_pretrained(str(tok_dir))
+        vae_model = components.load_wan_vae(vae, device, torch.float32)
+        encoder = components.load_umt5(text_encoder, device, text_dtype, fp8=text_fp8)
+        tok = components.load_tokenizer(text_encoder, tokenizer)
         return cls(model, vae_model, encoder, tok, device, log)
 
     # -- text ------------------------------------------------------------------------------------
-    @torch.no_grad()
     def encode_prompt(self, prompts: Union[str, Sequence[str]]) -> torch.Tensor:
         """[B, 512, text_dim] float32 umT5 features, padding positions zeroed."""
-        prompts = [prompts] if isinstance(prompts, str) else list(prompts)
-        tokens = self.tokenizer([p.strip() for p in prompts], padding="max_length", max_length=TEXT_LENGTH,
-                                truncation=True, add_special_tokens=True, return_attention_mask=True,
-                                return_tensors="pt")
-        ids, mask = tokens.input_ids.to(self.device), tokens.attention_mask.to(self.device)
-        feats = self.text_encoder(ids, mask).last_hidden_state.float()
-        return feats * mask[..., None].to(feats.dtype)  # padding tokens carry zeros, as in Wan
+        return components.encode_prompts(self.text_encoder, self.tokenizer, prompts, self.device, TEXT_LENGTH)
 
     # -- video <-> latent ------------------------------------------------------------------------
     def _latent_stats(self, dtype=torch.float32):
-        c = self.vae.config.z_dim
-        mean = torch.tensor(self.vae.config.latents_mean, dtype=dtype, device=self.device).view(1, c, 1, 1, 1)
-        std = torch.tensor(self.vae.config.latents_std, dtype=dtype, device=self.device).view(1, c, 1, 1, 1)
-        return mean, std
+        return components.latent_stats(self.vae, self.device, dtype)
 
-    @torch.no_grad()
     def encode_video(self, frames) -> torch.Tensor:
         """Frames [F, H, W, 3] in 0..1 -> normalised latent [1, C, T, H/8, W/8] (the posterior mean)."""
-        x = torch.as_tensor(frames, dtype=torch.float32).to(self.device)
-        x = x.permute(3, 0, 1, 2)[None] * 2.0 - 1.0  # [1, 3, F, H, W] in -1..1
-        z = self.vae.encode(x).latent_dist.mode()
-        mean, std = self._latent_stats()
-        return (z.float() - mean) / std
+        return components.encode_frames(self.vae, frames, self.device)
 
     @torch.no_grad()
     def decode(self, grid: torch.Tensor, options: Optional[DecodeOptions] = None) -> torch.Tensor:
@@ -256,10 +234,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.description = "Generate a synchronized multi-view video grid from text (and optionally an input video)."
     files = p.add_argument_group("model files (local)")
     files.add_argument("--dit", required=True, help="DiT weights: Wan2.1 / SynCamMaster / ReCamMaster (.safetensors, .ckpt)")
-    files.add_argument("--vae", required=True, help="diffusers-format Wan VAE folder (AutoencoderKLWan)")
-    files.add_argument("--text-encoder", required=True, help="umT5 encoder folder (transformers UMT5EncoderModel)")
-    files.add_argument("--tokenizer", default=None, help="tokenizer folder (default: the text encoder folder or a "
-                                                         "'tokenizer' folder beside it)")
+    files.add_argument("--vae", required=True, help="Wan2.1 VAE: wan_2.1_vae.safetensors (ComfyUI), Wan2.1_VAE.pth, "
+                                                    "or a diffusers vae/ folder")
+    files.add_argument("--text-encoder", required=True, help="umT5-XXL: umt5_xxl_fp16.safetensors or "
+                       "umt5_xxl_fp8_e4m3fn_scaled.safetensors (ComfyUI), models_t5_umt5-xxl-enc-bf16.pth, or a "
+                       "transformers folder")
+    files.add_argument("--tokenizer", default=None, help="umT5 tokenizer folder or spiece.model (default: the one "
+                       "ComfyUI's umT5 files carry, or a 'tokenizer' folder beside a text-encoder folder)")
+    files.add_argument("--text-fp8", action="store_true", help="keep the text encoder's block weights in fp8 "
+                       "(~6 GB for umT5-XXL instead of ~11 GB in bf16)")
     files.add_argument("--sync-weights", default=None, help="optional camgrid sync-weights file (hard/soft sync)")
     files.add_argument("--lora", action="append", default=[], type=parse_lora_arg, metavar="FILE[:STRENGTH]",
                        help="merge a LoRA into the DiT (any of the Kijai/lightx2v, diffusers/PEFT, kohya, DiffSynth "
@@ -323,15 +306,13 @@ def _existing(path, flag: str, folder: bool = False) -> Path:
     return path
 
 
-def _config_value(folder: Path, key: str, flag: str) -> int:
-    """One number from a diffusers / transformers folder's config.json."""
-    config = folder / "config.json"
-    try:
-        value = json.loads(config.read_text(encoding="utf-8"))[key]
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as exc:
-        raise InputError(f"{flag} {str(folder)!r}: cannot read {key!r} from its config.json ({type(exc).__name__}); "
-                         "pass a diffusers-format folder (config.json + weights)") from None
-    return value
+def _existing_any(path, flag: str) -> Path:
+    """A model file or folder that exists."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{flag} {str(path)!r} does not exist: give the file (e.g. as ComfyUI has it) or a "
+                         "diffusers-format folder")
+    return path
 
 
 def generate_problem(variant: str, mode: str, source_use: Optional[str], has_sync_weights: bool, guidance: str,
@@ -360,13 +341,10 @@ def check_generate_args(args: argparse.Namespace) -> GenerateJob:
     raise_problem(range_problem(CLI_LIMITS, {"views": args.views, "source_view": args.source_view,
                                              "fps": args.fps}, cli_flag))
     dit_config = describe(_existing(args.dit, "--dit"))["config"]
-    vae, text_encoder = _existing(args.vae, "--vae", True), _existing(args.text_encoder, "--text-encoder", True)
-    check_component_widths(dit_config, _config_value(vae, "z_dim", "--vae"),
-                           _config_value(text_encoder, "d_model", "--text-encoder"))
-    if args.tokenizer is not None:
-        _existing(args.tokenizer, "--tokenizer", True)
-    else:
-        _find_tokenizer(text_encoder)
+    vae, text_encoder = _existing_any(args.vae, "--vae"), _existing_any(args.text_encoder, "--text-encoder")
+    check_component_widths(dit_config, components.describe_wan_vae(vae)["z_dim"],
+                           components.describe_umt5(text_encoder)["d_model"])
+    components.find_tokenizer(text_encoder, args.tokenizer)
     if args.sync_weights is not None:
         _existing(args.sync_weights, "--sync-weights")
     mode = pick_mode(dit_config.variant, args.mode)
@@ -411,7 +389,7 @@ def run(args: argparse.Namespace) -> int:
     job = check_generate_args(args)
     pipe = Pipeline.from_files(args.dit, args.vae, args.text_encoder, args.tokenizer, device=args.device,
                                dtype=DTYPES[args.dtype], sync_weights=args.sync_weights, attention=args.attention,
-                               log=print, loras=args.lora)
+                               log=print, loras=args.lora, text_fp8=args.text_fp8)
     bar = tqdm(total=args.steps, desc="sampling", unit="step", disable=not is_main())  # one bar under torchrun
 
     def progress(step, total, _x0):

@@ -36,7 +36,7 @@ NODES_USING_TRAIN = {"nodes.builtin"}
 COMFYUI_MODULES = {"comfy", "comfy_extras", "comfy_api", "folder_paths", "latent_preview", "server", "execution",
                    "node_helpers", "comfy_execution", "nodes"}
 # Heavy or optional third-party packages a function may import lazily (each such import carries a comment).
-LAZY_IMPORT_OK = {"diffusers", "transformers", "PIL", "imageio", "imageio_ffmpeg", "tqdm", "torch"} | COMFYUI_MODULES
+LAZY_IMPORT_OK = {"diffusers", "transformers", "PIL", "imageio", "imageio_ffmpeg", "tqdm", "torch", "sentencepiece"} | COMFYUI_MODULES
 
 MAX_FILE_LINES = 500     # model/ and nodes/
 MAX_FUNCTION_LINES = 60  # everywhere in the pack; a function's lines from `def` to its last line

@@ -41,4 +41,5 @@ def cli_processes(args) -> Iterator[None]:
             yield
     finally:
         keep_files(True)
-        dist.destroy_process_group()
+        if dist.is_initialized():
+            dist.destroy_process_group()
