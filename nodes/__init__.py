@@ -7,6 +7,7 @@ from .loader import CamGridModelLoader
 from .lora import CamGridLora
 from .rig import CamGridCameraEncode, CamGridLoadRig, CamGridRig, CamGridRigPreview
 from .sampler import CamGridSampler
+from .sampler_options import CamGridSamplerOptions
 
 _NODES = {
     CamGridModelLoader: "CamGrid Model Loader",
@@ -20,6 +21,7 @@ _NODES = {
     CamGridSourceVideo: "CamGrid Source Video",
     CamGridSampler: "CamGrid Sampler",
     CamGridContextWindows: "CamGrid Context Windows",
+    CamGridSamplerOptions: "CamGrid Sampler Options",
     CamGridDecode: "CamGrid Decode",
     CamGridSelectView: "CamGrid Select View",
 }
