@@ -31,7 +31,8 @@ def models():
     for block in soft.blocks:  # non-trivial soft layers
         torch.nn.init.normal_(block.sync.soft.up.weight, std=0.05, generator=torch.Generator().manual_seed(1))
     return {"independent": tiny_model("wan", seed=2), "syncam": tiny_model("syncammaster", seed=1),
-            "recam": tiny_model("recammaster", seed=3), "hard": tiny_model("syncammaster", seed=1), "soft": soft}
+            "recam": tiny_model("recammaster", seed=3), "hard": tiny_model("syncammaster", seed=1), "soft": soft,
+            "fused": tiny_model("wan", seed=5)}
 
 
 @pytest.fixture(scope="module")
@@ -159,7 +160,7 @@ def test_bad_options_are_one_line_errors(kw, match):
 
 # --- the sampler: every mode ------------------------------------------------------------------------------
 
-MODES = ["independent", "syncam", "recam", "hard", "soft"]
+MODES = ["independent", "syncam", "recam", "hard", "soft", "fused"]
 
 
 @pytest.mark.parametrize("mode", MODES)
