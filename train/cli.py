@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 from ..model.files import atomic_write
-from .config import STAGES, TrainConfig, parse_budgets, parse_stages
+from .config import AMP_CHOICES, STAGES, TrainConfig, parse_budgets, parse_stages
 from .evaluate import evaluate, format_table
 from .trainer import Trainer
 
@@ -39,6 +39,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ffn-dim", type=int, default=d.ffn_dim)
     parser.add_argument("--lr", type=float, default=d.lr)
     parser.add_argument("--shift", type=float, default=d.shift)
+    parser.add_argument("--amp", default=d.amp, choices=AMP_CHOICES,
+                        help="autocast of the DiT stages: auto = bfloat16 on CUDA, float32 on CPU")
     parser.add_argument("--seed", type=int, default=d.seed)
     parser.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every,
                         help="steps between checkpoints of the stage in progress")
@@ -58,7 +60,7 @@ def config_from_args(args) -> TrainConfig:
                        stage_budgets=parse_budgets(args.stage_budgets), stages=parse_stages(args.stages),
                        batch=args.batch, samples=args.samples, workers=args.workers, height=args.height,
                        width=args.width, frames=args.frames, views=args.views, dim=args.dim, num_layers=args.layers,
-                       num_heads=args.heads, ffn_dim=args.ffn_dim, lr=args.lr, shift=args.shift, seed=args.seed,
+                       num_heads=args.heads, ffn_dim=args.ffn_dim, lr=args.lr, shift=args.shift, seed=args.seed, amp=args.amp,
                        checkpoint_every=args.checkpoint_every,
                        two_stream_modes=tuple(m for m in args.two_stream_modes.split(",") if m),
                        resume=args.resume, restart_stage=args.restart_stage, eval_scenes=args.eval_scenes,

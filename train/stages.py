@@ -38,7 +38,7 @@ from ..model.sync import attach_sync_layers
 from .builtin import TinyGridModel
 from .config import TrainConfig
 from .loop import StagePlan
-from .objective import flow_matching_loss
+from .objective import flow_matching_loss, mixed_precision
 from .sources import GridSource
 
 SYNCAM_PARTS = ("cam_encoder", "projector", "mvs_attn", "modulation_mvs")
@@ -96,8 +96,9 @@ def freeze(models: TinyGridModel) -> None:
 def multiview_loss(dit, source: GridSource, cfg: TrainConfig, modes) -> torch.Tensor:
     """The flow-matching losses of one multi-view batch in each of `modes`, summed."""
     batch = source.grid_batch(cfg.batch)
-    first, *rest = [flow_matching_loss(dit, batch.latents, batch.context, cfg.shift, mode=mode, camera=batch.cameras)
-                    for mode in modes]
+    with mixed_precision(cfg.device, cfg.amp):
+        first, *rest = [flow_matching_loss(dit, batch.latents, batch.context, cfg.shift, mode=mode,
+                                           camera=batch.cameras) for mode in modes]
     return sum(rest, first)
 
 
@@ -141,7 +142,8 @@ def plan_video(s: StageInputs) -> StagePlan:
 
     def step(_):
         batch = s.source.grid_batch(cfg.batch * cfg.views, single_view=True)
-        return flow_matching_loss(dit, batch.latents, batch.context, cfg.shift)
+        with mixed_precision(cfg.device, cfg.amp):
+            return flow_matching_loss(dit, batch.latents, batch.context, cfg.shift)
 
     params = list(dit.parameters()) + list(text.parameters())
     return StagePlan("video", step, [{"params": params}], {"dit": dit, "text": text}, cfg.lr, cfg.budget("video"))
