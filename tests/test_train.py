@@ -477,3 +477,42 @@ def test_loop_stops_on_a_non_finite_loss_before_logging_or_saving_it(tmp_path):
     log.close()
     assert _loss_rows(tmp_path, "video") == [1, 2]
     assert RunFolder(tmp_path).load_checkpoint("cpu").step == 2     # the last good state
+
+
+def test_weight_ema_and_a_stage_that_ends_on_its_moving_average(tmp_path):
+    from camgrid.train.loop import LoopSettings, StagePlan, WeightEMA, run_stage
+    from camgrid.train.losslog import LossLog
+    from camgrid.train.state import RunFolder
+
+    p = torch.nn.Parameter(torch.zeros(2))
+    ema = WeightEMA([p], decay=0.5)
+    p.data.fill_(1.0)
+    ema.update()                                         # step 0: decay min(0.5, 1/10) = 0.1
+    assert torch.allclose(ema.p0, torch.full((2,), 0.9))
+    p.data.fill_(2.0)
+    ema.update()                                         # step 1: decay min(0.5, 2/11)
+    expected = 0.9 * 2 / 11 + 2.0 * (1 - 2 / 11)
+    assert torch.allclose(ema.p0, torch.full((2,), expected))
+    ema.copy_to_params()
+    assert torch.equal(p.data, ema.p0)
+
+    def make():
+        torch.manual_seed(0)
+        layer = torch.nn.Linear(3, 2)
+        step = lambda i: (layer(torch.ones(3) * (1 + i)) - torch.tensor([1.0, -2.0])).pow(2).sum()
+        return layer, StagePlan("video", step, [{"params": list(layer.parameters())}], {"dit": layer}, lr=1e-2,
+                                budget=1e9, ema_decay=0.9)
+
+    layer, plan = make()
+    folder = RunFolder(tmp_path)
+    log = LossLog(tmp_path / "loss.csv")
+    run_stage(plan, LoopSettings(max_steps=4, checkpoint_every=4, progress_bar=False), folder, log, log=lambda *_: None)
+    ckpt = folder.load_checkpoint("cpu")                 # written at step 4, before the average replaced the weights
+    assert set(ckpt.modules) == {"dit", "ema"} and int(ckpt.modules["ema"]["updates"]) == 4
+    assert torch.equal(layer.weight, ckpt.modules["ema"]["p0"]) and torch.equal(layer.bias, ckpt.modules["ema"]["p1"])
+    assert not torch.equal(layer.weight, ckpt.modules["dit"]["weight"])
+    layer2, plan2 = make()                               # a resumed stage keeps averaging from the checkpoint
+    run_stage(plan2, LoopSettings(max_steps=6, checkpoint_every=2, progress_bar=False), folder, log, resume=ckpt,
+              log=lambda *_: None)
+    log.close()
+    assert int(folder.load_checkpoint("cpu").modules["ema"]["updates"]) == 6

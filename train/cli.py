@@ -39,6 +39,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ffn-dim", type=int, default=d.ffn_dim)
     parser.add_argument("--lr", type=float, default=d.lr)
     parser.add_argument("--shift", type=float, default=d.shift)
+    parser.add_argument("--ema", type=float, default=d.ema,
+                        help="DiT stages: keep an exponential moving average of the weights with this decay (e.g. "
+                             "0.998) and end each stage with it; 0 = off")
     parser.add_argument("--amp", default=d.amp, choices=AMP_CHOICES,
                         help="autocast of the DiT stages: auto = bfloat16 on CUDA, float32 on CPU")
     parser.add_argument("--seed", type=int, default=d.seed)
@@ -61,6 +64,7 @@ def config_from_args(args) -> TrainConfig:
                        batch=args.batch, samples=args.samples, workers=args.workers, height=args.height,
                        width=args.width, frames=args.frames, views=args.views, dim=args.dim, num_layers=args.layers,
                        num_heads=args.heads, ffn_dim=args.ffn_dim, lr=args.lr, shift=args.shift, seed=args.seed, amp=args.amp,
+                       ema=args.ema,
                        checkpoint_every=args.checkpoint_every,
                        two_stream_modes=tuple(m for m in args.two_stream_modes.split(",") if m),
                        resume=args.resume, restart_stage=args.restart_stage, eval_scenes=args.eval_scenes,

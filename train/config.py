@@ -51,6 +51,7 @@ class TrainConfig:
     ae_lr: float = 1e-3
     amp: str = "auto"                  # DiT stages' autocast: auto = bfloat16 on CUDA (train/objective.py)
     shift: float = 3.0
+    ema: float = 0.0                   # DiT stages: weights averaged with this decay (0: off; train/loop.py)
     caption_dropout: float = 0.1
     stages: tuple = STAGES
     checkpoint_every: int = 500        # steps between checkpoints of the stage in progress
@@ -70,6 +71,8 @@ class TrainConfig:
         unknown = [s for s in self.stages if s not in STAGES]
         if unknown:
             raise InputError(f"stages (--stages): unknown {unknown}; choose from {STAGES}")
+        if not 0.0 <= float(self.ema) < 1.0:
+            raise InputError(f"ema (--ema): expected a decay in [0, 1) (0 turns it off), got {self.ema}")
         if self.amp not in AMP_CHOICES:
             raise InputError(f"amp (--amp): expected one of {AMP_CHOICES}, got {self.amp!r}")
         if self.restart_stage:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from ..model.files import atomic_write
-from .builtin import ASSETS_DIR, DIT_FILE, SYNC_FILE, TEXT_AE_FILE
+from .builtin import ASSETS_DIR, DIT_FILE, SYNC_FILE, TEXT_AE_FILE, load_builtin
 from .claims import claims
 from .demo import DEMO_CAPTION, DEMO_GRIDS, demo_rig, load_demo_model, score_modes
 from .student import STUDENT_FILE
@@ -25,19 +25,24 @@ RECORD = Path(__file__).resolve().parent.parent / "benchmarks" / "tiny_demo_seed
 MODEL_FILES = (DIT_FILE, SYNC_FILE, TEXT_AE_FILE, STUDENT_FILE)
 
 
-def model_fingerprint(directory: Optional[Path] = None) -> dict:
-    """SHA-256 (first 16 hex digits) of each model file present in `directory` (default: assets/)."""
+def model_fingerprint(directory: Optional[Path] = None, student: Optional[Path] = None) -> dict:
+    """SHA-256 (first 16 hex digits) of each model file present in `directory` (default: assets/); `student`:
+    the student LoRA's file when it is not in that folder."""
     directory = ASSETS_DIR if directory is None else Path(directory)
-    return {name: hashlib.sha256((directory / name).read_bytes()).hexdigest()[:16]
-            for name in MODEL_FILES if (directory / name).is_file()}
+    files = {name: directory / name for name in MODEL_FILES}
+    if student is not None:
+        files[STUDENT_FILE] = Path(student)
+    return {name: hashlib.sha256(path.read_bytes()).hexdigest()[:16] for name, path in files.items() if path.is_file()}
 
 
-def record_seeds(seeds: Sequence[int], model_dir=None, device="cpu", out: Path = RECORD, log=print) -> dict:
-    model = load_demo_model(model_dir, device, log=log)
+def record_seeds(seeds: Sequence[int], model_dir=None, device="cpu", out: Path = RECORD, student=None,
+                 log=print) -> dict:
+    model = load_demo_model(model_dir, device, log=log) if student is None else \
+        load_builtin(model_dir, device=device, student=student)
     rig = demo_rig(model)
     result = {"model": "student" if model.is_student else "teacher", "sampling": model.sampling,
               "grids": DEMO_GRIDS, "caption": DEMO_CAPTION, "device": str(device),
-              "files": model_fingerprint(model_dir), "seeds": {}}
+              "files": model_fingerprint(model_dir, student), "seeds": {}}
     for seed in seeds:
         t0 = time.time()
         summaries, _ = score_modes(model, rig, DEMO_CAPTION, DEMO_GRIDS, seed)
@@ -56,9 +61,10 @@ def main(argv=None) -> int:
     parser.add_argument("--seeds", default="0,1,2,3,4")
     parser.add_argument("--model", default=None, help="model folder (default: assets/)")
     parser.add_argument("--out", default=str(RECORD))
+    parser.add_argument("--student", default=None, help=f"the student LoRA, when it is not {STUDENT_FILE} beside the model")
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args(argv)
-    record_seeds([int(s) for s in args.seeds.split(",") if s], args.model, args.device, Path(args.out))
+    record_seeds([int(s) for s in args.seeds.split(",") if s], args.model, args.device, Path(args.out), args.student)
     return 0
 
 

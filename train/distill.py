@@ -116,10 +116,12 @@ def teacher_points(model, captions: list, cameras: torch.Tensor, mode: str, cfg:
 
 
 @torch.no_grad()
-def teacher_trajectories(model, mode: str, count: int, cfg: float, batch: int, sigmas: torch.Tensor,
-                         seed: int = 0, deadline: Optional[float] = None, log=print) -> Trajectories:
-    """Up to `count` trajectories in `mode` (fewer when time.time() passes `deadline`), on the model's device."""
-    captions, cameras = prompts(model, count)
+def teacher_trajectories(model, mode: str, captions: list, cameras: torch.Tensor, cfg: float, batch: int,
+                         sigmas: torch.Tensor, seed: int = 0, deadline: Optional[float] = None,
+                         log=print) -> Trajectories:
+    """A trajectory in `mode` for each prompt (captions, cameras [N, V, T, 12]), or for the first ones when
+    time.time() passes `deadline`; on the model's device."""
+    count = len(captions)
     points = []
     for start in range(0, count, batch):
         if deadline is not None and points and time.time() > deadline:
@@ -215,10 +217,11 @@ def distill(teacher_dir, out, budget: float = 240.0, trajectories: int = 512, cf
     # trajectories get at most TRAJECTORY_SHARE of the budget, shared by the modes in proportion to their cost
     weights = [MODE_COST[m] for m in modes]
     deadlines = [t0 + TRAJECTORY_SHARE * budget * sum(weights[:k + 1]) / sum(weights) for k in range(len(modes))]
+    captions, cameras = prompts(model, trajectories + VALIDATION_GRIDS)
     train, validation = [], []
     for mode, deadline in zip(modes, deadlines):
-        traj = teacher_trajectories(model, mode, trajectories + VALIDATION_GRIDS, cfg, teacher_batch, sigmas,
-                                    seed=seed, deadline=deadline, log=log)
+        traj = teacher_trajectories(model, mode, captions, cameras, cfg, teacher_batch, sigmas, seed=seed,
+                                    deadline=deadline, log=log)
         fit, held = traj.split(min(VALIDATION_GRIDS, len(traj) // 4))
         train.append(fit)
         validation.append(held)
@@ -238,6 +241,11 @@ def distill(teacher_dir, out, budget: float = 240.0, trajectories: int = 512, cf
         log_file.close()
     dit.eval().requires_grad_(False)
     dit.attention_backend = None
+    lora = export_student(dit, out / STUDENT_FILE, meta={"teacher_cfg": cfg, "rank": rank,
+                                                         "method": "trajectory-segment distillation"})
+    check = check_export(teacher_dir, lora, dit, validation[-1], sigmas, device)
+    log(f"distill: wrote {lora} ({lora.stat().st_size / 1e6:.2f} MB, {check['patched']} weights patched; merged by "
+        f"apply_lora it matches the trained student to {check['relative_error']:.1e})")
     scores = {}
     teacher = load_builtin(teacher_dir, device=device)
     for held in validation:
@@ -248,11 +256,6 @@ def distill(teacher_dir, out, budget: float = 240.0, trajectories: int = 512, cf
         log(f"distill: {held.mode}: latent PSNR against the 20-step teacher: student 4 steps "
             f"{scores[held.mode]['student_4step_psnr']:.1f} dB, teacher 4 steps "
             f"{scores[held.mode]['teacher_4step_psnr']:.1f} dB")
-    lora = export_student(dit, out / STUDENT_FILE, meta={"teacher_cfg": cfg, "rank": rank,
-                                                         "method": "trajectory-segment distillation"})
-    check = check_export(teacher_dir, lora, dit, validation[-1], sigmas, device)
-    log(f"distill: wrote {lora} ({lora.stat().st_size / 1e6:.2f} MB, {check['patched']} weights patched; merged by "
-        f"apply_lora it matches the trained student to {check['relative_error']:.1e})")
     report = {"teacher": str(teacher_dir), "cfg": cfg, "rank": rank, "lr": lr, "batch": batch, "modes": modes,
               "sigmas": sigmas.tolist(), "trajectories": {t.mode: len(t) for t in train},
               "seconds": {"trajectories": t_traj, "total": time.time() - t0},

@@ -146,7 +146,8 @@ def plan_video(s: StageInputs) -> StagePlan:
             return flow_matching_loss(dit, batch.latents, batch.context, cfg.shift)
 
     params = list(dit.parameters()) + list(text.parameters())
-    return StagePlan("video", step, [{"params": params}], {"dit": dit, "text": text}, cfg.lr, cfg.budget("video"))
+    return StagePlan("video", step, [{"params": params}], {"dit": dit, "text": text}, cfg.lr, cfg.budget("video"),
+                     ema_decay=cfg.ema)
 
 
 def plan_syncam(s: StageInputs) -> StagePlan:
@@ -158,7 +159,8 @@ def plan_syncam(s: StageInputs) -> StagePlan:
         for name in SYNCAM_PARTS:
             getattr(block, name).requires_grad_(True)
     return StagePlan("syncam", lambda _: multiview_loss(dit, s.source, s.cfg, ("syncam",)),
-                     [{"params": list(dit.parameters())}], {"dit": dit}, s.cfg.lr, s.cfg.budget("syncam"))
+                     [{"params": list(dit.parameters())}], {"dit": dit}, s.cfg.lr, s.cfg.budget("syncam"),
+                     ema_decay=s.cfg.ema)
 
 
 def plan_hard(s: StageInputs) -> StagePlan:
@@ -181,7 +183,7 @@ def plan_hard(s: StageInputs) -> StagePlan:
         return multiview_loss(dit, s.source, cfg, (mode, anchor))
 
     groups = [{"params": new_layers, "lr_scale": 1.0}, {"params": pretrained, "lr_scale": cfg.finetune_lr_scale}]
-    return StagePlan("hard", step, groups, {"dit": dit}, cfg.lr, cfg.budget("hard"))
+    return StagePlan("hard", step, groups, {"dit": dit}, cfg.lr, cfg.budget("hard"), ema_decay=cfg.ema)
 
 
 def plan_soft(s: StageInputs) -> StagePlan:
@@ -193,7 +195,8 @@ def plan_soft(s: StageInputs) -> StagePlan:
     for block in dit.blocks:
         block.sync.soft.requires_grad_(True)
     return StagePlan("soft", lambda _: multiview_loss(dit, s.source, s.cfg, ("soft",)),
-                     [{"params": list(dit.parameters())}], {"dit": dit}, s.cfg.lr, s.cfg.budget("soft"))
+                     [{"params": list(dit.parameters())}], {"dit": dit}, s.cfg.lr, s.cfg.budget("soft"),
+                     ema_decay=s.cfg.ema)
 
 
 STAGE_PLANS: dict[str, Callable[[StageInputs], StagePlan]] = {

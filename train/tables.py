@@ -146,15 +146,21 @@ def run_tables(model_dir, out, student_file=None, scenes: int = 96, views: int =
                 results["rows"][name] = _row(models[kind], held, modes, settings, batch, seed, reference, device)
             else:
                 results["nvs"][name] = _nvs(models[kind], held, modes, settings, batch, seed, device)
+            results["seconds"] = time.time() - t0
+            _write(out, results)   # after every job: a run stopped from outside keeps what it measured
             log(f"tables: {what} {name} done ({time.time() - t0:.0f}s)")
         results["nvs_ceiling"] = _ae_ceiling(models["teacher"], held)
     finally:
         held.close()
     results["seconds"] = time.time() - t0
-    atomic_write(out / "tables.json", json.dumps(results, indent=1))
-    atomic_write(out / "tables.md", format_tables(results))
+    _write(out, results)
     log(format_tables(results))
     return results
+
+
+def _write(out: Path, results: dict) -> None:
+    atomic_write(out / "tables.json", json.dumps(results, indent=1))
+    atomic_write(out / "tables.md", format_tables(results))
 
 
 def _row(model, held, modes, settings, batch, seed, reference, device) -> dict:
