@@ -5,7 +5,8 @@ import random
 import pytest
 
 from camgrid.train.builtin import student_available
-from camgrid.train.claims import ALPHA, MIN_GRID_OBSERVATIONS, MIN_PAIRS, VERDICTS, claims, compare, sign_test
+from camgrid.train.claims import (ALPHA, MIN_GRID_OBSERVATIONS, MIN_PAIRS, VERDICTS, claims, compare,
+                                  signed_rank_test)
 from camgrid.train.demo import DEMO_CAPTION, DEMO_GRIDS
 from camgrid.train.demo_seeds import RECORD, model_fingerprint
 
@@ -14,12 +15,20 @@ def _grids(rng, centre, n, per_grid=20, spread=0.5):
     return [[max(0.01, rng.gauss(centre, spread * centre)) for _ in range(per_grid)] for _ in range(n)]
 
 
-def test_sign_test_matches_the_binomial_tails():
-    assert sign_test(0, 0) == 1.0
-    assert sign_test(8, 0) == pytest.approx(2 / 2 ** 8)
-    assert sign_test(0, 8) == sign_test(8, 0)
-    assert sign_test(6, 1) == pytest.approx(2 * 8 / 128)              # P(X <= 1) = (1 + 7) / 128, two-sided
-    assert sign_test(5, 5) == 1.0
+def test_signed_rank_test_is_exact():
+    import itertools
+    assert signed_rank_test([]) == 1.0 and signed_rank_test([0.0, 0.0]) == 1.0
+    assert signed_rank_test([-1.0] * 8) == pytest.approx(2 / 2 ** 8)        # every pair one way
+    assert signed_rank_test([-3, -4, -5, -6, -7, -8, -9, 0.5]) == pytest.approx(4 / 256)  # the other way: rank 1
+    rng = random.Random(5)
+    for _ in range(50):                                                       # against brute-force enumeration
+        d = [rng.choice((-1, 1)) * rng.choice((0.5, 1.0, 1.0, 2.0, 3.0)) for _ in range(rng.randint(1, 8))]
+        mags = sorted(abs(x) for x in d)
+        ranks = [sum(k + 1 for k, m in enumerate(mags) if m == abs(x)) / mags.count(abs(x)) for x in d]
+        observed, mean = sum(r for r, x in zip(ranks, d) if x > 0), sum(ranks) / 2
+        extreme = sum(abs(sum(r for r, s in zip(ranks, signs) if s) - mean) >= abs(observed - mean) - 1e-9
+                      for signs in itertools.product((0, 1), repeat=len(d)))
+        assert signed_rank_test(d) == pytest.approx(extreme / 2 ** len(d))
 
 
 def test_a_clear_difference_is_claimed_with_its_direction_sizes_and_percentage():

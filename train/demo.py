@@ -5,7 +5,7 @@ guidance); `--teacher` runs the 20-step teacher with guidance instead, for compa
 a blue box" and a 4-view orbit rig, it generates DEMO_GRIDS grids per grid mode (independent, syncam, hard,
 soft; their noise drawn from one seed, the same in every mode) and scores them with the consistency metric.
 The comparison it prints follows the pre-registered rule of train/claims.py: a direction and a percentage
-only when the paired sign test over the grids decides, "not enough observations" when too few grids are
+only when the paired signed-rank test over the grids decides, "not enough observations" when too few grids are
 scorable, and the sample sizes on every line (tests/test_claims.py: the verdicts hold for seeds 0-4). The
 floor is the renderer's own grids of the DEMO_SCENE_SEEDS scenes (the first seeds whose every object is whole
 and apart in every view and frame, `find_demo_scene_seeds`). Writes into DIR:

@@ -124,7 +124,7 @@ def _fmt(value, width: int, digits: int = 2) -> str:
 
 def improvement_lines(modes: dict) -> list[str]:
     """One line per multi-view mode against independent, by the pre-registered rule of train/claims.py
-    (a direction and a percentage only when the paired sign test decides; sample sizes always)."""
+    (a direction and a percentage only when the paired signed-rank test decides; sample sizes always)."""
     if "independent" not in modes:
         return []
     return [c.line() for c in claims(modes)]
