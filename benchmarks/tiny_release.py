@@ -3,7 +3,9 @@
 Run from the repository root, with the folders the two GPU calls returned:
     python benchmarks/tiny_release.py --teacher-files DIR_A --student-files DIR_B [--skip-teacher-demo] [--skip-seeds]
 
-1. copies the model files into assets/ (DIR_A: the three teacher files; DIR_B: the student LoRA) and checks
+1. checks issue 13's bar (the student's median reprojection error and found-rate within 15 % of the 20-step
+   teacher's, every mode, in DIR_B's tables; it stops when the bar is missed unless --ship-student-anyway),
+   copies the model files into assets/ (DIR_A: the three teacher files; DIR_B: the student LoRA) and checks
    that teacher and student load;
 2. copies DIR_B's tables and distillation report into benchmarks/ (tiny_tables.md / .json, tiny_distill.json);
 3. refits the live-preview constants of the new autoencoder into nodes/preview.py (train/fit_preview.py);
@@ -59,6 +61,25 @@ def splice(text: str, name: str, body: str) -> str:
         raise SystemExit(f"no {begin} ... {end} section to write")
     head, rest = text.split(begin, 1)
     return head + begin + "\n" + body.strip() + "\n" + end + rest.split(end, 1)[1]
+
+
+def student_holds(tables: dict, tolerance: float = 0.15) -> list:
+    """Issue 13's bar for the demo to default to the student: in every mode, its median reprojection error at most
+    15 % above the 20-step teacher's and its found-rate at most 15 % below. Returns the failures (empty: it holds)."""
+    rows = tables["rows"]
+    if "student 4 steps" not in rows or "teacher 20 steps" not in rows:
+        return ["the tables have no student or no teacher row"]
+    failures = []
+    for mode, t in rows["teacher 20 steps"].items():
+        s = rows["student 4 steps"].get(mode)
+        if mode in ("settings", "claims") or s is None:
+            continue
+        if t["reproj_px_median"] is not None and (s["reproj_px_median"] is None or
+                                                  s["reproj_px_median"] > (1 + tolerance) * t["reproj_px_median"]):
+            failures.append(f"{mode}: median reprojection {s['reproj_px_median']} px vs the teacher's {t['reproj_px_median']:.2f}")
+        if s["found"] < (1 - tolerance) * t["found"]:
+            failures.append(f"{mode}: found-rate {s['found']:.2f} vs the teacher's {t['found']:.2f}")
+    return failures
 
 
 def stage_table(log: str) -> str:
@@ -129,7 +150,15 @@ def main() -> None:
     p.add_argument("--student-files", type=Path, required=True, help="the folder call B's files came back to")
     p.add_argument("--skip-teacher-demo", action="store_true")
     p.add_argument("--skip-seeds", action="store_true", help="use call B's GPU record of the demo seeds")
+    p.add_argument("--ship-student-anyway", action="store_true",
+                   help="ship the student as the demo's default even if it misses the 15 %% quality bar")
     args = p.parse_args()
+    failures = student_holds(json.loads((args.student_files / "tables.json").read_text()))
+    if failures and not args.ship_student_anyway:
+        raise SystemExit("release: the student does not hold the teacher's quality (issue 13: within 15 %), so the "
+                         "demo would not default to it: " + "; ".join(failures) + ". Ship the teacher alone "
+                         "(copy the three files of call A into assets/) or rerun with --ship-student-anyway")
+    print("release: student vs teacher: " + ("within 15 % in every mode" if not failures else "; ".join(failures)))
     for name in (DIT_FILE, SYNC_FILE, TEXT_AE_FILE):
         shutil.copyfile(args.teacher_files / name, ASSETS / name)
     shutil.copyfile(args.student_files / STUDENT_FILE, ASSETS / STUDENT_FILE)

@@ -203,7 +203,7 @@ def check_export(teacher_dir, lora: Path, student_dit, traj: Trajectories, sigma
 
 def distill(teacher_dir, out, budget: float = 240.0, trajectories: int = 512, cfg: float = 3.0, batch: int = 32,
             teacher_batch: int = 64, rank: int = 32, lr: float = 5e-4, device="cpu", amp: str = "auto",
-            seed: int = 0, log=print, max_steps: int = 10 ** 9) -> dict:
+            seed: int = 0, log=print, max_steps: int = 10 ** 9, validation_grids: int = VALIDATION_GRIDS) -> dict:
     """Distil the model in `teacher_dir` into STUDENT_FILE in `out`, within about `budget` seconds."""
     t0 = time.time()
     out = output_folder(out)
@@ -217,12 +217,12 @@ def distill(teacher_dir, out, budget: float = 240.0, trajectories: int = 512, cf
     # trajectories get at most TRAJECTORY_SHARE of the budget, shared by the modes in proportion to their cost
     weights = [MODE_COST[m] for m in modes]
     deadlines = [t0 + TRAJECTORY_SHARE * budget * sum(weights[:k + 1]) / sum(weights) for k in range(len(modes))]
-    captions, cameras = prompts(model, trajectories + VALIDATION_GRIDS)
+    captions, cameras = prompts(model, trajectories + validation_grids)
     train, validation = [], []
     for mode, deadline in zip(modes, deadlines):
         traj = teacher_trajectories(model, mode, captions, cameras, cfg, teacher_batch, sigmas, seed=seed,
                                     deadline=deadline, log=log)
-        fit, held = traj.split(min(VALIDATION_GRIDS, len(traj) // 4))
+        fit, held = traj.split(max(1, min(validation_grids, len(traj) // 4)))
         train.append(fit)
         validation.append(held)
         log(f"distill: {mode}: {len(fit)} + {len(held)} teacher trajectories ({time.time() - t0:.0f}s)")
@@ -286,6 +286,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rank", type=int, default=32, help="LoRA rank")
     parser.add_argument("--lr", type=float, default=5e-4)
     parser.add_argument("--amp", default="auto", choices=("auto", "bf16", "off"))
+    parser.add_argument("--validation", type=int, default=VALIDATION_GRIDS,
+                        help="trajectories per mode held out of training and scored at the end")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
 
@@ -295,7 +297,7 @@ def main(argv=None) -> int:
     add_arguments(parser)
     args = parser.parse_args(argv)
     distill(args.model, args.out, args.budget, args.trajectories, args.cfg, args.batch, args.teacher_batch, args.rank,
-            args.lr, args.device, args.amp, args.seed)
+            args.lr, args.device, args.amp, args.seed, validation_grids=args.validation)
     return 0
 
 
