@@ -9,6 +9,7 @@ and one line in SUBCOMMANDS below: name -> (module path relative to this package
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import sys
 
@@ -23,6 +24,9 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "eval": (".train.evaluate", "multi-view consistency table per grid mode (independent/syncam/hard/soft)"),
     "demo": (".train.demo", "generate a 4-view grid with the built-in model on CPU: videos, rig picture, metrics"),
 }
+
+# under torchrun these split every model forward over the ranks (model/distributed/launch.py)
+SPLIT_FORWARD_COMMANDS = ("generate", "demo", "eval")
 
 # errors of bad input: printed as one line instead of a traceback. Other errors are bugs and keep theirs.
 USER_ERRORS = (CamGridError, FileNotFoundError, ImportError)
@@ -61,7 +65,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv[1:])
     try:
         _check_common_arguments(args)
-        return int(module.run(args) or 0)
+        # imported here like the subcommands (it loads the model code); under torchrun it joins the ranks,
+        # splits every forward over them and lets rank 0 alone print and write (docs/ARCHITECTURE.md §12 Several GPUs)
+        from .model.distributed import cli_processes
+        # `train` runs its own data parallelism (DDP / FSDP, train/real/distributed.py): no forward splitting
+        with cli_processes(args) if name in SPLIT_FORWARD_COMMANDS else contextlib.nullcontext():
+            return int(module.run(args) or 0)
     except USER_ERRORS as exc:
         print(f"camgrid {name}: error: {exc}", file=sys.stderr)
         return 2

@@ -26,11 +26,9 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import importlib
 import json
 import statistics
 import sys
-import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -39,18 +37,10 @@ import torch
 import torch.nn.functional as F
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tools"))
+from camgrid_checkout import use_this_checkout  # noqa: E402  (this checkout as `camgrid`, whatever is installed)
 
-
-def import_camgrid():
-    """Import *this* checkout as `camgrid` (the repository root is the package), even where another
-    copy is installed: a temporary folder holding one link, camgrid -> root, goes first on sys.path."""
-    link_dir = Path(tempfile.mkdtemp(prefix="camgrid_pkg_"))
-    (link_dir / "camgrid").symlink_to(ROOT)
-    sys.path.insert(0, str(link_dir))
-    return importlib.import_module("camgrid")
-
-
-import_camgrid()
+use_this_checkout()
 from camgrid.kernels import fa3, triton_available  # noqa: E402
 from camgrid.kernels import fp8_attention as FA  # noqa: E402
 from camgrid.kernels import fp8_scaling as S  # noqa: E402

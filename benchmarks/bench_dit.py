@@ -33,12 +33,12 @@ from __future__ import annotations
 import argparse
 import gc
 import importlib
+import importlib.util
 import json
 import math
 import os
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -55,15 +55,14 @@ SIZES = {
 BF16_PEAK = {"H100": 989.4e12, "H200": 989.4e12}  # dense bf16 tensor-core peak (SXM datasheet)
 
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
+from camgrid_checkout import use_this_checkout  # noqa: E402  (this checkout as `camgrid`, whatever is installed)
+
+
 def import_camgrid():
-    """The repo root is the package; make it importable as `camgrid` without installing."""
-    try:
-        return importlib.import_module("camgrid")
-    except ImportError:
-        link_dir = Path(tempfile.mkdtemp(prefix="camgrid_pkg_"))
-        (link_dir / "camgrid").symlink_to(ROOT)
-        sys.path.insert(0, str(link_dir))
-        return importlib.import_module("camgrid")
+    """This checkout as `camgrid` (tools/camgrid_checkout.py), imported."""
+    use_this_checkout()
+    return importlib.import_module("camgrid")
 
 
 # ------------------------------------------------------------------------------------------
@@ -177,11 +176,13 @@ def load_official(kind):
     if str(REF_DIR) not in sys.path:
         sys.path.insert(0, str(REF_DIR))
     mod = importlib.import_module(f"{pkg}.wan_video_dit")
-    # DiffSynth's attention silently switches to SageAttention when `sageattention` is importable
-    # (round 2 measured it that way by accident: 1.82 / 2.33 s instead of 1.54 / 1.93 s). The
-    # baseline is the official DiT on PyTorch SDPA, so the switch is turned off here.
-    if getattr(mod, "SAGE_ATTN_AVAILABLE", False):
-        mod.SAGE_ATTN_AVAILABLE = False
+    # DiffSynth's attention silently switches to FlashAttention-3 / -2 or SageAttention when
+    # `flash_attn_interface` / `flash_attn` / `sageattention` is importable (round 2 measured sage that way
+    # by accident: 1.82 / 2.33 s instead of 1.54 / 1.93 s). The baseline is the official DiT on PyTorch
+    # SDPA, so the switches are turned off here (bench_round3.py times its FA3 path as a separate row).
+    for switch in ("FLASH_ATTN_3_AVAILABLE", "FLASH_ATTN_2_AVAILABLE", "SAGE_ATTN_AVAILABLE"):
+        if getattr(mod, switch, False):
+            setattr(mod, switch, False)
     return mod
 
 

@@ -15,16 +15,15 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import torch
 
-# import camgrid from this checkout (whatever else is installed): a folder holding one link camgrid -> repo root
-_link_dir = Path(tempfile.mkdtemp())
-(_link_dir / "camgrid").symlink_to(Path(__file__).resolve().parents[1], target_is_directory=True)
-sys.path.insert(0, str(_link_dir))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
+from camgrid_checkout import use_this_checkout  # noqa: E402  (this checkout as `camgrid`, whatever is installed)
+
+use_this_checkout()
 
 from camgrid.model.attention import attention  # noqa: E402
 from camgrid.model.layers import TextKV  # noqa: E402

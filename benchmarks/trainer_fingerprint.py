@@ -11,10 +11,10 @@ import sys
 import tempfile
 from pathlib import Path
 
-root = Path.cwd().resolve()
-link_dir = Path(tempfile.mkdtemp())
-(link_dir / "camgrid").symlink_to(root, target_is_directory=True)
-sys.path.insert(0, str(link_dir))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
+from camgrid_checkout import use_this_checkout  # noqa: E402  (this checkout as `camgrid`, whatever is installed)
+
+use_this_checkout()
 
 import torch  # noqa: E402
 from safetensors.torch import load_file  # noqa: E402

@@ -1,6 +1,6 @@
 """Writes the example workflows (ComfyUI UI format) of this folder.
 
-    python example_workflows/make_workflows.py          # from the repository root
+    python example_workflows/make_workflows.py          # from anywhere: it uses the nodes of its own checkout
 
 ComfyUI's template browser lists every `*.json` of a pack's `example_workflows/` folder with the
 `.jpg` of the same name as its thumbnail, and shows the *file name* as the card's title (the server
@@ -86,10 +86,11 @@ MODEL_FILES = {m.name: m for m in (
 # ---------------------------------------------------------------------------------------------
 
 def _import_camgrid():
-    try:
-        import camgrid  # noqa: F401
-    except ImportError:
-        sys.path.insert(0, str(REPO.parent))
+    """The node classes of THIS checkout (not of whatever camgrid is installed): tools/camgrid_checkout.py."""
+    sys.path.insert(0, str(REPO / "tools"))
+    from camgrid_checkout import use_this_checkout
+
+    use_this_checkout(REPO)
     from camgrid.nodes import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS
     return NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS
 
@@ -483,6 +484,7 @@ def build(key: str, defs: dict) -> dict:
 
 
 def main() -> None:
+    _import_camgrid()   # this checkout's camgrid, before anything imports another one
     from camgrid.model.files import atomic_write
 
     defs = all_object_info()

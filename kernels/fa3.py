@@ -8,8 +8,8 @@ whose top-level module is `flash_attn_interface` (kernels in `flash_attn_3._C`).
 dependency: nothing here imports it until a backend call or a probe asks, and every probe returns
 False instead of raising when it is missing or broken, so a dispatcher can skip it.
 
-Call signatures (the layout of every camgrid attention backend, docs/ARCHITECTURE.md §7 Attention
-and memory)
+Call signatures (the layout of every camgrid attention backend,
+docs/ARCHITECTURE.md §7.1 Attention backends)
     out = attention_flash_attn3(q, k, v)
         q [B, Lq, H, D], k / v [B, Lk, H, D], bf16 or fp16 on a Hopper GPU -> out [B, Lq, H, D] (q.dtype);
         softmax scale 1 / sqrt(D), no mask, not causal.

@@ -7,8 +7,10 @@ token rows [(B V), (T hw), d] reshaped to [B, (V T hw), d] with no copy. RoPE's 
 position of frame (a, t) is a*T + t as well (`fused_frame_positions`).
 
 Call signatures
-    out = grid_mask_attention(q, k, v, views, frames, tokens_per_frame, backend="auto")
+    out = grid_mask_attention(q, k, v, views, frames, tokens_per_frame, backend="auto", lse_backend="auto")
         q / k / v [B, V*T*hw, H, D] -> out [B, V*T*hw, H, D] (q.dtype); softmax scale 1 / sqrt(D).
+        lse_backend: the dense kernel of the "streams" path (kernels/attention_lse.py: auto, aten, fa3,
+        cudnn, flash, chunked).
         backends
           "streams"  exact decomposition into dense attentions, no mask: the temporal stream (each
                      view's T frames, [(B V), (T hw)]) and, per query frame, the V-1 other views at
@@ -36,6 +38,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+import warnings
 
 import torch
 import torch.nn.functional as F
@@ -91,12 +94,16 @@ def grid_mask_naive(q, k, v, views, frames, tokens_per_frame):
 
 
 def _other_views(x, views, frames, hw):
-    """[B, V*T*hw, H, D] -> [(B V T), (V-1)*hw, H, D]: for each frame (a, t), the frames (b != a, t)."""
+    """[B, V*T*hw, H, D] -> [(B V T), (V-1)*hw, H, D]: for each frame (a, t), the frames (b != a, t).
+
+    One gather straight into the output layout (indices on the view and time axes broadcast to
+    [V, T, V-1]), so the copy exists once: (V-1) x the tokens of x."""
     b, _, h, d = x.shape
     x6 = x.view(b, views, frames, hw, h, d)
     others = torch.tensor([[o for o in range(views) if o != a] for a in range(views)], device=x.device)
-    g = x6[:, others]                                   # [B, V, V-1, T, hw, H, D] (a copy: the gather)
-    return g.permute(0, 1, 3, 2, 4, 5, 6).reshape(b * views * frames, (views - 1) * hw, h, d)
+    times = torch.arange(frames, device=x.device)
+    g = x6[:, others[:, None, :], times[None, :, None]]  # [B, V, T, V-1, hw, H, D], contiguous
+    return g.view(b * views * frames, (views - 1) * hw, h, d)
 
 
 def grid_mask_streams(q, k, v, views, frames, tokens_per_frame, lse_backend="auto"):
@@ -245,8 +252,13 @@ def grid_mask_flex(q, k, v, views, frames, tokens_per_frame, block=DEFAULT_BLOCK
         block_mask = grid_block_mask(views, frames, tokens_per_frame, block, pad_frames, q.device)
     hw_pad = st.padded_tokens_per_frame
     qp, kp, vp = (_pad_frames(t, n_frames, tokens_per_frame, hw_pad).transpose(1, 2) for t in (q, k, v))
-    fn = _compiled_flex() if q.is_cuda else flex_attention  # eager flex (CPU) materialises the scores
-    out = fn(qp, kp, vp, block_mask=block_mask, scale=1.0 / math.sqrt(d)).transpose(1, 2)
+    if q.is_cuda:
+        out = _compiled_flex()(qp, kp, vp, block_mask=block_mask, scale=1.0 / math.sqrt(d))
+    else:
+        with warnings.catch_warnings():  # eager flex (CPU) materialises the scores: the documented test path
+            warnings.filterwarnings("ignore", message="flex_attention called without torch.compile")
+            out = flex_attention(qp, kp, vp, block_mask=block_mask, scale=1.0 / math.sqrt(d))
+    out = out.transpose(1, 2)
     if hw_pad != tokens_per_frame:
         out = out.reshape(b, n_frames, hw_pad, h, d)[:, :, :tokens_per_frame].reshape(b, n, h, d)
     return out
@@ -268,12 +280,12 @@ def resolve_backend(q: torch.Tensor, backend: str = "auto") -> str:
     return PREFERRED_BACKENDS[0] if backend == "auto" else backend
 
 
-def grid_mask_attention(q, k, v, views, frames, tokens_per_frame, backend="auto"):
+def grid_mask_attention(q, k, v, views, frames, tokens_per_frame, backend="auto", lse_backend="auto"):
     """Fused grid attention (see the module docstring); q / k / v [B, V*T*hw, H, D]."""
     _check(q, k, v, views, frames, tokens_per_frame)
     name = resolve_backend(q, backend)
     if name == "streams":
-        return grid_mask_streams(q, k, v, views, frames, tokens_per_frame)
+        return grid_mask_streams(q, k, v, views, frames, tokens_per_frame, lse_backend)
     if name == "flex":
         return grid_mask_flex(q, k, v, views, frames, tokens_per_frame)
     return grid_mask_naive(q, k, v, views, frames, tokens_per_frame)

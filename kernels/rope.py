@@ -43,6 +43,14 @@ def _axis_angles(positions: torch.Tensor, axis_dims: int, theta: float) -> torch
 @functools.lru_cache(maxsize=64)
 def _cos_sin_cached(frame_positions: tuple[int, ...], height: int, width: int, head_dim: int,
                     theta: float, device: str) -> tuple[torch.Tensor, torch.Tensor]:
+    # the tables outlive the call that made them: made under torch.inference_mode (sampling) they would be
+    # inference tensors, which a later forward with autograd (training, in the same process) cannot save
+    with torch.inference_mode(False):
+        return _cos_sin(frame_positions, height, width, head_dim, theta, device)
+
+
+def _cos_sin(frame_positions: tuple[int, ...], height: int, width: int, head_dim: int,
+             theta: float, device: str) -> tuple[torch.Tensor, torch.Tensor]:
     dims_f, dims_h, dims_w = rope_axis_dims(head_dim)
     n_f = len(frame_positions)
     ang_f = _axis_angles(torch.tensor(frame_positions), dims_f, theta)  # [F, dims_f / 2]

@@ -9,29 +9,51 @@ Backends (the table `IMPLEMENTATIONS` at the end of this file)
     sdpa        torch.nn.functional.scaled_dot_product_attention; on CUDA PyTorch picks
                 cuDNN / flash / memory-efficient kernels, none of which builds the score matrix
                 (on Hopper cuDNN is asked for first: kernels/sdpa_select.py).
+    flash_attn3 FlashAttention-3 (kernels/fa3.py): Hopper GPUs (compute capability 9.x), fp16/bf16,
+                from the registry's prebuilt `tokenspeed-fa3` wheel (module `flash_attn_interface`).
+                Exact. Measured on an H200 (benchmarks/ATTENTION_GPU.md, 12 heads x 128, bf16):
+                9.70 ms vs cuDNN SDPA 11.27 ms on one 81-frame 480p view (N = 32760), 7.50 vs 9.08 ms
+                on the 4-view view stream (21 x 6240): the fastest exact kernel there.
+    fp8         scaled 8-bit attention (kernels/fp8_attention.py): FA3's fp8 forward with per-(batch,
+                head) Q / K scales, smoothed K and per-channel V scales (SageAttention-2 recipe).
+                NOT exact: 40.5 dB PSNR per attention call at N = 32760 (44 dB at the view-stream
+                shape) where bf16 kernels reach 68.7 dB; 8.21 ms vs FA3 bf16 9.70 ms at N = 32760,
+                but slower than FA3 bf16 on the short view-stream sequences (7.99 vs 7.50 ms).
+                Opt-in only (`attention="fp8"`, loader node); `auto` never picks it.
     chunked     pure torch, query blocks sized from a memory budget, fp32 softmax per block:
                 peak extra memory O(block * Lk), never O(Lq * Lk). Default on CPU.
-    flash_attn  flash_attn.flash_attn_func (Dao-AILab), CUDA + fp16/bf16, head_dim <= 256.
+    flash_attn  flash_attn.flash_attn_func (Dao-AILab, FlashAttention-2), CUDA + fp16/bf16, head_dim <= 256.
     sage        sageattention.sageattn: INT8 Q K^T (per-block scales) and fp16 P V; CUDA + fp16/bf16,
                 head_dim 64 / 96 / 128. Changes the numerics (8-bit scores), so `auto` never picks it:
                 it is a user choice (`attention=` option, loader node). See `attention_sage`.
                 Measured on an H200 (benchmarks/RESULTS.md, round 2): 1.0.6's Triton kernel runs at
                 0.5-0.8x cuDNN's speed; it pays on GPUs without a fast fused SDPA kernel.
     naive       materialises the full [Lq, Lk] score matrix; the reference for tests only.
-    auto        the first backend of `AUTO_ORDER[device type]` that is installed and takes the inputs,
-                else sdpa.
+    auto        the fastest *exact* backend that is installed and takes the inputs: the first of
+                `auto_order(q)` that fits, else sdpa. Per device:
+                  Hopper (sm 9.x)   flash_attn3, sdpa (cuDNN)   FA2 is skipped: 1.6x slower than cuDNN there
+                  other CUDA GPUs   flash_attn, sdpa
+                  CPU               chunked
+                A backend marked `exact=False` (fp8, sage) can never be in these lists (checked at import).
 
 Which backend runs, in order: the `backend` argument, then the innermost `attention_backend(...)`
 context (GridDiT.forward enters one with the model's `attention_backend`), then
 `set_default_backend(...)`, then the environment variable CAMGRID_ATTENTION (default "auto").
-An optional backend handed inputs it cannot take (CPU, fp32, too large a head_dim) falls back to
-sdpa with a one-time warning instead of failing mid-sampling.
+Asking for a backend whose package is missing is an error that says how to install it (e.g.
+flash_attn3 on a machine without `tokenspeed-fa3`). An installed optional backend handed inputs it
+cannot take (CPU, fp32, a non-Hopper GPU for FA3, too large a head_dim) falls back to sdpa with a
+one-time warning instead of failing mid-sampling.
+
+The fused grid mode's attention (`fused_grid_attention`: a whole grid's tokens, a pair kept iff same view
+or same time) goes through the same choice: its exact "streams" method runs two dense attentions with
+log-sum-exps on the kernel of the backend chosen above (flash_attn3 -> FA3, sdpa -> cuDNN / flash,
+chunked -> chunked torch; fp8 has no LSE path there and runs exact, FA3 when installed).
 
 Adding a backend: write `fn(q, k, v) -> out` on [B, L, H, D] (its kernel lives in kernels/, which never
 imports model/), then add one entry to `IMPLEMENTATIONS`, e.g.
-    "fa3": Backend(attention_fa3, package="flash_attn_interface", install="pip install ...",
-                   unsupported=needs_cuda_half(max_head_dim=256)),
-and its name to `AUTO_ORDER["cuda"]` if `auto` should pick it.
+    "mine": Backend(attention_mine, package="my_module", install="pip install ...",
+                    unsupported=needs_cuda_half(max_head_dim=256)),
+and its name to the `AUTO_ORDER` lists where `auto` should pick it (exact backends only).
 
 Why a chunked backend at all: a reported ReCamMaster OOM asked for 192 GiB, which is one
 materialised fp32 N x N score matrix; CPU and old GPUs need a path that cannot do that.
@@ -51,7 +73,11 @@ from typing import Callable, Optional
 import torch
 import torch.nn.functional as F
 
+from ..kernels import fa3, fp8_attention, triton_available
+from ..kernels.grid_mask_attention import BACKENDS as GRID_MASK_METHODS
+from ..kernels.grid_mask_attention import grid_mask_attention
 from ..kernels.sdpa_select import sdpa_priority
+from .checks import InputError
 
 # Scores of one chunked step may use this many bytes (fp32); env CAMGRID_ATTENTION_CHUNK_MB overrides.
 DEFAULT_CHUNK_BUDGET_BYTES = int(float(os.environ.get("CAMGRID_ATTENTION_CHUNK_MB", "256")) * 2**20)
@@ -72,12 +98,17 @@ class Backend:
     install:     how to get that package (shown when it is missing).
     unsupported: q -> why these inputs cannot run on it, or None when they can (then `resolve_backend`
                  falls back to sdpa with a one-time warning).
+    installed:   () -> bool, when the backend's kernel module probes its own dependencies (FA3, fp8);
+                 otherwise importing `package` decides.
+    exact:       False for backends that change the output by quantisation (fp8, sage): never in AUTO_ORDER.
     """
 
     run: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
     package: Optional[str] = None
     install: str = ""
     unsupported: Optional[Callable[[torch.Tensor], Optional[str]]] = None
+    installed: Optional[Callable[[], bool]] = None
+    exact: bool = True
 
 
 def needs_cuda_half(max_head_dim: Optional[int] = None, head_dims: tuple = ()):
@@ -213,21 +244,43 @@ def attention_sage(q, k, v):
 # --------------------------------------------------------------------------------------------
 # the table: a backend joins with one entry (see the module docstring)
 # --------------------------------------------------------------------------------------------
+def _fa3_unsupported(q) -> Optional[str]:
+    return fa3.input_reason(fa3.device_capability(q.device), q.dtype, q.shape[-1])
+
+
 IMPLEMENTATIONS: dict[str, Backend] = {
     "sdpa": Backend(attention_sdpa),
     "chunked": Backend(attention_chunked),
     "naive": Backend(attention_naive),
+    "flash_attn3": Backend(fa3.attention_flash_attn3, package=fa3.MODULE_NAME, install=fa3.INSTALL_HINT,
+                           unsupported=_fa3_unsupported, installed=fa3.installed),
+    "fp8": Backend(fp8_attention.attention_fp8, package=fa3.MODULE_NAME,
+                   install=f"{fa3.INSTALL_HINT}; or triton for the slower Triton fp8 kernel",
+                   unsupported=fp8_attention.unsupported_reason,
+                   installed=lambda: fa3.installed() or triton_available(), exact=fp8_attention.EXACT),
     "flash_attn": Backend(attention_flash_attn, package="flash_attn",
                           install="pip install flash-attn --no-build-isolation",
                           unsupported=needs_cuda_half(max_head_dim=256)),
     "sage": Backend(attention_sage, package="sageattention", install="pip install sageattention",
-                    unsupported=needs_cuda_half(head_dims=SAGE_HEAD_DIMS)),
+                    unsupported=needs_cuda_half(head_dims=SAGE_HEAD_DIMS), exact=False),
 }
 BACKENDS = ("auto",) + tuple(IMPLEMENTATIONS)  # the names users may choose (option lists of nodes and CLI)
-# what "auto" tries per device type, in order (never "sage": its 8-bit scores change the output, so it
-# is a user choice, not a silent speed-up); the first installed backend that takes the inputs runs
-AUTO_ORDER = {"cpu": ("chunked",), "cuda": ("flash_attn", "sdpa")}
+# What "auto" tries, in order, per kind of device (see `auto_order`); the first installed backend that takes
+# the inputs runs. Exact backends only: fp8 / sage change the output, so they are user choices, never a
+# silent speed-up. On Hopper FlashAttention-2 is left out: cuDNN's SDPA kernel ran 1.6x faster (H200).
+AUTO_ORDER = {"cpu": ("chunked",), "cuda": ("flash_attn", "sdpa"), "cuda_sm90": ("flash_attn3", "sdpa")}
 FALLBACK = "sdpa"  # the device's fused kernel: what runs when nothing else fits
+FP8_ATTENTION_ACCURACY = fp8_attention.MEASURED_ACCURACY  # for option tooltips (loader node)
+_inexact = sorted({n for order in AUTO_ORDER.values() for n in order if not IMPLEMENTATIONS[n].exact})
+if _inexact:
+    raise RuntimeError(f"AUTO_ORDER lists inexact attention backends {_inexact}: auto must keep the output exact")
+
+
+def auto_order(q: torch.Tensor) -> tuple[str, ...]:
+    """The backends `auto` tries for q's device, fastest exact first."""
+    if q.device.type == "cuda" and (fa3.device_capability(q.device) or (0, 0))[0] == 9:
+        return AUTO_ORDER["cuda_sm90"]
+    return AUTO_ORDER.get(q.device.type, ())
 
 
 # --------------------------------------------------------------------------------------------
@@ -235,7 +288,7 @@ FALLBACK = "sdpa"  # the device's fused kernel: what runs when nothing else fits
 # --------------------------------------------------------------------------------------------
 def _check_name(name: str) -> str:
     if name != "auto" and name not in IMPLEMENTATIONS:
-        raise ValueError(f"attention backend {name!r} is unknown; choose one of auto, {', '.join(IMPLEMENTATIONS)}")
+        raise InputError(f"attention backend {name!r} is unknown; choose one of auto, {', '.join(IMPLEMENTATIONS)}")
     return name
 
 
@@ -250,7 +303,12 @@ def _optional_module(name: str):
 
 def backend_installed(name: str) -> bool:
     _check_name(name)
-    return name == "auto" or IMPLEMENTATIONS[name].package is None or _optional_module(name) is not None
+    if name == "auto":
+        return True
+    b = IMPLEMENTATIONS[name]
+    if b.installed is not None:
+        return b.installed()
+    return b.package is None or _optional_module(name) is not None
 
 
 def available_backends() -> list[str]:
@@ -258,10 +316,11 @@ def available_backends() -> list[str]:
     return [name for name in ("auto", *IMPLEMENTATIONS) if backend_installed(name)]
 
 
-def _require_installed(name: str) -> None:
+def require_installed(name: str) -> None:
+    """Raise InputError, naming how to install it, when backend `name` cannot be imported here."""
     if not backend_installed(name):
         b = IMPLEMENTATIONS[name]
-        raise ValueError(
+        raise InputError(
             f"attention backend {name!r} needs the {b.package!r} package, which is not importable here; "
             f"install it ({b.install}) or choose one of {', '.join(available_backends())}"
         )
@@ -271,7 +330,7 @@ def set_default_backend(name: str) -> None:
     """Process-wide default used when neither the call nor a context names a backend."""
     global _default_backend
     _check_name(name)
-    _require_installed(name)
+    require_installed(name)
     _default_backend = name
 
 
@@ -287,7 +346,7 @@ def attention_backend(name: Optional[str]):
         yield
         return
     _check_name(name)
-    _require_installed(name)
+    require_installed(name)
     token = _context_backend.set(name)
     try:
         yield
@@ -304,11 +363,11 @@ def resolve_backend(q: torch.Tensor, backend: str | None = None) -> str:
     """The concrete backend that `attention` runs for query `q` and the requested `backend`."""
     name = _check_name(backend or get_default_backend())
     if name == "auto":
-        for candidate in AUTO_ORDER.get(q.device.type, ()):
+        for candidate in auto_order(q):
             if backend_installed(candidate) and _unsupported_reason(candidate, q) is None:
                 return candidate
         return FALLBACK
-    _require_installed(name)
+    require_installed(name)
     reason = _unsupported_reason(name, q)
     if reason is not None:
         if name not in _warned:
@@ -337,3 +396,35 @@ def attention(q, k, v, backend=None):
     """Multi-head attention, q [B, Lq, H, D], k/v [B, Lk, H, D] -> [B, Lq, H, D] (q.dtype)."""
     _check_inputs(q, k, v)
     return IMPLEMENTATIONS[resolve_backend(q, backend)].run(q, k, v)
+
+
+# --------------------------------------------------------------------------------------------
+# the fused grid mode's masked attention (docs/ARCHITECTURE.md §3.3 Grid modes, "fused")
+# --------------------------------------------------------------------------------------------
+FUSED_METHODS = GRID_MASK_METHODS  # auto, streams (exact, dense kernels + LSE merge), flex (FlexAttention), naive
+# the dense LSE kernel (kernels/attention_lse.py) of the "streams" method for each dispatch backend;
+# backends not listed (sdpa, flash_attn, sage) use PyTorch's aten kernels (cuDNN on Hopper, else flash)
+LSE_KERNEL = {"flash_attn3": "fa3", "fp8": "auto", "chunked": "chunked", "naive": "chunked"}
+
+
+# Not traced by torch.compile, like `attention` (Python dispatch, optional extension kernels).
+@torch.compiler.disable
+def fused_grid_attention(q, k, v, views: int, frames: int, tokens_per_frame: int, method: str = "auto"):
+    """Attention of a whole grid, q / k / v [B, V*T*hw, H, D] (view-major: frame (view a, time t) is frame
+    a*T + t), a query-key pair kept iff the two frames share the view or the time -> [B, V*T*hw, H, D].
+
+    method (kernels/grid_mask_attention.py): "streams" exact, no mask (the temporal stream + the other views
+    at the same time, merged with their log-sum-exps; FLOPs exactly the mask's); "flex" FlexAttention with
+    a block mask built from the frame structure; "naive" a dense boolean mask (tests). "auto": naive when
+    the dispatch backend is naive (a test's reference), else streams on that backend's kernel (LSE_KERNEL).
+    Measured on an H200 (V=4, T=21, hw=1560): streams on FA3 51.2 ms, on cuDNN 59.4 ms, FlexAttention
+    75.6 ms; the two attentions of `hard` take 54.6 ms.
+    """
+    _check_inputs(q, k, v)
+    if method not in FUSED_METHODS:
+        raise ValueError(f"fused attention method {method!r} is unknown; choose one of {', '.join(FUSED_METHODS)}")
+    backend = resolve_backend(q)
+    if method == "auto":
+        method = "naive" if backend == "naive" else "streams"
+    return grid_mask_attention(q, k, v, views, frames, tokens_per_frame, backend=method,
+                               lse_backend=LSE_KERNEL.get(backend, "aten"))

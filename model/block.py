@@ -3,6 +3,8 @@
 A block runs on *rows* of tokens [N, L, d]; which tokens form a row is the mode's choice:
     time stream  [(B V), (T h w), d]   a view's whole video (the canonical layout between blocks)
     view stream  [(B T), (V h w), d]   every view at one latent frame
+    whole grid   [B, (V T h w), d]     the time-stream rows of a batch element back to back (a view, no
+                                       copy): the fused mode's self-attention row
 Rows are independent in every step of a block (attention stays inside a row), which is what row
 chunking (`row_chunks`) relies on.
 
@@ -166,11 +168,32 @@ class GridDiTBlock(nn.Module):
         return self.over_row_chunks(lambda xr, er, tr, _cam: self.cross_ffn_residual(xr, self.modulation_of(er), tr),
                                     x, e, text, out=x if inplace else None)
 
+    def forward_fused(self, x, e, text: TextKV, rope, attend, grid: TokenGrid, cam=None):
+        """4Real-Video-V2 fused block on time-stream rows x [(B V), (T hw), d], e [(B V), 6, d] per row:
+            1.     x = x + gate_msa * self_attn(LN(x) * (1 + scale_msa) + shift_msa (+ cam), rope)
+                   on whole-grid rows [B, (V T hw), d], attend = the grid-masked attention (same view or
+                   same time), rope with frame index view*T + time
+            2., 3. cross-attention and FFN as in every block, once, on the time-stream rows
+        The modulation is per batch element, so the whole-grid rows take every view's (equal) row of e.
+        With `row_chunks` set, step 1 runs on at most that many batch elements, steps 2 and 3 on at most
+        that many views at a time."""
+        b, v, n = grid.batch, grid.views, x.shape[1]
+        e_grid = e[::v]  # [B, 6, d]: rows of one batch element share their timestep
+        cam_grid = None if cam is None else cam.reshape(b, v * n, -1)
+        y = self.over_row_chunks(
+            lambda xr, er, _text, cr: self.self_attn_residual(xr, self.modulation_of(er), rope, cr, attend=attend),
+            x.reshape(b, v * n, -1), e_grid, text, cam_grid).view(b * v, n, -1)
+        inplace = not torch.is_grad_enabled()
+        return self.over_row_chunks(lambda xr, er, tr, _cam: self.cross_ffn_residual(xr, self.modulation_of(er), tr),
+                                    y, e, text, out=y if inplace else None)
+
     # --- the steps ------------------------------------------------------------------------------
-    def self_attn_residual(self, x, m: Modulation, rope, cam=None, use_projector=False):
+    def self_attn_residual(self, x, m: Modulation, rope, cam=None, use_projector=False, attend=None):
         """1. x + gate_msa * self_attn(LN(x) * (1 + scale_msa) + shift_msa (+ cam)), ReCamMaster's projector on
-        the attention output. Out of place: the caller's x may feed the other stream too."""
-        y = self.self_attn(self.modulated(x, self.norm1, m.shift_msa, m.scale_msa, cam), rope)
+        the attention output. Out of place: the caller's x may feed the other stream too. attend: the
+        attention of SelfAttention.forward (None: the dispatcher's full attention)."""
+        h = self.modulated(x, self.norm1, m.shift_msa, m.scale_msa, cam)
+        y = self.self_attn(h, rope) if attend is None else self.self_attn(h, rope, attend)
         if use_projector:
             y = self.projector(y)
         return gated_residual(x, m.gate_msa, y)

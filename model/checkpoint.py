@@ -1,5 +1,5 @@
 """Loading DiT checkpoints: any released file -> GridDiT, with the variant and config detected
-(docs/ARCHITECTURE.md §3.1 Base block, §3.2 Variants, §7 Attention and memory).
+(docs/ARCHITECTURE.md §13 Loading).
 
     model = load_grid_dit(path_or_state_dict, device="cpu", dtype=None, options=LoadOptions(...))
     model = load_grid_dit(path, num_heads=2, fp8=True)    # keyword fields are shorthand for LoadOptions
@@ -28,7 +28,7 @@ import torch
 from safetensors.torch import save_file
 
 from .attention import BACKENDS
-from .checks import InputError
+from .checks import InputError, Limit
 from .config import DiTConfig, infer_config
 from .dit import GridDiT
 from .files import atomic_save
@@ -41,7 +41,7 @@ from .weights_io import (PICKLE_SUFFIXES, WEIGHT_DTYPES, CheckpointError, Tensor
                          open_weights, problem_list, read_header, read_state_dict)
 
 # names other modules import from here: this module's own, and the file-level ones it re-exports
-__all__ = ["LoadOptions", "OPTION_RANGES", "COMPUTE_DTYPES", "METADATA_CONFIG_KEY", "load_grid_dit", "describe",
+__all__ = ["LoadOptions", "OPTION_LIMITS", "COMPUTE_DTYPES", "METADATA_CONFIG_KEY", "load_grid_dit", "describe",
            "save_grid_dit", "check_block_swap", "default_compute_dtype", "expected_shapes", "DiTPlan", "plan_dit",
            "build_dit", "fill_dit", "apply_options",
            "CheckpointError", "TensorInfo", "read_state_dict", "read_header", "to_original_layout",
@@ -50,7 +50,11 @@ __all__ = ["LoadOptions", "OPTION_RANGES", "COMPUTE_DTYPES", "METADATA_CONFIG_KE
 METADATA_CONFIG_KEY = "camgrid.config"
 COMPUTE_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 # the memory options' limits, for the library and the Model Loader node's widgets alike (0 = off)
-OPTION_RANGES = {"block_swap": (0, 64), "row_chunks": (0, 4096), "ffn_chunk": (0, 1 << 20)}
+OPTION_LIMITS = {
+    "block_swap": Limit(0, 64, integer=True, hint="blocks whose weights stay on the CPU, 0 = off"),
+    "row_chunks": Limit(0, 4096, integer=True, hint="rows (sequences) per block step, 0 = all at once"),
+    "ffn_chunk": Limit(0, 1 << 20, integer=True, hint="tokens per feed-forward step, 0 = all at once"),
+}
 # config fields that the weights' shapes determine: `camgrid.config` metadata must agree with them
 SHAPE_FIELDS = ("dim", "ffn_dim", "num_layers", "in_dim", "out_dim", "text_dim", "freq_dim", "patch_size",
                 "cross_attn_norm")
@@ -81,10 +85,11 @@ class LoadOptions:
             raise InputError(f"attention must be one of {', '.join(BACKENDS)}, got {self.attention!r}")
         if not (self.sync_weights is None or isinstance(self.sync_weights, (str, os.PathLike, Mapping))):
             raise InputError(f"sync_weights must be a file path or a state dict, got {type(self.sync_weights).__name__}")
-        for name, (low, high) in OPTION_RANGES.items():
+        for name, limit in OPTION_LIMITS.items():
             value = getattr(self, name)
-            if type(value) is not int or not low <= value <= high:
-                raise InputError(f"{name} must be an integer from {low} (off) to {high}, got {value!r}")
+            if type(value) is not int:   # a count: 2.0 is a mistake somewhere upstream, not a count
+                raise InputError(f"{name} must be an int, got {type(value).__name__} {value!r}")
+            limit.check(name, value)
 
     def replace(self, **changes) -> "LoadOptions":
         unknown = set(changes) - {f.name for f in fields(self)}

@@ -31,23 +31,34 @@ class InputError(CamGridError):
 # ---------------------------------------------------------------------------------------------
 
 def _number(x) -> str:
-    return str(x) if isinstance(x, int) else f"{x:g}"
+    return str(x) if isinstance(x, numbers.Integral) else f"{x:g}"
 
 
 def _shown(value) -> str:
-    text = repr(value)
-    return text if len(text) <= 40 else text[:37] + "..."
+    """A refused value for a message: numbers as numbers (a huge integer by its size: 10**400 has no float),
+    anything else by its type only (a message must never echo the contents of a file that was not a number)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        return type(value).__name__
+    if isinstance(value, numbers.Integral) and abs(int(value)) >= 10 ** 15:
+        return f"an integer of {len(str(abs(int(value))))} digits"
+    return _number(value)
 
 
 @dataclass(frozen=True)
 class Limit:
     """The allowed values of one numeric input: low..high (inclusive), whole numbers if `integer`.
-    `hint` says what the input does, so a refusal also tells the user which way to go."""
+
+    `hint` says what the input does, so a refusal also tells the user which way to go; `unit` follows the
+    numbers in messages (" m", "°"); `error` is what a refusal raises (CameraRigError for camera values).
+    The nodes build their widgets from a Limit (`widget`), their VALIDATE_INPUTS and the library check values
+    against it (`problem`, `check`), so a range is stated once. Non-finite numbers never pass."""
 
     low: float
     high: float
     integer: bool = False
     hint: str = ""
+    unit: str = ""
+    error: type = InputError
 
     def allows(self, value) -> bool:
         if isinstance(value, bool) or not isinstance(value, numbers.Real):
@@ -63,17 +74,20 @@ class Limit:
         if self.allows(value):
             return None
         kind = "a whole number" if self.integer else "a number"
-        return (f"{name} must be {kind} from {_number(self.low)} to {_number(self.high)}, got {_shown(value)}"
-                + (f" ({self.hint})" if self.hint else ""))
+        return (f"{name} must be {kind} between {_number(self.low)} and {_number(self.high)}{self.unit}, "
+                f"got {_shown(value)}" + (f" ({self.hint})" if self.hint else ""))
 
     def check(self, name: str, value):
-        """`value` if allowed, else an InputError."""
-        raise_problem(self.problem(name, value))
-        return value
+        """`value` as an int (`integer`) or a float if allowed, else `self.error` with the message of `problem`."""
+        problem = self.problem(name, value)
+        if problem is not None:
+            raise self.error(problem)
+        return int(value) if self.integer else float(value)
 
     def widget(self, **options) -> dict:
-        """A ComfyUI widget's options with this limit's min and max."""
-        low, high = (int(self.low), int(self.high)) if self.integer else (self.low, self.high)
+        """A ComfyUI INT / FLOAT widget's options with this limit's min and max (and `options`: default, step,
+        tooltip, ...)."""
+        low, high = (int(self.low), int(self.high)) if self.integer else (float(self.low), float(self.high))
         return {"min": low, "max": high, **options}
 
 
@@ -102,8 +116,8 @@ def cli_flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
-# Sampling (model/sampling.sample_grid, CamGrid Sampler, `generate`). steps / denoise also bound the
-# schedule's length: the schedule has int(steps / denoise) <= 100000 entries.
+# Sampling (model/sampling.SamplerOptions checks them; the CamGrid Sampler's widgets and the CLI show them).
+# STEPS.high / DENOISE.low also bound the schedule denoise < 1 cuts from: int(steps / denoise) <= 100000 steps.
 STEPS = Limit(1, 1000, integer=True, hint="denoising steps; Wan uses 50, 20-30 is a fair preview")
 CFG = Limit(0.0, 30.0, hint="text guidance scale; 1 = no guidance, Wan uses 5")
 VIDEO_CFG = Limit(0.0, 30.0, hint="two_scale video guidance; SynCamMaster used 1.8")
@@ -114,16 +128,16 @@ SAMPLING_LIMITS = {"steps": STEPS, "cfg": CFG, "video_cfg": VIDEO_CFG, "shift": 
                    "seed": SEED}
 
 
-def check_sampling(label: Callable[[str], str] = str, **values) -> None:
-    """InputError for the first sampling setting (steps, cfg, video_cfg, shift, denoise, seed) outside its
-    limit; settings not passed (or None) are skipped."""
+def check_sampling(label: Callable[[str], str] = str, **values) -> dict:
+    """The sampling settings (steps, cfg, video_cfg, shift, denoise, seed) as ints / floats, or an InputError
+    for the first one outside its limit, named by `label` (the CLI: its flags)."""
     unknown = set(values) - set(SAMPLING_LIMITS)
     if unknown:
         raise TypeError(f"check_sampling got unknown settings {sorted(unknown)}")
-    raise_problem(range_problem(SAMPLING_LIMITS, values, label))
+    return {name: SAMPLING_LIMITS[name].check(label(name), value) for name, value in values.items()}
 
 
-# The video grid (CamGrid Empty Latent / Source Video, `generate`).
+# The video grid (CamGrid Empty Latent / Source Video / Camera Encode, `generate`).
 SPATIAL_STRIDE = 16  # 8x VAE times the DiT's 2x2 patch: width and height are multiples of this
 FRAME_STRIDE = 4     # the Wan VAE packs 4 frames per latent frame after the first: frame counts are 4k+1
 VIDEO_SIDE = Limit(SPATIAL_STRIDE, 4096, integer=True, hint="pixels, a multiple of 16")
@@ -131,6 +145,16 @@ FRAMES = Limit(1, 1025, integer=True, hint="video frames, 4k+1: 81 frames = 5 s 
 VIEWS = Limit(1, 64, integer=True, hint="cameras in the grid")
 VIEW_INDEX = Limit(0, VIEWS.high - 1, integer=True, hint="a view of the grid, 0 = the first")
 BATCH_SIZE = Limit(1, 16, integer=True, hint="independent grids generated at once")
+
+
+def frames_problem(frames, name: str = "frames") -> Optional[str]:
+    """None, or the message for a video frame count the Wan VAE cannot take (4k+1, within FRAMES)."""
+    problem = FRAMES.problem(name, frames)
+    if problem is None and (frames - 1) % FRAME_STRIDE:
+        lo = (frames - 1) // FRAME_STRIDE * FRAME_STRIDE + 1
+        problem = (f"{name} must be 4k+1 (the Wan VAE packs 4 frames per latent frame after the first), got "
+                   f"{frames}: use {lo} or {lo + FRAME_STRIDE}")
+    return problem
 
 
 def video_size_problem(width, height, frames, names=("width", "height", "frames")) -> Optional[str]:
@@ -145,14 +169,7 @@ def video_size_problem(width, height, frames, names=("width", "height", "frames"
                        f"use {near}")
         if problem:
             return problem
-    if frames is None:
-        return None
-    problem = FRAMES.problem(names[2], frames)
-    if problem is None and (frames - 1) % FRAME_STRIDE:
-        lo = (frames - 1) // FRAME_STRIDE * FRAME_STRIDE + 1
-        problem = (f"{names[2]} must be 4k+1 (the Wan VAE packs 4 frames per latent frame after the first), got "
-                   f"{frames}: use {lo} or {lo + FRAME_STRIDE}")
-    return problem
+    return None if frames is None else frames_problem(frames, names[2])
 
 
 def check_video_size(width: int, height: int, frames: int, names=("width", "height", "frames")) -> None:

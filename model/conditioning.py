@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 
 from .checks import InputError, require_finite
+from .modes import mode_problem, source_problem
 
 TEXT_LENGTH = 512  # Wan's umT5 context length: shorter prompts are padded with zero tokens
 SOURCE_USES = ("recam", "replace_view", "first_row")
@@ -94,24 +95,14 @@ class SourceVideo:
         if sb not in (1, b):
             raise SourceVideoError(f"source latent batch {sb} must be 1 or the grid's batch {b}")
         require_finite("the source video latent", self.latent, "re-encode the source video")
-        if self.how == "recam":
-            variant = getattr(model, "variant", None)
-            if variant != "recammaster":
-                raise SourceVideoError(
-                    f"source use 'recam' needs a ReCamMaster model, but the loaded model is '{variant}'. Load a "
-                    "ReCamMaster-Wan2.1 checkpoint, or use the source as 'replace_view' / 'first_row' "
-                    "(works with any model and grid mode)")
-            if mode != "recam":
-                raise SourceVideoError(f"source use 'recam' needs grid mode 'recam', got mode {mode!r}: set "
-                                       "mode='recam' (or 'auto' with a ReCamMaster model)")
-        else:
-            if not 0 <= self.view < v:
-                raise SourceVideoError(f"source view index {self.view} is out of range for a grid of {v} views "
-                                       f"(0..{v - 1}): pick a view that exists or add views to the rig")
-            if mode == "recam":
-                raise SourceVideoError(f"grid mode 'recam' feeds the source through the model; got source use "
-                                       f"{self.how!r}: use SourceVideo(how='recam') with mode 'recam', or pick "
-                                       "another mode for 'replace_view' / 'first_row'")
+        problem = source_problem(mode, self.how)
+        if problem is None and self.how == "recam":   # the source is fed to the model: it must be a ReCamMaster
+            problem = mode_problem("recam", getattr(model, "variant", None), soft_sync=False)
+        if problem is None and self.replaces_a_view and not 0 <= self.view < v:
+            problem = (f"source view index {self.view} is out of range for a grid of {v} views (0..{v - 1}): pick "
+                       "a view that exists or add views to the rig")
+        if problem is not None:
+            raise SourceVideoError(problem)
 
     def batched(self, b: int, device, dtype=torch.float32) -> torch.Tensor:
         """The latent on `device` broadcast to batch `b`."""

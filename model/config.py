@@ -16,7 +16,8 @@ from typing import Mapping
 
 from .key_layouts import block_count
 
-VARIANTS = ("wan", "syncammaster", "recammaster")
+# The model variants, detected from the weights (docs/ARCHITECTURE.md §3.2 Variants). Order: how nodes list them.
+VARIANTS = ("syncammaster", "recammaster", "wan")
 
 
 @dataclass(frozen=True)

@@ -17,16 +17,20 @@ function from `GridDiT.MODE_FORWARDS`. Inside, every block computes the text key
 
 Adding a mode: write `_forward_<name>(self, inp: GridInputs) -> output patches [(B V), C, T, H, W]`
 (embed with `embed_grid`, loop `for block in self._blocks(inp)`, finish with `head_out`), add it to
-`MODE_FORWARDS`, and state what it needs from the model and the inputs in `_check_mode`.
+`MODE_FORWARDS` (and its name to `modes.MODES`, the list nodes and the CLI offer), and state what it needs
+from the weights in `modes.mode_problem` and from the inputs in `_check_mode`.
 
 Speed (docs/ARCHITECTURE.md §7 Attention and memory): q/k RMSNorm + RoPE, LayerNorm + modulation and
 the gated residuals go through the fused kernels of kernels/ (Triton on CUDA, their torch references
 elsewhere: CPU numerics are the plain fp32 formulas); RoPE tables are cached per grid. Opt-in:
 `compile_blocks()` (torch.compile per block), `set_row_chunks(n)` (rows of a stream in chunks of n,
-bounds activation memory), `set_ffn_chunk(tokens)`.
+bounds activation memory), `set_ffn_chunk(tokens)`. Training: `set_gradient_checkpointing(True)` recomputes
+each block step (a block, or in hard / soft both streams of a block and their merge) in backward instead of
+keeping its activations; every mode runs its block steps through `_step`.
 
 Modes (docs/ARCHITECTURE.md §3.3 Grid modes): independent, syncam (SynCamMaster), recam (ReCamMaster),
-hard / soft (4Real-Video two-stream with hard or soft synchronisation after every block).
+hard / soft (4Real-Video two-stream with hard or soft synchronisation after every block), fused
+(4Real-Video-V2: one attention over the whole grid masked to same view or same time).
 """
 from __future__ import annotations
 
@@ -37,18 +41,21 @@ from typing import Callable, Optional
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint
 
 from ..kernels.layernorm_modulate import layer_norm_modulate
 from ..kernels.rope import rope_cos_sin
-from .attention import attention_backend
+from .attention import FUSED_METHODS, attention_backend, fused_grid_attention
 from .block import GridDiTBlock, TokenGrid, from_view_stream, per_row, to_view_stream
-from .checks import InputError, require_finite
+from .checks import InputError, raise_problem, require_finite
 from .config import DiTConfig
+from .distributed import gathered, run_mode
 from .layers import LayerNorm32
+from .modes import MODES, mode_problem
 from .timestep import sinusoid_embedding
 
-PLANNED_MODES = ("fused",)  # 4Real-Video-V2 joint masked attention (docs/ARCHITECTURE.md §3.3 Grid modes, later)
-CAMERA_INPUT_MODES = ("syncam", "recam", "hard", "soft")  # modes that read camera embeddings (when the model can)
+# modes that read camera embeddings (when the model has a camera encoder)
+CAMERA_INPUT_MODES = ("syncam", "recam", "hard", "soft", "fused")
 
 
 class Head(nn.Module):
@@ -104,6 +111,8 @@ class GridDiT(nn.Module):
         self.blocks = nn.ModuleList([GridDiTBlock(cfg) for _ in range(cfg.num_layers)])
         self.head = Head(cfg)
         self.attention_backend: Optional[str] = None  # entered once per forward; None = model.attention's default
+        self.fused_attention = "auto"  # the fused mode's masked-attention method (set_fused_attention)
+        self.gradient_checkpointing = False           # set_gradient_checkpointing
 
     # --- properties -------------------------------------------------------------------------
     @property
@@ -125,6 +134,11 @@ class GridDiT(nn.Module):
     @property
     def has_sync_weights(self) -> bool:
         return self.blocks[0].sync is not None
+
+    @property
+    def has_soft_sync(self) -> bool:
+        """Whether trained soft-sync layers are loaded (mode soft needs them)."""
+        return self.has_sync_weights and self.blocks[0].sync.soft is not None
 
     def base_state_dict(self) -> dict:
         """The state dict in original Wan layout, without camgrid sync layers (saved separately)."""
@@ -148,6 +162,25 @@ class GridDiT(nn.Module):
         [tokens, ffn_dim] hidden activation, the largest tensor of a block."""
         for block in self.blocks:
             block.ffn_chunk = _positive_or_none(tokens, "ffn_chunk")
+
+    def set_fused_attention(self, method: str = "auto") -> None:
+        """How the fused mode computes its masked grid attention (model.attention.fused_grid_attention):
+        "auto" / "streams" (exact, dense FA3 / cuDNN / chunked kernels merged by log-sum-exp; the fastest
+        measured), "flex" (FlexAttention block mask, compiled on CUDA), "naive" (dense mask; tests only)."""
+        if method not in FUSED_METHODS:
+            raise InputError(f"fused attention method must be one of {', '.join(FUSED_METHODS)}, got {method!r}")
+        self.fused_attention = method
+    def set_gradient_checkpointing(self, enabled: bool = True) -> None:
+        """Training: keep only each block step's inputs and recompute the step in backward (torch.utils.checkpoint,
+        non-reentrant). A step is what a mode does per block: one block call, or in hard / soft both streams and
+        their merge, so the two-stream intermediates (the view-stream copy, y_view, y_time) are never kept."""
+        self.gradient_checkpointing = bool(enabled)
+
+    def _step(self, fn, *args, **kwargs):
+        """One block step of a mode: fn(*args, **kwargs), checkpointed when training with checkpointing on."""
+        if self.gradient_checkpointing and torch.is_grad_enabled():
+            return checkpoint(fn, *args, use_reentrant=False, **kwargs)
+        return fn(*args, **kwargs)
 
     def compile_blocks(self, enabled: bool = True, **compile_kwargs) -> None:
         """torch.compile every block (regional compilation; one compiled graph reused by all blocks).
@@ -219,7 +252,8 @@ class GridDiT(nn.Module):
         ctx = self.text_embedding(context.to(self.dtype))
         inputs = GridInputs(x, timestep, t, t_mod, ctx, camera, source, interrupt)
         with attention_backend(self.attention_backend):
-            out = self.MODE_FORWARDS[mode](self, inputs)
+            # MODE_FORWARDS[mode], split over the ranks inside distributed.parallel() (docs/ARCHITECTURE.md §12 Several GPUs)
+            out = run_mode(self, mode, inputs)
         return out.reshape(x.shape[0], x.shape[1], self.config.out_dim, *out.shape[-3:])
 
     def check_request(self, x, timestep, context, mode, camera=None, source=None) -> torch.Tensor:
@@ -262,38 +296,24 @@ class GridDiT(nn.Module):
         return timestep
 
     def _check_mode(self, mode, camera, source) -> None:
-        """What each mode needs from the model and the inputs (errors name the fix)."""
-        if mode in PLANNED_MODES:
-            raise NotImplementedError(f"mode {mode!r} (4Real-Video-V2 fused attention) is not implemented yet; "
-                                      f"use one of {MODES}")
+        """What the mode needs from the model (the rule of model/modes.py) and from the inputs; errors name the fix."""
         if mode not in self.MODE_FORWARDS:
-            raise InputError(f"mode {mode!r} is not one of {MODES}")
-        if mode == "syncam":
-            if self.variant != "syncammaster":
-                raise InputError(f"mode 'syncam' needs SynCamMaster weights (multi-view attention 'mvs_attn'), but "
-                                 f"the loaded model is '{self.variant}'. Load a SynCamMaster-Wan2.1 checkpoint, or use "
-                                 "mode 'hard' (training-free 4Real-Video sync, works with any Wan2.1 model).")
-            if camera is None:
-                raise InputError("mode 'syncam' needs camera embeddings [B, V, T, 12] (CamGridCameraEncode)")
-        elif mode == "recam":
-            if not self.has_camera_encoder:
-                raise InputError(f"mode 'recam' needs ReCamMaster weights (a camera encoder), but the loaded model is "
-                                 f"'{self.variant}'. Load a ReCamMaster-Wan2.1 checkpoint.")
-            if source is None:
-                raise InputError("mode 'recam' needs a source video latent [B, C, T, H, W] (CamGridSourceVideo)")
-            if camera is None:
-                raise InputError("mode 'recam' needs camera embeddings [B, V, T, 12] for the target path")
-        elif mode == "soft" and not (self.has_sync_weights and self.blocks[0].sync.soft is not None):
-            raise InputError("mode 'soft' needs trained soft-sync weights, and none are loaded. Load a camgrid "
-                             "sync-weights file (CamGridModelLoader 'sync_weights', or load_sync_weights(model, path)), "
-                             "or use mode 'hard', which works without trained weights.")
+            raise InputError(f"mode {mode!r} is not one of {tuple(self.MODE_FORWARDS)}")
+        raise_problem(mode_problem(mode, self.variant, self.has_soft_sync))
+        if mode in ("syncam", "recam") and camera is None:
+            raise InputError(f"mode {mode!r} needs camera embeddings [B, V, T, 12] for its views' camera paths "
+                             "(CamGrid Camera Encode)")
+        if mode == "recam" and source is None:
+            raise InputError("mode 'recam' needs a source video latent [B, C, T, H, W] (CamGrid Source Video)")
 
     def _blocks(self, inp: GridInputs):
-        """The blocks in order; the interrupt callback runs before each one."""
+        """The blocks in order; the interrupt callback runs before each one. A block whose weights are sharded
+        over ranks (distributed.shard_weights) has them gathered while the caller uses it."""
         for block in self.blocks:
             if inp.interrupt is not None:
                 inp.interrupt()
-            yield block
+            with gathered(block):
+                yield block
 
     # --- the modes: each takes the GridInputs and returns output patches [(B V), C, T, H, W] --------
     def _forward_independent(self, inp: GridInputs):
@@ -302,7 +322,7 @@ class GridDiT(nn.Module):
         rope = self.rope(grid.frames, grid, tokens.device)
         e = per_row(inp.t_mod, grid.views)
         for block in self._blocks(inp):
-            tokens = block(tokens, e, block.cross_attn.text_kv(inp.context), rope)
+            tokens = self._step(block, tokens, e, block.cross_attn.text_kv(inp.context), rope)
         return self.head_out(tokens, inp.t, grid)
 
     def _forward_syncam(self, inp: GridInputs):
@@ -314,8 +334,7 @@ class GridDiT(nn.Module):
         e = per_row(inp.t_mod, grid.views)
         camera_rows = inp.camera.flatten(0, 1)
         for block in self._blocks(inp):
-            cam = self.camera_features(block, camera_rows, grid.hw)
-            tokens = block.forward_syncam(tokens, e, block.cross_attn.text_kv(inp.context), rope, rope_mvs, cam, grid)
+            tokens = self._step(self._syncam_step, block, tokens, e, inp, rope, rope_mvs, camera_rows, grid)
         return self.head_out(tokens, inp.t, grid)
 
     def _forward_recam(self, inp: GridInputs):
@@ -330,8 +349,7 @@ class GridDiT(nn.Module):
         e = per_row(inp.t_mod, v)
         camera_rows = inp.camera.flatten(0, 1).repeat(1, 2, 1)
         for block in self._blocks(inp):
-            cam = self.camera_features(block, camera_rows, grid.hw)
-            tokens = block(tokens, e, block.cross_attn.text_kv(inp.context), rope, cam=cam, use_projector=True)
+            tokens = self._step(self._recam_step, block, tokens, e, inp, rope, camera_rows, grid)
         return self.head_out(tokens, inp.t, grid)[:, :, :t_lat]
 
     def _forward_hard(self, inp: GridInputs):
@@ -340,13 +358,7 @@ class GridDiT(nn.Module):
         s = self._two_streams(inp)
         tokens = s.tokens
         for block in self._blocks(inp):
-            y_view, y_time = self._run_streams(block, tokens, tokens, inp, s)
-            gate = block.sync.gate if block.sync is not None else None
-            if gate is None:
-                tokens = 0.5 * (y_view + y_time)  # training-free plain average
-            else:
-                g = per_row(gate(inp.timestep), s.grid.views)
-                tokens = (0.5 + g) * y_view + (0.5 - g) * y_time
+            tokens = self._step(self._hard_step, block, tokens, inp, s)
         return self.head_out(tokens, inp.t, s.grid)
 
     def _forward_soft(self, inp: GridInputs):
@@ -355,10 +367,59 @@ class GridDiT(nn.Module):
         s = self._two_streams(inp)
         x_view = x_time = s.tokens
         for block in self._blocks(inp):
-            y_view, y_time = self._run_streams(block, x_view, x_time, inp, s)
-            dv, dt = block.sync.soft(y_view, y_time, s.e_time)
-            x_view, x_time = y_view + dv, y_time + dt
+            x_view, x_time = self._step(self._soft_step, block, x_view, x_time, inp, s)
         return self.head_out(0.5 * (x_view + x_time), inp.t, s.grid)
+
+    def _forward_fused(self, inp: GridInputs):
+        """4Real-Video-V2 fused attention (arXiv 2506.18839), training-free, no new parameters: every block's
+        self-attention runs once over all V*T latent frames of a batch element, a token pair kept iff the two
+        frames share the view or the time, RoPE frame index view*T + time; cross-attention and FFN run once
+        on the per-view tokens. V = 1 is `independent`; T = 1 is `independent` on the video whose frames
+        are the views (frame index = view).
+
+        Camera: with a camera encoder (SynCamMaster / ReCamMaster weights) and camera embeddings, each
+        block's cam_encoder(camera[view, time]) is added to the self-attention input of that frame's tokens,
+        LN(x) * (1 + scale) + shift + cam, exactly as `hard` adds it to its view stream's attention input
+        (no projector, as in hard). Why there: hard feeds the camera only to the attention that mixes views;
+        the fused attention is the one attention and it mixes views, so it gets it, for every token (hard's
+        time stream sees no camera; here the same-view pairs see their own view's embedding too)."""
+        tokens, grid = self.embed_grid(inp.x)
+        # view-major frames: frame (view a, time t) is the (a*T + t)-th, so its RoPE index is its position
+        rope = self.rope(grid.views * grid.frames, grid, tokens.device)
+        e = per_row(inp.t_mod, grid.views)
+        camera_rows = inp.camera.flatten(0, 1) if inp.camera is not None and self.has_camera_encoder else None
+        method = self.fused_attention
+
+        def attend(q, k, v):
+            return fused_grid_attention(q, k, v, grid.views, grid.frames, grid.hw, method)
+
+        for block in self._blocks(inp):
+            cam = self.camera_features(block, camera_rows, grid.hw) if camera_rows is not None else None
+            tokens = self._step(block.forward_fused, tokens, e, block.cross_attn.text_kv(inp.context), rope, attend,
+                                grid, cam)
+        return self.head_out(tokens, inp.t, grid)
+
+    # --- the block steps of the modes (what `_step` checkpoints) -------------------------------------
+    def _syncam_step(self, block, tokens, e, inp: GridInputs, rope, rope_mvs, camera_rows, grid: TokenGrid):
+        cam = self.camera_features(block, camera_rows, grid.hw)
+        return block.forward_syncam(tokens, e, block.cross_attn.text_kv(inp.context), rope, rope_mvs, cam, grid)
+
+    def _recam_step(self, block, tokens, e, inp: GridInputs, rope, camera_rows, grid: TokenGrid):
+        cam = self.camera_features(block, camera_rows, grid.hw)
+        return block(tokens, e, block.cross_attn.text_kv(inp.context), rope, cam=cam, use_projector=True)
+
+    def _hard_step(self, block, tokens, inp: GridInputs, s: TwoStreams):
+        y_view, y_time = self._run_streams(block, tokens, tokens, inp, s)
+        gate = block.sync.gate if block.sync is not None else None
+        if gate is None:
+            return 0.5 * (y_view + y_time)  # training-free plain average
+        g = per_row(gate(inp.timestep), s.grid.views)
+        return (0.5 + g) * y_view + (0.5 - g) * y_time
+
+    def _soft_step(self, block, x_view, x_time, inp: GridInputs, s: TwoStreams):
+        y_view, y_time = self._run_streams(block, x_view, x_time, inp, s)
+        dv, dt = block.sync.soft(y_view, y_time, s.e_time)
+        return y_view + dv, y_time + dt
 
     def _two_streams(self, inp: GridInputs) -> TwoStreams:
         tokens, grid = self.embed_grid(inp.x)
@@ -385,10 +446,8 @@ class GridDiT(nn.Module):
         "recam": _forward_recam,
         "hard": _forward_hard,
         "soft": _forward_soft,
+        "fused": _forward_fused,
     }
-
-
-MODES = tuple(GridDiT.MODE_FORWARDS)
 
 
 def _positive_or_none(value, name: str) -> Optional[int]:

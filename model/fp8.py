@@ -1,4 +1,4 @@
-"""fp8 weight storage for the DiT's big Linear layers (docs/ARCHITECTURE.md §7 Attention and memory).
+"""fp8 weight storage for the DiT's big Linear layers (docs/ARCHITECTURE.md §7.2 Memory options).
 
     quantize_linear_weights(model, dtype=torch.float8_e4m3fn, scaling="per_channel", skip=()) -> names
         replaces the block Linear layers (self_attn / cross_attn / mvs_attn q,k,v,o; ffn.0, ffn.2;

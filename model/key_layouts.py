@@ -1,5 +1,5 @@
 """Key layouts of DiT files: every name in circulation mapped to the original Wan names GridDiT uses
-(docs/ARCHITECTURE.md §3.1 Base block).
+(docs/ARCHITECTURE.md §13 Loading).
 
   - original Wan / ComfyUI names, bare or prefixed `model.diffusion_model.`, `diffusion_model.`, `model.`,
     `module.` (DDP) or `dit.` (DiffSynth pipelines);

@@ -52,14 +52,19 @@ class SelfAttention(nn.Module):
         self.q, self.k, self.v, self.o = (nn.Linear(dim, dim) for _ in range(4))
         self.norm_q, self.norm_k = RMSNorm(dim, eps), RMSNorm(dim, eps)
 
-    def forward(self, x, rope):
-        """x [N, L, d] -> [N, L, d]; rope = (cos, sin) [L, head_dim / 2] of this row layout."""
+    def forward(self, x, rope, attend=None):
+        """x [N, L, d] -> [N, L, d]; rope = (cos, sin) [L, head_dim / 2] of this row layout.
+
+        attend(q, k, v) on [N, L, H, D]: None = the dispatcher's full attention (looked up at call time, so a
+        wrapper of `attention` applies), or a masked one (the fused grid mode passes
+        model.attention.fused_grid_attention bound to its grid)."""
+        attend = attention if attend is None else attend
         n, l, d = x.shape
         x = x.to(self.q.weight.dtype)
         q = norm_heads(self.q(x), self.norm_q, self.num_heads, rope)
         k = norm_heads(self.k(x), self.norm_k, self.num_heads, rope)
         v = self.v(x).view(n, l, self.num_heads, -1)
-        return self.o(attention(q, k, v).reshape(n, l, d))
+        return self.o(attend(q, k, v).reshape(n, l, d))
 
 
 class TextKV(NamedTuple):

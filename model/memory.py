@@ -28,8 +28,9 @@ import torch
 
 from .attention import BACKENDS, DEFAULT_CHUNK_BUDGET_BYTES
 from .config import DiTConfig, get_config
-from .dit import MODES, GridDiT
+from .dit import GridDiT
 from .fp8 import QUANTIZABLE
+from .modes import MODES
 
 GIB = 2**30
 
@@ -41,17 +42,22 @@ GIB = 2**30
 #   hard:        tokens (input of both streams), view-stream input copy, view-stream output,
 #                x of the time-stream block                                                    -> 4
 #   soft:        hard's 4 plus the second stream state                                         -> 5
-STATES_AT_FFN = {"independent": 2, "recam": 3, "syncam": 3, "hard": 4, "soft": 5}
+#   fused:       as independent (one stream; the block's camera features add 1 with a camera encoder) -> 2
+STATES_AT_FFN = {"independent": 2, "recam": 3, "syncam": 3, "hard": 4, "soft": 5, "fused": 2}
 # at the self-attention peak (before the residual): input (+ camera features, + the fp32 LN output and
 # its sum with the camera features for recam / syncam); hard / soft as above without the block's own x
-STATES_AT_ATTN = {"independent": 1, "recam": 3, "syncam": 3, "hard": 3, "soft": 4}
+STATES_AT_ATTN = {"independent": 1, "recam": 3, "syncam": 3, "hard": 3, "soft": 4, "fused": 1}
+# fused with a camera encoder (SynCamMaster / ReCamMaster weights): + the camera features at both peaks,
+# + the fp32 LN output they are added to at the attention peak (as recam / syncam)
+FUSED_CAMERA_STATES = {"ffn": 1, "attn": 2}
 # compute-dtype rows at the FFN peak: its input and output (plus the two [tokens, ffn_dim] hiddens)
-ROWS_AT_FFN = {"independent": 2, "recam": 2, "syncam": 2, "hard": 2, "soft": 2}
+ROWS_AT_FFN = {"independent": 2, "recam": 2, "syncam": 2, "hard": 2, "soft": 2, "fused": 2}
 # at the self-attention peak: modulated input, q before its norm, q, k, v, attention output
 ATTN_ROWS, ROPE_TEMP_BYTES_PER_DIM = 6, 0
 # fp32 states alive while a block's result replaces its input / the streams are merged
 # (hard: tokens, view-stream input and output, the time-stream output, the re-laid-out view output)
-MERGE_STATES = {"independent": 2, "recam": 3, "syncam": 3, "hard": 5, "soft": 6}
+MERGE_STATES = {"independent": 2, "recam": 3, "syncam": 3, "hard": 5, "soft": 6, "fused": 2}
+TWO_STREAM_LAYOUTS = ("hard", "soft", "syncam")  # modes that also run view-stream rows [(B T), (V hw)]
 
 
 class MemoryEstimate(int):
@@ -112,13 +118,59 @@ def latent_grid(frames: int, height: int, width: int, patch=(1, 2, 2), vae_strid
     return t // patch[0], height // cell_h, width // cell_w
 
 
+def fused_attention_workspace(attention: str, heads: int, dim: int, tokens: int, views: int, act_bytes: int) -> int:
+    """Extra bytes of the fused mode's exact "streams" attention (model.attention.fused_grid_attention) beyond
+    q / k / v / out, for `tokens` tokens of grids of `views` views. Read off kernels/grid_mask_attention.py:
+    while the view part runs: the temporal part's output, the other views' keys and values gathered per
+    frame (2 (V-1) rows each) and the view part's output; while merging: both outputs, one fp32 working
+    copy and the result (the result is the attention output itself, counted by the caller). Plus each
+    part's fp32 log-sum-exp and its dense kernel's own workspace."""
+    a = act_bytes * dim
+    view_phase = (1 + 2 * (views - 1) + 1) * a
+    merge_phase = 2 * a + 4 * dim
+    dense = attention_workspace("chunked" if attention == "chunked" else "sdpa", heads, dim, tokens, tokens)
+    return max(view_phase, merge_phase) * tokens + 2 * 4 * heads * tokens + dense
+
+
 def attention_workspace(attention: str, heads: int, dim: int, tokens: int, seq_len: int) -> int:
     """Bytes an attention backend needs beyond q / k / v / out for `tokens` queries in sequences of `seq_len`."""
     if attention == "chunked":
         return DEFAULT_CHUNK_BUDGET_BYTES + 2 * 4 * dim * seq_len  # score block + fp32 K/V of one sequence
     if attention == "naive":  # the full fp32 score matrix of every sequence
         return 4 * heads * seq_len * tokens
-    return 4 * heads * tokens  # fused kernels (sdpa, flash_attn, sage; auto on a GPU): fp32 log-sum-exp per head and query
+    # fused kernels (sdpa, flash_attn3, fp8, flash_attn, sage; auto on a GPU): fp32 LSE per head and query
+    return 4 * heads * tokens
+
+
+def _block_transient(cfg: DiTConfig, mode: str, n: int, act: int, views: int, t: int, cfg_batch: int,
+                     ffn_chunk: Optional[int], row_chunks: Optional[int]) -> int:
+    """Peak bytes a block holds beyond its input: the FFN or attention step's temporaries (shrunk by row
+    chunks), or the two-stream merge, whichever is larger."""
+    d, f = cfg.dim, cfg.ffn_dim
+    R, A, Fb = 4 * d, act * d, act * f
+    # FFN hidden: two [tokens, ffn_dim] tensors (linear out, GELU out); chunked: per chunk, plus the
+    # chunk outputs and their concatenation (2 rows of the compute dtype)
+    if ffn_chunk and ffn_chunk < n:
+        ffn_hidden = 2 * Fb * min(ffn_chunk, n) + 2 * A * n
+    else:
+        ffn_hidden = 2 * Fb * n
+    camera = mode == "fused" and cfg.variant in ("syncammaster", "recammaster")
+    states_ffn = STATES_AT_FFN[mode] + (FUSED_CAMERA_STATES["ffn"] if camera else 0)
+    states_attn = STATES_AT_ATTN[mode] + (FUSED_CAMERA_STATES["attn"] if camera else 0)
+    ffn_peak = (states_ffn - 1) * R * n + ROWS_AT_FFN[mode] * A * n + ffn_hidden
+    attn_peak = (states_attn - 1) * R * n + (ATTN_ROWS * A + ROPE_TEMP_BYTES_PER_DIM * d) * n
+    block_transient = max(ffn_peak, attn_peak)
+    if row_chunks:
+        # GridDiT.set_row_chunks(n): a block runs n rows (sequences) at a time into a preallocated output;
+        # the stream states stay whole, the per-row temporaries shrink
+        seqs = cfg_batch * min(views, t) if mode in TWO_STREAM_LAYOUTS else cfg_batch * views
+        frac = min(1.0, row_chunks / seqs)
+        per_row = ROWS_AT_FFN[mode] * A * n + ffn_hidden + R * n  # the block's own x
+        block_transient = int(block_transient - per_row + frac * per_row + R * n)
+    merge = (MERGE_STATES[mode] - 1) * R * n
+    if merge > block_transient:
+        block_transient = merge
+    return block_transient
 
 
 def predict_peak_memory(config: Union[DiTConfig, str], views: int, frames: int, height: int, width: int,
@@ -143,41 +195,29 @@ def predict_peak_memory(config: Union[DiTConfig, str], views: int, frames: int, 
     frames_per_seq = 2 * t if mode == "recam" else t
     n = cfg_batch * views * frames_per_seq * hw  # rows of one stream
     act = _dtype_bytes(dtype)
-    d, f, heads = cfg.dim, cfg.ffn_dim, cfg.num_heads
-    R, A, Fb = 4 * d, act * d, act * f
+    d, heads = cfg.dim, cfg.num_heads
+    R = 4 * d
 
-    # FFN hidden: two [tokens, ffn_dim] tensors (linear out, GELU out); chunked: per chunk, plus the
-    # chunk outputs and their concatenation (2 rows of the compute dtype)
-    if ffn_chunk and ffn_chunk < n:
-        ffn_hidden = 2 * Fb * min(ffn_chunk, n) + 2 * A * n
-    else:
-        ffn_hidden = 2 * Fb * n
-    ffn_peak = (STATES_AT_FFN[mode] - 1) * R * n + ROWS_AT_FFN[mode] * A * n + ffn_hidden
-    attn_peak = (STATES_AT_ATTN[mode] - 1) * R * n + (ATTN_ROWS * A + ROPE_TEMP_BYTES_PER_DIM * d) * n
-    block_transient = max(ffn_peak, attn_peak)
-    if row_chunks:
-        # GridDiT.set_row_chunks(n): a block runs n rows (sequences) at a time into a preallocated output;
-        # the stream states stay whole, the per-row temporaries shrink
-        seqs = cfg_batch * min(views, t) if mode in ("hard", "soft", "syncam") else cfg_batch * views
-        frac = min(1.0, row_chunks / seqs)
-        per_row = ROWS_AT_FFN[mode] * A * n + ffn_hidden + R * n  # the block's own x
-        block_transient = int(block_transient - per_row + frac * per_row + R * n)
+    block_transient = _block_transient(cfg, mode, n, act, views, t, cfg_batch, ffn_chunk, row_chunks)
     states = R * n  # the block input (the residual stream)
-    merge = (MERGE_STATES[mode] - 1) * R * n
-    if merge > block_transient:
-        block_transient = merge
 
-    seq_len = max(frames_per_seq, views) * hw if mode in ("hard", "soft", "syncam") else frames_per_seq * hw
+    seq_len = max(frames_per_seq, views) * hw if mode in TWO_STREAM_LAYOUTS else frames_per_seq * hw
+    if mode == "fused":
+        seq_len = views * t * hw  # one whole-grid row per batch element
+        workspace = fused_attention_workspace(attention, heads, d, n, views, act)
+    else:
+        workspace = attention_workspace(attention, heads, d, n, seq_len)
 
-    # RoPE tables (fp32 cos + sin, [L, head_dim/2] each) per stream layout; text context; latent in/out
-    rope = 4 * cfg.head_dim * frames_per_seq * hw + (4 * cfg.head_dim * views * hw if mode in ("hard", "soft", "syncam") else 0)
+    # RoPE tables (fp32 cos + sin, [L, head_dim/2] each) per stream layout (fused: V*T frames); text; latent in/out
+    rope_frames = views * t if mode == "fused" else frames_per_seq
+    rope = 4 * cfg.head_dim * rope_frames * hw + (4 * cfg.head_dim * views * hw if mode in TWO_STREAM_LAYOUTS else 0)
     latent_cells = cfg_batch * views * t * hw * math.prod(cfg.patch_size)
     io = 4 * (cfg.in_dim + 2 * cfg.out_dim) * latent_cells + cfg_batch * text_len * (cfg.text_dim + 2 * d) * act
     return MemoryEstimate({
         "weights": weight_bytes(cfg, dtype, fp8, block_swap),
         "states": states,
         "block_transient": block_transient,
-        "attention_workspace": attention_workspace(attention, heads, d, n, seq_len),
+        "attention_workspace": workspace,
         "rope": rope,
         "io": io,
     })

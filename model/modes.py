@@ -1,19 +1,19 @@
 """The rules every request follows, whichever door it comes in by (node, CLI, pipeline, library):
 
-- which grid mode `auto` means for each model variant (docs/ARCHITECTURE.md §3.3 Grid modes);
+- the grid modes, and which one `auto` means for each model variant (docs/ARCHITECTURE.md §3.3 Grid modes);
+- what each mode needs from the loaded weights (`mode_problem`) and how a source video may be used in it
+  (`source_problem`): the DiT, the sampler's source check and the CLI (before loading) ask these;
 - how each variant's camera encoder wants the rig encoded: the reference camera and the translation scale
   (docs/ARCHITECTURE.md §4 Cameras);
-- the video geometry the Wan VAE and the DiT accept (4k+1 frames, sizes in multiples of 16), and fitting a
-  source video to it (docs/ARCHITECTURE.md §6 Novel-view video conditioning);
-- turning a preset name, a rig file or a CameraRig into the rig of a request.
+- fitting a source video to the output (docs/ARCHITECTURE.md §6 Novel-view video conditioning), and turning a
+  preset name, a rig file or a CameraRig into the rig of a request.
 
 Each rule is stated once, here (the translation scales live beside the encoder in `camera.encoding`, whose
-`relative_extrinsics(rig, "syncammaster")` reads them, and are re-exported here). Nodes import this module,
-never the CLI module `pipeline.py`.
+`relative_extrinsics(rig, "syncammaster")` reads them, and are re-exported here; the video size rules are
+limits of `checks.py`). Nodes import this module, never the CLI module `pipeline.py`.
 """
 from __future__ import annotations
 
-import numbers
 from pathlib import Path
 from typing import Optional, Union
 
@@ -23,20 +23,19 @@ import torch.nn.functional as F
 
 from .camera import RIG_PRESETS, TRANSLATION_SCALE, VAE_TEMPORAL_STRIDE, CameraRig, latent_frame_count, load_rig, \
     make_preset, relative_extrinsics
-from .camera.limits import FRAMES
 from .camera.values import plural
 from .checks import InputError
-from .dit import MODES
+from .config import VARIANTS
 
-VARIANTS = tuple(TRANSLATION_SCALE)   # "syncammaster", "recammaster", "wan"
-
-# mode "auto": what each released model was trained for (plain Wan: training-free 4Real-Video hard sync)
+# The grid modes (docs/ARCHITECTURE.md §3.3 Grid modes); GridDiT.MODE_FORWARDS has one forward per name.
+MODES = ("independent", "syncam", "recam", "hard", "soft", "fused")
+# mode "auto": what each released model was trained for (plain Wan: training-free 4Real-Video hard sync).
+# Never "fused" (4Real-Video-V2 masked attention over the whole grid, training-free, any variant): it is asked
+# for by name (sync_mode / mode="fused"), so `auto` gives the grids it gave before fused existed.
 AUTO_MODE = {"syncammaster": "syncam", "recammaster": "recam", "wan": "hard"}
 # camera reference per variant (camera.relative_extrinsics): SynCamMaster encodes every view relative
 # to view 0 at the same frame; ReCamMaster encodes each target path relative to its own first pose.
 CAMERA_REFERENCE = {"syncammaster": "view0", "recammaster": "first_pose", "wan": "view0"}
-
-SPATIAL_STRIDE = 16       # 8x VAE times the DiT's 2x2 patch: width and height must be multiples of this
 
 
 def _check_variant(variant: str) -> str:
@@ -54,6 +53,36 @@ def pick_mode(variant: str, mode: str = "auto") -> str:
     return mode
 
 
+def mode_problem(mode: str, variant: str, soft_sync: bool) -> Optional[str]:
+    """None, or why `mode` cannot run on a `variant` model that has (or lacks) trained soft-sync weights."""
+    if mode == "syncam" and variant != "syncammaster":
+        return (f"mode 'syncam' needs SynCamMaster weights (multi-view attention 'mvs_attn'), but the model is a "
+                f"{variant} DiT. Load a SynCamMaster-Wan2.1 checkpoint, or use mode 'hard' (training-free "
+                "4Real-Video sync, works with any Wan2.1 model).")
+    if mode == "recam" and variant != "recammaster":
+        return (f"mode 'recam' needs ReCamMaster weights (a camera encoder trained on source videos), but the model "
+                f"is a {variant} DiT. Load a ReCamMaster-Wan2.1 checkpoint.")
+    if mode == "soft" and not soft_sync:
+        return ("mode 'soft' needs trained soft-sync weights, and none are loaded. Load a camgrid sync-weights file "
+                "(CamGrid Model Loader 'sync_weights', generate --sync-weights FILE, or load_sync_weights(model, "
+                "path)), or use mode 'hard', which works without trained weights.")
+    return None
+
+
+def source_problem(mode: str, source_use: Optional[str]) -> Optional[str]:
+    """None, or why a source video used as `source_use` (None: no source) does not fit grid mode `mode`."""
+    if mode == "recam" and source_use is None:
+        return ("mode 'recam' (ReCamMaster) re-renders an input video and needs one: give a source video "
+                "(CamGrid Source Video, --source video.mp4, SourceVideo(latent, 'recam')), or choose another mode")
+    if source_use == "recam" and mode != "recam":
+        return (f"source use 'recam' needs grid mode 'recam' (a ReCamMaster model), got mode {mode!r}: use the "
+                "source as replace_view / first_row, or mode recam")
+    if source_use in ("replace_view", "first_row") and mode == "recam":
+        return (f"grid mode 'recam' feeds the source through the model; got source use {source_use!r}: use the "
+                "source as recam with mode recam, or another mode for replace_view / first_row")
+    return None
+
+
 def camera_rule(variant: str) -> tuple[str, float]:
     """(reference, translation scale per metre) of `variant`'s camera encoding."""
     _check_variant(variant)
@@ -64,29 +93,6 @@ def camera_embedding(rig: CameraRig, variant: str, num_latent_frames: int) -> to
     """[V, T_lat, 12] relative extrinsics with the variant's translation scale and reference rule."""
     reference, scale = camera_rule(variant)
     return relative_extrinsics(rig, scale, reference=reference, num_latent_frames=num_latent_frames)
-
-
-def check_frames(frames: int, name: str = "frames") -> int:
-    """Video frames of a request: 4k+1 (the Wan VAE packs 4 frames per latent frame after the first), at most
-    the camera limit FRAMES. Returns it as an int."""
-    frames = FRAMES.check(frames, name, InputError)
-    if (frames - 1) % VAE_TEMPORAL_STRIDE:
-        lo = (frames - 1) // VAE_TEMPORAL_STRIDE * VAE_TEMPORAL_STRIDE + 1
-        raise InputError(f"{name} must be 4k+1 (the Wan VAE packs 4 frames per latent frame after the first), got "
-                         f"{frames}: use {lo} or {lo + VAE_TEMPORAL_STRIDE}")
-    return frames
-
-
-def check_video_size(width: int, height: int, frames: int) -> None:
-    """Frames 4k+1; width and height positive multiples of SPATIAL_STRIDE."""
-    check_frames(frames)
-    for name, size in (("width", width), ("height", height)):
-        if isinstance(size, bool) or not isinstance(size, numbers.Integral):
-            raise InputError(f"{name} must be a whole number of pixels, got {type(size).__name__}")
-        if size < SPATIAL_STRIDE or size % SPATIAL_STRIDE:
-            near = max(SPATIAL_STRIDE, (size + SPATIAL_STRIDE // 2) // SPATIAL_STRIDE * SPATIAL_STRIDE)
-            raise InputError(f"{name} must be a positive multiple of {SPATIAL_STRIDE} (8x VAE, 2x2 patches), "
-                             f"got {size}: use {near}")
 
 
 def build_rig(rig: Union[str, Path, CameraRig], views: Optional[int] = None, frames: int = 81) -> CameraRig:
@@ -141,5 +147,5 @@ def fit_frames(frames, width: int, height: int, num_frames: int) -> torch.Tensor
 
 
 __all__ = ["VARIANTS", "MODES", "AUTO_MODE", "CAMERA_REFERENCE", "TRANSLATION_SCALE", "VAE_TEMPORAL_STRIDE",
-           "SPATIAL_STRIDE", "pick_mode", "camera_rule", "camera_embedding", "check_frames", "check_video_size",
-           "build_rig", "fit_frames", "latent_frame_count"]
+           "pick_mode", "mode_problem", "source_problem", "camera_rule", "camera_embedding", "build_rig", "fit_frames",
+           "latent_frame_count"]

@@ -1,15 +1,19 @@
 """Text -> multi-view video grid, and video -> novel views, from local files (no ComfyUI).
 
-    pipe = Pipeline.from_files(dit="syncammaster.safetensors", vae="Wan2.1-T2V-1.3B-Diffusers/vae",
-                               text_encoder="Wan2.1-T2V-1.3B-Diffusers/text_encoder")
+    pipe = Pipeline.from_files(dit="syncammaster.safetensors", vae="wan_2.1_vae.safetensors",
+                               text_encoder="umt5_xxl_fp8_e4m3fn_scaled.safetensors", device="cuda")
     frames = pipe.generate("a red fox in the snow", rig="orbit_arc", views=4)   # [V, F, H, W, 3] in 0..1
 
-Components, as diffusers' Wan pipeline uses them:
+Components, as diffusers' Wan pipeline uses them (loaded by model/components/):
   - the DiT: any file `load_grid_dit` reads (plain Wan, SynCamMaster, ReCamMaster);
-  - the VAE: a diffusers-format `AutoencoderKLWan` folder; latents are normalised per channel,
-    `(z - latents_mean) / latents_std`, with the numbers from the VAE's config;
-  - the text encoder: a `UMT5EncoderModel` folder + its tokenizer; prompts are padded/truncated to
-    512 tokens and the features of padding positions are zeroed (WanPipeline._get_t5_prompt_embeds).
+  - the VAE: ComfyUI's / Wan's single file (`wan_2.1_vae.safetensors`, `Wan2.1_VAE.pth`) or a diffusers
+    folder, as diffusers' `AutoencoderKLWan`; latents are normalised per channel,
+    `(z - latents_mean) / latents_std`, with Wan2.1's numbers;
+  - the text encoder: ComfyUI's single files (`umt5_xxl_fp16.safetensors`, `umt5_xxl_fp8_e4m3fn_scaled.safetensors`),
+    Wan's `models_t5_umt5-xxl-enc-bf16.pth` or a transformers folder, as `UMT5EncoderModel` in bfloat16 (or with
+    fp8 weight storage); the tokenizer from the ComfyUI file itself, a tokenizer folder or spiece.model; prompts
+    are padded/truncated to 512 tokens and the features of padding positions are zeroed
+    (WanPipeline._get_t5_prompt_embeds).
 
 `add_arguments` / `run` implement `python -m camgrid generate` (see camgrid/__main__.py).
 """
@@ -23,22 +27,26 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional, Sequence, Union
 
+import numpy as np
 import torch
-import torch.nn.functional as F
 from tqdm import tqdm
 
-from .camera import RIG_PRESETS, TRANSLATION_SCALE, CameraRig, latent_frame_count, load_rig, make_preset, \
-    relative_extrinsics
+from . import components
+from .camera import RIG_PRESETS, CameraRig, latent_frame_count
 from .checkpoint import LoadOptions, describe, load_grid_dit
-from .checks import VIEW_INDEX, VIEWS, InputError, Limit, check_sampling, check_video_size, \
-    cli_flag, raise_problem, range_problem
+from .checks import VIEW_INDEX, VIEWS, InputError, Limit, check_video_size, cli_flag, raise_problem, range_problem
 from .conditioning import SOURCE_USES, TEXT_LENGTH, SourceVideo
-from .modes import MODES, build_rig, camera_embedding, fit_frames, pick_mode
+from . import context_windows
+from .context_windows import ContextWindows
+from .distributed import is_main
 from .files import atomic_save, atomic_write
 from .lora import apply_lora
 from .lora.spec import parse_lora_arg
-from .sampling import GUIDANCE, SCHEDULERS, sample_grid
-from .sync import load_sync_weights
+from .modes import MODES, build_rig, camera_embedding, fit_frames, mode_problem, pick_mode, source_problem
+from .sampling import GUIDANCE, SCHEDULERS, SamplerOptions, sample_grid
+from .schedules import SCHEDULES, parse_sigmas
+from .step_cache import CACHES, SamplingStats
+from .vae_decode import DecodeOptions, WanVaeDecoder
 from .video_io import read_video, tile_views, write_video
 
 # diffusers' Wan example negative prompt (Wan's own default is the Chinese original of it)
@@ -65,15 +73,6 @@ def check_component_widths(dit_config, vae_latent_channels: int, text_features: 
                          f"{dit_config.text_dim}: use the umT5-XXL encoder of Wan2.1")
 
 
-def _find_tokenizer(text_encoder: Path) -> Path:
-    markers = ("tokenizer.json", "spiece.model", "tokenizer_config.json")
-    for folder in (text_encoder, text_encoder.parent / "tokenizer"):
-        if any((folder / m).is_file() for m in markers):
-            return folder
-    raise FileNotFoundError(f"no tokenizer found in {str(text_encoder)!r} or beside it ('tokenizer' folder): pass "
-                            "--tokenizer DIR (the umT5 tokenizer, e.g. the 'tokenizer' folder of a Wan diffusers repo)")
-
-
 # ---------------------------------------------------------------------------------------------
 # the pipeline
 # ---------------------------------------------------------------------------------------------
@@ -83,9 +82,13 @@ class Pipeline:
 
     def __init__(self, model, vae, text_encoder, tokenizer, device: Union[str, torch.device] = "cpu",
                  log: Optional[Callable[[str], None]] = None):
+        if not isinstance(tokenizer, (components.SentencePieceTokenizer, components.TransformersTokenizer)):
+            tokenizer = components.TransformersTokenizer.wrap(tokenizer)   # a transformers tokenizer object
         self.model, self.vae, self.text_encoder, self.tokenizer = model, vae, text_encoder, tokenizer
         self.device = torch.device(device)
         self.log = log or log_default
+        self.decode_options = DecodeOptions()  # how `decode` uses memory (batching, tiles, compile)
+        self._vae_decoder: Optional[WanVaeDecoder] = None   # kept: it remembers the measured cost of a view
         check_component_widths(model.config, vae.config.z_dim, text_encoder.config.d_model)
 
     @classmethod
@@ -93,15 +96,16 @@ class Pipeline:
                    tokenizer: Union[str, Path, None] = None, device: Union[str, torch.device] = "cpu",
                    dtype: Optional[torch.dtype] = None, sync_weights: Union[str, Path, None] = None,
                    attention: Optional[str] = None, log: Optional[Callable[[str], None]] = None,
-                   loras: Sequence[tuple[Union[str, Path], float]] = ()) -> "Pipeline":
-        """Load every component from local files. dtype None: the DiT file's dtype on CUDA, float32 on CPU.
-        The VAE always runs in float32 (as Wan does); umT5 in bfloat16 when the DiT is half precision on CUDA.
+                   loras: Sequence[tuple[Union[str, Path], float]] = (),
+                   text_dtype: torch.dtype = torch.bfloat16, text_fp8: bool = False) -> "Pipeline":
+        """Load every component from local files: each a single file as ComfyUI users have them, or a
+        diffusers / transformers folder (model/components/). dtype None: the DiT file's dtype on CUDA, float32
+        on CPU. The VAE runs in float32 (as Wan does); umT5 in `text_dtype` (bfloat16: ~11 GB for umT5-XXL,
+        fp32 would be ~23 GB), with its block weights kept in fp8 when `text_fp8`. tokenizer None: the one the
+        text-encoder file carries (ComfyUI's do), or a tokenizer folder beside a text-encoder folder.
         loras: (file, strength) pairs merged into the DiT in order (model/lora)."""
-        # imported here: diffusers and transformers take seconds to import and only this path needs them
-        from diffusers import AutoencoderKLWan
-        from transformers import AutoTokenizer, UMT5EncoderModel
-
         device = torch.device(device)
+        components.find_tokenizer(text_encoder, tokenizer)   # before minutes of loading
         if dtype is None and device.type == "cpu":
             dtype = torch.float32
         model = load_grid_dit(dit, device=device, options=LoadOptions(dtype=dtype, sync_weights=sync_weights,
@@ -109,81 +113,72 @@ class Pipeline:
         for path, strength in loras:
             apply_lora(model, path, strength)
             (log or log_default)(model.applied_loras[-1].summary())
-        for name, folder in (("VAE", vae), ("text encoder", text_encoder)):
-            if not Path(folder).is_dir():
-                raise FileNotFoundError(f"{name} folder {str(folder)!r} does not exist: pass a diffusers-format folder "
-                                        "(with config.json and weights)")
-        vae_model = AutoencoderKLWan.from_pretrained(str(vae), torch_dtype=torch.float32).to(device).eval()
-        text_dtype = torch.bfloat16 if (device.type == "cuda" and model.dtype != torch.float32) else torch.float32
-        encoder = UMT5EncoderModel.from_pretrained(str(text_encoder), torch_dtype=text_dtype).to(device).eval()
-        tok_dir = Path(tokenizer) if tokenizer is not None else _find_tokenizer(Path(text_encoder))
-        tok = AutoTokenizer.from_pretrained(str(tok_dir))
+        vae_model = components.load_wan_vae(vae, device, torch.float32)
+        encoder = components.load_umt5(text_encoder, device, text_dtype, fp8=text_fp8)
+        tok = components.load_tokenizer(text_encoder, tokenizer)
         return cls(model, vae_model, encoder, tok, device, log)
 
     # -- text ------------------------------------------------------------------------------------
-    @torch.no_grad()
     def encode_prompt(self, prompts: Union[str, Sequence[str]]) -> torch.Tensor:
         """[B, 512, text_dim] float32 umT5 features, padding positions zeroed."""
-        prompts = [prompts] if isinstance(prompts, str) else list(prompts)
-        tokens = self.tokenizer([p.strip() for p in prompts], padding="max_length", max_length=TEXT_LENGTH,
-                                truncation=True, add_special_tokens=True, return_attention_mask=True,
-                                return_tensors="pt")
-        ids, mask = tokens.input_ids.to(self.device), tokens.attention_mask.to(self.device)
-        feats = self.text_encoder(ids, mask).last_hidden_state.float()
-        return feats * mask[..., None].to(feats.dtype)  # padding tokens carry zeros, as in Wan
+        return components.encode_prompts(self.text_encoder, self.tokenizer, prompts, self.device, TEXT_LENGTH)
 
     # -- video <-> latent ------------------------------------------------------------------------
     def _latent_stats(self, dtype=torch.float32):
-        c = self.vae.config.z_dim
-        mean = torch.tensor(self.vae.config.latents_mean, dtype=dtype, device=self.device).view(1, c, 1, 1, 1)
-        std = torch.tensor(self.vae.config.latents_std, dtype=dtype, device=self.device).view(1, c, 1, 1, 1)
-        return mean, std
+        return components.latent_stats(self.vae, self.device, dtype)
 
-    @torch.no_grad()
     def encode_video(self, frames) -> torch.Tensor:
         """Frames [F, H, W, 3] in 0..1 -> normalised latent [1, C, T, H/8, W/8] (the posterior mean)."""
-        x = torch.as_tensor(frames, dtype=torch.float32).to(self.device)
-        x = x.permute(3, 0, 1, 2)[None] * 2.0 - 1.0  # [1, 3, F, H, W] in -1..1
-        z = self.vae.encode(x).latent_dist.mode()
-        mean, std = self._latent_stats()
-        return (z.float() - mean) / std
+        return components.encode_frames(self.vae, frames, self.device)
 
     @torch.no_grad()
-    def decode(self, grid: torch.Tensor) -> torch.Tensor:
-        """Latent grid [V, C, T, h, w] or [1, V, ...] -> frames [V, F, H, W, 3] float 0..1, one view at a time."""
+    def decode(self, grid: torch.Tensor, options: Optional[DecodeOptions] = None) -> torch.Tensor:
+        """Latent grid [V, C, T, h, w] or [1, V, ...] -> frames [V, F, H, W, 3] float 0..1, as many views per VAE
+        call as memory allows, tiles only when needed (model/vae_decode.py). `options` replace the pipeline's
+        `decode_options` (set that attribute once to change them for every decode)."""
         if grid.ndim == 6:
             grid = grid.flatten(0, 1)
-        mean, std = self._latent_stats()
-        views = []
-        for z in grid:
-            video = self.vae.decode(z[None].to(self.device, torch.float32) * std + mean).sample  # [1, 3, F, H, W]
-            views.append(((video[0].float().clamp(-1, 1) + 1) / 2).permute(1, 2, 3, 0).cpu())
-        return torch.stack(views)
+        options = options or self.decode_options
+        if self._vae_decoder is None or self._vae_decoder.options != options:
+            self._vae_decoder = WanVaeDecoder(self.vae, self.vae.config.latents_mean, self.vae.config.latents_std,
+                                              options)
+        frames = self._vae_decoder(grid)
+        self.log(f"VAE decode: {self._vae_decoder.last_report.summary()}")
+        return frames
 
     # -- generation ------------------------------------------------------------------------------
     def generate(self, prompt: str, negative_prompt: str = DEFAULT_NEGATIVE_PROMPT, *,
                  rig: Union[str, Path, CameraRig] = "orbit_arc", views: Optional[int] = None, width: int = 832,
-                 height: int = 480, frames: int = 81, mode: str = "auto", steps: int = 50, cfg: float = 5.0,
-                 shift: float = 5.0, seed: int = 0, scheduler: str = "unipc", source=None,
-                 source_mode: Optional[str] = None, source_view: int = 0, guidance: str = "text",
-                 video_cfg: float = 1.8, batch_cfg: bool = True,
+                 height: int = 480, frames: int = 81, mode: str = "auto", steps: int = 50,
+                 cfg: Optional[float] = None, shift: Optional[float] = None, seed: int = 0, scheduler: str = "unipc",
+                 source=None, source_mode: Optional[str] = None, source_view: int = 0, guidance: str = "text",
+                 video_cfg: float = 1.8, batch_cfg: bool = True, windows: Optional[ContextWindows] = None,
+                 options: Optional[SamplerOptions] = None,
                  callback: Optional[Callable[[int, int, torch.Tensor], None]] = None,
-                 interrupt: Optional[Callable[[], Optional[bool]]] = None) -> torch.Tensor:
+                 interrupt: Optional[Callable[[], Optional[bool]]] = None, **fast) -> torch.Tensor:
         """Frames [V, F, H, W, 3] float 0..1.
 
         rig: preset name, rig JSON path or CameraRig (for ReCamMaster: the target camera paths).
         source: optional input video (path, or frames [F, H, W, 3]) used as `source_mode`
             ("recam" | "replace_view" | "first_row"; default recam for ReCamMaster, else replace_view)
-            on view `source_view`. Other arguments: see `sampling.sample_grid`.
+            on view `source_view`. cfg / shift None: 5, or a schedule preset's. fast: schedule=, sigmas=, cache=,
+            cache_threshold=, cache_start=, cache_end= (`SamplerOptions`).
+        options: a checked `SamplerOptions` (the command line makes one before loading); when given it replaces
+            steps, cfg, shift, seed, scheduler, guidance, video_cfg, batch_cfg and the fast settings. Other
+            arguments: see `sampling.sample_grid`. `self.last_stats` says afterwards which steps ran the DiT.
+        windows: context windows over time / views (model/context_windows.py), for videos longer than the
+            model's 81 training frames or rigs larger than one pass (when `options` is given, its own windows).
         """
         check_video_size(width, height, frames)
+        options = options or SamplerOptions(steps=steps, cfg=cfg, shift=shift, seed=seed, scheduler=scheduler,
+                                            guidance=guidance, video_cfg=video_cfg, batch_cfg=batch_cfg,
+                                            windows=windows, **fast)
         variant = self.model.variant
         mode_used = pick_mode(variant, mode)
         if mode == "auto":
             self.log(f"mode auto -> {mode_used!r} (model variant {variant!r})")
-        if mode_used == "recam" and source is None:
-            raise InputError("mode 'recam' (ReCamMaster) re-renders an input video: pass a source video "
-                             "(--source video.mp4), or choose another mode")
+        how = (source_mode or ("recam" if mode_used == "recam" else "replace_view")) if source is not None else None
+        raise_problem(source_problem(mode_used, how))   # before the source and the prompts are encoded
         t_lat = latent_frame_count(frames)
         camera_rig = build_rig(rig, views, frames)
         num_views = camera_rig.num_views
@@ -192,7 +187,6 @@ class Pipeline:
 
         source_video = None
         if source is not None:
-            how = source_mode or ("recam" if mode_used == "recam" else "replace_view")
             if how not in SOURCE_USES:
                 raise InputError(f"source_mode {how!r} is not one of {', '.join(SOURCE_USES)}")
             if isinstance(source, (str, Path)):
@@ -201,12 +195,15 @@ class Pipeline:
             source_video = SourceVideo(latent, how, 0 if how == "first_row" else source_view)
 
         context = self.encode_prompt(prompt)
-        negative = self.encode_prompt(negative_prompt) if (cfg != 1.0 or guidance == "two_scale") else None
+        negative = self.encode_prompt(negative_prompt) if options.uses_negative else None
         shape = (1, num_views, self.model.config.in_dim, t_lat, height // 8, width // 8)
+        if options.windows is not None:
+            keep = (source_video.view,) if source_video is not None and source_video.replaces_a_view else ()
+            self.log(context_windows.describe(options.windows, num_views, t_lat, keep))
+        stats = SamplingStats()
         grid = sample_grid(self.model, shape, context, negative, mode=mode_used, camera=camera, source=source_video,
-                           steps=steps, cfg=cfg, shift=shift, scheduler=scheduler, seed=seed, guidance=guidance,
-                           video_cfg=video_cfg, batch_cfg=batch_cfg, callback=callback, interrupt=interrupt)
-        self.last_latent, self.last_rig, self.last_mode = grid, camera_rig, mode_used
+                           options=options, callback=callback, interrupt=interrupt, stats=stats)
+        self.last_latent, self.last_rig, self.last_mode, self.last_stats = grid, camera_rig, mode_used, stats
         return self.decode(grid)
 
 
@@ -246,10 +243,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.description = "Generate a synchronized multi-view video grid from text (and optionally an input video)."
     files = p.add_argument_group("model files (local)")
     files.add_argument("--dit", required=True, help="DiT weights: Wan2.1 / SynCamMaster / ReCamMaster (.safetensors, .ckpt)")
-    files.add_argument("--vae", required=True, help="diffusers-format Wan VAE folder (AutoencoderKLWan)")
-    files.add_argument("--text-encoder", required=True, help="umT5 encoder folder (transformers UMT5EncoderModel)")
-    files.add_argument("--tokenizer", default=None, help="tokenizer folder (default: the text encoder folder or a "
-                                                         "'tokenizer' folder beside it)")
+    files.add_argument("--vae", required=True, help="Wan2.1 VAE: wan_2.1_vae.safetensors (ComfyUI), Wan2.1_VAE.pth, "
+                                                    "or a diffusers vae/ folder")
+    files.add_argument("--text-encoder", required=True, help="umT5-XXL: umt5_xxl_fp16.safetensors or "
+                       "umt5_xxl_fp8_e4m3fn_scaled.safetensors (ComfyUI), models_t5_umt5-xxl-enc-bf16.pth, or a "
+                       "transformers folder")
+    files.add_argument("--tokenizer", default=None, help="umT5 tokenizer folder or spiece.model (default: the one "
+                       "ComfyUI's umT5 files carry, or a 'tokenizer' folder beside a text-encoder folder)")
+    files.add_argument("--text-fp8", action="store_true", help="keep the text encoder's block weights in fp8 "
+                       "(~6 GB for umT5-XXL instead of ~11 GB in bf16)")
     files.add_argument("--sync-weights", default=None, help="optional camgrid sync-weights file (hard/soft sync)")
     files.add_argument("--lora", action="append", default=[], type=parse_lora_arg, metavar="FILE[:STRENGTH]",
                        help="merge a LoRA into the DiT (any of the Kijai/lightx2v, diffusers/PEFT, kohya, DiffSynth "
@@ -264,10 +266,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--mode", default="auto", choices=("auto",) + MODES,
                    help="grid mode; auto: syncammaster->syncam, recammaster->recam, wan->hard")
     p.add_argument("--steps", type=int, default=50)
-    p.add_argument("--cfg", type=float, default=5.0, help="text guidance scale (1 = no CFG)")
-    p.add_argument("--shift", type=float, default=5.0, help="flow shift of the sigma schedule")
+    p.add_argument("--cfg", type=float, default=None, help="text guidance scale (1 = no CFG; default 5, or the "
+                                                          "--schedule preset's: 1 for the distilled ones)")
+    p.add_argument("--shift", type=float, default=None, help="flow shift of the sigma schedule (default 5)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--scheduler", default="unipc", choices=SCHEDULERS)
+    fast = p.add_argument_group("fast generation (README: Fast generation)")
+    fast.add_argument("--schedule", default="default", choices=SCHEDULES,
+                      help="a step-distilled model's few-step preset (fixes sigmas and solver; e.g. lightx2v_4step "
+                           "with the lightx2v LoRA or model), or default (--steps, --shift, --scheduler)")
+    fast.add_argument("--sigmas", default=None, metavar="S0,S1,...,0",
+                      help="custom schedule: descending sigmas in [0, 1] ending in 0, used as given")
+    fast.add_argument("--cache", default="none", choices=CACHES,
+                      help="training-free step cache: skip the DiT on steps where the grid changed little")
+    fast.add_argument("--cache-threshold", type=float, default=0.1, help="step cache threshold (0 = never skip)")
+    fast.add_argument("--cache-start", type=float, default=0.2, help="fraction of the steps that always run first")
+    fast.add_argument("--cache-end", type=float, default=1.0, help="fraction of the steps after which all run")
     p.add_argument("--guidance", default="text", choices=GUIDANCE,
                    help="two_scale: InstructPix2Pix guidance with --source (s_t = --cfg, s_v = --video-cfg)")
     p.add_argument("--video-cfg", type=float, default=1.8, help="video guidance scale s_v (two_scale)")
@@ -282,6 +296,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--dtype", default="auto", choices=tuple(DTYPES))
     p.add_argument("--attention", default=None, help="attention backend (sdpa, flash_attn, sage, chunked)")
+    context_windows.add_arguments(p)
 
 
 @dataclass
@@ -290,6 +305,7 @@ class GenerateJob:
 
     rig: CameraRig                    # cut to the requested views
     source: Optional[np.ndarray]      # the source video's frames [F, H, W, 3] uint8, or None
+    options: SamplerOptions           # the sampling settings, checked (errors name the flags)
 
 
 def _existing(path, flag: str, folder: bool = False) -> Path:
@@ -300,36 +316,24 @@ def _existing(path, flag: str, folder: bool = False) -> Path:
     return path
 
 
-def _config_value(folder: Path, key: str, flag: str) -> int:
-    """One number from a diffusers / transformers folder's config.json."""
-    config = folder / "config.json"
-    try:
-        value = json.loads(config.read_text(encoding="utf-8"))[key]
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as exc:
-        raise InputError(f"{flag} {str(folder)!r}: cannot read {key!r} from its config.json ({type(exc).__name__}); "
-                         "pass a diffusers-format folder (config.json + weights)") from None
-    return value
+def _existing_any(path, flag: str) -> Path:
+    """A model file or folder that exists."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{flag} {str(path)!r} does not exist: give the file (e.g. as ComfyUI has it) or a "
+                         "diffusers-format folder")
+    return path
 
 
-def mode_problem(variant: str, mode: str, source_use: Optional[str], has_sync_weights: bool, guidance: str,
-                 source_view: int, views: int) -> Optional[str]:
-    """None, or why `mode` cannot run with this DiT variant and these options (the rules the DiT, the
-    sampler and the source conditioning enforce, asked before anything is loaded)."""
-    if mode == "syncam" and variant != "syncammaster":
-        return (f"--mode syncam needs a SynCamMaster DiT, but --dit is a {variant} DiT: use --mode hard (any "
-                "Wan2.1 model) or a SynCamMaster-Wan2.1 checkpoint")
-    if mode == "recam" and variant != "recammaster":
-        return f"--mode recam needs a ReCamMaster DiT, but --dit is a {variant} DiT: use a ReCamMaster checkpoint"
-    if mode == "recam" and source_use is None:
-        return "--mode recam (ReCamMaster) re-renders an input video: pass --source video.mp4, or choose another mode"
-    if mode == "soft" and not has_sync_weights:
-        return "--mode soft needs trained sync weights: pass --sync-weights FILE, or use --mode hard"
+def generate_problem(variant: str, mode: str, source_use: Optional[str], has_sync_weights: bool, guidance: str,
+                     source_view: int, views: int) -> Optional[str]:
+    """None, or why `generate` cannot run `mode` with this DiT variant and these options, asked before anything
+    is loaded: the rules of model/modes.py, and the command line's own (--guidance, --source-view)."""
+    problem = mode_problem(mode, variant, soft_sync=has_sync_weights) or source_problem(mode, source_use)
+    if problem is not None:
+        return problem
     if guidance == "two_scale" and source_use is None:
         return "--guidance two_scale weighs a source video against the text: pass --source, or use --guidance text"
-    if source_use == "recam" and mode != "recam":
-        return f"--source-mode recam needs --mode recam (a ReCamMaster DiT), got mode {mode}: use replace_view"
-    if source_use in ("replace_view", "first_row") and mode == "recam":
-        return f"--mode recam feeds the source through the model: drop --source-mode {source_use} (or set recam)"
     if source_use == "replace_view" and not 0 <= source_view < views:
         return f"--source-view {source_view} is not a view of the grid (0..{views - 1}): pick one that exists"
     return None
@@ -338,28 +342,29 @@ def mode_problem(variant: str, mode: str, source_use: Optional[str], has_sync_we
 def check_generate_args(args: argparse.Namespace) -> GenerateJob:
     """Everything `generate` can check before it loads the DiT, VAE and umT5 (minutes with real weights):
     numbers, sizes, files, the DiT's variant against the mode, the rig, and the source video (read here)."""
-    check_sampling(cli_flag, steps=args.steps, cfg=args.cfg, video_cfg=args.video_cfg, shift=args.shift,
-                   seed=args.seed)
+    if args.sigmas is not None:
+        args.sigmas = parse_sigmas(args.sigmas, "--sigmas")
+    options = SamplerOptions(label=cli_flag, steps=args.steps, cfg=args.cfg, video_cfg=args.video_cfg,
+                             shift=args.shift, seed=args.seed, scheduler=args.scheduler, guidance=args.guidance,
+                             batch_cfg=args.batch_cfg, windows=context_windows.from_arguments(args),
+                             **fast_settings(args))
     check_video_size(args.width, args.height, args.frames, ("--width", "--height", "--frames"))
     raise_problem(range_problem(CLI_LIMITS, {"views": args.views, "source_view": args.source_view,
                                              "fps": args.fps}, cli_flag))
     dit_config = describe(_existing(args.dit, "--dit"))["config"]
-    vae, text_encoder = _existing(args.vae, "--vae", True), _existing(args.text_encoder, "--text-encoder", True)
-    check_component_widths(dit_config, _config_value(vae, "z_dim", "--vae"),
-                           _config_value(text_encoder, "d_model", "--text-encoder"))
-    if args.tokenizer is not None:
-        _existing(args.tokenizer, "--tokenizer", True)
-    else:
-        _find_tokenizer(text_encoder)
+    vae, text_encoder = _existing_any(args.vae, "--vae"), _existing_any(args.text_encoder, "--text-encoder")
+    check_component_widths(dit_config, components.describe_wan_vae(vae)["z_dim"],
+                           components.describe_umt5(text_encoder)["d_model"])
+    components.find_tokenizer(text_encoder, args.tokenizer)
     if args.sync_weights is not None:
         _existing(args.sync_weights, "--sync-weights")
     mode = pick_mode(dit_config.variant, args.mode)
     rig = build_rig(args.rig, args.views, args.frames)
     source_use = (args.source_mode or ("recam" if mode == "recam" else "replace_view")) if args.source else None
-    raise_problem(mode_problem(dit_config.variant, mode, source_use, args.sync_weights is not None, args.guidance,
-                               args.source_view, rig.num_views))
+    raise_problem(generate_problem(dit_config.variant, mode, source_use, args.sync_weights is not None,
+                                   args.guidance, args.source_view, rig.num_views))
     source = read_source_video(args.source, args.frames) if args.source else None
-    return GenerateJob(rig, source)
+    return GenerateJob(rig, source, options)
 
 
 def save_video(path: Path, frames, fps: float) -> Path:
@@ -385,12 +390,18 @@ def write_outputs(out: Path, frames: torch.Tensor, names: Sequence[str], fps: fl
     return written
 
 
+def fast_settings(args: argparse.Namespace) -> dict:
+    """The fast-generation flags as SamplerOptions fields."""
+    return dict(schedule=args.schedule, sigmas=args.sigmas, cache=args.cache, cache_threshold=args.cache_threshold,
+                cache_start=args.cache_start, cache_end=args.cache_end)
+
+
 def run(args: argparse.Namespace) -> int:
     job = check_generate_args(args)
     pipe = Pipeline.from_files(args.dit, args.vae, args.text_encoder, args.tokenizer, device=args.device,
                                dtype=DTYPES[args.dtype], sync_weights=args.sync_weights, attention=args.attention,
-                               log=print, loras=args.lora)
-    bar = tqdm(total=args.steps, desc="sampling", unit="step")
+                               log=print, loras=args.lora, text_fp8=args.text_fp8)
+    bar = tqdm(total=args.steps, desc="sampling", unit="step", disable=not is_main())  # one bar under torchrun
 
     def progress(step, total, _x0):
         bar.total = total
@@ -398,12 +409,11 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         frames = pipe.generate(args.prompt, args.negative_prompt, rig=job.rig, width=args.width, height=args.height,
-                               frames=args.frames, mode=args.mode, steps=args.steps, cfg=args.cfg, shift=args.shift,
-                               seed=args.seed, scheduler=args.scheduler, source=job.source,
-                               source_mode=args.source_mode, source_view=args.source_view, guidance=args.guidance,
-                               video_cfg=args.video_cfg, batch_cfg=args.batch_cfg, callback=progress)
+                               frames=args.frames, mode=args.mode, source=job.source, source_mode=args.source_mode,
+                               source_view=args.source_view, options=job.options, callback=progress)
     finally:
         bar.close()
+    print(pipe.last_stats.summary())
     settings = {k: v for k, v in vars(args).items() if k != "func"}
     settings["mode_used"] = pipe.last_mode
     for path in write_outputs(Path(args.out), frames, pipe.last_rig.names, args.fps, settings):

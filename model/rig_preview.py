@@ -11,11 +11,11 @@ import math
 
 import torch
 
-from .camera import CameraRig, CameraRigError, Limit
-from .camera.limits import MAX_POSITION_M
+from .camera import CameraRig, CameraRigError
+from .camera.limits import MAX_POSITION_M, CameraLimit
 
-PREVIEW_PIXELS = Limit(64, 4096, " pixels", integer=True)   # width or height of the picture
-FRUSTUM_DEPTH_M = Limit(1e-6, MAX_POSITION_M, " m")
+PREVIEW_PIXELS = CameraLimit(64, 4096, integer=True, unit=" pixels")   # width or height of the picture
+FRUSTUM_DEPTH_M = CameraLimit(1e-6, MAX_POSITION_M, unit=" m")
 VIEW_COLOURS = [(230, 60, 60), (60, 140, 230), (60, 180, 90), (230, 160, 40), (160, 80, 200), (40, 190, 190),
                 (200, 90, 150), (120, 120, 120)]
 # (panel name, horizontal world axis and sign, vertical world axis and sign: picture up = +value)
@@ -85,14 +85,14 @@ def draw_rig(rig: CameraRig, size: tuple[int, int] = (640, 320), frustum_depth: 
     if not isinstance(rig, CameraRig):
         raise CameraRigError(f"draw_rig needs a CameraRig, got {type(rig).__name__}")
     rig.validate()
-    width = PREVIEW_PIXELS.check(size[0], "draw_rig: width")
-    height = PREVIEW_PIXELS.check(size[1], "draw_rig: height")
+    width = PREVIEW_PIXELS.check("draw_rig: width", size[0])
+    height = PREVIEW_PIXELS.check("draw_rig: height", size[1])
     target = torch.zeros(3, dtype=torch.float64) if rig.target is None else rig.target
     centres = rig.c2w[:, :, :3, 3].reshape(-1, 3)
     if frustum_depth is None:
         frustum_depth = max(0.25, 0.25 * float((centres - target).norm(dim=-1).max()))
     else:
-        frustum_depth = FRUSTUM_DEPTH_M.check(frustum_depth, "draw_rig: frustum_depth")
+        frustum_depth = FRUSTUM_DEPTH_M.check("draw_rig: frustum_depth", frustum_depth)
     frusta = _frusta(rig.c2w[:, 0], rig.intrinsics, frustum_depth)
     everything = torch.cat([centres, frusta.reshape(-1, 3), target[None]])
 

@@ -9,6 +9,10 @@ unshifted base sigmas and they apply the shift):
   - "unipc": `UniPCMultistepScheduler(prediction_type="flow_prediction", use_flow_sigmas=True,
              flow_shift=s)`, order 2, bh2 (Wan's default solver). It nudges σ = 1 to 1 - 1e-6.
   - "euler": `FlowMatchEulerDiscreteScheduler(shift=s)`.
+  - "lcm":   `FlowMatchLCMScheduler(shift=s)`: x0 = x - σ·v, re-noised with fresh noise to the next σ (the step
+             of the distilled few-step models). Its noise comes from a CPU stream derived from `seed`.
+Few-step presets of distilled models and custom sigmas: model/schedules.py (`schedule=`, `sigmas=`).
+A training-free step cache: model/step_cache.py (`cache=`), wrapping the step as described below.
 `denoise` < 1 follows ComfyUI: the schedule of `int(steps / denoise)` steps, keeping its last `steps`,
 and the sampler starts from `init_latent` noised to the first kept sigma.
 
@@ -23,7 +27,7 @@ With `batch_cfg` the guidance branches run as one forward (concatenated along B)
 Noise is drawn on the CPU from `seed` and then moved, so a seed gives the same video on any device.
 
 How a run is put together (each piece can be used or replaced on its own):
-    options = SamplerOptions(steps=30, cfg=5.0)              the knobs, checked once (`LIMITS`)
+    options = SamplerOptions(steps=30, cfg=5.0)              the knobs, checked once (model/checks.py)
     plan = prepare(model, shape, context, negative, mode=..., camera=..., options=options)
     grid = denoise(plan, velocity=guided_velocity, callback=...)
 `sample_grid` is these three lines. `guided_velocity(plan, x, sigma)` is one step's guided prediction:
@@ -33,31 +37,24 @@ stays the same; it checks every prediction for NaN / inf, whoever made it.
 from __future__ import annotations
 
 import dataclasses
-import math
 import numbers
-from dataclasses import dataclass
+from dataclasses import InitVar, dataclass
 from typing import Any, Callable, Optional, Sequence, Union
 
 import numpy as np
 import torch
 
-from .checks import InputError, NonFiniteError, require_finite
+from .checks import DENOISE, SHIFT, STEPS, InputError, NonFiniteError, check_sampling, require_finite
 from .conditioning import SourceVideo, SourceVideoError, noised_source, null_source_latent, pad_text, replace_view
+from .context_windows import ContextWindows, windowed_velocity
+from .modes import source_problem
+from .schedules import DEFAULT as DEFAULT_SCHEDULE, SOLVERS, PreparedSchedule, check_schedule, make_scheduler, \
+    prepare_fixed, recommended, renoise_generator
+from .step_cache import SamplingStats, check_cache, wrap_step
 
-SCHEDULERS = ("unipc", "euler")
+SCHEDULERS = SOLVERS
 GUIDANCE = ("text", "two_scale")
 NUM_TRAIN_TIMESTEPS = 1000
-
-# The sampler's numeric limits, stated once (nodes and the CLI offer the same ranges).
-LIMITS = {
-    "steps": (1, 1000),
-    "schedule_steps": (1, 100_000),  # int(steps / denoise): the schedule denoise < 1 keeps the end of
-    "denoise": (0.0, 1.0),           # (0, 1]
-    "cfg": (0.0, 30.0),              # also video_cfg
-    "shift": (0.0, 100.0),           # (0, 100]
-    "seed": (0, 2**64 - 1),
-}
-
 
 class SamplingInterrupted(RuntimeError):
     """Raised when the `interrupt` callback asks sampling to stop (it returned True)."""
@@ -67,61 +64,30 @@ class SamplingInterrupted(RuntimeError):
 # options and their checks
 # ---------------------------------------------------------------------------------------------
 
-def _number(name: str, value, integer: bool = False):
-    kinds = numbers.Integral if integer else numbers.Real
-    if isinstance(value, bool) or not isinstance(value, kinds) or not math.isfinite(value):
-        raise InputError(f"{name} must be a finite {'integer' if integer else 'number'}, got {value!r}")
-    return int(value) if integer else float(value)
-
-
-def check_steps(steps, denoise=1.0) -> tuple[int, float]:
-    """(steps, denoise) checked against LIMITS: 1 <= steps <= 1000, 0 < denoise <= 1, and the schedule they
-    cut from, int(steps / denoise) steps, at most 100 000 (so a tiny denoise cannot ask for terabytes)."""
-    steps, denoise = _number("steps", steps, integer=True), _number("denoise", denoise)
-    lo, hi = LIMITS["steps"]
-    if not lo <= steps <= hi:
-        raise InputError(f"steps must be between {lo} and {hi}, got {steps}")
-    if not 0.0 < denoise <= 1.0:
-        raise InputError(f"denoise must be in (0, 1], got {denoise}: 1 generates from noise, smaller values keep "
-                         "more of init_latent")
-    schedule = steps if denoise >= 1.0 else max(steps, int(steps / denoise))
-    if schedule > LIMITS["schedule_steps"][1]:
-        raise InputError(f"denoise {denoise:g} with {steps} steps cuts them from a schedule of {schedule} steps (more "
-                         f"than {LIMITS['schedule_steps'][1]}): raise denoise to at least "
-                         f"{steps / LIMITS['schedule_steps'][1]:g} or use fewer steps")
-    return steps, denoise
-
-
-def check_shift(shift) -> float:
-    shift = _number("shift", shift)
-    if not 0.0 < shift <= LIMITS["shift"][1]:
-        raise InputError(f"shift must be in (0, {LIMITS['shift'][1]:g}], got {shift} (Wan uses 3 at 480p, 5 at 720p)")
-    return shift
-
-
-def check_guidance_scale(name: str, value) -> float:
-    value = _number(name, value)
-    lo, hi = LIMITS["cfg"]
-    if not lo <= value <= hi:
-        raise InputError(f"{name} must be in [{lo:g}, {hi:g}], got {value:g} (Wan uses 5; 1 turns guidance off)")
-    return value
-
-
 @dataclass(frozen=True)
 class SamplerOptions:
     """The sampler's settings, checked once when made (see the module docstring for their meaning).
 
     steps, denoise:  steps that run; denoise < 1 refines `init_latent` (ComfyUI's rule).
-    cfg:             text guidance scale (s_t of two_scale); 1 skips the negative branch.
-    shift:           flow shift of the schedule.   scheduler: "unipc" | "euler".
+    cfg:             text guidance scale (s_t of two_scale); 1 skips the negative branch. None: 5, or the
+                     schedule preset's recommendation (1 for the CFG-distilled presets).
+    shift:           flow shift of the schedule (None: 5, or the preset's).   scheduler: "unipc" | "euler" | "lcm".
     guidance:        "text" | "two_scale" (needs a source video; s_v = video_cfg).
     batch_cfg:       run the guidance branches as one forward.   seed: the noise seed.
     text_length:     pad both prompts with zero tokens to at least this many (Wan's umT5: TEXT_LENGTH = 512).
+    windows:         context windows over time / views (model/context_windows.py); None = one pass over the grid.
+                     `sample_grid` applies them; a caller of `denoise` passes
+                     velocity=windowed_velocity(guided_velocity, options.windows) itself.
+    Fast generation (model/schedules.py, model/step_cache.py):
+    schedule:        "default" (steps, shift, scheduler) | a preset of schedules.PRESETS (fixes sigmas and solver;
+                     steps and scheduler unused) | "custom" (with sigmas).
+    sigmas:          custom schedule: descending sigmas in [0, 1] ending in 0, used as given (no shift).
+    cache:           "none" | "easycache"; cache_threshold, cache_start, cache_end (fractions of the steps).
     """
 
     steps: int = 50
-    cfg: float = 5.0
-    shift: float = 5.0
+    cfg: Optional[float] = None
+    shift: Optional[float] = None
     scheduler: str = "unipc"
     seed: int = 0
     denoise: float = 1.0
@@ -129,21 +95,46 @@ class SamplerOptions:
     video_cfg: float = 1.8
     batch_cfg: bool = True
     text_length: Optional[int] = None
+    # context windows: how one step is split into model calls (model/context_windows.py)
+    windows: Optional[ContextWindows] = None
+    # -- fast generation: few-step / custom schedules and the step cache ---------------------------------
+    schedule: str = DEFAULT_SCHEDULE
+    sigmas: Optional[tuple] = None
+    cache: str = "none"
+    cache_threshold: float = 0.1
+    cache_start: float = 0.2
+    cache_end: float = 1.0
 
-    def __post_init__(self):
-        steps, denoise = check_steps(self.steps, self.denoise)
-        seed = _number("seed", self.seed, integer=True)
-        if not LIMITS["seed"][0] <= seed <= LIMITS["seed"][1]:
-            raise InputError(f"seed must be between 0 and 2**64 - 1, got {seed}")
+    label: InitVar[Callable[[str], str]] = str  # how a refusal names a setting (the command line: its flags)
+
+    def __post_init__(self, label):
+        self._resolve_fast_generation(label)   # cfg / shift left as None take the schedule's values first
+        # the settings' limits are model/checks.py's (the node's widgets and the CLI show the same ranges)
+        checked = check_sampling(label, steps=self.steps, cfg=self.cfg, video_cfg=self.video_cfg, shift=self.shift,
+                                 denoise=self.denoise, seed=self.seed)
+        for name, value in checked.items():
+            object.__setattr__(self, name, value)
         if self.scheduler not in SCHEDULERS:
-            raise InputError(f"scheduler {self.scheduler!r} is not one of {SCHEDULERS}")
+            raise InputError(f"{label('scheduler')} {self.scheduler!r} is not one of {SCHEDULERS}")
         if self.guidance not in GUIDANCE:
-            raise InputError(f"guidance {self.guidance!r} is not one of {GUIDANCE}")
-        if self.text_length is not None and _number("text_length", self.text_length, integer=True) < 1:
-            raise InputError(f"text_length must be a positive number of tokens or None, got {self.text_length}")
-        for name, value in (("steps", steps), ("denoise", denoise), ("seed", seed), ("shift", check_shift(self.shift)),
-                            ("cfg", check_guidance_scale("cfg", self.cfg)),
-                            ("video_cfg", check_guidance_scale("video_cfg", self.video_cfg))):
+            raise InputError(f"{label('guidance')} {self.guidance!r} is not one of {GUIDANCE}")
+        if self.text_length is not None and (isinstance(self.text_length, bool) or
+                                             not isinstance(self.text_length, numbers.Integral) or self.text_length < 1):
+            raise InputError(f"text_length must be a positive number of tokens or None, got {self.text_length!r}")
+        if self.windows is not None and not isinstance(self.windows, ContextWindows):
+            raise InputError(f"windows must be a ContextWindows (model/context_windows.py) or None, got "
+                             f"{type(self.windows).__name__}")
+
+    def _resolve_fast_generation(self, label: Callable[[str], str]) -> None:
+        """Checks schedule / sigmas / cache, and fills cfg and shift left as None (the preset's or 5)."""
+        schedule, sigmas = check_schedule(self.schedule, self.sigmas)
+        check_cache(self.cache, self.cache_threshold, self.cache_start, self.cache_end, label)
+        cfg, shift = recommended(schedule)
+        for name, value in (("schedule", schedule), ("sigmas", sigmas),
+                            ("cfg", self.cfg if self.cfg is not None else (cfg if cfg is not None else 5.0)),
+                            ("shift", self.shift if self.shift is not None else (shift if shift is not None else 5.0)),
+                            ("cache_threshold", float(self.cache_threshold)),
+                            ("cache_start", float(self.cache_start)), ("cache_end", float(self.cache_end))):
             object.__setattr__(self, name, value)
 
     @property
@@ -153,12 +144,16 @@ class SamplerOptions:
 
     @classmethod
     def build(cls, options: Optional["SamplerOptions"] = None, **settings) -> "SamplerOptions":
-        """`options` (default: the defaults) with `settings` replaced; unknown names are refused."""
+        """`options` (default: the defaults) with `settings` replaced; unknown names are refused. Options that
+        are already made and get no new settings are used as they are (they were checked when made). Without
+        `options`, cfg and shift not given follow the schedule (a preset's recommendation)."""
         unknown = sorted(set(settings) - {f.name for f in dataclasses.fields(cls)})
         if unknown:
             raise TypeError(f"unknown sampler setting(s) {unknown}; the settings are "
                             f"{[f.name for f in dataclasses.fields(cls)]}")
-        return dataclasses.replace(options or cls(), **settings)
+        if options is not None and not settings:
+            return options
+        return dataclasses.replace(options, **settings) if options is not None else cls(**settings)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -168,7 +163,7 @@ class SamplerOptions:
 def base_sigmas(steps: int, denoise: float = 1.0) -> np.ndarray:
     """Unshifted sigmas of the steps that run: linspace(1, 0, n+1)[:-1] with n = int(steps/denoise),
     the last `steps` of them (ComfyUI's rule for denoise < 1)."""
-    steps, denoise = check_steps(steps, denoise)
+    steps, denoise = STEPS.check("steps", steps), DENOISE.check("denoise", denoise)
     total = steps if denoise >= 1.0 else max(steps, int(steps / denoise))
     return np.linspace(1.0, 0.0, total + 1)[:-1][-steps:]
 
@@ -178,28 +173,24 @@ def shift_sigmas(sigmas, shift: float):
     return shift * sigmas / (1 + (shift - 1) * sigmas)
 
 
-def make_scheduler(name: str = "unipc", shift: float = 5.0):
-    """A fresh diffusers flow-matching scheduler configured like diffusers' Wan pipeline."""
-    # diffusers is imported here, not at module level: it takes seconds and only sampling needs it
-    from diffusers import FlowMatchEulerDiscreteScheduler, UniPCMultistepScheduler
-
-    if name == "unipc":
-        return UniPCMultistepScheduler(num_train_timesteps=NUM_TRAIN_TIMESTEPS, prediction_type="flow_prediction",
-                                       use_flow_sigmas=True, flow_shift=float(shift), solver_order=2,
-                                       predict_x0=True, solver_type="bh2", lower_order_final=True,
-                                       final_sigmas_type="zero")
-    if name == "euler":
-        return FlowMatchEulerDiscreteScheduler(num_train_timesteps=NUM_TRAIN_TIMESTEPS, shift=float(shift))
-    raise InputError(f"scheduler {name!r} is not one of {SCHEDULERS}")
-
-
 def prepare_scheduler(name: str = "unipc", steps: int = 50, shift: float = 5.0, denoise: float = 1.0, device=None):
     """(scheduler ready to step, sigmas float32 [steps + 1] ending in 0). sigmas[i] is the noise level
     of the latent fed to the model at step i; the model's timestep is 1000·sigmas[i]."""
-    sched = make_scheduler(name, check_shift(shift))
+    sched = make_scheduler(name, SHIFT.check("shift", shift))
     sched.set_timesteps(sigmas=base_sigmas(steps, denoise), device=device)
     sched.set_begin_index(0)  # step by position, not by looking timesteps up
     return sched, sched.sigmas.detach().float().cpu()
+
+
+def prepare_schedule(options: SamplerOptions, device=None) -> PreparedSchedule:
+    """The options' schedule: the default one (`prepare_scheduler`), a preset or custom sigmas
+    (model/schedules.py), with its solver."""
+    o = options
+    if o.schedule == DEFAULT_SCHEDULE:
+        sched, sigmas = prepare_scheduler(o.scheduler, o.steps, o.shift, o.denoise, device)
+        note = f"default schedule: {len(sigmas) - 1} steps, shift {o.shift:g}, solver {o.scheduler}"
+        return PreparedSchedule(sched, sigmas, o.scheduler, note, False)
+    return prepare_fixed(o.schedule, o.sigmas, o.scheduler, o.shift, o.denoise, device)
 
 
 def make_noise(shape: Sequence[int], seed: int, device=None, dtype=torch.float32) -> torch.Tensor:
@@ -233,6 +224,8 @@ class SamplingPlan:
     The guidance branches are fixed by the options: two_scale runs (null video, no text), (video, no text),
     (video, text); text CFG runs (text), (no text); cfg = 1 runs (text). `texts` / `sources` hold each
     branch's text features and recam source latent; `batched` the same concatenated once for batch_cfg.
+    Context windows cut the per-view / per-frame fields with `context_windows.restrict_plan`: a new field
+    indexed by view or latent frame must be cut there too.
     """
 
     model: Any
@@ -249,6 +242,8 @@ class SamplingPlan:
     source_latent: Optional[torch.Tensor]      # [B, C, T, H, W] on the model's device
     interrupt: Optional[Callable[[], None]]    # raises to stop; checked before every step and block
     batched: Optional[tuple] = None            # (texts, sources, camera) concatenated over the branches
+    schedule_note: str = ""                    # the schedule and solver, in words
+    step_kwargs: dict = dataclasses.field(default_factory=dict)  # extra solver.step arguments ("lcm": generator)
 
     def predict(self, xs: list, timestep: torch.Tensor) -> list:
         """The model's velocity for each branch's latent xs[i] (with the branch's text and source)."""
@@ -327,8 +322,8 @@ def _source_video(source, mode: str) -> Optional[SourceVideo]:
             raise SourceVideoError("a bare source latent means ReCamMaster conditioning (mode 'recam'); for other "
                                    "modes wrap it: SourceVideo(latent, how='replace_view', view=k)")
         source = SourceVideo(source, "recam")
-    if mode == "recam" and source is None:
-        raise SourceVideoError("mode 'recam' re-renders an input video: pass source=SourceVideo(latent, 'recam')")
+    if source is None and source_problem(mode, None):
+        raise SourceVideoError(source_problem(mode, None))
     return None if source is None else source.resolve(mode)
 
 
@@ -372,7 +367,8 @@ def prepare(model, shape_or_noise: Union[Sequence[int], torch.Tensor], context, 
     ctx, neg = _texts(context, negative_context, b, model.config.text_dim, options, device)
     cam = _batched_camera(camera, b, v, t, device)
 
-    sched, sigmas = prepare_scheduler(options.scheduler, options.steps, options.shift, options.denoise, device)
+    schedule = prepare_schedule(options, device)
+    sched, sigmas = schedule.scheduler, schedule.sigmas
     if init_latent is not None:
         init = torch.as_tensor(init_latent).to(device=device, dtype=torch.float32)
         if init.shape != noise.shape:
@@ -382,6 +378,8 @@ def prepare(model, shape_or_noise: Union[Sequence[int], torch.Tensor], context, 
     elif options.denoise < 1.0:
         raise InputError(f"denoise = {options.denoise} < 1 refines an existing latent: pass init_latent (or use "
                          "denoise = 1)")
+    elif schedule.scaled_start:  # a schedule that starts below 1: an empty latent noised to σ0 (ComfyUI, rCM)
+        x_init = noise * float(sigmas[0])
     else:
         x_init = noise.clone()  # σ0 = 1 (UniPC: 1 - 1e-6): pure noise, as diffusers' Wan pipeline starts
 
@@ -391,8 +389,9 @@ def prepare(model, shape_or_noise: Union[Sequence[int], torch.Tensor], context, 
         n = len(texts)
         batched = (torch.cat(texts), torch.cat(sources) if sources[0] is not None else None,
                    cam.repeat(n, 1, 1, 1) if cam is not None else None)
+    step_kwargs = {"generator": renoise_generator(options.seed)} if schedule.solver == "lcm" else {}
     return SamplingPlan(model, mode, options, noise, x_init, sched, sigmas, texts, sources, cam, source, src,
-                        interrupt, batched)
+                        interrupt, batched, schedule_note=schedule.note, step_kwargs=step_kwargs)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -439,7 +438,7 @@ def denoise(plan: SamplingPlan, velocity: Velocity = guided_velocity,
                     f"(NaN or inf). Likely causes: a non-finite weight in the DiT, sync-weights or LoRA file; float16 "
                     f"overflow (use bfloat16 or float32); an extreme cfg ({plan.options.cfg:g})")
             x0 = x - sigma * vel
-            x = sched.step(vel, sched.timesteps[i], x, return_dict=False)[0].float()
+            x = sched.step(vel, sched.timesteps[i], x, return_dict=False, **plan.step_kwargs)[0].float()
             if callback is not None:
                 callback(i + 1, total, plan.finish(x0))
     return plan.finish(x)
@@ -451,7 +450,8 @@ def sample_grid(model, shape_or_noise: Union[Sequence[int], torch.Tensor], conte
                 init_latent: Optional[torch.Tensor] = None,
                 callback: Optional[Callable[[int, int, torch.Tensor], None]] = None,
                 interrupt: Optional[Callable[[], Optional[bool]]] = None,
-                options: Optional[SamplerOptions] = None, **settings) -> torch.Tensor:
+                options: Optional[SamplerOptions] = None, stats: Optional[SamplingStats] = None,
+                **settings) -> torch.Tensor:
     """Sample a latent grid [B, V, C, T, H, W] (float32, on the model's device).
 
     shape_or_noise: the grid shape (noise drawn from `seed` on the CPU) or a noise tensor of that shape.
@@ -465,7 +465,9 @@ def sample_grid(model, shape_or_noise: Union[Sequence[int], torch.Tensor], conte
     interrupt(): checked before every step and every DiT block; it raises to stop, or returns True
         to raise `SamplingInterrupted`.
     options / settings: a `SamplerOptions`, and / or its fields by name (steps=, cfg=, shift=, scheduler=,
-        seed=, denoise=, guidance=, video_cfg=, batch_cfg=, text_length=).
+        seed=, denoise=, guidance=, video_cfg=, batch_cfg=, text_length=, windows=; schedule=, sigmas=, cache=,
+        cache_threshold=, cache_start=, cache_end=).
+    stats: a `SamplingStats` to fill: the schedule that ran, and which steps ran the DiT (`stats.summary()`).
     """
     options = SamplerOptions.build(options, **settings)
 
@@ -476,4 +478,8 @@ def sample_grid(model, shape_or_noise: Union[Sequence[int], torch.Tensor], conte
     plan = prepare(model, shape_or_noise, context, negative_context, mode=mode, camera=camera, source=source,
                    init_latent=init_latent, options=options,
                    interrupt=check_interrupt if interrupt is not None else None)
-    return denoise(plan, callback=callback)
+    velocity = guided_velocity
+    if options.windows is not None:  # context windows split each step's model calls and fuse them
+        velocity = windowed_velocity(velocity, options.windows)
+    # the step cache is the outermost wrapper of the step: one decision per whole-grid step (model/step_cache.py)
+    return denoise(plan, velocity=wrap_step(velocity, plan, stats), callback=callback)

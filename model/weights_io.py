@@ -1,4 +1,4 @@
-"""Weight files on disk: formats, declared shapes and dtypes, values (docs/ARCHITECTURE.md §3.1 Base block).
+"""Weight files on disk: formats, declared shapes and dtypes, values (docs/ARCHITECTURE.md §13 Loading).
 
 This module knows files, not models. model/checkpoint.py (the DiT) and model/sync.py (sync layers) build
 on it; it imports nothing of the model, so neither of them has to import the other to read a file.

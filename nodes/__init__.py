@@ -1,11 +1,13 @@
 """ComfyUI node classes (thin: validate inputs, call model/, shape outputs)."""
 from .builtin import CamGridBuiltinModel
+from .context_windows import CamGridContextWindows
 from .decode import CamGridDecode, CamGridSelectView
 from .latent import CamGridEmptyLatent, CamGridSourceVideo
 from .loader import CamGridModelLoader
 from .lora import CamGridLora
 from .rig import CamGridCameraEncode, CamGridLoadRig, CamGridRig, CamGridRigPreview
 from .sampler import CamGridSampler
+from .sampler_options import CamGridSamplerOptions
 
 _NODES = {
     CamGridModelLoader: "CamGrid Model Loader",
@@ -18,6 +20,8 @@ _NODES = {
     CamGridEmptyLatent: "CamGrid Empty Latent",
     CamGridSourceVideo: "CamGrid Source Video",
     CamGridSampler: "CamGrid Sampler",
+    CamGridContextWindows: "CamGrid Context Windows",
+    CamGridSamplerOptions: "CamGrid Sampler Options",
     CamGridDecode: "CamGrid Decode",
     CamGridSelectView: "CamGrid Select View",
 }

@@ -6,10 +6,26 @@ use like the real ones.
 """
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Optional
+
 import torch
 
-from .optional import BUILTIN_MODEL_NAME, builtin_loader
+from ..model.checks import InputError
+from ..train import builtin as tiny_model   # its files' folder is read at call time (tests point it elsewhere)
+from ..train.builtin import BUILTIN_NAME, builtin_available, load_builtin
 from .sockets import MODEL, LoadedModel
+
+BUILTIN_MODEL_NAME = BUILTIN_NAME   # how both loader nodes list it
+
+
+def builtin_weight_files() -> Optional[tuple[Path, Optional[Path]]]:
+    """(DiT file, sync-weights file or None) of the built-in model when its asset files are installed, else
+    None: the Model Loader loads them like any other DiT file."""
+    if not builtin_available():
+        return None
+    sync = tiny_model.ASSETS_DIR / tiny_model.SYNC_FILE
+    return tiny_model.ASSETS_DIR / tiny_model.DIT_FILE, (sync if sync.is_file() else None)
 
 
 class BuiltinCLIP:
@@ -74,16 +90,15 @@ class CamGridBuiltinModel:
 
     @classmethod
     def VALIDATE_INPUTS(cls, use_sync_layers=None):
-        if builtin_loader() is None:
+        if not builtin_available():
             return ("the built-in model files are not installed (assets/ folder of the node pack); reinstall the "
                     "pack, or use CamGrid Model Loader with a real model")
         return True
 
     def load(self, use_sync_layers=True):
-        load = builtin_loader()
-        if load is None:
-            raise ValueError("the built-in model files are not installed; reinstall the node pack")
-        tiny = load(device="cpu")
+        if not builtin_available():
+            raise InputError("the built-in model files are not installed (assets/ folder); reinstall the node pack")
+        tiny = load_builtin(device="cpu")
         dit = tiny.dit
         if not use_sync_layers:
             for block in dit.blocks:

@@ -7,11 +7,13 @@ import torch
 import torch.nn.functional as F
 
 from ..model.checks import VIEW_INDEX, VIEWS, InputError, Limit, raise_problem, range_problem
+from ..model.vae_decode import DecodeOptions, decode_views
 from ..model.video_io import grid_layout, tile_frames
-from . import host, latent_convert
+from . import host, latent_convert, preview
 from .vae_io import decode_video
 
 MAX_SHEET_WIDTH = 4096  # the contact sheet is shrunk to at most this many pixels across
+DECODERS = ("full", "preview")
 DECODE_LIMITS = {
     "rows": Limit(0, VIEWS.high, integer=True, hint="rows of the side-by-side video, 0 = automatic"),
     "cols": Limit(0, VIEWS.high, integer=True, hint="columns of the side-by-side video, 0 = automatic"),
@@ -67,8 +69,49 @@ def resolve_layout(views: int, rows: int, cols: int) -> tuple[int, int]:
     return grid_layout(views)
 
 
+def comfy_decode_cost(vae, latent_shape) -> int | None:
+    """Bytes ComfyUI's VAE expects one video of `latent_shape` to need (its own `memory_used_decode`), or None."""
+    estimate = getattr(vae, "memory_used_decode", None)
+    if not callable(estimate):
+        return None
+    try:
+        return int(estimate(tuple(latent_shape), getattr(vae, "vae_dtype", torch.float32)))
+    except (TypeError, ValueError, AttributeError, IndexError):  # an estimate is a nicety, never a failure
+        return None
+
+
+def decode_chunk(vae, latents: torch.Tensor) -> torch.Tensor:
+    """Raw latent videos [n, C, T, h, w] -> frames [n, F, H, W, 3] (CPU) in one `vae.decode` call."""
+    pixels = vae.decode(latents)
+    if pixels.shape[-1] != 3 or pixels.ndim not in (4, 5):
+        raise ValueError(f"the VAE decoded an unexpected shape {tuple(pixels.shape)}; is it a video VAE "
+                         "(Wan2.1 VAE for Wan2.1 models)?")
+    return pixels.reshape(len(latents), -1, *pixels.shape[-3:]).float().cpu()
+
+
+def decode_grid_views(vae, latents: torch.Tensor, tiled: bool, tile_args: dict, progress) -> torch.Tensor:
+    """Raw latents of every view [N, C, T, h, w] -> frames [N, F, H, W, 3] by model/vae_decode.py's policy.
+
+    ComfyUI's `VAE.decode` already batches a call's videos by its own estimate (`memory_used_decode`) and tiles
+    after running out of memory. On top of it: the views go to it in chunks of what that same estimate says
+    fits (not one view at a time as before), so progress and cancel come per chunk and a tile fallback costs
+    one chunk; an out-of-memory error that escapes it halves the chunk, then tiles; `tiled` always tiles."""
+    cost = comfy_decode_cost(vae, latents[:1].shape)
+    device = getattr(vae, "device", None)
+    if cost is not None:
+        host.free_memory_for(cost, device)  # as ComfyUI's decode does for one video before it measures
+    frames, _report = decode_views(
+        latents, lambda z: decode_chunk(vae, z),
+        (lambda z: decode_video(vae, z, True, **tile_args)[None]) if hasattr(vae, "decode_tiled") else None,
+        DecodeOptions(tiled="always" if tiled else "auto", headroom=1.0),  # ComfyUI's estimate has its margin
+        per_view_bytes=cost, free_bytes=lambda: host.free_bytes(device), release=host.soft_empty_cache,
+        progress=progress)
+    host.soft_empty_cache()  # the decode's activations go back once, not between chunks
+    return frames
+
+
 class CamGridDecode:
-    """Decodes a grid latent view by view and lays the views out."""
+    """Decodes a grid latent (as many views at a time as memory allows) and lays the views out."""
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -84,8 +127,9 @@ class CamGridDecode:
                                  "the contact sheet (evenly spaced over time).")),
             },
             "optional": {
-                "tiled": ("BOOLEAN", {"default": False, "tooltip": "Decode in tiles: much less VRAM at 480p+ "
-                          "(slightly slower, rare seams)."}),
+                "tiled": ("BOOLEAN", {"default": False, "tooltip": "Always decode in tiles: least VRAM, about 2.3x "
+                          "slower, rare seams. Off: whole views, several at a time when they fit; tiles only "
+                          "when memory runs out."}),
                 "tile_size": ("INT", DECODE_LIMITS["tile_size"].widget(default=256, step=32, tooltip="Tile size "
                               "in pixels (tiled).")),
                 "overlap": ("INT", DECODE_LIMITS["overlap"].widget(default=64, step=32, tooltip="Tile overlap in "
@@ -94,6 +138,9 @@ class CamGridDecode:
                                   "frames decoded at a time (tiled).")),
                 "temporal_overlap": ("INT", DECODE_LIMITS["temporal_overlap"].widget(default=8, step=4, tooltip=
                                      "Frames of overlap between temporal tiles (tiled).")),
+                "decoder": (list(DECODERS), {"default": "full", "tooltip": "full: the VAE. preview: a fast draft "
+                            "through the tiny preview decoder (the built-in model's; for Wan latents connect "
+                            "lighttaew2_1 (TAEHV) from core Load VAE as vae and keep full)."}),
             },
         }
 
@@ -101,8 +148,9 @@ class CamGridDecode:
     RETURN_NAMES = ("frames", "side_by_side", "contact_sheet", "views")
     FUNCTION = "decode"
     CATEGORY = "CamGrid/latent"
-    DESCRIPTION = ("Decodes every view (one at a time, so memory stays bounded). frames: all views' frames, view "
-                   "after view; side_by_side: one video with the views tiled; contact_sheet: views x time.")
+    DESCRIPTION = ("Decodes every view (as many at a time as memory allows; tiles only when needed). frames: all "
+                   "views' frames, view after view; side_by_side: one video with the views tiled; contact_sheet: "
+                   "views x time.")
 
     @classmethod
     def VALIDATE_INPUTS(cls, tile_size=None, overlap=None):
@@ -110,32 +158,34 @@ class CamGridDecode:
         return decode_problem(tile_size=tile_size, overlap=overlap) or True
 
     def decode(self, latent, vae, rows, cols, sheet_frames, tiled=False, tile_size=256, overlap=64,
-               temporal_size=64, temporal_overlap=8):
+               temporal_size=64, temporal_overlap=8, decoder="full"):
         raise_problem(decode_problem(rows=rows, cols=cols, sheet_frames=sheet_frames, tile_size=tile_size,
                                      overlap=overlap, temporal_size=temporal_size, temporal_overlap=temporal_overlap))
+        if decoder not in DECODERS:
+            raise InputError(f"decoder {decoder!r} is not one of {', '.join(DECODERS)}")
         grid = latent_convert.latent_to_grid(latent)  # raw [B, V, C, T, H, W]
         b, v = grid.shape[:2]
         rows, cols = resolve_layout(v, rows, cols)
         if rows * cols < v:
             raise InputError(f"a {rows} x {cols} layout holds {rows * cols} views but the grid has {v}: "
                              "raise rows or cols, or set them to 0 (automatic)")
+        draft = preview.draft_decoder(vae, grid.shape[2]) if decoder == "preview" else None
         progress = host.ProgressReporter(b * v, desc="camgrid decoding")
-        per_item = []
         try:
-            for i in range(b):
-                views = []
-                for k in range(v):
-                    views.append(decode_video(vae, grid[i, k][None], tiled, tile_size, overlap, temporal_size,
-                                              temporal_overlap))
-                    host.soft_empty_cache()  # one view's activations at a time
-                    progress.update(i * v + k + 1)
-                per_item.append(torch.stack(views))  # [V, F, H, W, 3]
+            if draft is not None:
+                frames = draft(grid.flatten(0, 1))
+                progress.update(b * v)
+            else:
+                tile_args = dict(tile_size=tile_size, overlap=overlap, temporal_size=temporal_size,
+                                 temporal_overlap=temporal_overlap)
+                frames = decode_grid_views(vae, grid.flatten(0, 1), tiled, tile_args, progress.update)
         finally:
             progress.close()
-        frames = torch.cat([item.flatten(0, 1) for item in per_item])  # view-major within each batch item
+        per_item = frames.unflatten(0, (b, v))                       # [B, V, F, H, W, 3]
+        flat = per_item.flatten(0, 2)                                # view-major within each batch item
         side = torch.cat([tile_frames(item, rows, cols) for item in per_item])
         sheet = torch.cat([contact_sheet(item, sheet_frames) for item in per_item])
-        return frames, side, sheet, v
+        return flat, side, sheet, v
 
 
 class CamGridSelectView:

@@ -278,11 +278,16 @@ def check_interrupted() -> None:
 # Progress
 # ---------------------------------------------------------------------------------------------
 
-def _previews_off() -> bool:
+def _preview_method() -> str:
+    """ComfyUI's preview method now ('auto', 'latent2rgb', 'taesd', 'none'; a run may override it)."""
     from comfy.cli_args import args
 
     method = getattr(args, "preview_method", None)
-    return method is not None and getattr(method, "value", method) == "none"
+    return str(getattr(method, "value", method) or "auto")
+
+
+def _previews_off() -> bool:
+    return _preview_method() == "none"
 
 
 class ProgressReporter:
@@ -338,10 +343,13 @@ class ProgressReporter:
             import latent_preview
 
             size = getattr(latent_preview, "MAX_PREVIEW_RESOLUTION", 512)
-            if self._preview_fn is not None:
+            preview_fn = self._preview_fn
+            if preview_fn is None and _preview_method() != "latent2rgb":  # our own latents: our preview decoder
+                preview_fn = preview.decoder_preview_fn(latent.shape[-4])
+            if preview_fn is not None:
                 if _previews_off():  # the user's --preview-method none applies to ours too
                     return None
-                image = self._preview_fn(latent)
+                image = preview_fn(latent)
                 return None if image is None else ("JPEG", image, size)
             x0 = preview.tile_views(latent.detach())
             previewer = self._previewer_for(x0.shape[1])

@@ -11,10 +11,8 @@ view-major: entry `v*B + b` is view v of batch item b, so VAE Decode yields view
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 from ..model.checks import InputError, check_finite
-from ..model.conditioning import TEXT_LENGTH
 
 # Wan2.1 VAE per-channel latent statistics (the same numbers as the VAE's config and ComfyUI's Wan21).
 WAN21_LATENT_MEAN = (-0.7571, -0.7089, -0.9113, 0.1075, -0.1745, 0.9653, -0.1517, 1.5508,
@@ -78,13 +76,12 @@ def grid_to_latent(grid: torch.Tensor, **info) -> dict:
     return {"samples": samples, "camgrid": {"views": int(v), "batch": int(b), **info}}
 
 
-def conditioning_to_context(conditioning, name: str = "positive", length: int | None = TEXT_LENGTH) -> torch.Tensor:
-    """ComfyUI CONDITIONING `[[tensor [1, L, D], {...}], ...]` -> text features [1, max(L, length), D].
+def conditioning_to_context(conditioning, name: str = "positive") -> torch.Tensor:
+    """ComfyUI CONDITIONING `[[tensor [1, L, D], {...}], ...]` -> text features [1, L, D] float32.
 
-    Wan pads the prompt's umT5 features to 512 tokens with zeros (padding tokens carry nothing);
-    ComfyUI's Wan text encoder already zeroes masked positions, and an `attention_mask` in the
-    entry's options is honoured too. Only the first entry is used (the grid has one prompt).
-    `length` None keeps the encoder's own length (models not trained on padded umT5 features).
+    Padding tokens carry nothing: ComfyUI's Wan text encoder already zeroes masked positions, and an
+    `attention_mask` in the entry's options is honoured too. Only the first entry is used (the grid has one
+    prompt). The sampler pads the features to Wan's 512 tokens (SamplerOptions.text_length), once.
     """
     if not isinstance(conditioning, (list, tuple)) or not conditioning:
         raise InputError(f"{name}: expected a CONDITIONING from CLIP Text Encode, got {type(conditioning).__name__}")
@@ -100,6 +97,4 @@ def conditioning_to_context(conditioning, name: str = "positive", length: int | 
     mask = options.get("attention_mask")
     if isinstance(mask, torch.Tensor) and mask.shape[-1] == cond.shape[1]:
         cond = cond * mask.reshape(1, -1, 1).to(cond)
-    if length is not None and cond.shape[1] < length:
-        cond = F.pad(cond, (0, 0, 0, length - cond.shape[1]))
     return cond

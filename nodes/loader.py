@@ -6,17 +6,22 @@ import os
 
 import torch
 
-from ..model.attention import BACKENDS
-from ..model.checkpoint import OPTION_RANGES, LoadOptions, check_block_swap, describe, load_grid_dit
+from ..model.attention import BACKENDS, FP8_ATTENTION_ACCURACY, require_installed
+from ..model.checkpoint import OPTION_LIMITS, LoadOptions, check_block_swap, describe, load_grid_dit
 from ..model.checks import InputError
 from . import host
-from .optional import BUILTIN_MODEL_NAME, builtin_weight_files
+from .builtin import BUILTIN_MODEL_NAME, builtin_weight_files
 from .sockets import MODEL, LoadedModel
 
 log = logging.getLogger("camgrid")
 
 DTYPES = {"auto": None, "bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 ATTENTION = tuple(b for b in BACKENDS if b != "naive")  # naive is for tests only
+ATTENTION_TOOLTIP = ("Attention kernel. auto picks the fastest exact one available: FlashAttention-3 on Hopper GPUs "
+                     "(H100 / H200) when tokenspeed-fa3 is installed, else PyTorch's SDPA (cuDNN); chunked on the "
+                     "CPU. flash_attn3 needs tokenspeed-fa3 (pip install tokenspeed-fa3). fp8: FP8 attention "
+                     f"(Hopper, FA3; opt-in, {FP8_ATTENTION_ACCURACY}; faster on long sequences only). chunked "
+                     "bounds memory on small GPUs; flash_attn / sage need those packages (sage is 8-bit too).")
 WEIGHT_STORAGE = ("default", "fp8_e4m3fn")
 NO_SYNC = "none"
 
@@ -43,8 +48,7 @@ def compute_dtype(choice: str, file_dtype: torch.dtype | None) -> torch.dtype:
 
 def _int_input(name: str, default: int, step: int, tooltip: str) -> tuple:
     """An INT widget whose limits are the library's (ComfyUI enforces them: VALIDATE_INPUTS does not name it)."""
-    low, high = OPTION_RANGES[name]
-    return ("INT", {"default": default, "min": low, "max": high, "step": step, "tooltip": tooltip})
+    return ("INT", OPTION_LIMITS[name].widget(default=default, step=step, tooltip=tooltip))
 
 
 class CamGridModelLoader:
@@ -59,9 +63,7 @@ class CamGridModelLoader:
                              ".ckpt). The kind is detected from the weights."}),
                 "dtype": (list(DTYPES), {"default": "auto", "tooltip": "Compute precision. auto: the file's "
                           "bf16/fp16 on GPUs, fp32 on the CPU."}),
-                "attention": (list(ATTENTION), {"default": "auto", "tooltip": "Attention kernel. auto picks the "
-                              "fastest available; chunked bounds memory on small GPUs and the CPU; flash_attn / "
-                              "sage need those packages."}),
+                "attention": (list(ATTENTION), {"default": "auto", "tooltip": ATTENTION_TOOLTIP}),
             },
             "optional": {
                 "sync_weights": (sync_files(), {"default": NO_SYNC, "tooltip": "camgrid sync-layer weights from "
@@ -98,6 +100,7 @@ class CamGridModelLoader:
 
     def load(self, dit_name, dtype, attention, sync_weights=NO_SYNC, block_swap=0, weight_storage="default",
              row_chunks=0, ffn_chunk=0):
+        require_installed(attention)  # a missing kernel package is named before a multi-GB file is read
         path, default_sync, notes = self._files(dit_name)
         info = describe(path)  # the declared header only: a bad file fails here, before any memory is used
         check_block_swap(block_swap, info["config"].num_layers)

@@ -4,15 +4,15 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import logging
-import math
 
+from ..model.checks import Limit
 from ..model.lora import apply_lora, clone_for_patching
 from . import host
 from .sockets import MODEL, LoadedModel
 
 log = logging.getLogger("camgrid")
 
-STRENGTH_RANGE = (-4.0, 4.0)
+STRENGTH = Limit(-4.0, 4.0, hint="how much of the LoRA to add; negative subtracts it")
 
 
 def lora_files() -> list[str]:
@@ -37,8 +37,8 @@ class CamGridLora:
                 "lora_name": (lora_files(), {"tooltip": "LoRA from models/loras, made for the same Wan2.1 size "
                               "(1.3B or 14B). Kijai/lightx2v, diffusers/PEFT, kohya/musubi and DiffSynth files "
                               "load; a base-Wan LoRA also works on SynCamMaster and ReCamMaster."}),
-                "strength": ("FLOAT", {"default": 1.0, "min": STRENGTH_RANGE[0], "max": STRENGTH_RANGE[1],
-                             "step": 0.05, "tooltip": "How much of the LoRA to add (negative subtracts it)."}),
+                "strength": ("FLOAT", STRENGTH.widget(default=1.0, step=0.05, tooltip="How much of the LoRA to add "
+                             "(negative subtracts it).")),
             },
         }
 
@@ -53,10 +53,7 @@ class CamGridLora:
     def VALIDATE_INPUTS(cls, lora_name=None, strength=None):
         if lora_name is not None and lora_name not in lora_files():
             return f"LoRA file {lora_name!r} is not in models/loras; put the file there and refresh the page"
-        if strength is not None and not (math.isfinite(strength) and
-                                         STRENGTH_RANGE[0] <= strength <= STRENGTH_RANGE[1]):
-            return f"strength must be between {STRENGTH_RANGE[0]:g} and {STRENGTH_RANGE[1]:g}, got {strength}"
-        return True
+        return (STRENGTH.problem("strength", strength) if strength is not None else None) or True
 
     def apply(self, model: LoadedModel, lora_name: str, strength: float):
         if strength == 0:

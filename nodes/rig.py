@@ -1,8 +1,9 @@
 """Camera rig nodes: build or load a rig, draw it, encode it for the model.
 
-Every numeric input's range is a limit of `model/camera/limits.py`: the widget shows it, VALIDATE_INPUTS checks
-it (naming an input there turns ComfyUI's own min/max check off, and lets NaN through otherwise), and the
-library refuses the same values when a node is called directly.
+Every numeric input's range is a `Limit` of `model/camera/limits.py` (or `model/checks.py` for the video
+length): the widget shows it, VALIDATE_INPUTS checks it (naming an input there turns ComfyUI's own min/max
+check off, and lets NaN through otherwise), and the library refuses the same values when a node is called
+directly.
 """
 from __future__ import annotations
 
@@ -12,37 +13,27 @@ import re
 import numpy as np
 import torch
 
-from ..model.camera import RIG_PRESETS, CameraRigError, Limit, load_rig, make_preset
-from ..model.camera.limits import (AMPLITUDE, AZIMUTH_SPAN_DEG, DISTANCE_M, ELEVATION_DEG, FRAMES, HFOV_DEG, STEP_M,
-                                   TRANSLATION_SCALE_RANGE, VIEWS)
+from ..model.camera import RIG_PRESETS, CameraRigError, load_rig, make_preset
+from ..model.camera.limits import (AMPLITUDE, AZIMUTH_SPAN_DEG, DISTANCE_M, ELEVATION_DEG, HFOV_DEG, RIG_FRAMES,
+                                   STEP_M, TRANSLATION_SCALE_RANGE, VIEWS, CameraLimit)
 from ..model.camera.values import plural
-from ..model.checks import CamGridError, InputError
-from ..model.modes import check_frames, check_video_size
+from ..model.checks import FRAMES, CamGridError, InputError, frames_problem, raise_problem, range_problem
+from ..model.config import VARIANTS
 from ..model.rig_preview import PREVIEW_PIXELS, draw_rig
 from . import host
-from .sockets import EMBEDS, RIG, VARIANTS, CameraEmbeds
+from .sockets import EMBEDS, RIG, CameraEmbeds
 
 RECAM_PREFIX = "recammaster_"
 # The rig node's numeric inputs and their limits.
-RIG_LIMITS = {"views": VIEWS, "frames": FRAMES, "azimuth_span": AZIMUTH_SPAN_DEG, "elevation": ELEVATION_DEG,
+RIG_LIMITS = {"views": VIEWS, "frames": RIG_FRAMES, "azimuth_span": AZIMUTH_SPAN_DEG, "elevation": ELEVATION_DEG,
               "radius": DISTANCE_M, "spacing": STEP_M, "hfov": HFOV_DEG, "amplitude": AMPLITUDE}
-RESAMPLE_FRAMES = Limit(0, FRAMES.hi, integer=True)   # Load Rig: 0 keeps the file's frame count
-ENCODE_SCALE = Limit(0, TRANSLATION_SCALE_RANGE.hi)   # Camera Encode: 0 = the convention's own scale
+RESAMPLE_FRAMES = CameraLimit(0, RIG_FRAMES.high, integer=True)   # Load Rig: 0 keeps the file's frame count
+ENCODE_SCALE = CameraLimit(0, TRANSLATION_SCALE_RANGE.high)       # Camera Encode: 0 = the convention's own scale
 
 
 def rig_files() -> list[str]:
     """Rig JSON files in the models/camgrid folder."""
     return [n for n in host.list_models(host.CAMGRID_FOLDER) if n.lower().endswith(".json")]
-
-
-def range_problem(limits: dict, **values) -> str | None:
-    """The first input outside its limit, as a message; inputs fed by a link (None) are checked when the node runs."""
-    for name, value in values.items():
-        if value is not None:
-            message = limits[name].problem(value, name)
-            if message is not None:
-                return message
-    return None
 
 
 # node input -> the preset parameters it feeds
@@ -95,22 +86,22 @@ class CamGridRig:
             "preset": (list(RIG_PRESETS), {"default": "orbit_arc", "tooltip": "Camera layout. orbit_arc / "
                        "elevation_sweep / dolly: static cameras around a target; syncammaster_example: SynCamMaster's "
                        "10 cameras; recammaster_*: one moving camera path (ReCamMaster)."}),
-            "views": ("INT", {**VIEWS.widget(4), "tooltip": "Number of cameras (orbit_arc, elevation_sweep, dolly). "
-                              "syncammaster_example keeps its first N of 10; recammaster_* paths are one camera."}),
-            "frames": ("INT", {**FRAMES.widget(81, 4), "tooltip": "Video frames the path spans (use the video "
-                               "length, 4k+1). Static rigs ignore it."}),
-            "azimuth_span": ("FLOAT", {**AZIMUTH_SPAN_DEG.widget(60.0, 1.0), "tooltip": "orbit_arc: degrees between "
-                                       "the leftmost and rightmost camera."}),
-            "elevation": ("FLOAT", {**ELEVATION_DEG.widget(0.0, 1.0), "tooltip": "Degrees above the target "
-                                    "(orbit_arc, dolly); elevation_sweep: the highest camera's elevation."}),
-            "radius": ("FLOAT", {**DISTANCE_M.widget(3.0, 0.1), "tooltip": "Metres from the cameras to the look-at "
-                                 "target."}),
-            "spacing": ("FLOAT", {**STEP_M.widget(1.0, 0.1), "tooltip": "dolly: metres between consecutive cameras "
-                                  "(positive = further back)."}),
-            "hfov": ("FLOAT", {**HFOV_DEG.widget(60.0, 1.0), "tooltip": "Horizontal field of view in degrees (used "
-                               "by previews and Plücker rays)."}),
-            "amplitude": ("FLOAT", {**AMPLITUDE.widget(0.0, 0.5), "tooltip": "recammaster_*: size of the move "
-                                    "(degrees or metres); 0 = the path's nominal amount."}),
+            "views": ("INT", VIEWS.widget(default=4, tooltip="Number of cameras (orbit_arc, elevation_sweep, "
+                      "dolly). syncammaster_example keeps its first N of 10; recammaster_* paths are one camera.")),
+            "frames": ("INT", RIG_FRAMES.widget(default=81, step=4, tooltip="Video frames the path spans (use the "
+                       "video length, 4k+1). Static rigs ignore it.")),
+            "azimuth_span": ("FLOAT", AZIMUTH_SPAN_DEG.widget(default=60.0, step=1.0, tooltip="orbit_arc: degrees "
+                             "between the leftmost and rightmost camera.")),
+            "elevation": ("FLOAT", ELEVATION_DEG.widget(default=0.0, step=1.0, tooltip="Degrees above the target "
+                          "(orbit_arc, dolly); elevation_sweep: the highest camera's elevation.")),
+            "radius": ("FLOAT", DISTANCE_M.widget(default=3.0, step=0.1, tooltip="Metres from the cameras to the "
+                       "look-at target.")),
+            "spacing": ("FLOAT", STEP_M.widget(default=1.0, step=0.1, tooltip="dolly: metres between consecutive "
+                        "cameras (positive = further back).")),
+            "hfov": ("FLOAT", HFOV_DEG.widget(default=60.0, step=1.0, tooltip="Horizontal field of view in degrees "
+                     "(used by previews and Plücker rays).")),
+            "amplitude": ("FLOAT", AMPLITUDE.widget(default=0.0, step=0.5, tooltip="recammaster_*: size of the move "
+                          "(degrees or metres); 0 = the path's nominal amount.")),
         }}
 
     RETURN_TYPES = (RIG, "STRING")
@@ -124,8 +115,9 @@ class CamGridRig:
                         spacing=None, hfov=None, amplitude=None):
         # Inputs named here skip ComfyUI's own range/list checks, so they are all checked here; an input fed
         # by a link is not known yet (None) and is checked by the library when the node runs.
-        problem = range_problem(RIG_LIMITS, views=views, frames=frames, azimuth_span=azimuth_span,
-                                elevation=elevation, radius=radius, spacing=spacing, hfov=hfov, amplitude=amplitude)
+        problem = range_problem(RIG_LIMITS, dict(views=views, frames=frames, azimuth_span=azimuth_span,
+                                                 elevation=elevation, radius=radius, spacing=spacing, hfov=hfov,
+                                                 amplitude=amplitude))
         if problem is not None:
             return problem
         if preset is None or views is None:
@@ -153,7 +145,7 @@ class CamGridRig:
         problem = self.VALIDATE_INPUTS(preset, views, **used)
         if problem is not True:
             raise CameraRigError(problem)
-        views = VIEWS.check(views, "views")
+        views = VIEWS.check("views", views)
         rig = make_preset(preset, **preset_kwargs(preset, views, frames, azimuth_span, elevation, radius, spacing,
                                                   hfov, amplitude))
         if rig.num_views > views:
@@ -201,8 +193,8 @@ class CamGridLoadRig:
                              "MultiCamVideo camera files, or plain lists of 4x4 matrices."}),
                 "cameras": ("STRING", {"default": "", "tooltip": "Which cameras to use, in order: names or "
                             "indices separated by commas (e.g. 'cam01, cam03'); empty = all."}),
-                "frames": ("INT", {**RESAMPLE_FRAMES.widget(0), "tooltip": "Resample the paths to this many video "
-                           "frames; 0 keeps the file's frame count."}),
+                "frames": ("INT", RESAMPLE_FRAMES.widget(default=0, tooltip="Resample the paths to this many video "
+                           "frames; 0 keeps the file's frame count.")),
             },
             "optional": {
                 "path": ("STRING", {"default": "", "tooltip": "A rig JSON file in ComfyUI's models or input folder "
@@ -220,7 +212,7 @@ class CamGridLoadRig:
 
     @classmethod
     def VALIDATE_INPUTS(cls, rig_file=None, frames=None, path=None, allow_any_path=None):
-        problem = range_problem({"frames": RESAMPLE_FRAMES}, frames=frames)
+        problem = RESAMPLE_FRAMES.problem("frames", frames) if frames is not None else None
         if problem is not None:
             return problem
         if rig_file is None:
@@ -245,7 +237,7 @@ class CamGridLoadRig:
         return os.path.getmtime(file) if os.path.isfile(file) else ""
 
     def load(self, rig_file, cameras, frames, path="", allow_any_path=False):
-        frames = RESAMPLE_FRAMES.check(frames, "frames")
+        frames = RESAMPLE_FRAMES.check("frames", frames)
         file = rig_file_path(rig_file, path, allow_any_path)
         # messages name the file as the user chose it, never show its contents
         rig = load_rig(file, name=path or rig_file)
@@ -268,7 +260,7 @@ class CamGridRigPreview:
         # the picture is twice as wide as high (top and side view), so the height goes to half the pixel limit
         return {"required": {
             "rig": (RIG, {"tooltip": "The camera rig to draw."}),
-            "size": ("INT", {"default": 384, "min": PREVIEW_PIXELS.lo, "max": PREVIEW_PIXELS.hi // 2, "step": 64,
+            "size": ("INT", {"default": 384, "min": PREVIEW_PIXELS.low, "max": PREVIEW_PIXELS.high // 2, "step": 64,
                              "tooltip": "Height of the picture in pixels (it is twice as wide: top and side "
                              "views)."}),
         }}
@@ -283,6 +275,16 @@ class CamGridRigPreview:
         return (pil_to_image(draw_rig(rig, size=(2 * size, size))),)
 
 
+def encode_problem(length=None, translation_scale=None) -> str | None:
+    """None, or why Camera Encode cannot take this length / translation_scale (None = not known yet)."""
+    problem = frames_problem(length, "length") if length is not None else None
+    if problem is None and translation_scale is not None:
+        problem = ENCODE_SCALE.problem("translation_scale", translation_scale)
+        if problem is None and translation_scale != 0:   # 0: the convention's own scale
+            problem = TRANSLATION_SCALE_RANGE.problem("translation_scale", translation_scale)
+    return problem
+
+
 class CamGridCameraEncode:
     """Rig -> camera embedding for the sampler (the 12-d relative extrinsics the supported models take)."""
 
@@ -290,14 +292,13 @@ class CamGridCameraEncode:
     def INPUT_TYPES(cls):
         return {"required": {
             "rig": (RIG, {"tooltip": "The cameras. For ReCamMaster: the new camera path(s) of the output."}),
-            "length": ("INT", {**FRAMES.widget(81, 4), "tooltip": "Video frames of the output (4k+1); the rig is "
-                               "resampled to span them."}),
+            "length": ("INT", FRAMES.widget(default=81, step=4, tooltip="Video frames of the output (4k+1); the "
+                       "rig is resampled to span them.")),
             "convention": (["auto"] + list(VARIANTS), {"default": "auto", "tooltip": "Whose camera encoding "
                            "to use. auto: the loaded model's (SynCamMaster: relative to view 0, 0.5 units per "
                            "metre; ReCamMaster: relative to each path's first pose, 1 unit per metre)."}),
-            "translation_scale": ("FLOAT", {**ENCODE_SCALE.widget(0.0, 0.05), "tooltip": "Embedding units per "
-                                            "metre; 0 = the convention's own. Raise it to exaggerate camera "
-                                            "baselines."}),
+            "translation_scale": ("FLOAT", ENCODE_SCALE.widget(default=0.0, step=0.05, tooltip="Embedding units "
+                                  "per metre; 0 = the convention's own. Raise it to exaggerate camera baselines.")),
             # one choice: kept so saved workflows (which store it) load; no supported model takes Plücker rays
             "encoding": (["relative"], {"default": "relative", "tooltip": "relative: the 12-d extrinsics "
                          "SynCamMaster / ReCamMaster were trained on."}),
@@ -311,20 +312,11 @@ class CamGridCameraEncode:
 
     @classmethod
     def VALIDATE_INPUTS(cls, length=None, translation_scale=None):
-        try:
-            if length is not None:
-                check_frames(length, "length")
-            if translation_scale:
-                TRANSLATION_SCALE_RANGE.check(translation_scale, "translation_scale")
-        except CamGridError as exc:
-            return str(exc)
-        return True
+        return encode_problem(length, translation_scale) or True
 
     def encode(self, rig, length, convention, translation_scale, encoding="relative"):
-        length = check_frames(length, "length")
-        scale = ENCODE_SCALE.check(translation_scale, "translation_scale")
-        if scale:
-            TRANSLATION_SCALE_RANGE.check(scale, "translation_scale")
+        raise_problem(encode_problem(length, translation_scale))
+        length, scale = int(length), float(translation_scale)
         if convention not in ("auto",) + tuple(VARIANTS):
             raise InputError(f"convention {convention!r} is unknown; use auto or one of {', '.join(VARIANTS)}")
         if encoding != "relative":

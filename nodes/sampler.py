@@ -3,16 +3,18 @@ from __future__ import annotations
 
 import logging
 
-from ..model.checks import CFG, DENOISE, SEED, SHIFT, STEPS, VIDEO_CFG, InputError, check_sampling
-from ..model.dit import MODES
 from ..model.attention import BACKENDS as ESTIMATED_ATTENTION
-from ..model.memory import predict_peak_memory
-from ..model.modes import AUTO_MODE, pick_mode
-from ..model.offload import disable_block_swap, enable_block_swap
+from ..model.checks import CFG, DENOISE, SEED, SHIFT, STEPS, VIDEO_CFG, InputError
 from ..model.conditioning import TEXT_LENGTH
-from ..model.sampling import GUIDANCE, SCHEDULERS, sample_grid
+from ..model.context_windows import describe as describe_windows
+from ..model.memory import predict_peak_memory
+from ..model.modes import AUTO_MODE, MODES, pick_mode
+from ..model.offload import disable_block_swap, enable_block_swap
+from ..model.sampling import GUIDANCE, SCHEDULERS, SamplerOptions, sample_grid
+from ..model.schedules import schedule_length, unused_settings
+from ..model.step_cache import SamplingStats
 from . import host, latent_convert
-from .sockets import EMBEDS, MODEL, SOURCE
+from .sockets import EMBEDS, MODEL, SAMPLER_OPTIONS, SOURCE, WINDOWS
 
 log = logging.getLogger("camgrid")
 
@@ -24,15 +26,17 @@ MODE_NOTES = {
     "recam": "ReCamMaster: re-renders the source video along each view's camera path",
     "hard": "4Real-Video two-stream, hard sync (training-free with plain Wan weights)",
     "soft": "4Real-Video two-stream, soft sync (needs trained sync weights)",
+    "fused": "4Real-Video-V2 fused attention over the whole grid (same view or same time; training-free)",
 }
 
 
 class CamGridSampler:
     """Samples all views (and all frames) of a grid together.
 
-    Checked here: the sampling numbers (before any work) and what only the node can see (the camera
-    socket against the latent). The latent's channels, the prompt's width and the mode's needs (camera,
-    source, sync weights) are checked once, by `sample_grid` and the model.
+    Checked here: only what the node alone can see (the camera socket against the latent). The sampling
+    numbers are checked once, by the library's `SamplerOptions` (made first, before any work; the widgets
+    show the same limits of model/checks.py); the latent's channels, the prompt's width and the mode's needs
+    (camera, source, sync weights) once, by `sample_grid` and the model.
     """
 
     @classmethod
@@ -54,11 +58,14 @@ class CamGridSampler:
                           "(Wan: 5 at 720p and for most 480p use, 3 also works at 480p). Higher spends more steps "
                           "at high noise.")),
                 "scheduler": (list(SCHEDULERS), {"default": "unipc", "tooltip": "unipc: Wan's default solver. "
-                              "euler: plain flow-matching Euler."}),
+                              "euler: plain flow-matching Euler. lcm: predict the clean video, then re-noise to "
+                              "the next level (the step of distilled few-step models)."}),
                 "sync_mode": (list(SYNC_MODES), {"default": "auto", "tooltip": "How the views are kept "
                               "consistent. auto: from the model (SynCamMaster -> syncam, ReCamMaster -> recam, "
                               "plain Wan -> hard). independent: no sync. hard: 4Real-Video two-stream with "
-                              "averaging (any Wan2.1). soft: learned sync (needs sync weights)."}),
+                              "averaging (any Wan2.1). soft: learned sync (needs sync weights). fused: "
+                              "4Real-Video-V2, one attention over all views and frames (a token sees its own "
+                              "view and the other views at its time; any Wan2.1, never chosen by auto)."}),
                 "denoise": ("FLOAT", DENOISE.widget(default=1.0, step=0.01, tooltip="1 generates from noise; "
                             "lower keeps more of the input latent (video-to-video).")),
             },
@@ -75,6 +82,11 @@ class CamGridSampler:
                               "the output follows the source video (SynCamMaster: 1.8).")),
                 "batch_cfg": ("BOOLEAN", {"default": True, "tooltip": "Run the guidance branches as one batch "
                               "(faster, more memory). Turn off if you run out of VRAM."}),
+                "context_windows": (WINDOWS, {"tooltip": "CamGrid Context Windows: sample videos longer than 81 "
+                                    "frames (or rigs larger than one pass) in overlapping windows, with the memory "
+                                    "of one window. Not connected: one pass over the whole grid."}),
+                "options": (SAMPLER_OPTIONS, {"tooltip": "From CamGrid Sampler Options: a few-step schedule of a "
+                            "distilled model, custom sigmas, or the step cache."}),
             },
         }
 
@@ -94,15 +106,20 @@ class CamGridSampler:
             return f"guidance {guidance!r} is not one of {', '.join(GUIDANCE)}"
         if guidance == "two_scale" and sync_mode == "independent":
             return ("guidance two_scale weighs a source video against the text; it needs a source and a synced "
-                    "mode (auto, syncam, recam, hard, soft), not independent")
+                    "mode (auto, syncam, recam, hard, soft, fused), not independent")
         return True
 
     def sample(self, model, positive, negative, latent, seed, steps, cfg, shift, scheduler, sync_mode, denoise,
-               camera=None, source=None, guidance="text", video_cfg=1.8, batch_cfg=True):
-        # before the progress bar takes `steps` and the model moves to the GPU (values fed by links, API calls);
-        # sample_grid checks the same limits for library callers
-        check_sampling(steps=steps, cfg=cfg, video_cfg=video_cfg, shift=shift, denoise=denoise, seed=seed)
+               camera=None, source=None, guidance="text", video_cfg=1.8, batch_cfg=True, options=None,
+               context_windows=None):
         dit = model.model
+        # Wan (umT5, 4096-d) was trained on prompts padded to 512 zero tokens; other encoders keep their length
+        text_length = TEXT_LENGTH if dit.config.text_dim == WAN_TEXT_DIM else None
+        # the library's check of the numbers, before the progress bar takes `steps` and the model moves to the GPU;
+        # `options` (CamGrid Sampler Options: schedule, sigmas, step cache) joins the widgets' settings
+        settings = SamplerOptions(steps=steps, cfg=cfg, shift=shift, scheduler=scheduler, seed=seed, denoise=denoise,
+                                  guidance=guidance, video_cfg=video_cfg, batch_cfg=batch_cfg, text_length=text_length,
+                                  windows=context_windows, **dict(options or {}))
         mode = pick_mode(model.variant, sync_mode)
         raw = latent_convert.latent_to_grid(latent)
         b, v, _, t, h, w = raw.shape
@@ -111,20 +128,23 @@ class CamGridSampler:
                 f"{v} views x {b} batch, latent {t} frames x {h} x {w}"]
         cam = self._camera(camera, model, mode, v, t, info)
         src = self._source(source, mode, info)
-        context = latent_convert.conditioning_to_context(positive, "positive", None)
-        negative_context = latent_convert.conditioning_to_context(negative, "negative", None)
-        # Wan (umT5, 4096-d) was trained on prompts padded to 512 zero tokens; other encoders keep their length
-        text_length = TEXT_LENGTH if dit.config.text_dim == WAN_TEXT_DIM else None
-        init = latent_convert.normalize(raw, channel_dim=2) if denoise < 1.0 else None
+        if context_windows is not None:
+            keep = (src.view,) if src is not None and src.replaces_a_view else ()
+            info.append(describe_windows(context_windows, v, t, keep))
+        context = latent_convert.conditioning_to_context(positive, "positive")
+        negative_context = latent_convert.conditioning_to_context(negative, "negative")
+        init = latent_convert.normalize(raw, channel_dim=2) if settings.denoise < 1.0 else None
 
-        reporter = host.ProgressReporter(steps, desc="camgrid sampling")
+        info += unused_settings(settings.schedule, settings.sigmas, steps, scheduler, cfg)
+        stats = SamplingStats()
+        reporter = host.ProgressReporter(schedule_length(settings.schedule, settings.sigmas, steps, denoise),
+                                         desc="camgrid sampling")
         try:
-            self._to_device(model, self._bytes_needed(model, raw.shape, mode, guidance, cfg, batch_cfg))
+            self._to_device(model, self._bytes_needed(model, raw.shape, mode, settings))
             grid = sample_grid(dit, raw.shape, context, negative_context, mode=mode, camera=cam, source=src,
-                               steps=steps, cfg=cfg, shift=shift, scheduler=scheduler, seed=seed, denoise=denoise,
-                               init_latent=init, guidance=guidance, video_cfg=video_cfg, batch_cfg=batch_cfg,
-                               text_length=text_length, callback=lambda step, total, x0: reporter.update(step, x0),
-                               interrupt=host.check_interrupted)
+                               init_latent=init, options=settings,
+                               callback=lambda step, total, x0: reporter.update(step, x0),
+                               interrupt=host.check_interrupted, stats=stats)
             grid = grid.float().cpu()
         finally:
             reporter.close()
@@ -132,7 +152,7 @@ class CamGridSampler:
         out = latent_convert.grid_to_latent(latent_convert.denormalize(grid, channel_dim=2), mode=mode,
                                             variant=model.variant,
                                             names=list(camera.rig.names) if camera is not None else None)
-        text = "\n".join(info)
+        text = "\n".join(info + stats.summary().splitlines())
         log.info("camgrid: %s", text.replace("\n", "; "))
         return out, text
 
@@ -167,17 +187,21 @@ class CamGridSampler:
         return source
 
     @staticmethod
-    def _bytes_needed(model, grid_shape, mode, guidance, cfg, batch_cfg) -> int:
-        """Device memory to ask the host for: model/memory.py's prediction of the peak of one forward."""
+    def _bytes_needed(model, grid_shape, mode, options: SamplerOptions) -> int:
+        """Device memory to ask the host for: model/memory.py's prediction of the peak of one forward (of one
+        window's views and frames with context windows)."""
         b, v, _, t, h, w = grid_shape
-        branches = 3 if guidance == "two_scale" else (2 if cfg != 1.0 else 1)
+        if options.windows is not None:
+            t = min(t, options.windows.window_frames or t)
+            v = min(v, options.windows.view_window or v)
+        branches = 3 if options.guidance == "two_scale" else (2 if options.uses_negative else 1)
         attention = model.attention if model.attention in ESTIMATED_ATTENTION else "auto"
         # rounded up to the DiT's 2x2 patches: an odd latent size is the model's error to report, not ours
         return int(predict_peak_memory(model.model.config, views=v, frames=4 * (t - 1) + 1, height=8 * (h + h % 2),
                                        width=8 * (w + w % 2), mode=mode, dtype=model.dtype,
                                        fp8=model.weight_storage != "default", block_swap=model.block_swap,
                                        ffn_chunk=model.ffn_chunk or None, row_chunks=model.row_chunks or None,
-                                       attention=attention, cfg_batch=b * (branches if batch_cfg else 1)))
+                                       attention=attention, cfg_batch=b * (branches if options.batch_cfg else 1)))
 
     @staticmethod
     def _to_device(model, bytes_needed):

@@ -7,15 +7,15 @@ from typing import Optional
 
 import torch
 
-from ..model.camera import TRANSLATION_SCALE, CameraRig, latent_frame_count, relative_extrinsics
-from ..model.modes import CAMERA_REFERENCE
+from ..model.camera import CameraRig, latent_frame_count, relative_extrinsics
+from ..model.modes import camera_rule
 
 MODEL = "CAMGRID_MODEL"
 RIG = "CAMERA_RIG"
 EMBEDS = "CAMERA_EMBEDS"
 SOURCE = "CAMGRID_SOURCE"  # carries a model.conditioning.SourceVideo (how may be "auto")
-
-VARIANTS = tuple(TRANSLATION_SCALE)  # "syncammaster", "recammaster", "wan"
+WINDOWS = "CAMGRID_WINDOWS"  # carries a model.context_windows.ContextWindows, or None (windows off)
+SAMPLER_OPTIONS = "CAMGRID_SAMPLER_OPTIONS"  # a dict of model.sampling.SamplerOptions fields (checked)
 
 
 @dataclass
@@ -60,7 +60,7 @@ class CameraEmbeds:
 
     rig: CameraRig
     length: int                          # video frames the embedding is for (4k+1)
-    convention: str = "auto"             # "auto" | one of VARIANTS
+    convention: str = "auto"             # "auto" | one of model.config.VARIANTS
     reference: str = "auto"              # "auto" | "view0" | "first_pose"
     translation_scale: float = 0.0       # 0: the convention's own scale
 
@@ -73,9 +73,14 @@ class CameraEmbeds:
         return latent_frame_count(self.length)
 
     def rule_for(self, variant: str) -> tuple[str, str, float]:
+        """(convention, reference, translation scale): the model's rule (model/modes.py camera_rule) unless this
+        embedding fixes the convention, the reference or the scale."""
         convention = variant if self.convention == "auto" else self.convention
-        reference = CAMERA_REFERENCE[convention] if self.reference == "auto" else self.reference
-        scale = TRANSLATION_SCALE[convention] if not self.translation_scale else float(self.translation_scale)
+        reference, scale = camera_rule(convention)
+        if self.reference != "auto":
+            reference = self.reference
+        if self.translation_scale:
+            scale = float(self.translation_scale)
         return convention, reference, scale
 
     def relative(self, variant: str, num_latent_frames: Optional[int] = None) -> torch.Tensor:

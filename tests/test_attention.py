@@ -6,6 +6,7 @@ import warnings
 import pytest
 import torch
 
+from camgrid.kernels import fa3
 from camgrid.model import attention as A
 from camgrid.model.attention import attention, attention_backend, available_backends, resolve_backend
 
@@ -15,7 +16,8 @@ SHAPES = [  # (B, Lq, Lk, H, D)
     (2, 5, 41, 1, 128),  # odd lengths, Lk > Lq
     (1, 1, 1, 2, 32),
 ]
-CONCRETE = [name for name in available_backends() if name not in ("auto", "naive")]
+# the exact backends that run here (an inexact one, fp8 / sage, is compared with looser bounds elsewhere)
+CONCRETE = [name for name in available_backends() if name not in ("auto", "naive") and A.IMPLEMENTATIONS[name].exact]
 
 
 def _qkv(b, lq, lk, h, d, dtype=torch.float32, seed=0):
@@ -137,7 +139,28 @@ def _fake_cuda_query(dtype, d=128):
     return types.SimpleNamespace(device=torch.device("cuda", 0), is_cuda=True, dtype=dtype, shape=(1, 8, 2, d))
 
 
+def _no_fa3(monkeypatch):
+    missing = (None, "ModuleNotFoundError: No module named 'flash_attn_interface'")
+    monkeypatch.setattr(fa3, "_load_module", lambda: missing)
+
+
+def _fake_fa3(monkeypatch, calls=None):
+    """A stand-in `flash_attn_interface` that computes exact attention (FA3's layout and arguments)."""
+    def flash_attn_func(q, k, v, softmax_scale=None, causal=False, return_attn_probs=False, **kwargs):
+        if calls is not None:
+            calls.append((tuple(q.shape), softmax_scale, causal))
+        return A.attention_naive(q, k, v)
+
+    monkeypatch.setattr(fa3, "_load_module", lambda: (types.SimpleNamespace(flash_attn_func=flash_attn_func), None))
+
+
+def _gpu(monkeypatch, capability):
+    monkeypatch.setattr(fa3, "device_capability", lambda device: capability if device.type == "cuda" else None)
+
+
 def test_auto_on_cuda(monkeypatch):
+    _gpu(monkeypatch, (8, 0))  # an Ampere GPU: FlashAttention-2 when installed, else SDPA
+    _no_fa3(monkeypatch)
     monkeypatch.setattr(A, "_optional_module", lambda name: None)
     assert resolve_backend(_fake_cuda_query(torch.bfloat16), "auto") == "sdpa"
     fake = types.SimpleNamespace(flash_attn_func=None, sageattn=None)
@@ -148,8 +171,88 @@ def test_auto_on_cuda(monkeypatch):
     assert resolve_backend(_fake_cuda_query(torch.bfloat16, d=512), "auto") == "sdpa"
 
 
+def test_auto_on_hopper_picks_fa3_first_and_skips_fa2(monkeypatch):
+    """auto = the fastest exact backend installed: on sm 9.x FA3 (measured 1.16x cuDNN), then cuDNN SDPA;
+    FlashAttention-2 is never picked there (1.6x slower than cuDNN on the H200)."""
+    _gpu(monkeypatch, (9, 0))
+    monkeypatch.setattr(A, "_optional_module", lambda name: types.SimpleNamespace(flash_attn_func=None))
+    _fake_fa3(monkeypatch)
+    for dtype in (torch.bfloat16, torch.float16):
+        assert resolve_backend(_fake_cuda_query(dtype), "auto") == "flash_attn3"
+    assert resolve_backend(_fake_cuda_query(torch.float32), "auto") == "sdpa"        # FA3 takes 16-bit inputs
+    assert resolve_backend(_fake_cuda_query(torch.bfloat16, d=100), "auto") == "sdpa"  # nor every head_dim
+    _no_fa3(monkeypatch)
+    assert resolve_backend(_fake_cuda_query(torch.bfloat16), "auto") == "sdpa"  # FA2 installed but skipped
+    _gpu(monkeypatch, (10, 0))  # FA3 is Hopper-only: a newer GPU keeps the generic order even with FA3 present
+    _fake_fa3(monkeypatch)
+    assert resolve_backend(_fake_cuda_query(torch.bfloat16), "auto") == "flash_attn"
+
+
+def test_auto_on_cpu_never_picks_fa3_even_when_installed(monkeypatch):
+    _fake_fa3(monkeypatch)
+    q, _, _ = _qkv(1, 4, 4, 1, 32, dtype=torch.bfloat16)
+    assert resolve_backend(q, "auto") == "chunked"
+    _no_fa3(monkeypatch)
+    assert resolve_backend(q, "auto") == "chunked"
+
+
+def test_auto_lists_only_exact_backends():
+    for order in A.AUTO_ORDER.values():
+        assert all(A.IMPLEMENTATIONS[name].exact for name in order), order
+    assert not A.IMPLEMENTATIONS["fp8"].exact and not A.IMPLEMENTATIONS["sage"].exact
+    assert A.IMPLEMENTATIONS["flash_attn3"].exact
+
+
+def test_flash_attn3_missing_is_a_clear_error_naming_the_wheel(monkeypatch):
+    _no_fa3(monkeypatch)
+    q, k, v = _qkv(1, 4, 4, 1, 32)
+    assert "flash_attn3" not in available_backends()
+    for call in (lambda: attention(q, k, v, backend="flash_attn3"), lambda: A.set_default_backend("flash_attn3"),
+                 lambda: A.require_installed("flash_attn3")):
+        with pytest.raises(ValueError, match="flash_attn3.*flash_attn_interface.*pip install tokenspeed-fa3"):
+            call()
+
+
+def test_flash_attn3_runs_fa3_with_our_layout_and_falls_back_off_hopper(monkeypatch):
+    calls = []
+    _fake_fa3(monkeypatch, calls)
+    assert "flash_attn3" in available_backends()
+    q, k, v = _qkv(1, 9, 5, 2, 64, dtype=torch.bfloat16)
+    out = A.IMPLEMENTATIONS["flash_attn3"].run(q, k, v)  # what resolve_backend hands a Hopper GPU's inputs
+    torch.testing.assert_close(out, A.attention_naive(q, k, v))
+    assert calls == [((1, 9, 2, 64), 1 / 8, False)]
+    monkeypatch.setattr(A, "_warned", set())
+    with pytest.warns(UserWarning, match="flash_attn3.*CUDA only.*sdpa"):
+        assert resolve_backend(q, "flash_attn3") == "sdpa"  # CPU inputs: installed but unsupported here
+    _gpu(monkeypatch, (8, 6))
+    monkeypatch.setattr(A, "_warned", set())
+    with pytest.warns(UserWarning, match="Hopper"):
+        assert resolve_backend(_fake_cuda_query(torch.bfloat16), "flash_attn3") == "sdpa"
+
+
+def test_fp8_is_opt_in_and_falls_back_where_it_cannot_run(monkeypatch):
+    _gpu(monkeypatch, (9, 0))
+    _fake_fa3(monkeypatch)
+    monkeypatch.delenv("CAMGRID_FP8_ATTENTION", raising=False)
+    query = _fake_cuda_query(torch.bfloat16)
+    assert resolve_backend(query, "auto") == "flash_attn3"  # never fp8, although it could run
+    assert resolve_backend(query, "fp8") == "fp8"
+    # on the CPU: one warning that says why (every implementation's reason), then the exact sdpa
+    q, k, v = _qkv(1, 6, 6, 2, 64, dtype=torch.bfloat16)
+    monkeypatch.setattr(A, "_warned", set())
+    with pytest.warns(UserWarning, match="'fp8' cannot run these inputs.*FA3 fp8.*CUDA"):
+        out = attention(q, k, v, backend="fp8")
+    torch.testing.assert_close(out.float(), A.attention_naive(q, k, v).float(), atol=2e-2, rtol=2e-2)
+    # neither FA3 nor Triton importable: asking for fp8 is an error that names the wheel
+    _no_fa3(monkeypatch)
+    monkeypatch.setattr(A, "triton_available", lambda: False)
+    with pytest.raises(ValueError, match="'fp8' needs.*tokenspeed-fa3.*triton"):
+        attention(q, k, v, backend="fp8")
+
+
 def test_auto_never_picks_sage(monkeypatch):
     # int8 attention changes the numerics: only an explicit request runs it
+    _gpu(monkeypatch, (8, 0))
     only_sage = types.SimpleNamespace(sageattn=None)
     monkeypatch.setattr(A, "_optional_module", lambda name: only_sage if name == "sage" else None)
     for dtype in (torch.bfloat16, torch.float16):
@@ -340,3 +443,46 @@ def test_the_model_runs_every_attention_on_its_backend(monkeypatch, mode, expect
     torch.testing.assert_close(out, reference, atol=2e-5, rtol=2e-5)
     q, _, _ = _qkv(1, 4, 4, 1, 32)
     assert resolve_backend(q) == resolve_backend(q, A.get_default_backend())  # the context ended with the forward
+
+
+# ---------------------------------------------------------------------------------------------
+# the fused grid mode's masked attention follows the same backend choice
+# ---------------------------------------------------------------------------------------------
+def _grid_qkv(b=1, views=3, frames=2, hw=4, h=2, d=16, dtype=torch.float32):
+    return _qkv(b, views * frames * hw, views * frames * hw, h, d, dtype=dtype)
+
+
+def test_fused_grid_attention_picks_the_lse_kernel_of_the_dispatch_backend(monkeypatch):
+    seen = []
+    real = A.grid_mask_attention
+
+    def spy(q, k, v, views, frames, hw, backend, lse_backend):
+        seen.append((backend, lse_backend))
+        return real(q, k, v, views, frames, hw, backend=backend, lse_backend=lse_backend)
+
+    monkeypatch.setattr(A, "grid_mask_attention", spy)
+    q, k, v = _grid_qkv()
+    ref = A.fused_grid_attention(q, k, v, 3, 2, 4, method="naive")
+    for backend, expected in (("auto", ("streams", "chunked")), ("chunked", ("streams", "chunked")),
+                              ("sdpa", ("streams", "aten")), ("naive", ("naive", "chunked"))):
+        seen.clear()
+        with attention_backend(backend):
+            out = A.fused_grid_attention(q, k, v, 3, 2, 4)
+        assert seen == [expected], backend
+        torch.testing.assert_close(out, ref, atol=2e-6, rtol=2e-6)
+    assert A.LSE_KERNEL["flash_attn3"] == "fa3"
+    with pytest.raises(ValueError, match="fused attention method 'dense' is unknown"):
+        A.fused_grid_attention(q, k, v, 3, 2, 4, method="dense")
+
+
+def test_fused_grid_attention_equals_a_dense_mask(monkeypatch):
+    """Every method against the definition: attention over all tokens, a pair kept iff same view or time."""
+    views, frames, hw = 3, 4, 5
+    q, k, v = _grid_qkv(b=2, views=views, frames=frames, hw=hw)
+    frame = torch.arange(views * frames * hw) // hw
+    view, time = frame // frames, frame % frames
+    mask = (view[:, None] == view[None, :]) | (time[:, None] == time[None, :])
+    ref = A.attention_masked(q, k, v, mask)
+    for method in ("auto", "streams", "flex", "naive"):
+        torch.testing.assert_close(A.fused_grid_attention(q, k, v, views, frames, hw, method), ref,
+                                   atol=2e-6, rtol=2e-6)

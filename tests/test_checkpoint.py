@@ -442,33 +442,6 @@ def test_in_place_changes_to_a_loaded_model_never_reach_its_file(tmp_path):
         assert torch.equal(loaded.blocks[0].ffn[0].weight, model.blocks[0].ffn[0].weight + 1.0)
 
 
-# --- the loading modules import without a cycle ---------------------------------------------------------
-def test_loading_modules_have_no_import_cycle_and_hide_none():
-    import ast
-    from pathlib import Path
-
-    model_dir = Path(load_grid_dit.__code__.co_filename).parent
-    graph, hidden = {}, []
-    for file in model_dir.glob("*.py"):
-        tree = ast.parse(file.read_text())
-        top = {n for n in tree.body if isinstance(n, ast.ImportFrom)}
-        graph[file.stem] = {node.module.split(".")[0] for node in top if node.level == 1 and node.module}
-        hidden += [f"{file.stem}: from .{node.module}" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
-                   and node.level == 1 and node not in top and file.stem in LOADING_MODULES]
-    assert not hidden, hidden
-
-    def reaches(start, target, seen=()):
-        return any(dep == target or (dep not in seen and reaches(dep, target, seen + (dep,)))
-                   for dep in graph.get(start, ()))
-
-    assert {"dit", "sync", "weights_io"} <= graph["checkpoint"] | graph["dit"]
-    for module in LOADING_MODULES:
-        assert not reaches(module, module), f"model/{module}.py imports itself through a cycle"
-
-
-LOADING_MODULES = ("checkpoint", "weights_io", "key_layouts", "sync", "config", "fp8", "offload")
-
-
 # --- the Model Loader node calls load_grid_dit ---------------------------------------------------------
 @pytest.fixture
 def loader_models(tmp_path, monkeypatch):
@@ -481,7 +454,7 @@ def loader_models(tmp_path, monkeypatch):
 def test_loader_node_validates_once_and_leaves_limits_to_the_widgets(loader_models):
     import inspect
 
-    from camgrid.model.checkpoint import OPTION_RANGES
+    from camgrid.model.checkpoint import OPTION_LIMITS
     from camgrid.nodes.loader import CamGridModelLoader
 
     # ComfyUI repeats a failed VALIDATE_INPUTS once per input it names and skips min/max for those inputs:
@@ -489,8 +462,20 @@ def test_loader_node_validates_once_and_leaves_limits_to_the_widgets(loader_mode
     assert inspect.getfullargspec(CamGridModelLoader.VALIDATE_INPUTS).args == ["cls", "dit_name"]
     assert "not in models/diffusion_models" in CamGridModelLoader.VALIDATE_INPUTS(dit_name="nope.safetensors")
     optional = CamGridModelLoader.INPUT_TYPES()["optional"]
-    for name, (low, high) in OPTION_RANGES.items():
-        assert (optional[name][1]["min"], optional[name][1]["max"]) == (low, high), name
+    for name, limit in OPTION_LIMITS.items():
+        assert (optional[name][1]["min"], optional[name][1]["max"]) == (limit.low, limit.high), name
+
+
+def test_loader_node_notes_a_converted_layout_only_when_it_converted(loader_models):
+    from camgrid.nodes.loader import CamGridModelLoader
+
+    model = tiny_model("wan", seed=21)
+    save_grid_dit(model, loader_models / "diffusion_models" / "original.safetensors")
+    save_grid_dit(model, loader_models / "diffusion_models" / "diffusers.safetensors", layout="diffusers")
+    _, original = CamGridModelLoader().load("original.safetensors", "fp32", "auto")
+    _, converted = CamGridModelLoader().load("diffusers.safetensors", "fp32", "auto")
+    assert "converted from" not in original
+    assert "converted from diffusers layout" in converted
 
 
 def test_loader_node_options_reach_the_model(loader_models):
@@ -522,7 +507,7 @@ def test_loader_node_refuses_a_damaged_file_with_one_error(loader_models):
 def test_loader_node_loads_the_builtin_model_from_its_files(loader_models, monkeypatch):
     import camgrid.train.builtin as builtin
     from camgrid.nodes.loader import CamGridModelLoader, dit_files
-    from camgrid.nodes.optional import BUILTIN_MODEL_NAME
+    from camgrid.nodes.builtin import BUILTIN_MODEL_NAME
     from camgrid.train.autoencoder import TinyVideoAE
     from camgrid.train.text import TinyTextEncoder
 

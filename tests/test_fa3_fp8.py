@@ -255,6 +255,25 @@ def test_fp8_backend_choice_follows_the_environment(monkeypatch, fake_fa3):
     assert "head_dim" in FA.unsupported_reason(torch.zeros(1, 4, 2, 96, dtype=torch.bfloat16))
 
 
+def test_the_registered_fp8_backend_runs_the_scaled_fa3_path(monkeypatch, fake_fa3):
+    """model.attention's `fp8` entry: FA3's fp8 kernel on a Hopper GPU (pretended; the stand-in computes exact
+    attention of what it is handed), within fp8 noise of exact attention; `auto` never picks it."""
+    from camgrid.model import attention as A
+
+    monkeypatch.delenv("CAMGRID_FP8_ATTENTION", raising=False)
+    monkeypatch.setattr(fa3, "device_capability", lambda device: (9, 0))
+    q, k, v = _qkv(b=1, l=64, h=2, d=64, offset=3.0, dtype=torch.bfloat16)
+    assert A.IMPLEMENTATIONS["fp8"].unsupported(q) is None and not A.IMPLEMENTATIONS["fp8"].exact
+    out = A.IMPLEMENTATIONS["fp8"].run(q, k, v)
+    assert fake_fa3.calls[-1]["q"].dtype == torch.float8_e4m3fn
+    # e4m3 keeps 3 mantissa bits: a few % relative L2 (the H200 run measured 5.5-6 % at Wan's shapes)
+    assert out.dtype == torch.bfloat16 and S.error_stats(out, _exact(q, k, v))["rel_l2"] < 0.05
+    on_hopper = types.SimpleNamespace(device=torch.device("cuda", 0), is_cuda=True, dtype=torch.bfloat16,
+                                      shape=(1, 8, 2, 64))
+    assert A.auto_order(on_hopper) == ("flash_attn3", "sdpa")
+    assert A.resolve_backend(on_hopper, "auto") == "flash_attn3"
+
+
 def test_triton_launcher_checks_recipe_blocks():
     if not K.triton_available():
         pytest.skip("triton is not installed; CI installs it")

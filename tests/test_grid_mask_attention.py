@@ -177,9 +177,28 @@ def test_chunked_lse_attention_matches_logsumexp_and_merges_exactly():
     torch.testing.assert_close(AL.merge_attention(*a, *b), out, atol=1e-12, rtol=1e-12)
 
 
+def test_merge_weights_far_apart_log_sum_exps_without_overflow():
+    """lse differences of +-1000 (exp overflows fp32 and fp64) give weights 1 / 0, and bf16 partial outputs
+    merge in fp32 back to bf16."""
+    g = torch.Generator().manual_seed(3)
+    out_a, out_b = torch.randn(1, 5, 2, 8, generator=g), torch.randn(1, 5, 2, 8, generator=g)
+    lse_a = torch.tensor([1000.0, -1000.0, 0.0, 3.0, 0.5]).expand(1, 2, 5)
+    lse_b = torch.zeros(1, 2, 5)
+    merged = AL.merge_attention(out_a, lse_a, out_b, lse_b)
+    torch.testing.assert_close(merged[:, 0], out_a[:, 0])
+    torch.testing.assert_close(merged[:, 1], out_b[:, 1])
+    torch.testing.assert_close(merged[:, 2], 0.5 * (out_a[:, 2] + out_b[:, 2]))
+    w = torch.sigmoid(torch.tensor(3.0))
+    torch.testing.assert_close(merged[:, 3], w * out_a[:, 3] + (1 - w) * out_b[:, 3])
+    half = AL.merge_attention(out_a.bfloat16(), lse_a, out_b.bfloat16(), lse_b)
+    assert half.dtype == torch.bfloat16 and torch.isfinite(half).all()
+    torch.testing.assert_close(half.float(), merged, atol=2e-2, rtol=2e-2)
+
+
 def test_lse_backend_choice_on_cpu():
     q = torch.zeros(1, 4, 2, 8)
     assert AL.resolve_lse_backend(q) == "chunked"
+    assert AL.resolve_lse_backend(q, "aten") == "chunked"  # PyTorch's fused kernels are CUDA-only
     with pytest.raises(ValueError, match="CUDA"):
         AL.resolve_lse_backend(q, "cudnn")
     with pytest.raises(ValueError, match="unknown"):

@@ -379,3 +379,14 @@ def test_interp_fp8_quant(interpreted):
     assert _fp8_codes_agree(q, ref_q)
     q, scale = fq.quantize_rows_fp8_triton(torch.zeros(0, 32))
     assert q.shape == (0, 32) and scale.shape == (0, 1)
+
+
+def test_rope_tables_made_while_sampling_serve_a_later_training_forward():
+    """The cached tables are made once per grid; made first under inference_mode (sampling), they must still be
+    usable where autograd records (training in the same process, e.g. after a preview sample)."""
+    with torch.inference_mode():
+        cos, sin = rope_cos_sin([0, 3, 7], 5, 3, 24)
+    assert not cos.is_inference() and not sin.is_inference()
+    x = torch.randn(1, 3 * 5 * 3, 2, 24, requires_grad=True)
+    rope_apply_reference(x, *rope_cos_sin([0, 3, 7], 5, 3, 24)).sum().backward()
+    assert x.grad is not None and torch.isfinite(x.grad).all()

@@ -496,6 +496,8 @@ def test_pipeline_merges_its_loras(tmp_path, monkeypatch):
     monkeypatch.setattr(pipeline, "load_grid_dit", lambda *a, **k: loaded.append(real_load(*a, **k)) or loaded[-1])
     (tmp_path / "vae").mkdir()
     (tmp_path / "te").mkdir()
+    (tmp_path / "vae" / "config.json").write_text("{}")          # folders as diffusers / transformers write them:
+    (tmp_path / "te" / "spiece.model").write_bytes(b"stand-in")  # from_files checks the tokenizer before loading
     logs = []
     with pytest.raises(Stop):
         pipeline.Pipeline.from_files(tmp_path / "dit.safetensors", tmp_path / "vae", tmp_path / "te",

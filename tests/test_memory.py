@@ -304,3 +304,14 @@ def test_predictor_monotonic_and_consistent():
         predict_peak_memory("wan-1.3b", 1, 81, 480, 832, mode="joint")
     with pytest.raises(ValueError, match="4k\\+1"):
         predict_peak_memory("wan-1.3b", 1, 80, 480, 832)
+
+
+def test_predictor_knows_every_grid_mode():
+    # the sampler node asks the predictor for the mode it runs: a mode without counts would fail there
+    from camgrid.model import memory
+    from camgrid.model.modes import MODES
+
+    for table in (memory.STATES_AT_FFN, memory.STATES_AT_ATTN, memory.ROWS_AT_FFN, memory.MERGE_STATES):
+        assert set(table) == set(MODES)
+    for mode in MODES:
+        assert int(memory.predict_peak_memory("wan-1.3b", views=2, frames=5, height=64, width=64, mode=mode)) > 0

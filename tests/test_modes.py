@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from camgrid.model import GridDiT, attach_sync_layers, load_sync_weights, save_sync_weights
-from camgrid.model.attention import attention_naive
+from camgrid.model.attention import attention_masked, attention_naive
 from camgrid.model.checks import NonFiniteError
 from camgrid.model.layers import TextKV
 from camgrid.kernels.rope import rope_apply_reference as rope_apply
@@ -141,7 +141,8 @@ def test_recam_camera_path_matters():
 
 @pytest.mark.parametrize("v", [1, 2, 4, 8])
 @pytest.mark.parametrize("variant,mode", [("wan", "independent"), ("syncammaster", "syncam"), ("recammaster", "recam"),
-                                          ("wan", "hard"), ("syncammaster", "hard"), ("wan", "soft")])
+                                          ("wan", "hard"), ("syncammaster", "hard"), ("wan", "soft"),
+                                          ("wan", "fused"), ("syncammaster", "fused")])
 def test_every_mode_runs_for_any_view_count_fp32_and_bf16(v, variant, mode):
     model = tiny_model(variant, seed=10)
     if mode == "soft":
@@ -200,11 +201,126 @@ def test_bad_input_gets_a_clear_error(variant, kwargs, pattern):
         model(x, ts, ctx, **kwargs)
 
 
-def test_planned_mode_says_it_is_not_implemented():
-    model = tiny_model("wan", seed=14)
-    x, ts, ctx, _ = grid(v=2)
-    with pytest.raises(NotImplementedError, match="fused"):
-        model(x, ts, ctx, mode="fused")
+# --- fused (4Real-Video-V2): one masked attention over the whole grid ------------------------------------------------
+
+def fused_reference(model, x, ts, ctx, camera=None):
+    """The fused mode from its definition, independently of GridDiT's fused code: per block, LN + modulation,
+    q / k / v of every token of a batch element, RoPE of each token from its own frame index view*T + time,
+    attention over all V*T*hw tokens with a dense boolean mask (same view or same time), gated residual;
+    then the block's cross-attention + FFN step (shared with every mode); the head."""
+    b, v, _, t, hh, ww = x.shape
+    h, w = hh // 2, ww // 2
+    hw, d = h * w, model.config.dim
+    heads, hd = model.config.num_heads, model.config.head_dim
+    frame = torch.arange(v * t * hw) // hw
+    view, time = frame // t, frame % t
+    mask = (view[:, None] == view[None, :]) | (time[:, None] == time[None, :])          # [N, N] dense
+    cos = torch.cat([rope_cos_sin([int(f)], h, w, hd)[0] for f in range(v * t)])        # per token: frame view*T+time
+    sin = torch.cat([rope_cos_sin([int(f)], h, w, hd)[1] for f in range(v * t)])
+    tokens, tgrid = model.embed_grid(x)
+    xs = tokens.reshape(b, v * t * hw, d).clone()
+    t_emb, t_mod = model.embed_time(ts)
+    text = model.text_embedding(ctx)
+    for block in model.blocks:
+        m = block.modulation_of(t_mod)  # per batch element [B, 1, d] chunks
+        a = torch.nn.functional.layer_norm(xs, (d,), eps=block.norm1.eps) * (1 + m.scale_msa) + m.shift_msa
+        if camera is not None:
+            a = a + block.cam_encoder(camera)[:, :, :, None, :].expand(b, v, t, hw, d).reshape(b, -1, d)
+        attn = block.self_attn
+        q = rope_apply(attn.norm_q(attn.q(a)).view(b, -1, heads, hd), cos, sin)   # [B, N, H, D]
+        k = rope_apply(attn.norm_k(attn.k(a)).view(b, -1, heads, hd), cos, sin)
+        val = attn.v(a).view(b, -1, heads, hd)
+        xs = xs + m.gate_msa * attn.o(attention_masked(q, k, val, mask).reshape(b, -1, d))
+        xs = block.cross_ffn_residual(xs, m, block.cross_attn.text_kv(text))
+    return model.head_out(xs.reshape(b * v, t * hw, d), t_emb, tgrid).reshape(b, v, 16, t, hh, ww)
+
+
+@pytest.mark.parametrize("variant,b,v,t", [("wan", 2, 3, 2), ("wan", 1, 2, 3), ("syncammaster", 1, 3, 2)])
+def test_fused_equals_a_dense_masked_attention_over_the_whole_grid(variant, b, v, t):
+    model = tiny_model(variant, seed=21)
+    x, ts, ctx, cam = grid(b=b, v=v, t=t, h=4, w=4, seed=22)
+    camera = cam if variant == "syncammaster" else None
+    with torch.no_grad():
+        out = model(x, ts, ctx, mode="fused", camera=camera)
+        ref = fused_reference(model, x, ts, ctx, camera)
+    assert out.shape == x.shape
+    torch.testing.assert_close(out, ref, atol=2e-5, rtol=2e-5)  # fp32 tight
+    assert maxdiff(out, model(x, ts, ctx, mode="independent")) > 1e-3  # the views are coupled
+
+
+def test_fused_with_one_view_equals_independent():
+    """V = 1: the mask keeps every pair and the frame index is the time: the plain Wan forward."""
+    model = tiny_model("wan", seed=23)
+    x, ts, ctx, _ = grid(b=2, v=1, t=3, seed=24)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x, ts, ctx, mode="fused"), model(x, ts, ctx, mode="independent"),
+                                   atol=1e-6, rtol=1e-6)
+
+
+def test_fused_with_one_frame_equals_independent_on_the_video_of_the_views():
+    """T = 1: every pair shares the time, and frame (view a, time 0) has RoPE index a*1 + 0 = a, so the grid is
+    the video whose a-th frame is view a (docs/ARCHITECTURE.md §3.3 Grid modes)."""
+    model = tiny_model("wan", seed=25)
+    x, ts, ctx, _ = grid(b=1, v=4, t=1, seed=26)
+    with torch.no_grad():
+        fused = model(x, ts, ctx, mode="fused")
+        as_video = model(x.transpose(1, 3), ts, ctx, mode="independent")  # [B, 1, C, V, H, W]: views as frames
+    torch.testing.assert_close(fused, as_video.transpose(1, 3), atol=1e-5, rtol=1e-5)
+
+
+def test_fused_methods_and_row_chunks_give_the_same_grid():
+    model = tiny_model("wan", seed=27)
+    x, ts, ctx, _ = grid(b=2, v=3, t=2, seed=28)
+    with torch.no_grad():
+        ref = model(x, ts, ctx, mode="fused")
+        for method in ("streams", "flex", "naive"):
+            model.set_fused_attention(method)
+            torch.testing.assert_close(model(x, ts, ctx, mode="fused"), ref, atol=2e-5, rtol=2e-5)
+        model.set_fused_attention("auto")
+        for rows in (1, 2, 5):
+            model.set_row_chunks(rows)
+            torch.testing.assert_close(model(x, ts, ctx, mode="fused"), ref, atol=2e-5, rtol=2e-5)
+    with pytest.raises(ValueError, match="fused attention method must be one of auto, streams, flex, naive"):
+        model.set_fused_attention("dense")
+
+
+def test_fused_uses_the_camera_only_with_a_camera_encoder():
+    x, ts, ctx, cam = grid(v=2, seed=29)
+    with torch.no_grad():
+        wan = tiny_model("wan", seed=30)
+        assert maxdiff(wan(x, ts, ctx, mode="fused", camera=cam), wan(x, ts, ctx, mode="fused")) == 0
+        scm = tiny_model("syncammaster", seed=30)
+        assert maxdiff(scm(x, ts, ctx, mode="fused", camera=cam), scm(x, ts, ctx, mode="fused")) > 1e-4
+    with pytest.raises(ValueError, match=r"camera must be \[B, V, T, 12\]"):
+        scm(x, ts, ctx, mode="fused", camera=cam[:, :1])
+
+
+def test_fused_adds_no_parameters_and_auto_never_picks_it():
+    from camgrid.model.modes import AUTO_MODE, pick_mode
+
+    model = tiny_model("wan", seed=31)
+    assert "fused" not in AUTO_MODE.values()
+    assert all(pick_mode(variant) != "fused" for variant in AUTO_MODE)
+    assert pick_mode("wan", "fused") == "fused"
+    before = sum(p.numel() for p in model.parameters())
+    with torch.no_grad():
+        model(*grid(v=2, seed=32)[:3], mode="fused")
+    assert sum(p.numel() for p in model.parameters()) == before
+
+
+def test_sample_grid_in_fused_mode():
+    from camgrid.model.sampling import sample_grid
+
+    model = tiny_model("wan", seed=33)
+    g = torch.Generator().manual_seed(34)
+    ctx, neg = torch.randn(1, 5, 32, generator=g), torch.randn(1, 5, 32, generator=g)
+    kw = dict(steps=2, cfg=2.0, seed=5, scheduler="euler")
+    fused = sample_grid(model, (1, 2, 16, 2, 4, 4), ctx, neg, mode="fused", **kw)
+    assert fused.shape == (1, 2, 16, 2, 4, 4) and torch.isfinite(fused).all()
+    # one view: the same sampling as independent
+    torch.testing.assert_close(sample_grid(model, (1, 1, 16, 2, 4, 4), ctx, neg, mode="fused", **kw),
+                               sample_grid(model, (1, 1, 16, 2, 4, 4), ctx, neg, mode="independent", **kw),
+                               atol=1e-5, rtol=1e-5)
 
 
 # --- one forward: inputs object, mode table, text k/v once per block, interrupt, finite inputs ---------------------
@@ -301,3 +417,38 @@ def test_latent_and_text_mismatch_errors_name_the_fix():
         model(x, ts, ctx[..., :16])
     with pytest.raises(ValueError, match="not divisible by the patch size"):
         model(x[..., :5], ts, ctx)
+
+
+def test_sampler_node_offers_and_runs_fused():
+    """CamGridSampler's sync_mode list holds fused; the node runs it (memory prediction, info, latent out)."""
+    from camgrid.nodes.latent import CamGridEmptyLatent
+    from camgrid.nodes.sampler import CamGridSampler
+    from camgrid.nodes.sockets import LoadedModel
+
+    assert "fused" in CamGridSampler.INPUT_TYPES()["required"]["sync_mode"][0]
+    assert CamGridSampler.VALIDATE_INPUTS(sync_mode="fused") is True
+    model = LoadedModel(model=tiny_model("wan", seed=35), name="tiny", variant="wan", size="tiny",
+                        dtype=torch.float32, attention="auto")
+    latent = CamGridEmptyLatent().generate(2, 32, 32, 5)[0]
+    g = torch.Generator().manual_seed(36)
+    positive, negative = [[torch.randn(1, 5, 32, generator=g), {}]], [[torch.randn(1, 5, 32, generator=g), {}]]
+    args = dict(seed=3, steps=2, cfg=2.0, shift=5.0, scheduler="euler", denoise=1.0)
+    out, info = CamGridSampler().sample(model, positive, negative, latent, sync_mode="fused", **args)
+    assert "sync mode fused (4Real-Video-V2" in info
+    independent, _ = CamGridSampler().sample(model, positive, negative, latent, sync_mode="independent", **args)
+    assert out["samples"].shape == independent["samples"].shape and torch.isfinite(out["samples"]).all()
+    assert maxdiff(out["samples"], independent["samples"]) > 1e-4
+
+
+def test_the_modes_offered_are_the_modes_the_model_runs():
+    # one list of modes (model/modes.py) for the nodes, the CLI and the library; one forward for each
+    from camgrid.model import modes
+    from camgrid.nodes.sampler import MODE_NOTES, SYNC_MODES
+
+    assert tuple(GridDiT.MODE_FORWARDS) == modes.MODES
+    assert SYNC_MODES == ("auto",) + modes.MODES and set(MODE_NOTES) == set(modes.MODES)
+    for mode in modes.MODES:
+        for variant in modes.VARIANTS:
+            problem = modes.mode_problem(mode, variant, soft_sync=True)
+            assert problem is None or variant in problem, (mode, variant)
+    assert modes.mode_problem("soft", "wan", soft_sync=False) is not None

@@ -9,7 +9,7 @@ from grid_helpers import tiny_model
 
 import camgrid
 from camgrid.model import save_grid_dit
-from camgrid.model.checkpoint import OPTION_RANGES
+from camgrid.model.checkpoint import OPTION_LIMITS
 from camgrid.model.sync import attach_sync_layers, save_sync_weights
 from camgrid.nodes import NODE_CLASS_MAPPINGS, host, latent_convert
 from camgrid.nodes.decode import CamGridDecode, CamGridSelectView, contact_sheet, resolve_layout
@@ -59,7 +59,7 @@ def run_sampler(model, views=VIEWS, camera=True, source=None, **kw):
 
 def test_every_node_is_a_well_formed_v1_class_with_tooltips():
     assert camgrid.NODE_CLASS_MAPPINGS is NODE_CLASS_MAPPINGS or camgrid.NODE_CLASS_MAPPINGS == NODE_CLASS_MAPPINGS
-    assert len(NODE_CLASS_MAPPINGS) == 12
+    assert len(NODE_CLASS_MAPPINGS) == 14
     for node_id, cls in NODE_CLASS_MAPPINGS.items():
         assert node_id.startswith("CamGrid") and cls.CATEGORY.startswith("CamGrid/")
         assert callable(getattr(cls, cls.FUNCTION))
@@ -97,11 +97,15 @@ def test_validate_inputs_catch_bad_combinations_early():
     assert CamGridEmptyLatent.VALIDATE_INPUTS() is True and CamGridRig.VALIDATE_INPUTS() is True
 
 
-def test_conditioning_is_padded_to_512_zero_tokens():
+def test_conditioning_is_masked_here_and_padded_to_512_zero_tokens_once_by_the_sampler():
+    from camgrid.model.conditioning import TEXT_LENGTH, pad_text
+
     cond = [[torch.ones(1, 7, 32), {"attention_mask": torch.tensor([[1, 1, 1, 1, 1, 0, 0]])}]]
     ctx = latent_convert.conditioning_to_context(cond)
-    assert ctx.shape == (1, 512, 32)
+    assert ctx.shape == (1, 7, 32)
     assert ctx[0, :5].eq(1).all() and ctx[0, 5:].eq(0).all()
+    padded = pad_text(ctx, TEXT_LENGTH)
+    assert padded.shape == (1, 512, 32) and padded[0, 5:].eq(0).all()
     with pytest.raises(ValueError, match="CLIP Text Encode"):
         latent_convert.conditioning_to_context([[torch.ones(7, 32), {}]])
 
@@ -137,7 +141,7 @@ def test_loader_memory_chunking_options_give_the_same_grid(models_dir):
     # limits: ComfyUI enforces the widgets' min/max (VALIDATE_INPUTS does not name these inputs), which are
     # the library's; a direct call gets the library's own check
     widget = CamGridModelLoader.INPUT_TYPES()["optional"]["row_chunks"][1]
-    assert (widget["min"], widget["max"]) == OPTION_RANGES["row_chunks"]
+    assert (widget["min"], widget["max"]) == (OPTION_LIMITS["row_chunks"].low, OPTION_LIMITS["row_chunks"].high)
     with pytest.raises(ValueError, match="row_chunks"):
         load("syncammaster", row_chunks=-1)
 
@@ -303,7 +307,7 @@ def builtin_assets(tmp_path, monkeypatch):
 
 def test_builtin_model_runs_through_core_style_clip_and_vae(builtin_assets):
     from camgrid.nodes.builtin import CamGridBuiltinModel
-    from camgrid.nodes.optional import BUILTIN_MODEL_NAME
+    from camgrid.nodes.builtin import BUILTIN_MODEL_NAME
 
     assert CamGridBuiltinModel.VALIDATE_INPUTS(use_sync_layers=True) is True
     assert BUILTIN_MODEL_NAME in CamGridModelLoader.INPUT_TYPES()["required"]["dit_name"][0]

@@ -25,9 +25,9 @@ from hypothesis import strategies as st
 from camgrid.model.camera import (CameraRig, from_opencv_c2w, load_rig, orbit_arc, plucker_rays, recammaster_trajectory,
                                   relative_extrinsics, rig_from_dict, rig_to_dict)
 from camgrid.model.camera.geometry import UNREAL_WORLD_TO_CV
-from camgrid.model.camera.limits import (AMPLITUDE, AZIMUTH_SPAN_DEG, DISTANCE_M, ELEVATION_DEG, FRAMES, HFOV_DEG,
+from camgrid.model.camera.limits import (AMPLITUDE, AZIMUTH_SPAN_DEG, DISTANCE_M, ELEVATION_DEG, HFOV_DEG, RIG_FRAMES,
                                          STEP_M, VIEWS)
-from camgrid.model.checks import CamGridError
+from camgrid.model.checks import FRAMES, CamGridError
 from camgrid.model.rig_preview import draw_rig
 from camgrid.nodes.rig import CamGridCameraEncode, CamGridLoadRig, CamGridRig
 
@@ -279,13 +279,13 @@ numbers = st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.integers(
 
 def node_number(limit, most: int | None = None):
     """Mostly inside the input's limit (so that rigs get built; integers up to `most`), else anything."""
-    inside = st.integers(int(limit.lo), most or int(limit.hi)) if limit.integer else st.floats(limit.lo, limit.hi)
+    inside = st.integers(int(limit.low), most or int(limit.high)) if limit.integer else st.floats(limit.low, limit.high)
     return st.tuples(st.integers(0, 5), inside, numbers).map(lambda pick: pick[1] if pick[0] < 5 else pick[2])
 
 
 @settings(FUZZ, max_examples=150)
 @given(st.sampled_from(sorted(CamGridRig.INPUT_TYPES()["required"]["preset"][0])), node_number(VIEWS),
-       node_number(FRAMES, most=129), node_number(AZIMUTH_SPAN_DEG), node_number(ELEVATION_DEG), node_number(DISTANCE_M),
+       node_number(RIG_FRAMES, most=129), node_number(AZIMUTH_SPAN_DEG), node_number(ELEVATION_DEG), node_number(DISTANCE_M),
        node_number(STEP_M), node_number(HFOV_DEG), node_number(AMPLITUDE))
 def test_rig_node_numbers(preset, views, frames, azimuth_span, elevation, radius, spacing, hfov, amplitude):
     inputs = dict(preset=preset, views=views, frames=frames, azimuth_span=azimuth_span, elevation=elevation,
@@ -312,12 +312,12 @@ def test_rig_node_numbers(preset, views, frames, azimuth_span, elevation, radius
 
 def test_the_largest_rig_the_limits_allow_fits_the_budget():
     """64 views x MAX_FRAMES frames (the largest preset grid) builds, encodes and is refused one frame later."""
-    inputs = dict(preset="orbit_arc", views=VIEWS.hi, frames=FRAMES.hi, azimuth_span=360.0, elevation=89.0,
+    inputs = dict(preset="orbit_arc", views=VIEWS.high, frames=RIG_FRAMES.high, azimuth_span=360.0, elevation=89.0,
                   radius=1000.0, spacing=0.0, hfov=179.0, amplitude=0.0)
     assert CamGridRig.VALIDATE_INPUTS(**inputs) is True
     rig = must_be_clean(lambda: CamGridRig().build(**inputs), "the largest rig")
-    assert (rig.num_views, rig.num_frames) == (VIEWS.hi, FRAMES.hi)
-    with budget("encoding the largest rig"):
-        embeds, _ = CamGridCameraEncode().encode(rig, FRAMES.hi, "syncammaster", 100.0, "relative")
+    assert (rig.num_views, rig.num_frames) == (VIEWS.high, RIG_FRAMES.high)
+    with budget("encoding the largest rig"):   # for the longest video a grid may have
+        embeds, _ = CamGridCameraEncode().encode(rig, FRAMES.high, "syncammaster", 100.0, "relative")
     assert torch.isfinite(embeds.relative("syncammaster")).all()
-    assert "frames" in CamGridRig.VALIDATE_INPUTS(**{**inputs, "frames": FRAMES.hi + 1})
+    assert "frames" in CamGridRig.VALIDATE_INPUTS(**{**inputs, "frames": RIG_FRAMES.high + 1})

@@ -1,7 +1,9 @@
-"""`python -m camgrid train`: train the built-in model on synthetic multi-camera scenes.
+"""`python -m camgrid train`: train the built-in model on synthetic multi-camera scenes, or (with --dit) sync
+layers and a LoRA on a real Wan2.1-family DiT (train/real/).
 
 The options become one `TrainConfig` (train/config.py); train/trainer.py runs it. With --eval-scenes N the
-trained model is then scored on N held-out scenes (train/evaluate.py) into `eval.json`.
+trained model is then scored on N held-out scenes (train/evaluate.py) into `eval.json`. With --dit the run is
+train/real/cli.py's; the options both kinds share default to None here and take each kind's own defaults.
 """
 from __future__ import annotations
 
@@ -15,38 +17,44 @@ import torch
 from ..model.files import atomic_write
 from .config import AMP_CHOICES, STAGES, TrainConfig, parse_budgets, parse_stages
 from .evaluate import evaluate, format_table
+from .real import cli as real_cli
 from .trainer import Trainer
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     d = TrainConfig()
-    parser.add_argument("--out", default=d.out, help="folder for model files, loss.csv and checkpoints")
+    # shared with --dit runs: None = the kind's own default (resolved in config_from_args / real_cli)
+    parser.add_argument("--out", default=None, help=f"folder for model files, loss.csv and checkpoints "
+                        f"(default {d.out}; with --dit camgrid-sync-run)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--steps", type=int, default=d.steps, help="at most this many steps per stage")
-    parser.add_argument("--time-budget", type=float, default=d.time_budget, help="seconds per stage")
+    parser.add_argument("--steps", type=int, default=None, help=f"at most this many steps per stage ({d.steps}; "
+                        "with --dit: steps of the run, 2000)")
+    parser.add_argument("--time-budget", type=float, default=None, help=f"seconds per stage ({d.time_budget:g}; "
+                        "with --dit: of the run, 0 = no limit)")
     parser.add_argument("--stage-budgets", default="", help="per-stage seconds, e.g. ae=40,video=180,syncam=120,hard=60,soft=60")
     parser.add_argument("--stages", default=",".join(STAGES), help=f"comma-separated subset of {STAGES}")
-    parser.add_argument("--batch", type=int, default=d.batch, help="multi-view samples per step")
+    parser.add_argument("--batch", type=int, default=None, help=f"multi-view samples per step ({d.batch}; with --dit: "
+                        "per step and GPU, 1)")
     parser.add_argument("--samples", type=int, default=d.samples, help="scenes rendered for training")
     parser.add_argument("--workers", type=int, default=d.workers, help="rendering processes (0: render in-process)")
-    parser.add_argument("--height", type=int, default=d.height)
-    parser.add_argument("--width", type=int, default=d.width)
-    parser.add_argument("--frames", type=int, default=d.frames)
-    parser.add_argument("--views", type=int, default=d.views)
+    parser.add_argument("--height", type=int, default=None, help=f"{d.height} (with --dit: 480)")
+    parser.add_argument("--width", type=int, default=None, help=f"{d.width} (with --dit: 832)")
+    parser.add_argument("--frames", type=int, default=None, help=f"{d.frames} (with --dit: 81)")
+    parser.add_argument("--views", type=int, default=None, help=f"{d.views} (with --dit: 4)")
     parser.add_argument("--dim", type=int, default=d.dim)
     parser.add_argument("--layers", type=int, default=d.num_layers)
     parser.add_argument("--heads", type=int, default=d.num_heads)
     parser.add_argument("--ffn-dim", type=int, default=d.ffn_dim)
-    parser.add_argument("--lr", type=float, default=d.lr)
-    parser.add_argument("--shift", type=float, default=d.shift)
+    parser.add_argument("--lr", type=float, default=None, help=f"{d.lr:g} (with --dit: 1e-4)")
+    parser.add_argument("--shift", type=float, default=None, help=f"{d.shift:g} (with --dit: 5)")
     parser.add_argument("--ema", type=float, default=d.ema,
                         help="DiT stages: keep an exponential moving average of the weights with this decay (e.g. "
                              "0.998) and end each stage with it; 0 = off")
     parser.add_argument("--amp", default=d.amp, choices=AMP_CHOICES,
                         help="autocast of the DiT stages: auto = bfloat16 on CUDA, float32 on CPU")
-    parser.add_argument("--seed", type=int, default=d.seed)
-    parser.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every,
-                        help="steps between checkpoints of the stage in progress")
+    parser.add_argument("--seed", type=int, default=None, help=f"{d.seed}")
+    parser.add_argument("--checkpoint-every", type=int, default=None,
+                        help=f"steps between checkpoints of the stage in progress ({d.checkpoint_every}; with --dit: 200)")
     parser.add_argument("--resume", action="store_true", help="skip finished stages, continue the one in progress")
     parser.add_argument("--restart-stage", action="store_true",
                         help="resume, but start the stage in progress again from the finished stages' model files "
@@ -56,22 +64,32 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--eval-scenes", type=int, default=0, help="after training, evaluate on this many held-out scenes")
     parser.add_argument("--eval-steps", type=int, default=d.eval_steps)
     parser.add_argument("--no-progress", action="store_true")
+    real_cli.add_arguments(parser)
+
+
+def _given(value, default):
+    return default if value is None else value
 
 
 def config_from_args(args) -> TrainConfig:
-    return TrainConfig(out=args.out, device=args.device, steps=args.steps, time_budget=args.time_budget,
+    d = TrainConfig()
+    return TrainConfig(out=_given(args.out, d.out), device=args.device, steps=_given(args.steps, d.steps),
+                       time_budget=_given(args.time_budget, d.time_budget),
                        stage_budgets=parse_budgets(args.stage_budgets), stages=parse_stages(args.stages),
-                       batch=args.batch, samples=args.samples, workers=args.workers, height=args.height,
-                       width=args.width, frames=args.frames, views=args.views, dim=args.dim, num_layers=args.layers,
-                       num_heads=args.heads, ffn_dim=args.ffn_dim, lr=args.lr, shift=args.shift, seed=args.seed, amp=args.amp,
-                       ema=args.ema,
-                       checkpoint_every=args.checkpoint_every,
+                       batch=_given(args.batch, d.batch), samples=args.samples, workers=args.workers,
+                       height=_given(args.height, d.height), width=_given(args.width, d.width),
+                       frames=_given(args.frames, d.frames), views=_given(args.views, d.views), dim=args.dim,
+                       num_layers=args.layers, num_heads=args.heads, ffn_dim=args.ffn_dim, lr=_given(args.lr, d.lr),
+                       shift=_given(args.shift, d.shift), seed=_given(args.seed, d.seed), amp=args.amp, ema=args.ema,
+                       checkpoint_every=_given(args.checkpoint_every, d.checkpoint_every),
                        two_stream_modes=tuple(m for m in args.two_stream_modes.split(",") if m),
                        resume=args.resume, restart_stage=args.restart_stage, eval_scenes=args.eval_scenes,
                        eval_steps=args.eval_steps, progress_bar=not args.no_progress)
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.dit is not None:
+        return real_cli.run(args)
     cfg = config_from_args(args)
     trainer = Trainer(cfg)
     trainer.run()

@@ -201,6 +201,21 @@ def check_export(teacher_dir, lora: Path, student_dit, traj: Trajectories, sigma
     return {"patched": len(report.patched), "relative_error": rel}
 
 
+def validation_scores(student_dit, teacher, validation, sigmas, cfg: float, log=print) -> dict:
+    """Per mode: latent PSNR against the 20-step teacher's end point of the held-out trajectories, for the student's
+    4 Euler steps and for the teacher itself sampled in 4 steps (what distillation has to beat)."""
+    scores = {}
+    for held in validation:
+        student = euler_sample(student_dit, held, sigmas, student_velocity)
+        teacher4 = teacher_four_steps(teacher, held, cfg)
+        scores[held.mode] = {"student_4step_psnr": latent_psnr(student, held.points[:, -1]),
+                             "teacher_4step_psnr": latent_psnr(teacher4, held.points[:, -1])}
+        log(f"distill: {held.mode}: latent PSNR against the 20-step teacher: student 4 steps "
+            f"{scores[held.mode]['student_4step_psnr']:.1f} dB, teacher 4 steps "
+            f"{scores[held.mode]['teacher_4step_psnr']:.1f} dB")
+    return scores
+
+
 def distill(teacher_dir, out, budget: float = 240.0, trajectories: int = 512, cfg: float = 3.0, batch: int = 32,
             teacher_batch: int = 64, rank: int = 32, lr: float = 5e-4, device="cpu", amp: str = "auto",
             seed: int = 0, log=print, max_steps: int = 10 ** 9, validation_grids: int = VALIDATION_GRIDS) -> dict:
@@ -246,16 +261,7 @@ def distill(teacher_dir, out, budget: float = 240.0, trajectories: int = 512, cf
     check = check_export(teacher_dir, lora, dit, validation[-1], sigmas, device)
     log(f"distill: wrote {lora} ({lora.stat().st_size / 1e6:.2f} MB, {check['patched']} weights patched; merged by "
         f"apply_lora it matches the trained student to {check['relative_error']:.1e})")
-    scores = {}
-    teacher = load_builtin(teacher_dir, device=device)
-    for held in validation:
-        student = euler_sample(dit, held, sigmas, student_velocity)
-        teacher4 = teacher_four_steps(teacher, held, cfg)
-        scores[held.mode] = {"student_4step_psnr": latent_psnr(student, held.points[:, -1]),
-                             "teacher_4step_psnr": latent_psnr(teacher4, held.points[:, -1])}
-        log(f"distill: {held.mode}: latent PSNR against the 20-step teacher: student 4 steps "
-            f"{scores[held.mode]['student_4step_psnr']:.1f} dB, teacher 4 steps "
-            f"{scores[held.mode]['teacher_4step_psnr']:.1f} dB")
+    scores = validation_scores(dit, load_builtin(teacher_dir, device=device), validation, sigmas, cfg, log)
     report = {"teacher": str(teacher_dir), "cfg": cfg, "rank": rank, "lr": lr, "batch": batch, "modes": modes,
               "sigmas": sigmas.tolist(), "trajectories": {t.mode: len(t) for t in train},
               "seconds": {"trajectories": t_traj, "total": time.time() - t0},

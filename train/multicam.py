@@ -8,16 +8,20 @@ share one layout (their READMEs' "File Structure"):
 
 <lens> is f24_aperture5 (SynCamVideo) or f18_aperture10, f24_aperture5, f35_aperture2.4, f50_aperture2.4
 (MultiCamVideo): the focal length in mm on a 23.76 mm square sensor. The camera strings are Unreal
-row-vector transforms in centimetres (model/camera.py reads them). Captions are not in the datasets: the
-official training scripts read `ROOT/metadata.csv` (columns file_name, relative to ROOT/train, and text),
-one row per video; a scene's caption is that of its first listed video.
+row-vector transforms in centimetres (model/camera.py reads them). Both also have a `val/` folder (SynCamVideo:
+`val/basic/{videos,cameras}`, 10 validation cameras) that training does not read. Captions are not in the
+datasets: the official training scripts read `ROOT/metadata.csv` (columns file_name, relative to ROOT/train,
+and text), one row per video; a scene's caption is that of its first listed video. Another caption file can
+be given instead (`captions=`): the same CSV columns, or a JSON object {"<lens>/scene<N>": caption}.
 
 `MultiCamDataset(root, views, frames, height, width)[i]` is one training sample of scene i: `views`
-cameras (a seeded random choice; the first is the reference view), a window of `frames` frames,
+cameras (a seeded random choice; the first is the reference view; views=0: every camera of the scene, in a
+seeded random order), a window of `frames` frames,
 centre-cropped to the aspect ratio and resized (as the official loaders do), as
 {"videos": float [V, F, H, W, 3] in 0..1, "rig": CameraRig of those views and frames, "caption", "scene",
 "start": the window's first frame}.
-A latent cache (issue 16) encodes such samples once and serves them as a train/sources.py GridSource.
+The pieces of a sample are methods too (`choose`, `read_view`, `rig`), so train/real/latent_cache.py can
+encode a scene one camera at a time. It encodes such samples once and serves them as a GridSource.
 
 `write_synthetic_dataset` renders synthetic scenes (synth/) into the same layout, file names and JSON format:
 data for tests, and for trying the real-data path without a download.
@@ -76,14 +80,34 @@ def read_captions(path: Path) -> dict:
     return captions
 
 
-def find_scenes(root, allow_missing_captions: bool = False) -> list:
-    """Every scene of ROOT/train/<lens>/scene<N> with a camera file and videos, in a stable order."""
+def read_caption_file(path) -> dict:
+    """A caption file given by the user: CSV (file_name,text, as metadata.csv) or JSON {"<lens>/scene<N>": text}."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"caption file {str(path)!r} does not exist")
+    if path.suffix.lower() != ".json":
+        return read_captions(path)
+    try:
+        table = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise InputError(f"{path}: not readable JSON ({exc})") from None
+    if not isinstance(table, dict) or not all(isinstance(v, str) for v in table.values()):
+        raise InputError(f"{path}: expected a JSON object {{\"<lens>/scene<N>\": \"caption\", ...}}")
+    return {str(k).strip("/"): v for k, v in table.items()}
+
+
+def find_scenes(root, allow_missing_captions: bool = False, captions=None) -> list:
+    """Every scene of ROOT/train/<lens>/scene<N> with a camera file and videos, in a stable order. Captions
+    from `captions` (a caption file) when given, else ROOT/metadata.csv."""
     root = Path(root)
     train = root / "train"
     if not train.is_dir():
         raise InputError(f"{root}: no train/ folder; expected the SynCamVideo / MultiCamVideo layout "
                          "ROOT/train/<lens>/scene<N>/{videos/camNN.mp4, cameras/camera_extrinsics.json}")
-    captions = read_captions(root / CAPTION_FILE) if (root / CAPTION_FILE).is_file() else {}
+    if captions is not None:
+        captions = read_caption_file(captions)
+    else:
+        captions = read_captions(root / CAPTION_FILE) if (root / CAPTION_FILE).is_file() else {}
     scenes = []
     for lens in sorted(p for p in train.iterdir() if p.is_dir() and LENS_FOLDER.match(p.name)):
         folders = [p for p in lens.iterdir() if p.is_dir() and SCENE_FOLDER.match(p.name)]
@@ -93,8 +117,9 @@ def find_scenes(root, allow_missing_captions: bool = False) -> list:
                 continue   # an incomplete download: the scene is not there yet
             caption = captions.get(f"{lens.name}/{folder.name}")
             if caption is None and not allow_missing_captions:
-                raise InputError(f"{folder}: no caption in {root / CAPTION_FILE}; add rows file_name,text for its "
-                                 "videos, or allow scenes without captions")
+                raise InputError(f"{folder}: no caption in {root / CAPTION_FILE if captions is None else 'the caption file'}"
+                                 "; add rows file_name,text for its videos, give a caption file, or allow scenes "
+                                 "without captions")
             scenes.append(Scene(folder, float(LENS_FOLDER.match(lens.name).group(1)), cameras, caption or ""))
     if not scenes:
         raise InputError(f"{root}: no scene with videos/camNN.mp4 and {CAMERA_FILE} under train/<lens>/scene<N>")
@@ -114,22 +139,32 @@ def lens_intrinsics(focal_mm: float, source_hw: tuple, target_hw: tuple) -> torc
 
 class MultiCamDataset(torch.utils.data.Dataset):
     def __init__(self, root, views: int = 4, frames: int = 81, height: int = 480, width: int = 832, seed: int = 0,
-                 allow_missing_captions: bool = False):
-        if views < 1 or frames < 1 or height < 1 or width < 1:
-            raise InputError(f"MultiCamDataset: views, frames, height and width must be >= 1, got {views}, {frames}, "
-                             f"{height}, {width}")
-        self.scenes = find_scenes(root, allow_missing_captions)
+                 allow_missing_captions: bool = False, captions=None):
+        if views < 0 or frames < 1 or height < 1 or width < 1:
+            raise InputError(f"MultiCamDataset: views must be >= 0 (0: all cameras), frames, height and width >= 1, "
+                             f"got {views}, {frames}, {height}, {width}")
+        self.scenes = find_scenes(root, allow_missing_captions, captions)
         self.views, self.frames, self.height, self.width, self.seed = views, frames, height, width, seed
 
     def __len__(self) -> int:
         return len(self.scenes)
 
     def __getitem__(self, index: int) -> dict:
+        scene, names, start, cameras = self.choose(index)
+        clips = [self.read_view(scene, name, start) for name in names]
+        return {"videos": torch.stack([fitted for fitted, _ in clips]),
+                "rig": self.rig(scene, cameras, names, start, clips[0][1]),
+                "caption": scene.caption, "scene": str(scene.folder), "start": start}
+
+    def choose(self, index: int) -> tuple:
+        """(scene, camera names, first frame of the window, the scene's camera JSON) of sample `index`:
+        seeded, so every process and every call chooses the same."""
         scene = self.scenes[index]
         rng = random.Random(f"camgrid.multicam:{self.seed}:{index}")   # stable across processes
-        if len(scene.cameras) < self.views:
-            raise InputError(f"{scene.folder}: {len(scene.cameras)} camera videos, {self.views} views asked for")
-        names = rng.sample(scene.cameras, self.views)
+        views = self.views or len(scene.cameras)
+        if len(scene.cameras) < views:
+            raise InputError(f"{scene.folder}: {len(scene.cameras)} camera videos, {views} views asked for")
+        names = rng.sample(scene.cameras, views)
         try:
             cameras = json.loads((scene.folder / CAMERA_FILE).read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
@@ -137,15 +172,21 @@ class MultiCamDataset(torch.utils.data.Dataset):
         total = len(cameras)
         if total < self.frames:
             raise InputError(f"{scene.folder / CAMERA_FILE}: {total} frames, {self.frames} asked for")
-        start = rng.randrange(total - self.frames + 1)
-        clips = [read_video(scene.folder / "videos" / f"{name}.mp4", max_frames=start + self.frames)[0][start:]
-                 for name in names]
-        videos = torch.stack([fit_frames(c, self.width, self.height, self.frames) for c in clips])
-        k = lens_intrinsics(scene.focal_mm, clips[0].shape[1:3], (self.height, self.width))
+        return scene, names, rng.randrange(total - self.frames + 1), cameras
+
+    def read_view(self, scene: Scene, name: str, start: int) -> tuple:
+        """(frames [F, H, W, 3] float 0..1 of camera `name` from `start`, centre-cropped and resized; the
+        video's own (height, width))."""
+        clip = read_video(scene.folder / "videos" / f"{name}.mp4", max_frames=start + self.frames)[0][start:]
+        return fit_frames(clip, self.width, self.height, self.frames), tuple(clip.shape[1:3])
+
+    def rig(self, scene: Scene, cameras: dict, names, start: int, source_hw: tuple) -> CameraRig:
+        """The CameraRig of cameras `names` over the window from `start`; intrinsics after the centre crop of
+        videos of size `source_hw`."""
+        k = lens_intrinsics(scene.focal_mm, source_hw, (self.height, self.width))
         rig = rig_from_unreal_json(cameras, UNITS_PER_METRE)
         c2w = rig.c2w[[rig.names.index(n) for n in names], start:start + self.frames]
-        return {"videos": videos, "rig": CameraRig(c2w, k.expand(self.views, 4), list(names)).validate(),
-                "caption": scene.caption, "scene": str(scene.folder), "start": start}
+        return CameraRig(c2w, k.expand(len(names), 4), list(names)).validate()
 
 
 # -- writing synthetic scenes in the layout --------------------------------------------------------------

@@ -31,7 +31,7 @@ from .encoding import TRANSLATION_SCALE, VAE_TEMPORAL_STRIDE, latent_frame_count
 from .geometry import CONVENTIONS, MATRIX_KINDS, from_opencv_c2w, look_at, to_opencv_c2w, unreal_to_opencv_c2w
 from .io import (UNITS_PER_METRE, load_rig, parse_unreal_matrix, read_rig_json, rig_from_dict, rig_from_matrices,
                  rig_from_unreal_json, rig_to_dict, save_rig)
-from .limits import CameraRigError, Limit
+from .limits import CameraRigError
 from .presets import (PRESETS, RECAMMASTER_TRAJECTORIES, RIG_PRESETS, SYNCAMMASTER_EXAMPLE_PAIRS, PresetSpec, dolly,
                       elevation_sweep, make_preset, orbit_arc, recammaster_trajectory, syncammaster_example_rig)
 from .rig import CameraRig, default_intrinsics
@@ -44,5 +44,5 @@ __all__ = [
     "plucker_rays", "orbit_arc", "elevation_sweep", "dolly", "syncammaster_example_rig",
     "recammaster_trajectory", "PresetSpec", "RIG_PRESETS", "PRESETS", "make_preset",
     # also public since the package split
-    "CONVENTIONS", "MATRIX_KINDS", "UNITS_PER_METRE", "VAE_TEMPORAL_STRIDE", "Limit", "read_rig_json",
+    "CONVENTIONS", "MATRIX_KINDS", "UNITS_PER_METRE", "VAE_TEMPORAL_STRIDE", "read_rig_json",
 ]

@@ -11,7 +11,8 @@ from typing import Union
 
 import torch
 
-from .limits import FRAMES, RAY_GRID, TRANSLATION_SCALE_RANGE, CameraRigError
+from ..checks import FRAME_STRIDE
+from .limits import RAY_GRID, RIG_FRAMES, TRANSLATION_SCALE_RANGE, CameraRigError
 from .rig import CameraRig, check_poses
 from .values import float_array
 
@@ -21,7 +22,7 @@ from .values import float_array
 TRANSLATION_SCALE = {"syncammaster": 0.5, "recammaster": 1.0, "wan": 0.5}
 
 # Wan VAE: latent frame t covers video frame 4t (and the 3 before it); T_lat = (F - 1) // 4 + 1.
-VAE_TEMPORAL_STRIDE = 4
+VAE_TEMPORAL_STRIDE = FRAME_STRIDE
 
 Reference = Union[str, int, torch.Tensor]
 
@@ -31,7 +32,7 @@ def latent_frame_count(num_video_frames: int) -> int:
     return (int(num_video_frames) - 1) // VAE_TEMPORAL_STRIDE + 1
 
 
-MAX_LATENT_FRAMES = latent_frame_count(FRAMES.hi)
+MAX_LATENT_FRAMES = latent_frame_count(RIG_FRAMES.high)
 
 
 def _latent_c2w(rig: CameraRig, num_latent_frames: int | None) -> torch.Tensor:
@@ -60,7 +61,7 @@ def resolve_scale(translation_scale: Union[float, str]) -> float:
             raise CameraRigError(f"unknown model for the translation scale; use one of {', '.join(TRANSLATION_SCALE)} "
                                  "or a number (embedding units per metre).")
         return TRANSLATION_SCALE[key]
-    return TRANSLATION_SCALE_RANGE.check(translation_scale, "translation_scale")
+    return TRANSLATION_SCALE_RANGE.check("translation_scale", translation_scale)
 
 
 def _reference_poses(c2w: torch.Tensor, reference: Reference) -> torch.Tensor:
@@ -128,7 +129,7 @@ def plucker_rays(rig: CameraRig, height: int, width: int, num_latent_frames: int
     Frames as in `relative_extrinsics`. With `reference` set, poses are first made relative the
     same way (and translations scaled); otherwise rig world coordinates are used as they are.
     """
-    height, width = RAY_GRID.check(height, "plucker_rays: height"), RAY_GRID.check(width, "plucker_rays: width")
+    height, width = RAY_GRID.check("plucker_rays: height", height), RAY_GRID.check("plucker_rays: width", width)
     c2w = _latent_c2w(rig, num_latent_frames)
     if reference is not None:
         c2w = _relative_poses(c2w, reference, resolve_scale(translation_scale))

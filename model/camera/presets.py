@@ -14,7 +14,7 @@ from typing import Any, Callable, Mapping
 import torch
 
 from .geometry import look_at
-from .limits import (AMPLITUDE, AZIMUTH_DEG, AZIMUTH_SPAN_DEG, DISTANCE_M, ELEVATION_DEG, FRAMES, STEP_M, VIEWS,
+from .limits import (AMPLITUDE, AZIMUTH_DEG, AZIMUTH_SPAN_DEG, DISTANCE_M, ELEVATION_DEG, RIG_FRAMES, STEP_M, VIEWS,
                      CameraRigError)
 from .rig import CameraRig, default_intrinsics
 from .values import point3
@@ -39,7 +39,7 @@ def _orbit_eye(target: torch.Tensor, radius: float, azimuth_deg: float, elevatio
 
 
 def _static_rig(poses: list[torch.Tensor], names: list[str], num_frames: int, target, hfov_deg: float) -> CameraRig:
-    num_frames = FRAMES.check(num_frames, "num_frames")
+    num_frames = RIG_FRAMES.check("num_frames", num_frames)
     c2w = torch.stack(poses)[:, None].expand(-1, num_frames, -1, -1).clone()
     return CameraRig(c2w, default_intrinsics(len(poses), hfov_deg), names, target)
 
@@ -63,10 +63,10 @@ def orbit_arc(num_views: int = 4, azimuth_span_deg: float = 60.0, elevation_deg:
               target=(0.0, 0.0, 0.0), num_frames: int = 81, hfov_deg: float = 60.0) -> CameraRig:
     """Static cameras on a horizontal arc around `target`, all looking at it. Azimuths are spread
     evenly from -span/2 (left) to +span/2 (right); view 0 is the leftmost."""
-    num_views = VIEWS.check(num_views, "num_views")
-    span = AZIMUTH_SPAN_DEG.check(azimuth_span_deg, "azimuth_span_deg")
-    elevation_deg = ELEVATION_DEG.check(elevation_deg, "elevation_deg")
-    radius = DISTANCE_M.check(radius, "radius")
+    num_views = VIEWS.check("num_views", num_views)
+    span = AZIMUTH_SPAN_DEG.check("azimuth_span_deg", azimuth_span_deg)
+    elevation_deg = ELEVATION_DEG.check("elevation_deg", elevation_deg)
+    radius = DISTANCE_M.check("radius", radius)
     target = point3(target, "target")
     azimuths = _spread(num_views, -span / 2, span / 2)
     poses = [look_at(_orbit_eye(target, radius, az, elevation_deg), target, _UP) for az in azimuths]
@@ -82,11 +82,11 @@ def elevation_sweep(num_views: int = 4, max_elevation_deg: float = 30.0, min_ele
     keep_ground_distance=True (SynCamMaster's example): every camera stays `radius` away in the
     horizontal plane and rises radius*tan(elevation); False: cameras lie on a sphere of `radius`.
     """
-    num_views = VIEWS.check(num_views, "num_views")
-    low = ELEVATION_DEG.check(min_elevation_deg, "min_elevation_deg")
-    high = ELEVATION_DEG.check(max_elevation_deg, "max_elevation_deg")
-    radius = DISTANCE_M.check(radius, "radius")
-    azimuth_deg = AZIMUTH_DEG.check(azimuth_deg, "azimuth_deg")
+    num_views = VIEWS.check("num_views", num_views)
+    low = ELEVATION_DEG.check("min_elevation_deg", min_elevation_deg)
+    high = ELEVATION_DEG.check("max_elevation_deg", max_elevation_deg)
+    radius = DISTANCE_M.check("radius", radius)
+    azimuth_deg = AZIMUTH_DEG.check("azimuth_deg", azimuth_deg)
     target = point3(target, "target")
     elevations = _spread(num_views, low, high)
     poses = []
@@ -100,11 +100,11 @@ def dolly(num_views: int = 3, step: float = 1.0, radius: float = 3.0, azimuth_de
           elevation_deg: float = 0.0, target=(0.0, 0.0, 0.0), num_frames: int = 81, hfov_deg: float = 60.0) -> CameraRig:
     """Static cameras on one line of sight: view i is `radius + i*step` metres from `target`
     (positive step = dolly back, as SynCamMaster's 'dis' cameras)."""
-    num_views = VIEWS.check(num_views, "num_views")
-    step = STEP_M.check(step, "step")
-    radius = DISTANCE_M.check(radius, "radius")
-    azimuth_deg = AZIMUTH_DEG.check(azimuth_deg, "azimuth_deg")
-    elevation_deg = ELEVATION_DEG.check(elevation_deg, "elevation_deg")
+    num_views = VIEWS.check("num_views", num_views)
+    step = STEP_M.check("step", step)
+    radius = DISTANCE_M.check("radius", radius)
+    azimuth_deg = AZIMUTH_DEG.check("azimuth_deg", azimuth_deg)
+    elevation_deg = ELEVATION_DEG.check("elevation_deg", elevation_deg)
     target = point3(target, "target")
     poses, names = [], []
     for i in range(num_views):
@@ -170,9 +170,9 @@ def recammaster_trajectory(name: str, num_frames: int = 81, amplitude: float | N
     key = str(name).lower().replace(" ", "_").replace("-", "_") if isinstance(name, str) else ""
     if key not in _RECAM_AMPLITUDE:
         raise CameraRigError(f"unknown ReCamMaster trajectory; use one of {', '.join(RECAMMASTER_TRAJECTORIES)}.")
-    num_frames = FRAMES.check(num_frames, "num_frames")
-    amp = _RECAM_AMPLITUDE[key] if amplitude is None else AMPLITUDE.check(amplitude, "amplitude")
-    target_distance = DISTANCE_M.check(target_distance, "target_distance")
+    num_frames = RIG_FRAMES.check("num_frames", num_frames)
+    amp = _RECAM_AMPLITUDE[key] if amplitude is None else AMPLITUDE.check("amplitude", amplitude)
+    target_distance = DISTANCE_M.check("target_distance", target_distance)
     target = torch.tensor([0.0, 0.0, target_distance], dtype=torch.float64)
     poses = [_trajectory_pose(key, k / (num_frames - 0.5), amp, target, target_distance) for k in range(num_frames)]
     tgt = None if key.startswith(("pan", "tilt", "zoom")) else target

@@ -14,16 +14,16 @@ from typing import Sequence, Union
 import torch
 
 from .geometry import slerp_rotations
-from .limits import (ASPECT, FOCAL, FRAMES, HFOV_DEG, MAX_FRAMES, MAX_POSES, MAX_POSITION_M, ORTHONORMAL_ATOL,
-                     PRINCIPAL_POINT, CameraRigError)
+from .limits import (ASPECT, FOCAL, HFOV_DEG, MAX_FRAMES, MAX_POSES, MAX_POSITION_M, ORTHONORMAL_ATOL,
+                     PRINCIPAL_POINT, RIG_FRAMES, CameraRigError)
 from .values import float_array, name_list, plural, point3, shown
 
 
 def default_intrinsics(num_views: int = 1, hfov_deg: float = 60.0, aspect: float = 832 / 480) -> torch.Tensor:
     """Pinhole intrinsics `[V, 4]` (fx, fy, cx, cy as fractions of width/height), square pixels at
     `aspect` = width / height (default: Wan's 832x480), principal point at the centre."""
-    hfov_deg = HFOV_DEG.check(hfov_deg, "hfov_deg")
-    aspect = ASPECT.check(aspect, "aspect")
+    hfov_deg = HFOV_DEG.check("hfov_deg", hfov_deg)
+    aspect = ASPECT.check("aspect", aspect)
     fx = 0.5 / math.tan(math.radians(hfov_deg) / 2)
     return torch.tensor([[fx, fx * aspect, 0.5, 0.5]], dtype=torch.float64).repeat(int(num_views), 1)
 
@@ -89,15 +89,15 @@ def check_poses(mats: torch.Tensor, names: Sequence[str], field: str | None = No
 def check_intrinsics(k: torch.Tensor, names: Sequence[str]) -> None:
     """[V, 4] (fx, fy, cx, cy) as fractions of width/height: focal lengths in FOCAL, principal points in
     PRINCIPAL_POINT (finite values only)."""
-    focal_ok = (k[:, :2] >= FOCAL.lo) & (k[:, :2] <= FOCAL.hi)
-    centre_ok = (k[:, 2:] >= PRINCIPAL_POINT.lo) & (k[:, 2:] <= PRINCIPAL_POINT.hi)
+    focal_ok = (k[:, :2] >= FOCAL.low) & (k[:, :2] <= FOCAL.high)
+    centre_ok = (k[:, 2:] >= PRINCIPAL_POINT.low) & (k[:, 2:] <= PRINCIPAL_POINT.high)
     bad = (~torch.cat([focal_ok, centre_ok], 1)).any(-1).nonzero()
     if len(bad):
         v = int(bad[0][0])
-        raise CameraRigError(f"{where(names, v)}: intrinsics need positive finite fx, fy between {FOCAL.lo:g} and "
-                             f"{FOCAL.hi:g} and cx, cy between {PRINCIPAL_POINT.lo:g} and {PRINCIPAL_POINT.hi:g} (fractions of "
-                             "width/height, e.g. fx 0.87 for a 60° horizontal field of view, cx 0.5 for a centred "
-                             "principal point).")
+        raise CameraRigError(f"{where(names, v)}: intrinsics need positive finite fx, fy between {FOCAL.low:g} "
+                             f"and {FOCAL.high:g} and cx, cy between {PRINCIPAL_POINT.low:g} and "
+                             f"{PRINCIPAL_POINT.high:g} (fractions of width/height, e.g. fx 0.87 for a 60° horizontal "
+                             "field of view, cx 0.5 for a centred principal point).")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -220,7 +220,7 @@ class CameraRig:
         lands exactly on an old one (e.g. 81 -> 21, 21 -> 81) the old pose is copied bit-exactly.
         A one-frame rig is repeated.
         """
-        n, f = FRAMES.check(num_frames, "resample_frames: num_frames"), self.num_frames
+        n, f = RIG_FRAMES.check("resample_frames: num_frames", num_frames), self.num_frames
         check_pose_count(self.num_views, n, "the resampled rig")
         if n == f:
             return self._with_c2w(self.c2w.clone())

@@ -1,4 +1,4 @@
-"""LoRA loading for the grid DiT (docs/ARCHITECTURE.md §5 LoRA).
+"""LoRA loading for the grid DiT (docs/ARCHITECTURE.md §14 LoRA).
 
     apply_lora(model, path_or_state_dict, strength=1.0)   merge a LoRA (any layout of layouts.py); stackable
     clone_for_patching(model)                              a tensor-sharing copy to patch (ComfyUI node)

@@ -1,6 +1,6 @@
 """LoRA files -> patches on GridDiT parameters (original Wan names), each with its scale.
 
-Key layouts seen in the wild, and their rules (docs/ARCHITECTURE.md §5 LoRA; sources in brackets):
+Key layouts seen in the wild, and their rules (docs/ARCHITECTURE.md §14 LoRA; sources in brackets):
 
   Kijai / lightx2v / ComfyUI   `diffusion_model.blocks.0.self_attn.q.lora_down.weight` [r, in],
                                `.lora_up.weight` [out, r], `.alpha` (scale alpha / r; no alpha: 1)

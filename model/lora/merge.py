@@ -1,4 +1,4 @@
-"""apply_lora: merge a LoRA into a GridDiT's weights (docs/ARCHITECTURE.md §5 LoRA).
+"""apply_lora: merge a LoRA into a GridDiT's weights (docs/ARCHITECTURE.md §14 LoRA).
 
     W <- W + strength * scale * up @ down      (low-rank pair; scale = alpha / rank, see layouts.py)
     P <- P + strength * diff                   (full deltas: .diff, .diff_b, .diff_m)
