@@ -16,7 +16,7 @@ import torch
 
 from ..model.camera import CameraRig, default_intrinsics, make_preset
 from .render import render
-from .scenes import sample_scene
+from .scenes import Scene, sample_scene
 
 __all__ = ["SyntheticMultiViewDataset", "random_rig", "collate_samples"]
 
@@ -46,7 +46,8 @@ def random_rig(rng: random.Random, num_views: int, num_frames: int, aspect: floa
     radius = rng.uniform(3.0, 4.5)
     common = dict(num_views=num_views, radius=radius, target=target, num_frames=num_frames, hfov_deg=hfov)
     if name == "orbit_arc":
-        rig = make_preset(name, azimuth_span_deg=rng.uniform(20.0, 20.0 + 20.0 * num_views),
+        # spans up to 30 degrees per view: the demo's 4-view 120-degree orbit lies inside the training rigs
+        rig = make_preset(name, azimuth_span_deg=rng.uniform(20.0, 30.0 * num_views),
                           elevation_deg=rng.uniform(5.0, 35.0), **common)
     elif name == "elevation_sweep":
         low = rng.uniform(0.0, 15.0)
@@ -93,15 +94,19 @@ class SyntheticMultiViewDataset(torch.utils.data.Dataset):
         # string seeding is stable across processes and Python versions (unlike hash())
         return random.Random(f"camgrid.synth:{self.seed}:{index}")
 
-    def __getitem__(self, index: int) -> dict:
+    def scene_and_rig(self, index: int) -> tuple[Scene, CameraRig]:
+        """Item `index`'s scene and rig, without rendering it (what a caption + camera consumer needs)."""
         index = int(index)
         if not -self.length <= index < self.length:
             raise IndexError(f"index {index} out of range for a dataset of {self.length} items.")
-        index %= self.length
-        rng = self._rng(index)
+        rng = self._rng(index % self.length)
         scene = sample_scene(rng.randrange(2 ** 31), num_frames=self.num_frames)
         num_views = rng.randint(self.min_views, self.max_views)
-        rig = random_rig(rng, num_views, self.num_frames, self.width / self.height, self.presets)
+        return scene, random_rig(rng, num_views, self.num_frames, self.width / self.height, self.presets)
+
+    def __getitem__(self, index: int) -> dict:
+        scene, rig = self.scene_and_rig(index)
+        index = int(index) % self.length
         videos, ids = render(scene, rig, self.height, self.width, return_ids=True)
         sample = dict(videos=videos, rig=rig, caption=scene.caption, tracks=scene.tracks(),
                       colours=scene.colours, index=index)

@@ -15,7 +15,14 @@ Training (`python -m camgrid train`):
 - `state`:       checkpoint.pt and progress.json (what --resume reads).
 - `losslog`:     loss.csv.
 - `evaluate`:    `python -m camgrid eval`: the multi-view consistency table per grid mode.
-- `demo`:        `python -m camgrid demo --out DIR`: the README's main job, on CPU.
+- `claims`:      the pre-registered rule for what a comparison against independent may claim.
+- `demo`:        `python -m camgrid demo --out DIR`: the README's main job, on CPU (the few-step student).
+- `demo_seeds`:  the demo's verdicts for seeds 0-4, recorded for the tests.
+Few-step student and measurements (issue 13 item 4, issue 15):
+- `student`:     the student: LoRA + deltas on the teacher DiT, Kijai-layout export, its 4-step schedule.
+- `distill`:     `python -m camgrid.train.distill`: trajectory-segment distillation of the teacher.
+- `nvs`:         novel-view synthesis against ground truth (view 0 given).
+- `tables`:      `python -m camgrid.train.tables`: steps x mode and NVS tables on held-out scenes.
 """
 from .builtin import BUILTIN_NAME, TinyGridModel, builtin_available, load_builtin  # noqa: E402
 

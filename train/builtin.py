@@ -6,11 +6,14 @@ It ships in `assets/` so the quick start runs with no downloads:
   camgrid-tiny-sync.safetensors     its 4Real-Video sync layers (hard gates + soft layers), `load_sync_weights`;
   camgrid-tiny-text-ae.safetensors  the tiny text encoder (`text.*`) and video autoencoder (`ae.*`), their
                                     configs and the training resolution in the metadata.
+  camgrid-tiny-4step-lora.safetensors  the few-step student (train/student.py): a LoRA in the Kijai /
+                                    lightx2v layout, merged by `model.lora.apply_lora` with `student=True`.
 Weights are stored in float16 (half the size) and loaded as float32.
 
     from camgrid.train import load_builtin
-    m = load_builtin()
-    frames = m.generate("a red sphere and a blue box", rig, mode="syncam")   # [V, F, H, W, 3] in 0..1
+    m = load_builtin()                       # the teacher: 20 UniPC steps with guidance (TEACHER_SAMPLING)
+    s = load_builtin(student=True)           # the student: 4 Euler steps, no guidance (STUDENT_SAMPLING)
+    frames = s.generate("a red sphere and a blue box", rig, mode="syncam")   # [V, F, H, W, 3] in 0..1
 """
 from __future__ import annotations
 
@@ -26,10 +29,13 @@ from safetensors.torch import load_file, save_file
 
 from ..model.camera import CameraRig, relative_extrinsics
 from ..model.checkpoint import LoadOptions, load_grid_dit, save_grid_dit
+from ..model.conditioning import SourceVideo
 from ..model.files import atomic_save
+from ..model.lora import apply_lora
 from ..model.sampling import sample_grid
 from ..model.sync import load_sync_weights, save_sync_weights
 from .autoencoder import TinyVideoAE
+from .student import STUDENT_FILE, student_sampling
 from .text import TinyTextEncoder
 
 BUILTIN_NAME = "camgrid-tiny (built-in)"
@@ -38,6 +44,9 @@ DIT_FILE = "camgrid-tiny.safetensors"
 SYNC_FILE = "camgrid-tiny-sync.safetensors"
 TEXT_AE_FILE = "camgrid-tiny-text-ae.safetensors"
 DEFAULT_META = {"height": 48, "width": 80, "frames": 17, "shift": 3.0}
+# the teacher's sample_grid settings (the student's: train/student.py STUDENT_SAMPLING). Guidance 3: the
+# scale the student bakes in and the demo compares at (benchmarks/TINY_MODEL.md).
+TEACHER_SAMPLING = {"steps": 20, "cfg": 3.0, "scheduler": "unipc"}
 
 
 def camera_embedding(rig: CameraRig, num_latent_frames: int) -> torch.Tensor:
@@ -53,6 +62,11 @@ class TinyGridModel:
     text: torch.nn.Module
     ae: torch.nn.Module
     meta: dict = field(default_factory=lambda: dict(DEFAULT_META))
+    sampling: dict = field(default_factory=lambda: dict(TEACHER_SAMPLING))   # generate's default settings
+
+    @property
+    def is_student(self) -> bool:
+        return self.sampling.get("cfg") == 1.0 and self.sampling.get("scheduler") == "euler"
 
     @property
     def device(self) -> torch.device:
@@ -98,19 +112,24 @@ class TinyGridModel:
 
     @torch.no_grad()
     def generate_latents(self, captions: Union[str, Sequence[str]], cameras: torch.Tensor, mode: str = "syncam",
-                         steps: int = 20, cfg: float = 4.0, shift: Optional[float] = None, seed: int = 0,
-                         scheduler: str = "unipc", callback=None) -> torch.Tensor:
-        """captions (B of them) and cameras [B, V, T, 12] or [V, T, 12] -> latent grid [B, V, C, T, h, w]."""
+                         steps: Optional[int] = None, cfg: Optional[float] = None, shift: Optional[float] = None,
+                         seed: int = 0, scheduler: Optional[str] = None, callback=None,
+                         source: Optional[SourceVideo] = None) -> torch.Tensor:
+        """captions (B of them) and cameras [B, V, T, 12] or [V, T, 12] -> latent grid [B, V, C, T, h, w].
+        steps / cfg / scheduler default to the model's `sampling` (teacher or student); `source` conditions a
+        view on a given video (SourceVideo(latent [B, C, T, h, w], "replace_view", view=k))."""
         captions = [captions] if isinstance(captions, str) else list(captions)
         cameras = cameras if cameras.ndim == 4 else cameras[None].expand(len(captions), -1, -1, -1)
         b, v = cameras.shape[:2]
         if b != len(captions):
             raise ValueError(f"{len(captions)} captions for {b} camera sets; give one caption per grid")
+        settings = {**self.sampling, **{k: val for k, val in (("steps", steps), ("cfg", cfg), ("scheduler", scheduler))
+                                        if val is not None}}
         ctx = self.encode_prompt(captions)
-        neg = self.encode_prompt([""] * b)
+        neg = self.encode_prompt([""] * b) if settings["cfg"] != 1.0 else None
         return sample_grid(self.dit, self.latent_shape(v, b), ctx, neg, mode=mode, camera=cameras.to(self.device),
-                           steps=steps, cfg=cfg, shift=float(self.meta.get("shift", 3.0) if shift is None else shift),
-                           scheduler=scheduler, seed=seed, callback=callback)
+                           shift=float(self.meta.get("shift", 3.0) if shift is None else shift), seed=seed,
+                           callback=callback, source=source, **settings)
 
     @torch.no_grad()
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
@@ -118,9 +137,11 @@ class TinyGridModel:
         return torch.stack([self.ae.decode(grid).cpu() for grid in latents])
 
     @torch.no_grad()
-    def generate(self, caption: str, rig: CameraRig, mode: str = "syncam", steps: int = 20, cfg: float = 4.0,
-                 shift: Optional[float] = None, seed: int = 0, scheduler: str = "unipc") -> torch.Tensor:
-        """One grid for `rig`: frames [V, F, H, W, 3] in 0..1 at the model's resolution."""
+    def generate(self, caption: str, rig: CameraRig, mode: str = "syncam", steps: Optional[int] = None,
+                 cfg: Optional[float] = None, shift: Optional[float] = None, seed: int = 0,
+                 scheduler: Optional[str] = None) -> torch.Tensor:
+        """One grid for `rig`: frames [V, F, H, W, 3] in 0..1 at the model's resolution (settings not given:
+        the model's `sampling`)."""
         if mode not in self.modes():
             raise ValueError(f"mode {mode!r} is not available for this model; use one of {self.modes()}")
         lat = self.generate_latents(caption, self.camera_embedding(rig), mode, steps, cfg, shift, seed, scheduler)
@@ -153,9 +174,15 @@ def builtin_available(directory: Union[str, Path, None] = None) -> bool:
     return (directory / DIT_FILE).is_file() and (directory / TEXT_AE_FILE).is_file()
 
 
+def student_available(directory: Union[str, Path, None] = None) -> bool:
+    return ((ASSETS_DIR if directory is None else Path(directory)) / STUDENT_FILE).is_file()
+
+
 def load_builtin(directory: Union[str, Path, None] = None, device: Union[str, torch.device] = "cpu",
-                 attention: Optional[str] = None) -> TinyGridModel:
-    """Load the built-in model (from `assets/`, or a `camgrid train --out` folder) as float32 on `device`."""
+                 attention: Optional[str] = None, student: Union[bool, str, Path] = False) -> TinyGridModel:
+    """Load the built-in model (from `assets/`, or a `camgrid train --out` folder) as float32 on `device`.
+    student=True merges the few-step student's LoRA (STUDENT_FILE in the same folder; or the LoRA file given as
+    `student`) through `apply_lora`, and makes its schedule the model's default sampling."""
     directory = ASSETS_DIR if directory is None else Path(directory)
     if not builtin_available(directory):
         raise FileNotFoundError(f"the built-in model files ({DIT_FILE}, {TEXT_AE_FILE}) are not in {directory}: "
@@ -172,4 +199,13 @@ def load_builtin(directory: Union[str, Path, None] = None, device: Union[str, to
     ae = TinyVideoAE(**json.loads(meta["ae"]))
     ae.load_state_dict({k[3:]: v.float() for k, v in sd.items() if k.startswith("ae.")})
     info = {**DEFAULT_META, **json.loads(meta.get("meta", "{}"))}
-    return TinyGridModel(dit, text.to(device).eval().requires_grad_(False), ae.to(device).eval().requires_grad_(False), info)
+    sampling = dict(TEACHER_SAMPLING)
+    if student is not False and student is not None:
+        lora = directory / STUDENT_FILE if student is True else Path(student)
+        if not lora.is_file():
+            raise FileNotFoundError(f"the few-step student {lora} does not exist: distil it with "
+                                    "`python -m camgrid.train.distill`, or use the teacher (student=False / --teacher)")
+        apply_lora(dit, lora)
+        sampling = student_sampling(lora)
+    return TinyGridModel(dit, text.to(device).eval().requires_grad_(False), ae.to(device).eval().requires_grad_(False),
+                         info, sampling)

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from ..model.files import atomic_write
-from .config import STAGES, TrainConfig, parse_budgets, parse_stages
+from .config import AMP_CHOICES, STAGES, TrainConfig, parse_budgets, parse_stages
 from .evaluate import evaluate, format_table
 from .real import cli as real_cli
 from .trainer import Trainer
@@ -47,6 +47,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ffn-dim", type=int, default=d.ffn_dim)
     parser.add_argument("--lr", type=float, default=None, help=f"{d.lr:g} (with --dit: 1e-4)")
     parser.add_argument("--shift", type=float, default=None, help=f"{d.shift:g} (with --dit: 5)")
+    parser.add_argument("--ema", type=float, default=d.ema,
+                        help="DiT stages: keep an exponential moving average of the weights with this decay (e.g. "
+                             "0.998) and end each stage with it; 0 = off")
+    parser.add_argument("--amp", default=d.amp, choices=AMP_CHOICES,
+                        help="autocast of the DiT stages: auto = bfloat16 on CUDA, float32 on CPU")
     parser.add_argument("--seed", type=int, default=None, help=f"{d.seed}")
     parser.add_argument("--checkpoint-every", type=int, default=None,
                         help=f"steps between checkpoints of the stage in progress ({d.checkpoint_every}; with --dit: 200)")
@@ -75,7 +80,7 @@ def config_from_args(args) -> TrainConfig:
                        height=_given(args.height, d.height), width=_given(args.width, d.width),
                        frames=_given(args.frames, d.frames), views=_given(args.views, d.views), dim=args.dim,
                        num_layers=args.layers, num_heads=args.heads, ffn_dim=args.ffn_dim, lr=_given(args.lr, d.lr),
-                       shift=_given(args.shift, d.shift), seed=_given(args.seed, d.seed),
+                       shift=_given(args.shift, d.shift), seed=_given(args.seed, d.seed), amp=args.amp, ema=args.ema,
                        checkpoint_every=_given(args.checkpoint_every, d.checkpoint_every),
                        two_stream_modes=tuple(m for m in args.two_stream_modes.split(",") if m),
                        resume=args.resume, restart_stage=args.restart_stage, eval_scenes=args.eval_scenes,

@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 
 from ..model.checks import InputError
 
+AMP_CHOICES = ("auto", "bf16", "off")   # the DiT stages' autocast (train/objective.py mixed_precision)
+
 # In training order; docs in train/stages.py.
 STAGES = ("ae", "video", "syncam", "hard", "soft")
 # The first release trained hard and soft sync in one "sync" stage: the old name still means both.
@@ -29,9 +31,9 @@ class TrainConfig:
     samples: int = 3000
     workers: int = 0
     seed: int = 0
-    # model
-    dim: int = 128
-    ffn_dim: int = 512
+    # model (the shipped recipe, benchmarks/TINY_MODEL.md "Built-in model v2": 6.8 M parameters, 13.6 MB in fp16)
+    dim: int = 224
+    ffn_dim: int = 896
     num_heads: int = 4
     num_layers: int = 6
     text_dim: int = 64
@@ -47,7 +49,9 @@ class TrainConfig:
     finetune_lr_scale: float = 0.5    # hard stage: pre-trained weights learn at lr * this, new gates at lr
     two_stream_modes: tuple = TWO_STREAM_MODES   # modes the hard stage's two-stream fine-tune cycles through
     ae_lr: float = 1e-3
+    amp: str = "auto"                  # DiT stages' autocast: auto = bfloat16 on CUDA (train/objective.py)
     shift: float = 3.0
+    ema: float = 0.0                   # DiT stages: weights averaged with this decay (0: off; train/loop.py)
     caption_dropout: float = 0.1
     stages: tuple = STAGES
     checkpoint_every: int = 500        # steps between checkpoints of the stage in progress
@@ -67,6 +71,10 @@ class TrainConfig:
         unknown = [s for s in self.stages if s not in STAGES]
         if unknown:
             raise InputError(f"stages (--stages): unknown {unknown}; choose from {STAGES}")
+        if not 0.0 <= float(self.ema) < 1.0:
+            raise InputError(f"ema (--ema): expected a decay in [0, 1) (0 turns it off), got {self.ema}")
+        if self.amp not in AMP_CHOICES:
+            raise InputError(f"amp (--amp): expected one of {AMP_CHOICES}, got {self.amp!r}")
         if self.restart_stage:
             self.resume = True   # restarting the stage in progress keeps the finished ones
         for name in ("batch", "views", "samples", "checkpoint_every", "height", "width", "frames"):

@@ -108,7 +108,7 @@ class SampleBank:
                 pass
 
     @torch.no_grad()
-    def encode_pending(self, encode: Callable[[torch.Tensor], torch.Tensor], device, chunk: int = 16) -> None:
+    def encode_pending(self, encode: Callable[[torch.Tensor], torch.Tensor], device, chunk: int = 64) -> None:
         """Encode every sample that has no latent yet (all views), keeping latents on `device`.
         encode: frames [N, F, H, W, 3] in 0..1 -> latents [N, C, T, h, w]."""
         while len(self.latents) < len(self.items):

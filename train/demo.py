@@ -1,19 +1,23 @@
 """`python -m camgrid demo --out DIR`: the README's main job, on a CPU, with the built-in model.
 
-For "a red sphere and a blue box" and a 4-view orbit rig, generates a batch of DEMO_SCENES grids
-(their noise drawn from one seed) in every grid mode (independent, syncam, hard, soft) and scores them with the
-consistency metric; the floor is the renderer's own grids of DEMO_SCENES scenes of the same objects,
-picked deterministically (DEMO_SCENE_SEEDS = `find_demo_scene_seeds`: the first seeds whose every object is whole and apart
-in every view and frame, so the metric can use all of it). Writes into DIR:
+By default the few-step student runs (train/student.py: the LoRA merged by apply_lora, 4 Euler steps, no
+guidance); `--teacher` runs the 20-step teacher with guidance instead, for comparison. For "a red sphere and
+a blue box" and a 4-view orbit rig, it generates DEMO_GRIDS grids per grid mode (independent, syncam, hard,
+soft; their noise drawn from one seed, the same in every mode) and scores them with the consistency metric.
+The comparison it prints follows the pre-registered rule of train/claims.py: a direction and a percentage
+only when the paired signed-rank test over the grids decides, "not enough observations" when too few grids are
+scorable, and the sample sizes on every line (tests/test_claims.py: the verdicts hold for seeds 0-4). The
+floor is the renderer's own grids of the DEMO_SCENE_SEEDS scenes (the first seeds whose every object is whole
+and apart in every view and frame, `find_demo_scene_seeds`). Writes into DIR:
   rig.png                   the rig preview (top + side view, numbered frusta)
   MODE/view_K.mp4           each view's video of the first grid (GIF when imageio-ffmpeg is missing)
   MODE/side_by_side.mp4     the views tiled side by side
   ground_truth/...          the first demo scene rendered by the synthetic renderer
   comparison.png            the middle frame of every view, one row per mode, ground truth first
-  metrics.json              {"modes": {MODE: {"reproj_px", "reproj_px_median", "found", "observations",
-                            "scored", ...}}, "ground_truth": {...}}: errors pooled over every scored
-                            observation of the grids; a mode nothing could be scored in has
-                            reproj_px null and "scored": false (and the printout says so)
+  metrics.json              {"model", "sampling", "grids", "modes": {MODE: {"reproj_px", "reproj_px_median",
+                            "found", "observations", "scored", "per_scene_errors", ...}}, "claims": {MODE:
+                            {"verdict", "line"}}, "ground_truth": {...}}; errors are pooled over every scored
+                            observation; a mode nothing could be scored in has reproj_px null
 """
 from __future__ import annotations
 
@@ -33,18 +37,18 @@ from ..model.rig_preview import draw_rig
 from ..model.video_io import tile_views, to_uint8
 from ..synth.render import render
 from ..synth.scenes import sample_scene
-from .builtin import load_builtin
-from .evaluate import COMPARED_MODES, improvement_lines, safe_metrics, summarise
+from .builtin import load_builtin, student_available
+from .claims import claims
+from .evaluate import COMPARED_MODES, safe_metrics, summarise
 from .media import save_image, save_video
 
 DEMO_COLOURS, DEMO_SHAPES = ("red", "blue"), ("sphere", "box")
-DEMO_SCENES = 3   # grids per mode: one is a noisy sample of the metric, 3 keep the CPU demo under 2 minutes
+DEMO_CAPTION = "a red sphere and a blue box"
+# grids per mode: enough for the paired comparison to decide (train/claims.py needs 6 scorable pairs) while the
+# whole quick start stays within ~45 s on 2 CPU cores with the 4-step student (benchmarks/TINY_MODEL.md)
+DEMO_GRIDS = 8
 # find_demo_scene_seeds(built-in model, demo_rig(model)) for 80x48 px, 17 frames (tests/test_train.py checks them)
 DEMO_SCENE_SEEDS = (11, 25, 48)
-# Guidance 2, not the eval's 4: at 4 the tiny model draws the objects larger, in the demo's wide orbit they
-# touch in most views and the metric (which scores only objects apart from the others) has nothing to
-# score in 3 of the 4 modes; at 2 every mode is scorable. The held-out eval reports both (TINY_MODEL.md).
-DEMO_CFG = 2.0
 
 
 def demo_rig(model, views: int = 4):
@@ -89,7 +93,7 @@ def _comparison(rows: list[tuple[str, torch.Tensor]]) -> Image.Image:
     return img.resize((img.width * 3, img.height * 3), Image.NEAREST)
 
 
-def find_demo_scene_seeds(model, rig, count: int = DEMO_SCENES, first_seed: int = 0, max_tries: int = 200) -> list:
+def find_demo_scene_seeds(model, rig, count: int = len(DEMO_SCENE_SEEDS), first_seed: int = 0, max_tries: int = 200) -> list:
     """The first `count` scene seeds (from `first_seed` up) whose ground-truth renders the metric can use
     completely: both objects whole and apart in every view and frame. Slow (a render per candidate);
     DEMO_SCENE_SEEDS holds its answer for the built-in model's resolution and rig."""
@@ -111,50 +115,80 @@ def _truth(model, rig, scene_seed: int) -> torch.Tensor:
 
 def _describe(m: dict) -> str:
     if m["reproj_px"] is None:
-        return f"reprojection not scorable (no object usable in two views), found {m['found']:.2f}"
-    return (f"reprojection {m['reproj_px']:.2f} px mean, {m['reproj_px_median']:.2f} px median over "
+        return f"reprojection not scorable (no object usable in two views) in {m['scenes']} grids, found {m['found']:.2f}"
+    return (f"reprojection {m['reproj_px_median']:.2f} px median, {m['reproj_px']:.2f} px mean over "
             f"{m['observations']} observations in {m['scenes_scored']}/{m['scenes']} grids, found {m['found']:.2f}")
 
 
-def run_demo(out, model=None, caption: str = "a red sphere and a blue box", views: int = 4, steps: int = 20,
-             cfg: float = DEMO_CFG, seed: int = 0, scenes: int = DEMO_SCENES, modes=COMPARED_MODES, fps: float = 8.0,
-             log=print) -> dict:
-    if not 1 <= scenes <= len(DEMO_SCENE_SEEDS):
-        raise InputError(f"scenes (--scenes) must be 1..{len(DEMO_SCENE_SEEDS)}, got {scenes}")
-    out = output_folder(out)
+def load_demo_model(model_dir=None, device="cpu", teacher: bool = False, log=print):
+    """The few-step student when its LoRA is there (unless `teacher`), else the teacher."""
+    if not teacher and student_available(model_dir):
+        return load_builtin(model_dir, device=device, student=True)
+    if not teacher:
+        log("demo: no few-step student beside the model: running the 20-step teacher")
+    return load_builtin(model_dir, device=device)
+
+
+def describe_sampling(model) -> str:
+    s = model.sampling
+    who = "few-step student" if model.is_student else "teacher"
+    return f"{who}: {s['steps']} {s['scheduler']} steps, guidance {s['cfg']:g}"
+
+
+@torch.no_grad()
+def score_modes(model, rig, caption: str = DEMO_CAPTION, grids: int = DEMO_GRIDS, seed: int = 0,
+                modes=COMPARED_MODES, steps=None, cfg=None, log=None) -> tuple[dict, dict]:
+    """Every mode's `grids` grids for the caption and rig (one batch, noise from `seed`), scored:
+    ({mode: summary (train/evaluate.summarise), or {"available": False}}, {mode: frames of the first grid})."""
+    cams = model.camera_embedding(rig)[None].expand(grids, -1, -1, -1)
+    summaries, first = {}, {}
     t0 = time.time()
-    model = load_builtin() if model is None else model
-    rig = demo_rig(model, views)
-    save_image(draw_rig(rig), out / "rig.png")
-    scene_seeds = DEMO_SCENE_SEEDS[:scenes]
-    truth = [_truth(model, rig, s) for s in scene_seeds]
-    metrics = {"caption": caption, "steps": steps, "cfg": cfg, "seed": seed, "grids": scenes,
-               "scene_seeds": list(scene_seeds),
-               "note": ("each mode generates one grid per seed for the caption and the rig; the ground truth is "
-                        "the renderer's own grid of each demo scene (the floor). reproj_px / reproj_px_median pool "
-                        "every scored observation; null means the mode could not be scored."),
-               "modes": {},
-               "ground_truth": summarise([safe_metrics(f, rig, list(DEMO_COLOURS)) for f in truth])}
-    _write_videos(out / "ground_truth", truth[0], fps)
-    rows = [("ground truth", truth[0])]
-    cams = model.camera_embedding(rig)[None].expand(scenes, -1, -1, -1)
     for mode in modes:
         if mode not in model.modes():
-            log(f"demo: mode {mode} is not available for this model, skipped")
-            metrics["modes"][mode] = {"available": False, "reproj_px": None, "reproj_px_median": None,
-                                      "scored": False}
+            summaries[mode] = {"available": False, "reproj_px": None, "reproj_px_median": None, "scored": False}
             continue
-        # one batch of grids: sample_grid draws the whole batch's noise from `seed`
-        lat = model.generate_latents([caption] * scenes, cams, mode=mode, steps=steps, cfg=cfg, seed=seed)
-        grids = model.decode(lat)
-        metrics["modes"][mode] = summarise([safe_metrics(g, rig, list(DEMO_COLOURS)) for g in grids])
-        _write_videos(out / mode, grids[0], fps)
-        rows.append((mode, grids[0]))
-        log(f"demo: {mode:<12} {_describe(metrics['modes'][mode])}  ({time.time() - t0:.0f}s)")
+        lat = model.generate_latents([caption] * grids, cams, mode=mode, steps=steps, cfg=cfg, seed=seed)
+        frames = model.decode(lat)
+        summaries[mode] = summarise([safe_metrics(g, rig, list(DEMO_COLOURS)) for g in frames])
+        first[mode] = frames[0]
+        if log is not None:
+            log(f"demo: {mode:<12} {_describe(summaries[mode])}  ({time.time() - t0:.0f}s)")
+    return summaries, first
+
+
+def run_demo(out, model=None, caption: str = DEMO_CAPTION, views: int = 4, steps=None, cfg=None, seed: int = 0,
+             grids: int = DEMO_GRIDS, modes=COMPARED_MODES, fps: float = 8.0, log=print) -> dict:
+    if not 1 <= grids <= 64:
+        raise InputError(f"grids (--grids) must be 1..64, got {grids}")
+    out = output_folder(out)
+    t0 = time.time()
+    model = load_demo_model() if model is None else model
+    log(f"demo: {describe_sampling(model)}; {grids} grids per mode from seed {seed}")
+    rig = demo_rig(model, views)
+    save_image(draw_rig(rig), out / "rig.png")
+    truth = [_truth(model, rig, s) for s in DEMO_SCENE_SEEDS]
+    summaries, first = score_modes(model, rig, caption, grids, seed, modes, steps, cfg, log)
+    metrics = {"caption": caption, "model": "student" if model.is_student else "teacher",
+               "sampling": {**model.sampling, **{k: v for k, v in (("steps", steps), ("cfg", cfg)) if v is not None}},
+               "seed": seed, "grids": grids, "scene_seeds": list(DEMO_SCENE_SEEDS),
+               "note": ("each mode generates `grids` grids for the caption and the rig, grid k from the same noise in "
+                        "every mode; the ground truth is the renderer's own grid of each demo scene (the floor). "
+                        "reproj_px / reproj_px_median pool every scored observation; null means not scorable. "
+                        "claims: train/claims.py"),
+               "modes": summaries,
+               "ground_truth": summarise([safe_metrics(f, rig, list(DEMO_COLOURS)) for f in truth])}
+    found = claims({k: v for k, v in summaries.items() if v.get("scored") is not None})
+    metrics["claims"] = {c.mode: {"verdict": c.verdict, "line": c.line()} for c in found}
     log(f"demo: {'ground truth':<12} {_describe(metrics['ground_truth'])}")
-    for line in improvement_lines({k: v for k, v in metrics["modes"].items() if v.get("scored") is not None}):
-        log(f"demo: {line}")
+    for c in found:
+        log(f"demo: {c.line()}")
+    _write_videos(out / "ground_truth", truth[0], fps)
+    rows = [("ground truth", truth[0])]
+    for mode, frames in first.items():
+        _write_videos(out / mode, frames, fps)
+        rows.append((mode, frames))
     save_image(_comparison(rows), out / "comparison.png")
+    metrics["seconds"] = time.time() - t0
     atomic_write(out / "metrics.json", json.dumps(metrics, indent=1))
     log(f"demo: wrote {out}/rig.png, {out}/comparison.png, {out}/metrics.json and per-mode videos in "
         f"{', '.join(str(out / name) for name, _ in rows)}  ({time.time() - t0:.0f}s)".replace("ground truth", "ground_truth"))
@@ -164,17 +198,17 @@ def run_demo(out, model=None, caption: str = "a red sphere and a blue box", view
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument("--model", default=None, help="a `camgrid train --out` folder (default: the built-in model)")
-    parser.add_argument("--caption", default="a red sphere and a blue box",
-                        help="what to generate; the metric looks for red and blue objects")
-    parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--cfg", type=float, default=DEMO_CFG, help="classifier-free guidance scale")
+    parser.add_argument("--teacher", action="store_true",
+                        help="run the 20-step teacher with guidance instead of the few-step student")
+    parser.add_argument("--caption", default=DEMO_CAPTION, help="what to generate; the metric looks for red and blue objects")
+    parser.add_argument("--steps", type=int, default=None, help="sampling steps (default: the model's: student 4, teacher 20)")
+    parser.add_argument("--cfg", type=float, default=None, help="guidance scale (default: the model's: student 1, teacher 3)")
     parser.add_argument("--seed", type=int, default=0, help="noise seed of the batch of grids")
-    parser.add_argument("--scenes", type=int, default=DEMO_SCENES, help="grids per mode (and ground-truth scenes)")
+    parser.add_argument("--grids", type=int, default=DEMO_GRIDS, help="grids per mode")
     parser.add_argument("--device", default="cpu")
 
 
 def run(args: argparse.Namespace) -> int:
-    model = load_builtin(args.model, device=args.device)
-    run_demo(args.out, model, caption=args.caption, steps=args.steps, cfg=args.cfg, seed=args.seed,
-             scenes=args.scenes)
+    model = load_demo_model(args.model, args.device, args.teacher)
+    run_demo(args.out, model, caption=args.caption, steps=args.steps, cfg=args.cfg, seed=args.seed, grids=args.grids)
     return 0

@@ -25,6 +25,7 @@ from ..model.files import atomic_write
 from ..synth.dataset import SyntheticMultiViewDataset
 from ..synth.metric import reprojection_errors
 from .builtin import load_builtin
+from .claims import claims
 
 EVAL_SEED = 9001          # training banks use seeds 0..; held-out scenes come from this one
 # the text-to-grid modes compared (recam needs a source video, which this comparison has not)
@@ -79,7 +80,8 @@ def summarise(per_scene: list[dict]) -> dict:
             "scenes": len(per_scene),
             "scenes_scored": sum(m.get("observations", 0) > 0 for m in per_scene),
             "metric_failures": sum(m.get("failed", 0) for m in per_scene),
-            "per_scene_px": [m["reproj_px"] for m in per_scene]}
+            "per_scene_px": [m["reproj_px"] for m in per_scene],
+            "per_scene_errors": [[round(e, 4) for e in m.get("errors", [])] for m in per_scene]}
 
 
 def eval_scenes(model, num_scenes: int, views: int = 4, seed: int = EVAL_SEED) -> list[dict]:
@@ -121,26 +123,11 @@ def _fmt(value, width: int, digits: int = 2) -> str:
 
 
 def improvement_lines(modes: dict) -> list[str]:
-    """'MODE: X% lower mean / Y% lower median reprojection error than independent' per multi-view mode."""
-    ind = modes.get("independent", {})
-    if ind.get("reproj_px") is None:
-        return ["independent: not scorable, so no comparison against it"] if "independent" in modes else []
-    lines = []
-    for mode, r in modes.items():
-        if mode == "independent":
-            continue
-        if r.get("reproj_px") is None:
-            lines.append(f"{mode}: not scorable (no object usable in two views), no comparison")
-            continue
-        mean = 100 * (1 - r["reproj_px"] / ind["reproj_px"])
-        median = 100 * (1 - r["reproj_px_median"] / ind["reproj_px_median"])
-        word = lambda pct: f"{abs(pct):.0f}% {'lower' if pct >= 0 else 'higher'}"
-        wins, both = paired_wins(r.get("per_scene_px", []), ind.get("per_scene_px", []))
-        paired = f"; lower in {wins} of the {both} grids scored in both" if both else ""
-        lines.append(f"{mode}: {word(mean)} mean, {word(median)} median reprojection error than independent "
-                     f"(x{ind['reproj_px'] / max(r['reproj_px'], 1e-9):.1f} / x{ind['reproj_px_median'] / max(r['reproj_px_median'], 1e-9):.1f})"
-                     f"{paired}")
-    return lines
+    """One line per multi-view mode against independent, by the pre-registered rule of train/claims.py
+    (a direction and a percentage only when the paired signed-rank test decides; sample sizes always)."""
+    if "independent" not in modes:
+        return []
+    return [c.line() for c in claims(modes)]
 
 
 def paired_wins(mode_px: list, independent_px: list) -> tuple[int, int]:

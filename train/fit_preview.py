@@ -1,6 +1,7 @@
 """Fit the live-preview projection of the built-in autoencoder: latent -> RGB, one linear map + bias.
 
     python -m camgrid.train.fit_preview            # prints the constants for nodes/preview.py
+    python -m camgrid.train.fit_preview --write    # and writes them into nodes/preview.py
 
 ComfyUI draws a live preview of a sampler's current x0 estimate by projecting each latent pixel to
 RGB with a per-format matrix (`comfy.latent_formats.*.latent_rgb_factors`); it has none for the
@@ -14,10 +15,13 @@ tests/test_preview.py checks the constants still fit the shipped autoencoder.
 from __future__ import annotations
 
 import argparse
+import re
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
+from ..model.files import atomic_write
 from ..synth.dataset import SyntheticMultiViewDataset
 from .autoencoder import SPATIAL_STRIDE, TEMPORAL_STRIDE
 from .builtin import load_builtin
@@ -58,23 +62,45 @@ def psnr(factors, bias, latents, colours) -> float:
     return float(10 * torch.log10(1 / ((predicted - colours) ** 2).mean()))
 
 
+PREVIEW_FILE = Path(__file__).resolve().parent.parent / "nodes" / "preview.py"
+_CONSTANTS = re.compile(r"# From `python -m camgrid.train.fit_preview`.*?\nTINY_AE_LATENT_RGB_BIAS = \([^)]*\)\n", re.S)
+
+
+def constants_block(factors, bias, scenes: int, held_out_psnr: float) -> str:
+    """The comment and the two constants of nodes/preview.py, as fitted."""
+    rows = "".join("    (" + ", ".join(f"{x:.4f}" for x in row) + "),\n" for row in factors.tolist())
+    return (f"# From `python -m camgrid.train.fit_preview` ({scenes} synthetic scenes; held-out PSNR at latent resolution\n"
+            f"# {held_out_psnr:.1f} dB vs the decoded frames). Refit when the autoencoder is retrained (tests/test_preview.py checks).\n"
+            f"TINY_AE_LATENT_RGB_FACTORS = (\n{rows})\n"
+            "TINY_AE_LATENT_RGB_BIAS = (" + ", ".join(f"{x:.4f}" for x in bias.tolist()) + ")\n")
+
+
+def write_constants(block: str, path: Path = PREVIEW_FILE) -> None:
+    text = path.read_text()
+    if len(_CONSTANTS.findall(text)) != 1:
+        raise RuntimeError(f"{path}: the fitted constants block was not found once; paste the printed constants by hand")
+    atomic_write(path, _CONSTANTS.sub(lambda _: block, text))
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--scenes", type=int, default=96, help="scenes to fit on (another 32 are held out)")
     parser.add_argument("--seed", type=int, default=2024, help="dataset seed (not the training data's)")
+    parser.add_argument("--write", action="store_true", help=f"write the constants into {PREVIEW_FILE}")
     args = parser.parse_args(argv)
     ae = load_builtin().ae
     dataset = SyntheticMultiViewDataset(length=args.scenes + 32, seed=args.seed)
     train = latent_and_target_pixels(ae, dataset, range(args.scenes))
     held_out = latent_and_target_pixels(ae, dataset, range(args.scenes, args.scenes + 32))
     factors, bias = fit(train[0], train[1])
-    print(f"# held-out PSNR at latent resolution: {psnr(factors, bias, held_out[0], held_out[1]):.2f} dB vs the "
+    decoded = psnr(factors, bias, held_out[0], held_out[1])
+    print(f"# held-out PSNR at latent resolution: {decoded:.2f} dB vs the "
           f"decoded frames, {psnr(factors, bias, held_out[0], held_out[2]):.2f} dB vs the rendered frames")
-    print("TINY_AE_LATENT_RGB_FACTORS = (")
-    for row in factors.tolist():
-        print("    (" + ", ".join(f"{x:.4f}" for x in row) + "),")
-    print(")")
-    print("TINY_AE_LATENT_RGB_BIAS = (" + ", ".join(f"{x:.4f}" for x in bias.tolist()) + ")")
+    block = constants_block(factors, bias, args.scenes, decoded)
+    print(block, end="")
+    if args.write:
+        write_constants(block)
+        print(f"# written into {PREVIEW_FILE}")
 
 
 if __name__ == "__main__":

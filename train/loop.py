@@ -5,9 +5,15 @@ up linearly over the first WARMUP_STEPS steps and follows a cosine down to 10% o
 budget: a stage runs until `max_steps` or until its budget of seconds is spent, whichever comes first
 (runs are planned in seconds of GPU time). A resumed stage continues its step count, its spent budget
 and so its schedule from the checkpoint.
+
+A stage with `ema_decay` > 0 keeps an exponential moving average of its trainable parameters (`WeightEMA`,
+decay min(ema_decay, (1 + t) / (10 + t)) at step t, so early steps are forgotten quickly) and ends with the
+parameters set to it: averaging away the last steps' noise gives a smoother velocity field to sample from
+(the checkpoint holds it, so a resumed stage averages on).
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from dataclasses import dataclass, field
@@ -41,6 +47,7 @@ class StagePlan:
     lr: float
     budget: float                       # seconds
     finish: Callable[[], None] = field(default=lambda: None)   # after the loop, with every module frozen
+    ema_decay: float = 0.0              # > 0: end the stage with the moving average of its trainable parameters
 
 
 @dataclass
@@ -48,6 +55,32 @@ class LoopSettings:
     max_steps: int
     checkpoint_every: int
     progress_bar: bool = True
+
+
+class WeightEMA(torch.nn.Module):
+    """A moving average of some parameters, kept as buffers (so a checkpoint of it is a state dict)."""
+
+    def __init__(self, params: list, decay: float):
+        super().__init__()
+        self.params, self.decay = list(params), float(decay)
+        for i, p in enumerate(self.params):
+            self.register_buffer(f"p{i}", p.detach().clone())
+        self.register_buffer("updates", torch.zeros((), dtype=torch.long))
+
+    def averages(self) -> list:
+        return [getattr(self, f"p{i}") for i in range(len(self.params))]
+
+    @torch.no_grad()
+    def update(self) -> None:
+        t = int(self.updates)
+        weight = 1.0 - min(self.decay, (1.0 + t) / (10.0 + t))
+        torch._foreach_lerp_(self.averages(), [p.detach() for p in self.params], weight)
+        self.updates += 1
+
+    @torch.no_grad()
+    def copy_to_params(self) -> None:
+        for p, avg in zip(self.params, self.averages()):
+            p.copy_(avg)
 
 
 class StageClock:
@@ -114,6 +147,9 @@ def run_stage(plan: StagePlan, settings: LoopSettings, folder: RunFolder, loss_l
     """Train `plan` until its step limit or time budget; returns the logged (step, loss) pairs."""
     optimizer = make_optimizer(plan)
     params = [p for g in optimizer.param_groups for p in g["params"]]
+    ema = WeightEMA(params, plan.ema_decay) if plan.ema_decay > 0 else None
+    if ema is not None:   # the checkpoint holds the average too
+        plan = dataclasses.replace(plan, modules={**plan.modules, "ema": ema})
     step, spent = 0, 0.0
     if resume is not None:
         folder.restore(resume, plan.modules, optimizer)
@@ -126,6 +162,8 @@ def run_stage(plan: StagePlan, settings: LoopSettings, folder: RunFolder, loss_l
     while step < settings.max_steps and clock.running():
         lr = learning_rate(plan.lr, step, clock.fraction())
         loss, grad_norm = optimise(plan, step, optimizer, params, lr)
+        if ema is not None:
+            ema.update()
         step += 1
         logged, checkpoint = step % LOG_EVERY == 0 or step <= FIRST_LOGGED, step % settings.checkpoint_every == 0
         if logged or checkpoint:   # only then: reading the loss waits for the device
@@ -139,6 +177,8 @@ def run_stage(plan: StagePlan, settings: LoopSettings, folder: RunFolder, loss_l
         if checkpoint:
             folder.save_checkpoint(stage_checkpoint(plan, step, clock.elapsed(), optimizer))
     bar.close()
+    if ema is not None:
+        ema.copy_to_params()
     log(f"stage {plan.name}: {step - start_step} steps in {clock.elapsed():.0f}s, "
-        f"last loss {losses[-1][1] if losses else float('nan'):.4f}")
+        f"last loss {losses[-1][1] if losses else float('nan'):.4f}{' (weights: their moving average)' if ema else ''}")
     return losses

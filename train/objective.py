@@ -3,6 +3,10 @@
 x_σ = (1 - σ)·x0 + σ·noise, target v = noise - x0, timestep 1000·σ, with σ = shift(u) for u ~ U(0, 1)
 and the sampler's own shift σ' = s·σ / (1 + (s - 1)·σ), so training weights the noise levels the way
 sampling visits them.
+
+`mixed_precision` is the DiT stages' autocast: bfloat16 linear layers and attention on CUDA (the model keeps
+its LayerNorms, modulation and residual stream in float32, docs/ARCHITECTURE.md §3.1 Base block), the
+loss in float32.
 """
 from __future__ import annotations
 
@@ -11,7 +15,18 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 
+from ..model.checks import InputError
 from ..model.sampling import NUM_TRAIN_TIMESTEPS, shift_sigmas
+from .config import AMP_CHOICES
+
+
+def mixed_precision(device, amp: str = "auto"):
+    """The autocast context of a DiT forward in training (see the module docstring)."""
+    if amp not in AMP_CHOICES:
+        raise InputError(f"amp (--amp): expected one of {AMP_CHOICES}, got {amp!r}")
+    device = torch.device(device)
+    enabled = amp == "bf16" or (amp == "auto" and device.type == "cuda")
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled)
 
 
 def flow_matching_loss(model, x0: torch.Tensor, context: torch.Tensor, shift: float, mode: str = "independent",

@@ -38,7 +38,7 @@ from ..model.sync import attach_sync_layers
 from .builtin import TinyGridModel
 from .config import TrainConfig
 from .loop import StagePlan
-from .objective import flow_matching_loss
+from .objective import flow_matching_loss, mixed_precision
 from .sources import GridSource
 
 SYNCAM_PARTS = ("cam_encoder", "projector", "mvs_attn", "modulation_mvs")
@@ -96,8 +96,9 @@ def freeze(models: TinyGridModel) -> None:
 def multiview_loss(dit, source: GridSource, cfg: TrainConfig, modes) -> torch.Tensor:
     """The flow-matching losses of one multi-view batch in each of `modes`, summed."""
     batch = source.grid_batch(cfg.batch)
-    first, *rest = [flow_matching_loss(dit, batch.latents, batch.context, cfg.shift, mode=mode, camera=batch.cameras)
-                    for mode in modes]
+    with mixed_precision(cfg.device, cfg.amp):
+        first, *rest = [flow_matching_loss(dit, batch.latents, batch.context, cfg.shift, mode=mode,
+                                           camera=batch.cameras) for mode in modes]
     return sum(rest, first)
 
 
@@ -141,10 +142,12 @@ def plan_video(s: StageInputs) -> StagePlan:
 
     def step(_):
         batch = s.source.grid_batch(cfg.batch * cfg.views, single_view=True)
-        return flow_matching_loss(dit, batch.latents, batch.context, cfg.shift)
+        with mixed_precision(cfg.device, cfg.amp):
+            return flow_matching_loss(dit, batch.latents, batch.context, cfg.shift)
 
     params = list(dit.parameters()) + list(text.parameters())
-    return StagePlan("video", step, [{"params": params}], {"dit": dit, "text": text}, cfg.lr, cfg.budget("video"))
+    return StagePlan("video", step, [{"params": params}], {"dit": dit, "text": text}, cfg.lr, cfg.budget("video"),
+                     ema_decay=cfg.ema)
 
 
 def plan_syncam(s: StageInputs) -> StagePlan:
@@ -156,7 +159,8 @@ def plan_syncam(s: StageInputs) -> StagePlan:
         for name in SYNCAM_PARTS:
             getattr(block, name).requires_grad_(True)
     return StagePlan("syncam", lambda _: multiview_loss(dit, s.source, s.cfg, ("syncam",)),
-                     [{"params": list(dit.parameters())}], {"dit": dit}, s.cfg.lr, s.cfg.budget("syncam"))
+                     [{"params": list(dit.parameters())}], {"dit": dit}, s.cfg.lr, s.cfg.budget("syncam"),
+                     ema_decay=s.cfg.ema)
 
 
 def plan_hard(s: StageInputs) -> StagePlan:
@@ -179,7 +183,7 @@ def plan_hard(s: StageInputs) -> StagePlan:
         return multiview_loss(dit, s.source, cfg, (mode, anchor))
 
     groups = [{"params": new_layers, "lr_scale": 1.0}, {"params": pretrained, "lr_scale": cfg.finetune_lr_scale}]
-    return StagePlan("hard", step, groups, {"dit": dit}, cfg.lr, cfg.budget("hard"))
+    return StagePlan("hard", step, groups, {"dit": dit}, cfg.lr, cfg.budget("hard"), ema_decay=cfg.ema)
 
 
 def plan_soft(s: StageInputs) -> StagePlan:
@@ -191,7 +195,8 @@ def plan_soft(s: StageInputs) -> StagePlan:
     for block in dit.blocks:
         block.sync.soft.requires_grad_(True)
     return StagePlan("soft", lambda _: multiview_loss(dit, s.source, s.cfg, ("soft",)),
-                     [{"params": list(dit.parameters())}], {"dit": dit}, s.cfg.lr, s.cfg.budget("soft"))
+                     [{"params": list(dit.parameters())}], {"dit": dit}, s.cfg.lr, s.cfg.budget("soft"),
+                     ema_decay=s.cfg.ema)
 
 
 STAGE_PLANS: dict[str, Callable[[StageInputs], StagePlan]] = {

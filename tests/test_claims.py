@@ -1,0 +1,98 @@
+"""The demo's comparison rule (train/claims.py), and that the shipped demo's verdicts hold for seeds 0-4."""
+import json
+import random
+
+import pytest
+
+from camgrid.train.builtin import student_available
+from camgrid.train.claims import (ALPHA, MIN_GRID_OBSERVATIONS, MIN_PAIRS, VERDICTS, claims, compare,
+                                  signed_rank_test)
+from camgrid.train.demo import DEMO_CAPTION, DEMO_GRIDS
+from camgrid.train.demo_seeds import RECORD, model_fingerprint
+
+
+def _grids(rng, centre, n, per_grid=20, spread=0.5):
+    return [[max(0.01, rng.gauss(centre, spread * centre)) for _ in range(per_grid)] for _ in range(n)]
+
+
+def test_signed_rank_test_is_exact():
+    import itertools
+    assert signed_rank_test([]) == 1.0 and signed_rank_test([0.0, 0.0]) == 1.0
+    assert signed_rank_test([-1.0] * 8) == pytest.approx(2 / 2 ** 8)        # every pair one way
+    assert signed_rank_test([-3, -4, -5, -6, -7, -8, -9, 0.5]) == pytest.approx(4 / 256)  # the other way: rank 1
+    rng = random.Random(5)
+    for _ in range(50):                                                       # against brute-force enumeration
+        d = [rng.choice((-1, 1)) * rng.choice((0.5, 1.0, 1.0, 2.0, 3.0)) for _ in range(rng.randint(1, 8))]
+        mags = sorted(abs(x) for x in d)
+        ranks = [sum(k + 1 for k, m in enumerate(mags) if m == abs(x)) / mags.count(abs(x)) for x in d]
+        observed, mean = sum(r for r, x in zip(ranks, d) if x > 0), sum(ranks) / 2
+        extreme = sum(abs(sum(r for r, s in zip(ranks, signs) if s) - mean) >= abs(observed - mean) - 1e-9
+                      for signs in itertools.product((0, 1), repeat=len(d)))
+        assert signed_rank_test(d) == pytest.approx(extreme / 2 ** len(d))
+
+
+def test_a_clear_difference_is_claimed_with_its_direction_sizes_and_percentage():
+    rng = random.Random(0)
+    better, base = _grids(rng, 1.0, 8), _grids(rng, 4.0, 8)
+    c = compare("syncam", better, base)
+    assert c.verdict == "lower" and c.wins == 8 and c.p_value < ALPHA
+    assert "% lower median reprojection error" in c.line() and "160 vs 160 observations" in c.line()
+    assert compare("hard", base, better).verdict == "higher"
+
+
+def test_too_few_pairs_say_not_enough_observations_without_a_percentage():
+    rng = random.Random(1)
+    few = compare("soft", _grids(rng, 1.0, MIN_PAIRS - 1), _grids(rng, 9.0, MIN_PAIRS - 1))
+    assert few.verdict == "not enough observations" and few.percent is None and "%" not in few.line()
+    # grids with fewer than MIN_GRID_OBSERVATIONS errors do not count as pairs
+    thin = [[1.0] * (MIN_GRID_OBSERVATIONS - 1)] * 10
+    assert compare("soft", thin, _grids(rng, 9.0, 10)).verdict == "not enough observations"
+
+
+def test_an_undecided_comparison_gives_no_direction():
+    rng = random.Random(2)
+    c = compare("hard", _grids(rng, 2.0, 8), _grids(rng, 2.0, 8))
+    assert c.verdict in VERDICTS
+    if c.p_value >= ALPHA:
+        assert c.verdict == "no clear difference" and "%" not in c.line()
+
+
+def test_the_rule_rarely_reverses_between_samples_of_the_same_models():
+    """A pre-registered property: with a real but modest effect, 200 pairs of independent samples of 8 grids
+    never give opposite directions (a reversal needs two significant results of opposite sign)."""
+    rng = random.Random(3)
+    for _ in range(200):
+        a = compare("m", _grids(rng, 1.5, DEMO_GRIDS, spread=0.8), _grids(rng, 2.0, DEMO_GRIDS, spread=0.8)).verdict
+        b = compare("m", _grids(rng, 1.5, DEMO_GRIDS, spread=0.8), _grids(rng, 2.0, DEMO_GRIDS, spread=0.8)).verdict
+        assert {a, b} != {"lower", "higher"}
+
+
+def test_claims_read_summaries_and_skip_modes_without_errors():
+    rng = random.Random(4)
+    modes = {"independent": {"per_scene_errors": _grids(rng, 5.0, 8), "reproj_px_median": 5.0},
+             "syncam": {"per_scene_errors": _grids(rng, 1.0, 8), "reproj_px_median": 1.0},
+             "soft": {"available": False, "reproj_px": None}}
+    out = claims(modes)
+    assert [c.mode for c in out] == ["syncam"] and out[0].verdict == "lower"
+    assert out[0].percent == pytest.approx(80.0)                       # from the given pooled medians
+
+
+@pytest.mark.skipif(not student_available(), reason="assets/ has no few-step student: the demo runs the teacher")
+def test_shipped_demo_verdicts_hold_for_seeds_0_to_4():
+    """benchmarks/tiny_demo_seeds.json holds every grid's errors of the demo (default settings) for seeds 0-4,
+    recorded by `python -m camgrid.train.demo_seeds` with the shipped files; the current rule applied to them
+    must not give a mode opposite directions on two seeds."""
+    assert RECORD.is_file(), "no demo seed record: run `python -m camgrid.train.demo_seeds`"
+    record = json.loads(RECORD.read_text())
+    assert record["files"] == model_fingerprint(), (
+        "benchmarks/tiny_demo_seeds.json was recorded with other model files: run `python -m camgrid.train.demo_seeds`")
+    assert record["grids"] == DEMO_GRIDS and record["caption"] == DEMO_CAPTION and record["model"] == "student"
+    assert sorted(record["seeds"]) == ["0", "1", "2", "3", "4"]
+    verdicts = {}
+    for seed, entry in record["seeds"].items():
+        summaries = {mode: {"per_scene_errors": grids} for mode, grids in entry["errors"].items()}
+        for c in claims(summaries):
+            verdicts.setdefault(c.mode, set()).add(c.verdict)
+    assert set(verdicts) == {"syncam", "hard", "soft"}
+    for mode, seen in verdicts.items():
+        assert not {"lower", "higher"} <= seen, f"{mode}: the demo's direction changes between seeds: {seen}"

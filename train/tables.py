@@ -1,0 +1,271 @@
+"""`python -m camgrid.train.tables`: the built-in model's tables on held-out scenes (benchmarks/TINY_MODEL.md).
+
+1. Steps x mode (the step cache column stays "off": model/step_cache.py is measured by its own benchmark):
+   for every row of ROWS (the 20-step teacher, the teacher at the student's 4 Euler steps, the student at 2,
+   4 and 8 steps) and every grid mode, one grid per held-out scene, all rows from the same noise: the
+   reprojection error (train/evaluate.py, pooled over observations), found-rate and usable share, the pixel
+   PSNR against the 20-step teacher's grid of the same scene and mode, the paired claim against
+   independent (train/claims.py), and the seconds the generation took on the device.
+2. Novel-view synthesis (train/nvs.py) with view 0 given, for the teacher and the student: PSNR and colour
+   mask IoU of the other views against their renders, per mode, with the ordering's bootstrap stability.
+Writes tables.json and tables.md into --out. `--budget` seconds: rows still waiting when it is spent are
+skipped (and listed), the most important first (teacher 20, student 4, NVS, then the others).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import time
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import torch
+
+from ..model.checks import output_folder
+from ..model.files import atomic_write
+from ..synth.dataset import SyntheticMultiViewDataset
+from ..synth.render import render
+from .builtin import ASSETS_DIR, TEACHER_SAMPLING, load_builtin
+from .claims import claims
+from .evaluate import COMPARED_MODES, EVAL_SEED, safe_metrics, summarise
+from .nvs import nvs_scores, ordering_stability, source_of
+from .student import STUDENT_FILE, STUDENT_SAMPLING
+
+# (row name, model, settings); generated in this order, the reference first
+ROWS = (
+    ("teacher 20 steps", "teacher", dict(TEACHER_SAMPLING)),
+    ("student 4 steps", "student", dict(STUDENT_SAMPLING)),
+    ("teacher 4 steps", "teacher", {**TEACHER_SAMPLING, "steps": 4, "scheduler": "euler"}),
+    ("student 2 steps", "student", {**STUDENT_SAMPLING, "steps": 2}),
+    ("student 8 steps", "student", {**STUDENT_SAMPLING, "steps": 8}),
+)
+NVS_ROWS = ("teacher 20 steps", "student 4 steps")
+REFERENCE = ROWS[0][0]
+
+_DATASET: Optional[SyntheticMultiViewDataset] = None   # the held-out scenes, inherited by forked workers
+
+
+def _held_out(count: int, height: int, width: int, frames: int, views: int) -> SyntheticMultiViewDataset:
+    return SyntheticMultiViewDataset(length=max(count, 1), height=height, width=width, num_frames=frames,
+                                     min_views=views, max_views=views, seed=EVAL_SEED)
+
+
+def _render_job(index: int):
+    scene, rig = _DATASET.scene_and_rig(index)
+    videos, ids = render(scene, rig, _DATASET.height, _DATASET.width, return_ids=True)
+    return (videos.clamp(0, 1) * 255 + 0.5).to(torch.uint8).numpy(), ids.to(torch.int8).numpy()
+
+
+def _metric_job(args):
+    index, frames = args
+    scene, rig = _DATASET.scene_and_rig(index)
+    return safe_metrics(torch.from_numpy(frames), rig, scene.colours)
+
+
+def _uint8(frames: torch.Tensor) -> np.ndarray:
+    return (frames.clamp(0, 1) * 255 + 0.5).to(torch.uint8).numpy()
+
+
+class HeldOut:
+    """The held-out scenes: captions, cameras, true videos and object ids, and a pool for the metric."""
+
+    def __init__(self, model, count: int, views: int, workers: int):
+        global _DATASET
+        _DATASET = _held_out(count, model.height, model.width, model.frames, views)
+        self.pool = mp.get_context("fork").Pool(workers, initializer=torch.set_num_threads, initargs=(1,)) \
+            if workers > 0 else None
+        pairs = [_DATASET.scene_and_rig(i) for i in range(count)]
+        self.captions = [scene.caption for scene, _ in pairs]
+        self.colours = [scene.colours for scene, _ in pairs]
+        self.cameras = torch.stack([model.camera_embedding(rig) for _, rig in pairs])
+        rendered = self.map(_render_job, range(count))
+        self.videos = torch.stack([torch.from_numpy(v) for v, _ in rendered]).float() / 255.0
+        self.ids = torch.stack([torch.from_numpy(i).long() for _, i in rendered])
+
+    def map(self, fn, jobs):
+        return self.pool.map(fn, list(jobs), chunksize=1) if self.pool is not None else [fn(j) for j in jobs]
+
+    def metrics(self, frames: torch.Tensor) -> list:
+        return self.map(_metric_job, [(i, _uint8(f)) for i, f in enumerate(frames)])
+
+    def close(self):
+        if self.pool is not None:
+            self.pool.terminate()
+
+
+def generate(model, held: HeldOut, mode: str, settings: dict, batch: int, seed: int, source_view=None):
+    """Frames [N, V, F, H, W, 3] (CPU) of every held-out scene in `mode`; batch b's noise from seed + start."""
+    out = []
+    for start in range(0, len(held.captions), batch):
+        rows = slice(start, start + batch)
+        source = source_of(model, held.videos[rows], source_view) if source_view is not None else None
+        lat = model.generate_latents(held.captions[rows], held.cameras[rows], mode=mode, seed=seed + start,
+                                     source=source, **settings)
+        out.append(model.decode(lat))
+    return torch.cat(out)
+
+
+def _sync(device):
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize()
+
+
+def psnr(frames: torch.Tensor, reference: torch.Tensor) -> float:
+    mse = float((frames.float() - reference.float()).pow(2).mean())
+    return -10.0 * float(np.log10(max(mse, 1e-10)))
+
+
+def run_tables(model_dir, out, student_file=None, scenes: int = 96, views: int = 4, batch: int = 48, seed: int = 0,
+               budget: float = 120.0, device="cpu", workers: int = 0, rows=ROWS, log=print) -> dict:
+    t0 = time.time()
+    out = output_folder(out)
+    # the worker pool is forked before anything touches the GPU (the workers only render and score on CPU)
+    held = HeldOut(load_builtin(model_dir, device="cpu"), scenes, views, workers)
+    models = {"teacher": load_builtin(model_dir, device=device)}
+    lora = Path(student_file) if student_file else Path(model_dir or ASSETS_DIR) / STUDENT_FILE
+    if lora.is_file():
+        models["student"] = load_builtin(model_dir, device=device, student=lora)
+    else:
+        log(f"tables: no student ({lora} is missing): its rows are skipped")
+    log(f"tables: {scenes} held-out scenes rendered ({time.time() - t0:.0f}s)")
+    modes = [m for m in COMPARED_MODES if m in models["teacher"].modes()]
+    results = {"settings": {"scenes": scenes, "views": views, "seed": seed, "eval_seed": EVAL_SEED,
+                            "device": str(device)}, "rows": {}, "nvs": {}, "skipped": []}
+    reference = {}
+    jobs = [("rows", name, kind, settings) for name, kind, settings in rows]
+    jobs[2:2] = [("nvs", name, kind, settings) for name, kind, settings in rows if name in NVS_ROWS]
+    try:
+        for what, name, kind, settings in jobs:
+            if kind not in models or time.time() - t0 > budget:
+                results["skipped"].append(f"{what}: {name}")
+                continue
+            if what == "rows":
+                results["rows"][name] = _row(models[kind], held, modes, settings, batch, seed, reference, device)
+            else:
+                results["nvs"][name] = _nvs(models[kind], held, modes, settings, batch, seed, device)
+            results["seconds"] = time.time() - t0
+            _write(out, results)   # after every job: a run stopped from outside keeps what it measured
+            log(f"tables: {what} {name} done ({time.time() - t0:.0f}s)")
+        results["nvs_ceiling"] = _ae_ceiling(models["teacher"], held)
+    finally:
+        held.close()
+    results["seconds"] = time.time() - t0
+    _write(out, results)
+    log(format_tables(results))
+    return results
+
+
+def _write(out: Path, results: dict) -> None:
+    atomic_write(out / "tables.json", json.dumps(results, indent=1))
+    atomic_write(out / "tables.md", format_tables(results))
+
+
+def _row(model, held, modes, settings, batch, seed, reference, device) -> dict:
+    row = {"settings": settings}
+    for mode in modes:
+        _sync(device)
+        t = time.time()
+        frames = generate(model, held, mode, settings, batch, seed)
+        _sync(device)
+        seconds = time.time() - t
+        summary = summarise(held.metrics(frames))
+        reference.setdefault(mode, frames)
+        summary.update(psnr_vs_reference=psnr(frames, reference[mode]), seconds=seconds)
+        row[mode] = summary
+    row["claims"] = {c.mode: {"verdict": c.verdict, "line": c.line()} for c in claims({m: row[m] for m in modes})}
+    return row
+
+
+def _nvs(model, held, modes, settings, batch, seed, device) -> dict:
+    table = {"settings": settings}
+    per_scene_psnr, per_scene_iou = {}, {}
+    for mode in modes:
+        frames = generate(model, held, mode, settings, batch, seed, source_view=0)
+        scores = [nvs_scores(f, t, i, c) for f, t, i, c in zip(frames, held.videos, held.ids, held.colours)]
+        per_scene_psnr[mode] = [s["psnr"] for s in scores]
+        per_scene_iou[mode] = [s["iou"] for s in scores]
+        ious = [s["iou"] for s in scores if s["iou"] is not None]
+        table[mode] = {"psnr": sum(per_scene_psnr[mode]) / len(scores), "iou": sum(ious) / max(len(ious), 1),
+                       "scenes": len(scores)}
+    table["stability"] = {"psnr": ordering_stability(per_scene_psnr), "iou": ordering_stability(per_scene_iou)}
+    return table
+
+
+def _ae_ceiling(model, held) -> dict:
+    """The NVS scores of the autoencoder round trip of the true views: what a perfect generator could reach."""
+    scores = []
+    for start in range(0, len(held.captions), 16):
+        videos = held.videos[start:start + 16]
+        with torch.no_grad():
+            rt = torch.stack([model.ae.decode(model.ae.encode(v.to(model.device))).cpu() for v in videos])
+        scores += [nvs_scores(f, t, i, c) for f, t, i, c in zip(rt, videos, held.ids[start:start + 16],
+                                                                  held.colours[start:start + 16])]
+    ious = [s["iou"] for s in scores if s["iou"] is not None]
+    return {"psnr": sum(s["psnr"] for s in scores) / len(scores), "iou": sum(ious) / max(len(ious), 1)}
+
+
+def _f(value, digits: int = 2) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}"
+
+
+def format_tables(results: dict) -> str:
+    s = results["settings"]
+    lines = [f"### Steps x mode ({s['scenes']} held-out scenes x {s['views']} views, one grid per scene and row, "
+             f"the same noise in every row; cache: off)", "",
+             "| row | mode | reproj px (mean) | reproj px (median) | observations | found | usable | "
+             f"PSNR vs {REFERENCE} (dB) | device s |", "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for name, row in results["rows"].items():
+        for mode, r in row.items():
+            if mode in ("settings", "claims"):
+                continue
+            ref = "ref." if name == REFERENCE else _f(r["psnr_vs_reference"], 1)
+            lines.append(f"| {name} | {mode} | {_f(r['reproj_px'])} | {_f(r['reproj_px_median'])} | "
+                         f"{r['observations']} | {_f(r['found'])} | {_f(r['usable'])} | {ref} | {r['seconds']:.1f} |")
+    lines += ["", "Paired claims against independent (train/claims.py):", ""]
+    for name, row in results["rows"].items():
+        lines += [f"- {name}: {c['line']}" for c in row["claims"].values()]
+    if results["nvs"]:
+        ceiling = results.get("nvs_ceiling", {})
+        lines += ["", f"### Novel-view synthesis (view 0 given; views 1..{s['views'] - 1} against their renders)", "",
+                  "| row | mode | PSNR (dB) | colour-mask IoU |", "|---|---|---:|---:|"]
+        for name, table in results["nvs"].items():
+            for mode, r in table.items():
+                if mode not in ("settings", "stability"):
+                    lines.append(f"| {name} | {mode} | {_f(r['psnr'])} | {_f(r['iou'], 3)} |")
+        if ceiling:
+            lines.append(f"| autoencoder round trip (ceiling) | - | {_f(ceiling['psnr'])} | {_f(ceiling['iou'], 3)} |")
+        lines += [""]
+        for name, table in results["nvs"].items():
+            for metric, st in table["stability"].items():
+                lines.append(f"- {name}, {metric}: order {' > '.join(st['order'])}; the same in "
+                             f"{100 * (st['bootstrap'] or 0):.0f}% of 1000 bootstrap resamples of the {st['scenes']} "
+                             f"scenes; the two halves of the scenes {'agree' if st['halves_agree'] else 'differ'}")
+    if results.get("skipped"):
+        lines += ["", f"Skipped (time budget or no student): {', '.join(results['skipped'])}"]
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m camgrid.train.tables", description=__doc__.split("\n")[0])
+    parser.add_argument("--model", default=None, help="the teacher's folder (default: assets/)")
+    parser.add_argument("--student", default=None, help=f"the student LoRA (default: {STUDENT_FILE} beside the model)")
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--scenes", type=int, default=96)
+    parser.add_argument("--views", type=int, default=4)
+    parser.add_argument("--batch", type=int, default=48, help="grids per generation batch")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--budget", type=float, default=120.0, help="seconds; rows not started by then are skipped")
+    parser.add_argument("--workers", type=int, default=max(0, min(14, (os.cpu_count() or 1) - 2)),
+                        help="processes for rendering and the metric (0: in this process)")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    args = parser.parse_args(argv)
+    run_tables(args.model, args.out, args.student, args.scenes, args.views, args.batch, args.seed, args.budget,
+               args.device, args.workers)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
