@@ -62,24 +62,17 @@ from pathlib import Path
 import torch
 
 
-def _import_this_checkout():
-    """`camgrid` = the checkout this script is in (the repository root is the package), whatever else is installed;
-    the root itself never goes on sys.path (its `kernels/` would shadow the `kernels` package transformers uses)."""
-    import importlib.util
-    root = Path(__file__).resolve().parents[1]
-    spec = importlib.util.spec_from_file_location("camgrid", root / "__init__.py", submodule_search_locations=[str(root)])
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["camgrid"] = mod
-    spec.loader.exec_module(mod)
-
-
-_import_this_checkout()
 
 try:
     import diffusers  # noqa: F401,E402
 except ImportError:
     sys.exit("bench_fastgen needs diffusers: carry .whl/ and run `pip install --no-index --no-deps --target "
              "/tmp/site .whl/diffusers-*.whl && export PYTHONPATH=/tmp/site` first")
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
+from camgrid_checkout import use_this_checkout  # noqa: E402  (this checkout as `camgrid`, whatever is installed)
+
+use_this_checkout()
 
 from camgrid.model.config import get_config  # noqa: E402
 from camgrid.model.dit import GridDiT  # noqa: E402

@@ -34,17 +34,11 @@ from pathlib import Path
 import torch
 
 
-def _import_this_checkout():
-    """`camgrid` = the checkout this script is in (the repository root is the package), whatever else is installed."""
-    import importlib.util
-    root = Path(__file__).resolve().parents[1]
-    spec = importlib.util.spec_from_file_location("camgrid", root / "__init__.py", submodule_search_locations=[str(root)])
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["camgrid"] = mod
-    spec.loader.exec_module(mod)
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
+from camgrid_checkout import use_this_checkout  # noqa: E402  (this checkout as `camgrid`, whatever is installed)
 
-_import_this_checkout()
+use_this_checkout()
 
 from camgrid.model.files import atomic_write  # noqa: E402
 from camgrid.model.vae_decode import DecodeOptions, WanVaeDecoder  # noqa: E402

@@ -26,16 +26,10 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run from a checkout without pip install
-try:
-    import camgrid  # noqa: F401
-except ImportError:  # the repo root is the package; expose it under its name
-    import importlib.util
-    root = Path(__file__).resolve().parents[1]
-    spec = importlib.util.spec_from_file_location("camgrid", root / "__init__.py", submodule_search_locations=[str(root)])
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["camgrid"] = mod
-    spec.loader.exec_module(mod)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
+from camgrid_checkout import use_this_checkout  # noqa: E402  (this checkout as `camgrid`, whatever is installed)
+
+use_this_checkout()
 
 from camgrid.model.config import get_config  # noqa: E402
 from camgrid.model.context_windows import ContextWindows, spans, windowed_velocity  # noqa: E402
