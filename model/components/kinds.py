@@ -12,6 +12,10 @@ The marker keys: Wan VAE `decoder.middle.0.residual.0.gamma` (the Wan2.2 VAE als
 """
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
+from ..checks import InputError
 from ..weights_io import CheckpointError, WeightsSource
 
 # what each kind is, and where it goes
@@ -66,3 +70,13 @@ def require_kind(weights: WeightsSource, wanted, flag: str) -> str:
     expected = DESCRIPTIONS[wanted[0]][0]
     fix = f"; it belongs in {where}" if where else "; pick the right file"
     raise CheckpointError(f"{weights.name}: passed as {flag}, which takes {expected}, but this is {what}{fix}")
+
+
+def folder_config_value(folder: Path, key: str, flag: str, hint: str) -> int:
+    """An integer `key` of a diffusers / transformers folder's config.json; InputError naming `flag` and `hint`
+    (what to pass instead) when it cannot be read."""
+    try:
+        return int(json.loads((folder / "config.json").read_text(encoding="utf-8"))[key])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise InputError(f"{flag} {str(folder)!r}: cannot read {key!r} from its config.json "
+                         f"({type(exc).__name__}); {hint}") from None

@@ -21,7 +21,6 @@ bfloat16 by default (fp32 umT5-XXL is ~23 GB, bf16 ~11 GB): fp8 weights are dequ
 """
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 from typing import Sequence, Union
@@ -31,7 +30,7 @@ import torch
 from ..checks import InputError
 from ..fp8 import FP8Linear, dequantize_weight, split_fp8_scales, to_fp8_entry
 from ..weights_io import CheckpointError, check_finite, open_weights, problem_list
-from .kinds import require_kind
+from .kinds import folder_config_value, require_kind
 
 PathLike = Union[str, Path]
 TEXT_LENGTH = 512          # Wan's text length: prompts are cut / padded to it
@@ -160,12 +159,9 @@ def describe_umt5(path: PathLike) -> dict:
     """{"d_model", "layout", "has_tokenizer"} from a file's header or a folder's config.json."""
     path = Path(path)
     if path.is_dir():
-        try:
-            d_model = json.loads((path / "config.json").read_text(encoding="utf-8"))["d_model"]
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise InputError(f"--text-encoder {str(path)!r}: cannot read 'd_model' from its config.json "
-                             f"({type(exc).__name__}); pass a transformers folder or the single umT5 file") from None
-        return {"d_model": int(d_model), "layout": "transformers folder", "has_tokenizer": False}
+        d_model = folder_config_value(path, "d_model", "--text-encoder",
+                                      "pass a transformers folder or the single umT5 file")
+        return {"d_model": d_model, "layout": "transformers folder", "has_tokenizer": False}
     with open_weights(path, what="text-encoder file") as weights:
         kind = require_kind(weights, ("umt5", "umt5_wan"), "--text-encoder")
         kept, _ = split_fp8_scales({k: k for k in weights.infos})

@@ -29,7 +29,6 @@ config's); a VAE with other than 16 latent channels (test stand-ins) gets mean 0
 from __future__ import annotations
 
 import inspect
-import json
 from pathlib import Path
 from typing import Union
 
@@ -37,7 +36,7 @@ import torch
 
 from ..checks import InputError
 from ..weights_io import CheckpointError, check_finite, open_weights, problem_list
-from .kinds import require_kind
+from .kinds import folder_config_value, require_kind
 
 PathLike = Union[str, Path]
 WAN21_LATENT_CHANNELS = 16
@@ -167,12 +166,8 @@ def describe_wan_vae(path: PathLike) -> dict:
     """{"z_dim", "layout"} of a VAE file or folder, from its header / config.json only."""
     path = Path(path)
     if path.is_dir():
-        try:
-            z_dim = json.loads((path / "config.json").read_text(encoding="utf-8"))["z_dim"]
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise InputError(f"--vae {str(path)!r}: cannot read 'z_dim' from its config.json "
-                             f"({type(exc).__name__}); pass a diffusers-format folder or the single VAE file") from None
-        return {"z_dim": int(z_dim), "layout": "diffusers folder"}
+        z_dim = folder_config_value(path, "z_dim", "--vae", "pass a diffusers-format folder or the single VAE file")
+        return {"z_dim": z_dim, "layout": "diffusers folder"}
     with open_weights(path, what="VAE file") as weights:
         require_kind(weights, "wan_vae", "--vae")
         shapes = {k: info.shape for k, info in weights.infos.items()}
