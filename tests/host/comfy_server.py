@@ -42,6 +42,23 @@ def torchvision_importable(python: str = sys.executable) -> bool:
     return subprocess.run([python, "-c", "import torchvision"], capture_output=True).returncode == 0
 
 
+def child_env() -> dict:
+    """This process's environment for a ComfyUI process, with the torchvision stand-in when the real one is broken."""
+    env = dict(os.environ)
+    if not torchvision_importable():
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (STUBS_DIR, env.get("PYTHONPATH")) if p)
+    return env
+
+
+def run_child(code: str, comfyui_path: str, base: str) -> dict:
+    """Run `code` (python -c, argv: comfyui_path base) in `base`; the JSON it printed after "RESULT"."""
+    proc = subprocess.run([sys.executable, "-c", code, comfyui_path, base], capture_output=True, text=True,
+                          env=child_env(), cwd=base, timeout=300)
+    line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT")), None)
+    assert proc.returncode == 0 and line, f"child failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}"
+    return json.loads(line[len("RESULT"):])
+
+
 class ComfyError(RuntimeError):
     """The server refused or failed a request; the message carries its answer and log tail."""
 
@@ -92,11 +109,9 @@ class ComfyServer:
             link = os.path.join(self.custom_nodes_dir, name)
             if not os.path.lexists(link):
                 os.symlink(os.path.abspath(source), link, target_is_directory=True)
-        env = dict(os.environ)
+        env = child_env()
         env.pop("COMFYUI_PATH", None)
         env["PYTHONUNBUFFERED"] = "1"
-        if not torchvision_importable():
-            env["PYTHONPATH"] = os.pathsep.join(p for p in (STUBS_DIR, env.get("PYTHONPATH")) if p)
         log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(self.command(), cwd=self.base_dir, env=env, stdout=log,
                                      stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)

@@ -3,14 +3,11 @@
 Runs ComfyUI's own modules (no server) in a child interpreter, as ComfyUI has them loaded when it
 imports a pack, then reports what host.py did there as JSON.
 """
-import json
 import os
-import subprocess
-import sys
 
 import pytest
 
-from comfy_server import STUBS_DIR, torchvision_importable
+from comfy_server import run_child
 
 CHILD = r"""
 import json, os, sys
@@ -78,14 +75,7 @@ print("RESULT" + json.dumps(out))
 @pytest.fixture(scope="module")
 def report(comfyui_path, tmp_path_factory):
     base = tmp_path_factory.mktemp("comfy_inproc")
-    env = dict(os.environ)
-    if not torchvision_importable():
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (STUBS_DIR, env.get("PYTHONPATH")) if p)
-    proc = subprocess.run([sys.executable, "-c", CHILD, comfyui_path, str(base)], capture_output=True,
-                          text=True, env=env, cwd=str(base), timeout=300)
-    line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT")), None)
-    assert proc.returncode == 0 and line, f"child failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}"
-    return json.loads(line[len("RESULT"):]), str(base)
+    return run_child(CHILD, comfyui_path, str(base)), str(base)
 
 
 def test_host_sees_comfy(report):

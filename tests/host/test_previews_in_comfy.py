@@ -5,14 +5,10 @@
   - the built-in model's (8-channel) grid goes through camgrid's preview decoder: every view's first frame at
     full resolution (4x), laid out as CamGrid Decode lays the views out.
 """
-import json
-import os
-import subprocess
-import sys
 
 import pytest
 
-from comfy_server import STUBS_DIR, torchvision_importable
+from comfy_server import run_child
 
 CHILD = r"""
 import json, os, sys
@@ -51,14 +47,7 @@ print("RESULT" + json.dumps(out))
 @pytest.fixture(scope="module")
 def report(comfyui_path, tmp_path_factory):
     base = tmp_path_factory.mktemp("comfy_previews")
-    env = dict(os.environ)
-    if not torchvision_importable():
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (STUBS_DIR, env.get("PYTHONPATH")) if p)
-    proc = subprocess.run([sys.executable, "-c", CHILD, comfyui_path, str(base)], capture_output=True,
-                          text=True, env=env, cwd=str(base), timeout=300)
-    line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT")), None)
-    assert proc.returncode == 0 and line, f"child failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}"
-    return json.loads(line[len("RESULT"):])
+    return run_child(CHILD, comfyui_path, str(base))
 
 
 def test_wan_grid_previews_go_through_comfys_taehv(report):
