@@ -41,7 +41,7 @@ from camgrid_checkout import use_this_checkout  # noqa: E402  (this checkout as 
 use_this_checkout()
 
 from camgrid.model.files import atomic_write  # noqa: E402
-from camgrid.model.vae_decode import DecodeOptions, WanVaeDecoder  # noqa: E402
+from camgrid.model.vae_decode import DecodeOptions, WanVaeDecoder, set_conv3d_layout  # noqa: E402
 
 GIB = 2 ** 30
 FULL = dict(views=4, frames=81, height=480, width=832, dtype="bf16")
@@ -125,7 +125,7 @@ def main_rows(args, size, device, clock) -> list[dict]:
         if rows[-1]["status"] == "ok":
             rows[-1]["report"] = candidate.last_report.summary()
         if options.channels_last:
-            vae.to(memory_format=torch.contiguous_format)               # undo for whatever runs next
+            set_conv3d_layout(vae, torch.contiguous_format)             # undo for whatever runs next
     return rows
 
 

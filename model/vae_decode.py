@@ -36,6 +36,15 @@ OOM_ERRORS = (torch.OutOfMemoryError,)
 FramesFn = Callable[[torch.Tensor], torch.Tensor]   # latents [n, C, T, h, w] -> frames [n, F, H, W, 3] (CPU)
 
 
+def set_conv3d_layout(module: torch.nn.Module, memory_format: torch.memory_format) -> None:
+    """Put every 5-D parameter (the Conv3d kernels) of `module` in `memory_format`. `module.to(memory_format=
+    torch.channels_last_3d)` cannot do it: it converts every parameter and fails on the Wan VAE's lower-rank
+    ones (the RMS norms' [C, 1, 1, 1] gammas: "required rank 5 tensor to use channels_last_3d format")."""
+    for param in module.parameters():
+        if param.dim() == 5:
+            param.data = param.data.contiguous(memory_format=memory_format)
+
+
 @dataclass(frozen=True)
 class DecodeOptions:
     """How to decode. `tiled`: auto (tiles only when a view does not fit), always, never (fail instead).
@@ -214,7 +223,7 @@ class WanVaeDecoder:
         if self._prepared or self.device.type != "cuda":
             return
         if self.options.channels_last:
-            self.vae.to(memory_format=torch.channels_last_3d)
+            set_conv3d_layout(self.vae, torch.channels_last_3d)
         if self.options.compile:
             self.vae.decoder.compile(dynamic=False)   # in place: the Pipeline owns its VAE
         self._prepared = True

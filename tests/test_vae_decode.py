@@ -3,7 +3,8 @@ and the same frames whichever way a grid is decoded (a tiny diffusers Autoencode
 import pytest
 import torch
 
-from camgrid.model.vae_decode import DecodeOptions, DecodeReport, WanVaeDecoder, decode_views, plan_batch
+from camgrid.model.vae_decode import DecodeOptions, DecodeReport, WanVaeDecoder, decode_views, plan_batch, \
+    set_conv3d_layout
 
 
 def test_plan_batch_fits_views_into_free_memory():
@@ -239,3 +240,21 @@ def test_camgrid_decode_tiles_when_memory_runs_out_past_comfys_guard(monkeypatch
     assert [c[0] for c in tried] == ["oom", "oom", "oom"] + ["decode_tiled"] * 4   # 4 -> 2 -> 1 -> tiles
     assert [c[1] for c in tried[:3]] == [4, 2, 1] and tried[-1][1] == (1, 16, 2, 4, 4)
     assert torch.equal(frames, plain.decode(latent["samples"]).flatten(0, 1))
+
+
+def test_channels_last_layout_reaches_the_wan_vaes_conv_kernels_only(tiny_vae):
+    """`vae.to(memory_format=channels_last_3d)` fails on the Wan VAE (its RMS-norm gammas are 4-D; found on the
+    H200); set_conv3d_layout converts the 5-D kernels and leaves the rest, and decoding gives the same frames."""
+    with pytest.raises(RuntimeError, match="rank 5"):
+        tiny_vae.to(memory_format=torch.channels_last_3d)
+    grid = torch.randn(1, 4, 2, 4, 4, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        before = tiny_vae.decode(grid).sample
+    set_conv3d_layout(tiny_vae, torch.channels_last_3d)
+    kernels = [p for p in tiny_vae.parameters() if p.dim() == 5]
+    assert kernels and all(p.is_contiguous(memory_format=torch.channels_last_3d) for p in kernels)
+    with torch.no_grad():
+        after = tiny_vae.decode(grid).sample
+    set_conv3d_layout(tiny_vae, torch.contiguous_format)
+    assert all(p.is_contiguous() for p in tiny_vae.parameters())
+    torch.testing.assert_close(after, before, rtol=1e-5, atol=1e-5)
