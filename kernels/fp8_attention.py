@@ -38,7 +38,8 @@ PREFERRED_IMPLEMENTATIONS = ("fa3", "triton")
 # What the loader node's tooltip says about accuracy: PSNR of one attention call against fp32 (H200, bf16
 # inputs with Wan-like key offsets; bf16 attention kernels reach 68.7 dB there).
 MEASURED_ACCURACY = ("not exact: 40.5 dB PSNR per attention call on an 81-frame 480p view (44 dB on 4-view "
-                     "view-stream rows) vs 68.7 dB for bf16 kernels")
+                     "view-stream rows) vs 68.7 dB for bf16 kernels; 72.7 dB on a whole 1.3B forward "
+                     "(benchmarks/RESULTS.md round 3)")
 INPUT_DTYPES = (torch.float16, torch.bfloat16)
 
 
