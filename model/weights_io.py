@@ -405,3 +405,15 @@ def check_finite(name: str, key: str, t: torch.Tensor, source: Optional[torch.Te
                               "large); load the model in bfloat16 or float32")
     raise CheckpointError(f"{name}: weight {key!r} contains NaN or infinite values; the file is damaged or was "
                           "badly converted: download or convert it again")
+
+
+def check_layout(name: str, expected: dict, got: dict, what: str, hint: str) -> None:
+    """CheckpointError unless `got` (key -> shape) has exactly `expected`'s keys and shapes; the message lists
+    missing, unexpected and mis-shaped keys (4 each), says the weights do not form `what`, and ends in `hint`."""
+    missing, unexpected = expected.keys() - got.keys(), got.keys() - expected.keys()
+    bad = [f"{k} {list(got[k])} != {list(s)}" for k, s in expected.items() if k in got and got[k] != s]
+    if missing or unexpected or bad:
+        parts = [f"missing {problem_list(missing, 4)}" if missing else "",
+                 f"unexpected {problem_list(unexpected, 4)}" if unexpected else "",
+                 f"shapes {problem_list(bad, 4)}" if bad else ""]
+        raise CheckpointError(f"{name}: the weights do not form {what} ({'; '.join(p for p in parts if p)}); {hint}")

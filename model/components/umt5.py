@@ -29,7 +29,7 @@ import torch
 
 from ..checks import InputError
 from ..fp8 import FP8Linear, dequantize_weight, split_fp8_scales, to_fp8_entry
-from ..weights_io import CheckpointError, check_finite, open_weights, problem_list
+from ..weights_io import CheckpointError, check_finite, check_layout, open_weights, problem_list
 from .kinds import folder_config_value, require_kind
 
 PathLike = Union[str, Path]
@@ -90,14 +90,7 @@ def infer_config(name: str, shapes: dict):
 def _check_keys(name: str, model, names: dict, shapes: dict) -> None:
     expected = {k: tuple(v.shape) for k, v in model.state_dict().items() if k != "encoder.embed_tokens.weight"}
     got = {new: tuple(shapes[new]) for new in names.values()}
-    missing, unexpected = expected.keys() - got.keys(), got.keys() - expected.keys()
-    bad = [f"{k} {list(got[k])} != {list(s)}" for k, s in expected.items() if k in got and got[k] != s]
-    if missing or unexpected or bad:
-        parts = [f"missing {problem_list(missing, 4)}" if missing else "",
-                 f"unexpected {problem_list(unexpected, 4)}" if unexpected else "",
-                 f"shapes {problem_list(bad, 4)}" if bad else ""]
-        raise CheckpointError(f"{name}: the weights do not form a umT5 encoder ({'; '.join(p for p in parts if p)}); "
-                              "the file is damaged or another text encoder")
+    check_layout(name, expected, got, "a umT5 encoder", "the file is damaged or another text encoder")
 
 
 def _fp8_layers(model, names) -> None:

@@ -35,7 +35,7 @@ from typing import Union
 import torch
 
 from ..checks import InputError
-from ..weights_io import CheckpointError, check_finite, open_weights, problem_list
+from ..weights_io import CheckpointError, check_finite, check_layout, open_weights
 from .kinds import folder_config_value, require_kind
 
 PathLike = Union[str, Path]
@@ -124,14 +124,7 @@ def _latent_stats(z_dim: int) -> tuple[list, list]:
 def _check_against_model(name: str, model, renamed: dict, shapes: dict) -> None:
     expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     got = {renamed[k]: tuple(s) for k, s in shapes.items()}
-    missing, unexpected = expected.keys() - got.keys(), got.keys() - expected.keys()
-    bad = [f"{k} {list(got[k])} != {list(s)}" for k, s in expected.items() if k in got and got[k] != s]
-    if missing or unexpected or bad:
-        parts = [f"missing {problem_list(missing, 4)}" if missing else "",
-                 f"unexpected {problem_list(unexpected, 4)}" if unexpected else "",
-                 f"shapes {problem_list(bad, 4)}" if bad else ""]
-        raise CheckpointError(f"{name}: the weights do not form a Wan2.1 VAE ({'; '.join(p for p in parts if p)}); "
-                              "the file is damaged or another VAE")
+    check_layout(name, expected, got, "a Wan2.1 VAE", "the file is damaged or another VAE")
 
 
 def load_wan_vae(path: PathLike, device="cpu", dtype: torch.dtype = torch.float32):
