@@ -44,9 +44,12 @@ SIGMA = 0.9  # the step's noise level (timestep 900); any level costs the same
 ATTENTION_SHARE = 0.65
 
 
-def random_model(size: str, device: torch.device, dtype: torch.dtype) -> GridDiT:
+VARIANT = {"syncam": "syncammaster", "recam": "recammaster"}   # other modes run the plain Wan DiT
+
+
+def random_model(size: str, device: torch.device, dtype: torch.dtype, mode: str = "hard") -> GridDiT:
     """A GridDiT with random weights, built directly on `device` (no CPU copy of 1.3B parameters)."""
-    cfg = get_config(size)
+    cfg = get_config(size, variant=VARIANT.get(mode, "wan"))
     with torch.device("meta"):
         model = GridDiT(cfg).to(dtype)
     model = model.to_empty(device=device)
@@ -65,11 +68,15 @@ def random_model(size: str, device: torch.device, dtype: torch.dtype) -> GridDiT
 
 def one_branch_plan(model, shape, mode: str, context: torch.Tensor) -> SamplingPlan:
     """The plan of a cfg-1 run, made without `sampling.prepare` (whose solver needs diffusers, which the GPU
-    machine may lack): one guidance branch, no camera, no source. Only velocity calls use it."""
+    machine may lack): one guidance branch. syncam and recam get random cameras [1, V, T, 12]; recam a random
+    source-video latent as long as the target (windowed in step with it). Only velocity calls use it."""
     noise = make_noise(shape, seed=0, device=model.device)
+    g = torch.Generator().manual_seed(2)
+    camera = torch.randn(*shape[:2], shape[3], 12, generator=g).to(model.device) if mode in VARIANT else None
+    source = torch.randn(shape[0], *shape[2:], generator=g).to(model.device) if mode == "recam" else None
     return SamplingPlan(model=model, mode=mode, options=SamplerOptions(cfg=1.0), noise=noise, x_init=noise,
-                        scheduler=None, sigmas=torch.tensor([SIGMA, 0.0]), texts=[context], sources=[None],
-                        camera=None, source=None, source_latent=None, interrupt=None)
+                        scheduler=None, sigmas=torch.tensor([SIGMA, 0.0]), texts=[context], sources=[source],
+                        camera=camera, source=None, source_latent=source, interrupt=None)
 
 
 def sync(device):
@@ -105,7 +112,8 @@ def main(argv=None) -> int:
                     "build and warm-up included); rows that would pass it are skipped, not cut")
     ap.add_argument("--frames", default="81,161,321", help="video frames per view, 4k+1")
     ap.add_argument("--views", type=int, default=4)
-    ap.add_argument("--mode", default="hard")
+    ap.add_argument("--mode", default="hard", help="hard, soft, independent, syncam or recam (a re-render: use "
+                    "--views 1; its source video is as long as the target)")
     ap.add_argument("--window", type=int, default=21, help="latent frames per window")
     ap.add_argument("--overlap", type=int, default=5)
     ap.add_argument("--reps", type=int, default=1, help="timed steps per row (fewer when the budget is short)")
@@ -121,7 +129,7 @@ def main(argv=None) -> int:
     device = torch.device(args.device)
     size, height, width = ("tiny", 32, 32) if args.tiny else ("wan-1.3b", 480, 832)
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
-    model = random_model(size, device, dtype)
+    model = random_model(size, device, dtype, args.mode)
     cfg = model.config
     context = torch.randn(1, 512, cfg.text_dim, generator=torch.Generator().manual_seed(1)).to(device)
     windows = ContextWindows(args.window, args.overlap)
