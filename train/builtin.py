@@ -114,10 +114,11 @@ class TinyGridModel:
     def generate_latents(self, captions: Union[str, Sequence[str]], cameras: torch.Tensor, mode: str = "syncam",
                          steps: Optional[int] = None, cfg: Optional[float] = None, shift: Optional[float] = None,
                          seed: int = 0, scheduler: Optional[str] = None, callback=None,
-                         source: Optional[SourceVideo] = None) -> torch.Tensor:
+                         source: Optional[SourceVideo] = None, stats=None, **fast) -> torch.Tensor:
         """captions (B of them) and cameras [B, V, T, 12] or [V, T, 12] -> latent grid [B, V, C, T, h, w].
         steps / cfg / scheduler default to the model's `sampling` (teacher or student); `source` conditions a
-        view on a given video (SourceVideo(latent [B, C, T, h, w], "replace_view", view=k))."""
+        view on a given video (SourceVideo(latent [B, C, T, h, w], "replace_view", view=k)). `fast`: more
+        SamplerOptions fields (cache=, cache_threshold=, schedule=, ...); `stats`: a SamplingStats to fill."""
         captions = [captions] if isinstance(captions, str) else list(captions)
         cameras = cameras if cameras.ndim == 4 else cameras[None].expand(len(captions), -1, -1, -1)
         b, v = cameras.shape[:2]
@@ -129,7 +130,7 @@ class TinyGridModel:
         neg = self.encode_prompt([""] * b) if settings["cfg"] != 1.0 else None
         return sample_grid(self.dit, self.latent_shape(v, b), ctx, neg, mode=mode, camera=cameras.to(self.device),
                            shift=float(self.meta.get("shift", 3.0) if shift is None else shift), seed=seed,
-                           callback=callback, source=source, **settings)
+                           callback=callback, source=source, stats=stats, **settings, **fast)
 
     @torch.no_grad()
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
