@@ -447,18 +447,20 @@ def text_to_4d_soft(defs, title):
 def builtin_demo(defs, title):
     wf = Workflow(defs, "builtin_tiny_demo")
     description = ("The embedded tiny model: four synchronized 80x48 views of a synthetic scene (\"a red sphere and a "
-                   "blue box\") in seconds on a CPU. Nothing to download.")
+                   "blue box\") in seconds on a CPU. Nothing to download. It runs the 4-step student "
+                   "(few_step_student on: steps 4, cfg 1, euler); for the 20-step teacher turn it off and set "
+                   "steps 20, cfg 2, unipc.")
     text = "\n".join([f"## {title}", "", description, "", LIVE_PREVIEW, "", "Outputs go to `ComfyUI/output/camgrid/`."])
     wf.note(0, "About", text)
-    builtin = wf.add("CamGridBuiltinModel", 1, use_sync_layers=True)
+    builtin = wf.add("CamGridBuiltinModel", 1, use_sync_layers=True, few_step_student=True)
     pos, neg = text_nodes(wf, "a red sphere and a blue box", column=2, clip=(builtin, "clip"))
     neg["widgets_values"][0] = ""  # the tiny model's unconditional branch is the empty caption
     latent = wf.add("CamGridEmptyLatent", 2, views=4, width=80, height=48, length=17)
     wf.link(builtin, "vae", latent, "vae")
     _, enc = rig_nodes(wf, 3, 17, preset="orbit_arc", views=4, azimuth_span=90.0, elevation=20.0, radius=3.0,
                        frames=17)
-    s = sampler_node(wf, 4, builtin, "model", pos, neg, latent, enc)
-    s["widgets_values"][2:5] = [20, 2.0, 3.0]  # steps, cfg, shift of the tiny model (cfg as in `camgrid demo`)
+    # the student's schedule (train/student.py STUDENT_SAMPLING; shift 3 is the tiny model's): 4 euler steps, no CFG
+    s = sampler_node(wf, 4, builtin, "model", pos, neg, latent, enc, steps=4, cfg=1.0, shift=3.0, scheduler="euler")
     outputs(wf, s, builtin, "vae", "tiny", 8.0, column=5)
     return wf.to_json(description)
 

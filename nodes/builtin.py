@@ -79,6 +79,11 @@ class CamGridBuiltinModel:
         return {"required": {
             "use_sync_layers": ("BOOLEAN", {"default": True, "tooltip": "Load the model's trained sync layers "
                              "(needed for sync mode soft)."}),
+        }, "optional": {
+            "few_step_student": ("BOOLEAN", {"default": False, "tooltip": "Merge the 4-step student (a LoRA "
+                                 "distilled from this model, assets/camgrid-tiny-4step-lora.safetensors) and sample "
+                                 "with steps 4, cfg 1, scheduler euler, shift 3: about 10x fewer model runs than the "
+                                 "teacher's 20 guided steps. Off: the 20-step teacher (cfg 2-4, unipc)."}),
         }}
 
     RETURN_TYPES = (MODEL, "CLIP", "VAE", "STRING")
@@ -89,16 +94,19 @@ class CamGridBuiltinModel:
                    "box'), 80x48 pixels, 17 frames. Runs on a CPU; for trying camgrid without downloads.")
 
     @classmethod
-    def VALIDATE_INPUTS(cls, use_sync_layers=None):
+    def VALIDATE_INPUTS(cls, use_sync_layers=None, few_step_student=None):
         if not builtin_available():
             return ("the built-in model files are not installed (assets/ folder of the node pack); reinstall the "
                     "pack, or use CamGrid Model Loader with a real model")
+        if few_step_student and not tiny_model.student_available():
+            return (f"few_step_student: {tiny_model.STUDENT_FILE} is not in the node pack's assets/ folder; reinstall the pack, "
+                    "or turn few_step_student off (the 20-step teacher)")
         return True
 
-    def load(self, use_sync_layers=True):
+    def load(self, use_sync_layers=True, few_step_student=False):
         if not builtin_available():
             raise InputError("the built-in model files are not installed (assets/ folder); reinstall the node pack")
-        tiny = load_builtin(device="cpu")
+        tiny = load_builtin(device="cpu", student=bool(few_step_student))
         dit = tiny.dit
         if not use_sync_layers:
             for block in dit.blocks:
@@ -108,4 +116,8 @@ class CamGridBuiltinModel:
                             dtype=torch.float32, attention="auto",
                             sync_weights="built-in" if dit.has_sync_weights else None)
         info = model.summary() + f"; use width {tiny.width}, height {tiny.height}, length {tiny.frames}"
+        if few_step_student:
+            settings = tiny.sampling
+            info += (f"; few-step student merged: sample with steps {settings['steps']}, cfg {settings['cfg']:g}, "
+                     f"scheduler {settings['scheduler']}, shift {tiny.meta.get('shift', 3.0):g}")
         return model, BuiltinCLIP(tiny.text), BuiltinVAE(tiny.ae), info

@@ -1,6 +1,7 @@
 """Every node called as a plain class (no ComfyUI) on a tiny DiT, with a weight-free VAE stand-in."""
 import os
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -325,6 +326,25 @@ def test_builtin_model_runs_through_core_style_clip_and_vae(builtin_assets):
     assert "sync mode soft" in text
     frames, side, sheet, views = CamGridDecode().decode(out, vae, 0, 0, 2)
     assert frames.shape == (15, 32, 48, 3) and side.shape == (5, 64, 96, 3)
+
+
+def test_builtin_model_node_merges_the_few_step_student(builtin_assets, monkeypatch):
+    """few_step_student merges the shipped 4-step LoRA and says how to sample; without the file it is refused
+    before the run, naming the input."""
+    from camgrid.nodes.builtin import CamGridBuiltinModel
+    from camgrid.train import builtin
+
+    problem = CamGridBuiltinModel.VALIDATE_INPUTS(use_sync_layers=True, few_step_student=True)
+    assert isinstance(problem, str) and "few_step_student" in problem       # the fixture's folder has no student
+    assert CamGridBuiltinModel.VALIDATE_INPUTS(use_sync_layers=True, few_step_student=False) is True
+    monkeypatch.setattr(builtin, "ASSETS_DIR", Path(builtin.__file__).resolve().parent.parent / "assets")
+    assert CamGridBuiltinModel.VALIDATE_INPUTS(use_sync_layers=True, few_step_student=True) is True
+    teacher, _, _, info_teacher = CamGridBuiltinModel().load(True, False)
+    student, _, _, info = CamGridBuiltinModel().load(True, True)
+    assert "steps 4, cfg 1, scheduler euler, shift 3" in info and "student" not in info_teacher
+    changed = [k for k, v in student.model.state_dict().items()
+               if not torch.equal(v, teacher.model.state_dict()[k])]
+    assert len(changed) > 10   # the LoRA's merged weights (every block's linears), the rest untouched
 
 
 @pytest.mark.parametrize("in_comfy", [True, False])
