@@ -12,7 +12,8 @@ Workload: 4 views x 81 frames x 832x480 (latent 21 x 60 x 104 per view), random 
            buckets / max distance 128); prompts padded to 512 tokens as the pipeline does. The tokenizer is a
            stand-in (no vocabulary file on the device) that returns token ids and a mask: tokenizing (~1 ms)
            is not timed.
-  VAE      diffusers `AutoencoderKLWan` with its default config (= Wan2.1's), float32 as the pipeline runs it,
+  VAE      diffusers `AutoencoderKLWan` with its default config (= Wan2.1's), float32 as the pipeline runs it by
+           default (--vae-dtype bfloat16 / --decode-channels-last: the CLI's faster options, in every row),
            decoding all 4 views through `Pipeline.decode` (whatever that does today).
 Everything goes through camgrid's own `Pipeline.generate` (encode prompts, rig and camera, `sample_grid`,
 decode), so the numbers are those of the library path.
@@ -51,6 +52,7 @@ transformers is on the device.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import statistics
@@ -133,12 +135,12 @@ def random_text_encoder(tiny, device, dtype):
     return fill_random(model, seed=1, std=0.02).eval().requires_grad_(False)
 
 
-def random_vae(tiny, device):
+def random_vae(tiny, device, dtype=torch.float32):
     from diffusers import AutoencoderKLWan
 
     with torch.device(device):
         vae = AutoencoderKLWan(base_dim=8, dim_mult=[1, 1, 1, 1], num_res_blocks=1) if tiny else AutoencoderKLWan()
-    return vae.float().eval().requires_grad_(False)
+    return vae.to(dtype).eval().requires_grad_(False)
 
 
 class StandInTokenizer:
@@ -346,6 +348,10 @@ def parse_args(argv=None):
                    help="DiT steps of 50 the cache runs (e.g. from the tiny-model table) instead of the proxy run: "
                         "N for every mode, or MODE=N,MODE=N")
     p.add_argument("--timed-steps", type=int, default=2, help="timed CFG steps per mode after one warm-up step")
+    p.add_argument("--vae-dtype", default="float32", choices=("float32", "bfloat16"),
+                   help="the VAE's dtype in every row (the CLI's --vae-dtype; float32 is the library default)")
+    p.add_argument("--decode-channels-last", action="store_true",
+                   help="channels-last-3d decoding in every row (the CLI's --decode-channels-last)")
     p.add_argument("--tiny", action="store_true", help="tiny random components and grid (checks the script on a CPU)")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--json", default=None, help="also write the results here")
@@ -356,11 +362,13 @@ def build_pipelines(args, modes, device, dtype, size_kw) -> dict:
     """{mode: TimedPipeline} sharing one random umT5 and VAE, one random DiT per mode; kernels warmed up."""
     t0 = time.perf_counter()
     text_encoder = random_text_encoder(args.tiny, device, dtype)
-    vae = random_vae(args.tiny, device)
+    vae = random_vae(args.tiny, device, getattr(torch, args.vae_dtype))
     tokenizer = StandInTokenizer(text_encoder.config.vocab_size)
     size = "tiny" if args.tiny else "wan-1.3b"
     pipes = {m: TimedPipeline(Pipeline(random_dit(size, MODE_VARIANT[m], device, dtype), vae, text_encoder, tokenizer,
                                        device=device, log=lambda *_: None)) for m in modes}
+    for tp in pipes.values():
+        tp.pipe.decode_options = dataclasses.replace(tp.pipe.decode_options, channels_last=args.decode_channels_last)
     first = pipes[modes[0]].pipe
     first.encode_prompt(PROMPT)
     # every pipeline decodes one full-size grid of zeros first, untimed: the first decode of a shape pays for
@@ -399,7 +407,8 @@ def main(argv=None):
     print(f"bench_fastgen: {torch.cuda.get_device_name(device) if device.type == 'cuda' else 'CPU'}, torch "
           f"{torch.__version__}, diffusers {diffusers.__version__}; {'tiny' if args.tiny else '1.3B'} DiT "
           f"{str(dtype)[6:]}, {size_kw['views']} views x {size_kw['frames']} frames x "
-          f"{size_kw['width']}x{size_kw['height']}; budget {args.budget:g} s", flush=True)
+          f"{size_kw['width']}x{size_kw['height']}; VAE {args.vae_dtype}"
+          f"{', channels-last decode' if args.decode_channels_last else ''}; budget {args.budget:g} s", flush=True)
     pipes = build_pipelines(args, modes, device, dtype, size_kw)
     # rough first estimates (H200, issue 13), replaced by measurements as they come in
     est = {"cfg": 0.1 if args.tiny else 7.0, "text": 1.0, "decode": 1.0 if args.tiny else 25.0}

@@ -23,7 +23,7 @@ import argparse
 import json
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Optional, Sequence, Union
 
@@ -97,10 +97,12 @@ class Pipeline:
                    dtype: Optional[torch.dtype] = None, sync_weights: Union[str, Path, None] = None,
                    attention: Optional[str] = None, log: Optional[Callable[[str], None]] = None,
                    loras: Sequence[tuple[Union[str, Path], float]] = (),
-                   text_dtype: torch.dtype = torch.bfloat16, text_fp8: bool = False) -> "Pipeline":
+                   text_dtype: torch.dtype = torch.bfloat16, text_fp8: bool = False,
+                   vae_dtype: torch.dtype = torch.float32) -> "Pipeline":
         """Load every component from local files: each a single file as ComfyUI users have them, or a
         diffusers / transformers folder (model/components/). dtype None: the DiT file's dtype on CUDA, float32
-        on CPU. The VAE runs in float32 (as Wan does); umT5 in `text_dtype` (bfloat16: ~11 GB for umT5-XXL,
+        on CPU. The VAE runs in `vae_dtype`: float32 as Wan's reference code, or bfloat16 as ComfyUI runs it on
+        recent GPUs (faster, half the activation memory; benchmarks/RESULTS.md); umT5 in `text_dtype` (bfloat16: ~11 GB for umT5-XXL,
         fp32 would be ~23 GB), with its block weights kept in fp8 when `text_fp8`. tokenizer None: the one the
         text-encoder file carries (ComfyUI's do), or a tokenizer folder beside a text-encoder folder.
         loras: (file, strength) pairs merged into the DiT in order (model/lora)."""
@@ -113,7 +115,7 @@ class Pipeline:
         for path, strength in loras:
             apply_lora(model, path, strength)
             (log or log_default)(model.applied_loras[-1].summary())
-        vae_model = components.load_wan_vae(vae, device, torch.float32)
+        vae_model = components.load_wan_vae(vae, device, vae_dtype)
         encoder = components.load_umt5(text_encoder, device, text_dtype, fp8=text_fp8)
         tok = components.load_tokenizer(text_encoder, tokenizer)
         return cls(model, vae_model, encoder, tok, device, log)
@@ -252,6 +254,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        "ComfyUI's umT5 files carry, or a 'tokenizer' folder beside a text-encoder folder)")
     files.add_argument("--text-fp8", action="store_true", help="keep the text encoder's block weights in fp8 "
                        "(~6 GB for umT5-XXL instead of ~11 GB in bf16)")
+    decoding = p.add_argument_group("VAE")
+    decoding.add_argument("--vae-dtype", default="float32", choices=("float32", "bfloat16"),
+                          help="the VAE's weights and activations: float32 as Wan's reference code, bfloat16 as "
+                               "ComfyUI runs it on recent GPUs (faster on CUDA, half the memory; slow on CPUs)")
+    decoding.add_argument("--decode-channels-last", action="store_true",
+                          help="decode with channels-last-3d convolutions (CUDA; faster and less memory on an H200, "
+                               "benchmarks/RESULTS.md)")
     files.add_argument("--sync-weights", default=None, help="optional camgrid sync-weights file (hard/soft sync)")
     files.add_argument("--lora", action="append", default=[], type=parse_lora_arg, metavar="FILE[:STRENGTH]",
                        help="merge a LoRA into the DiT (any of the Kijai/lightx2v, diffusers/PEFT, kohya, DiffSynth "
@@ -400,7 +409,9 @@ def run(args: argparse.Namespace) -> int:
     job = check_generate_args(args)
     pipe = Pipeline.from_files(args.dit, args.vae, args.text_encoder, args.tokenizer, device=args.device,
                                dtype=DTYPES[args.dtype], sync_weights=args.sync_weights, attention=args.attention,
-                               log=print, loras=args.lora, text_fp8=args.text_fp8)
+                               log=print, loras=args.lora, text_fp8=args.text_fp8,
+                               vae_dtype=getattr(torch, args.vae_dtype))
+    pipe.decode_options = replace(pipe.decode_options, channels_last=args.decode_channels_last)
     bar = tqdm(total=args.steps, desc="sampling", unit="step", disable=not is_main())  # one bar under torchrun
 
     def progress(step, total, _x0):

@@ -467,7 +467,12 @@ def test_generate_passes_the_loras_to_the_pipeline(tmp_path, monkeypatch):
                               f"{a}:0.25", "--device", "cpu", "--out", str(tmp_path / "o")])
     with pytest.raises(RuntimeError, match="stop here"):
         pipeline.run(args)
-    assert seen["loras"] == [(str(a), 0.25)]
+    assert seen["loras"] == [(str(a), 0.25)] and seen["vae_dtype"] == torch.float32
+    args = parser.parse_args(["--dit", "d", "--vae", "v", "--text-encoder", "t", "--prompt", "p", "--device", "cpu",
+                              "--vae-dtype", "bfloat16", "--out", str(tmp_path / "o")])
+    with pytest.raises(RuntimeError, match="stop here"):
+        pipeline.run(args)
+    assert seen["vae_dtype"] == torch.bfloat16
 
 
 def test_pipeline_merges_its_loras(tmp_path, monkeypatch):
