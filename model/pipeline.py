@@ -240,9 +240,8 @@ CLI_LIMITS = {"views": VIEWS, "source_view": VIEW_INDEX,
               "fps": Limit(1.0, 240.0, hint="frames per second of the written videos")}
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    p = parser
-    p.description = "Generate a synchronized multi-view video grid from text (and optionally an input video)."
+def add_file_arguments(p: argparse.ArgumentParser) -> None:
+    """The local model files and how the VAE runs."""
     files = p.add_argument_group("model files (local)")
     files.add_argument("--dit", required=True, help="DiT weights: Wan2.1 / SynCamMaster / ReCamMaster (.safetensors, .ckpt)")
     files.add_argument("--vae", required=True, help="Wan2.1 VAE: wan_2.1_vae.safetensors (ComfyUI), Wan2.1_VAE.pth, "
@@ -254,6 +253,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        "ComfyUI's umT5 files carry, or a 'tokenizer' folder beside a text-encoder folder)")
     files.add_argument("--text-fp8", action="store_true", help="keep the text encoder's block weights in fp8 "
                        "(~6 GB for umT5-XXL instead of ~11 GB in bf16)")
+    files.add_argument("--sync-weights", default=None, help="optional camgrid sync-weights file (hard/soft sync)")
+    files.add_argument("--lora", action="append", default=[], type=parse_lora_arg, metavar="FILE[:STRENGTH]",
+                       help="merge a LoRA into the DiT (any of the Kijai/lightx2v, diffusers/PEFT, kohya, DiffSynth "
+                            "layouts); strength default 1; repeat to stack LoRAs")
     decoding = p.add_argument_group("VAE")
     decoding.add_argument("--vae-dtype", default="float32", choices=("float32", "bfloat16"),
                           help="the VAE's weights and activations: float32 as Wan's reference code, bfloat16 as "
@@ -261,10 +264,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     decoding.add_argument("--decode-channels-last", action="store_true",
                           help="decode with channels-last-3d convolutions (CUDA; faster and less memory on an H200, "
                                "benchmarks/RESULTS.md)")
-    files.add_argument("--sync-weights", default=None, help="optional camgrid sync-weights file (hard/soft sync)")
-    files.add_argument("--lora", action="append", default=[], type=parse_lora_arg, metavar="FILE[:STRENGTH]",
-                       help="merge a LoRA into the DiT (any of the Kijai/lightx2v, diffusers/PEFT, kohya, DiffSynth "
-                            "layouts); strength default 1; repeat to stack LoRAs")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    p = parser
+    p.description = "Generate a synchronized multi-view video grid from text (and optionally an input video)."
+    add_file_arguments(p)
     p.add_argument("--prompt", required=True, help="text prompt shared by all views")
     p.add_argument("--negative-prompt", default=DEFAULT_NEGATIVE_PROMPT, help="negative prompt (the CFG uncond branch)")
     p.add_argument("--rig", default="orbit_arc", help=f"camera preset ({', '.join(RIG_PRESETS)}) or a rig JSON file")
