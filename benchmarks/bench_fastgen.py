@@ -41,9 +41,8 @@ The DiT step time does not depend on the schedule's values, only on the shapes, 
 
 Budget: `--budget SECONDS` (wall time from the start of the script). The essentials (both modes' CFG steps and
 4-step runs) run first, then the proxy runs; a piece whose estimate does not fit is skipped and the table says
-so. Expected on an H200 (estimated from issue 13's 6.1 s per CFG step and 1.8 s per view decoded, not yet run):
-~130 s for both modes with --cache-steps (setup and imports ~25 s; per mode ~25 s of CFG steps with warm-ups,
-~30 s for the 4-step run), ~20 s more with the proxy runs.
+so. Measured on an H200 (benchmarks/RESULTS.md): 110-125 s for both modes with --cache-steps (setup with the
+full-size warm-up decodes 26-32 s; per mode ~30 s of CFG steps with warm-ups, ~20-25 s for the 4-step run).
 
 Device: needs diffusers (not installed there) — carry the repository's `.whl/` and run
     pip install --no-index --no-deps --target /tmp/site .whl/diffusers-*.whl && export PYTHONPATH=/tmp/site
