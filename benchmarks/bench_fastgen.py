@@ -376,8 +376,8 @@ def build_pipelines(args, modes, device, dtype, size_kw) -> dict:
     t_lat = (size_kw["frames"] - 1) // 4 + 1
     for m, tp in pipes.items():
         t1 = time.perf_counter()
-        tp.pipe.decode(torch.zeros(size_kw["views"], 16, t_lat, size_kw["height"] // 8, size_kw["width"] // 8,
-                                   device=device))
+        tp.pipe.decode(torch.zeros(size_kw["views"], vae.config.z_dim, t_lat, size_kw["height"] // 8,
+                                   size_kw["width"] // 8, device=device))
         sync(device)
         print(f"  warm-up decode ({m}): {time.perf_counter() - t1:.2f} s", flush=True)
     sync(device)

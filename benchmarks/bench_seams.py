@@ -88,7 +88,7 @@ def run(args) -> list[dict]:
             for name, windows in configs(args.window, args.overlaps, args.fuses, args.stagger):
                 start = time.perf_counter()
                 lat = sample_grid(model.dit, shape, ctx, neg, mode=mode, camera=camera[None], steps=args.steps,
-                                  cfg=args.cfg, shift=float(model.meta.get("shift", 3.0)), seed=seed, windows=windows)
+                                  cfg=args.cfg, shift=model.shift, seed=seed, windows=windows)
                 jumps = latent_jumps(model.decode(lat)[0])
                 edge = borders(num_latent, windows) or cut_borders
                 inside = [t for t in range(1, num_latent) if t not in edge]

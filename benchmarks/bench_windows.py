@@ -34,6 +34,7 @@ use_this_checkout()
 from camgrid.model.config import get_config  # noqa: E402
 from camgrid.model.context_windows import ContextWindows, spans, windowed_velocity  # noqa: E402
 from camgrid.model.dit import GridDiT  # noqa: E402
+from camgrid.model.modes import AUTO_MODE  # noqa: E402
 from camgrid.model.files import atomic_write  # noqa: E402
 from camgrid.model.sampling import SamplerOptions, SamplingPlan, guided_velocity, make_noise  # noqa: E402
 
@@ -44,12 +45,13 @@ SIGMA = 0.9  # the step's noise level (timestep 900); any level costs the same
 ATTENTION_SHARE = 0.65
 
 
-VARIANT = {"syncam": "syncammaster", "recam": "recammaster"}   # other modes run the plain Wan DiT
+# the variant each mode was trained for (syncam: SynCamMaster, recam: ReCamMaster); other modes run plain Wan
+TRAINED_VARIANT = {mode: variant for variant, mode in AUTO_MODE.items()}
 
 
 def random_model(size: str, device: torch.device, dtype: torch.dtype, mode: str = "hard") -> GridDiT:
     """A GridDiT with random weights, built directly on `device` (no CPU copy of 1.3B parameters)."""
-    cfg = get_config(size, variant=VARIANT.get(mode, "wan"))
+    cfg = get_config(size, variant=TRAINED_VARIANT.get(mode, "wan"))
     with torch.device("meta"):
         model = GridDiT(cfg).to(dtype)
     model = model.to_empty(device=device)
@@ -68,11 +70,12 @@ def random_model(size: str, device: torch.device, dtype: torch.dtype, mode: str 
 
 def one_branch_plan(model, shape, mode: str, context: torch.Tensor) -> SamplingPlan:
     """The plan of a cfg-1 run, made without `sampling.prepare` (whose solver needs diffusers, which the GPU
-    machine may lack): one guidance branch. syncam and recam get random cameras [1, V, T, 12]; recam a random
-    source-video latent as long as the target (windowed in step with it). Only velocity calls use it."""
+    machine may lack): one guidance branch. A model with a camera encoder (SynCamMaster, ReCamMaster) gets
+    random cameras [1, V, T, 12]; recam a random source-video latent as long as the target (windowed in step
+    with it). Only velocity calls use it."""
     noise = make_noise(shape, seed=0, device=model.device)
     g = torch.Generator().manual_seed(2)
-    camera = torch.randn(*shape[:2], shape[3], 12, generator=g).to(model.device) if mode in VARIANT else None
+    camera = torch.randn(*shape[:2], shape[3], 12, generator=g).to(model.device) if model.config.variant != "wan" else None
     source = torch.randn(shape[0], *shape[2:], generator=g).to(model.device) if mode == "recam" else None
     return SamplingPlan(model=model, mode=mode, options=SamplerOptions(cfg=1.0), noise=noise, x_init=noise,
                         scheduler=None, sigmas=torch.tensor([SIGMA, 0.0]), texts=[context], sources=[source],
@@ -112,8 +115,8 @@ def main(argv=None) -> int:
                     "build and warm-up included); rows that would pass it are skipped, not cut")
     ap.add_argument("--frames", default="81,161,321", help="video frames per view, 4k+1")
     ap.add_argument("--views", type=int, default=4)
-    ap.add_argument("--mode", default="hard", help="hard, soft, independent, syncam or recam (a re-render: use "
-                    "--views 1; its source video is as long as the target)")
+    ap.add_argument("--mode", default="hard", help="hard, independent, syncam or recam (a re-render: use --views 1; "
+                    "its source video is as long as the target); not soft, which needs trained sync weights")
     ap.add_argument("--window", type=int, default=21, help="latent frames per window")
     ap.add_argument("--overlap", type=int, default=5)
     ap.add_argument("--reps", type=int, default=1, help="timed steps per row (fewer when the budget is short)")

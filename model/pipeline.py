@@ -102,9 +102,10 @@ class Pipeline:
         """Load every component from local files: each a single file as ComfyUI users have them, or a
         diffusers / transformers folder (model/components/). dtype None: the DiT file's dtype on CUDA, float32
         on CPU. The VAE runs in `vae_dtype`: float32 as Wan's reference code, or bfloat16 as ComfyUI runs it on
-        recent GPUs (faster, half the activation memory; benchmarks/RESULTS.md); umT5 in `text_dtype` (bfloat16: ~11 GB for umT5-XXL,
-        fp32 would be ~23 GB), with its block weights kept in fp8 when `text_fp8`. tokenizer None: the one the
-        text-encoder file carries (ComfyUI's do), or a tokenizer folder beside a text-encoder folder.
+        recent GPUs (faster, half the activation memory; benchmarks/RESULTS.md). umT5 runs in `text_dtype`
+        (bfloat16: ~11 GB for umT5-XXL, fp32 would be ~23 GB), with its block weights kept in fp8 when
+        `text_fp8`. tokenizer None: the one the text-encoder file carries (ComfyUI's do), or a tokenizer folder
+        beside a text-encoder folder.
         loras: (file, strength) pairs merged into the DiT in order (model/lora)."""
         device = torch.device(device)
         components.find_tokenizer(text_encoder, tokenizer)   # before minutes of loading

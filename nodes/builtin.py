@@ -99,8 +99,8 @@ class CamGridBuiltinModel:
             return ("the built-in model files are not installed (assets/ folder of the node pack); reinstall the "
                     "pack, or use CamGrid Model Loader with a real model")
         if few_step_student and not tiny_model.student_available():
-            return (f"few_step_student: {tiny_model.STUDENT_FILE} is not in the node pack's assets/ folder; reinstall the pack, "
-                    "or turn few_step_student off (the 20-step teacher)")
+            return (f"few_step_student: {tiny_model.STUDENT_FILE} is not in the node pack's assets/ folder; "
+                    "reinstall the pack, or turn few_step_student off (the 20-step teacher)")
         return True
 
     def load(self, use_sync_layers=True, few_step_student=False):
@@ -119,5 +119,5 @@ class CamGridBuiltinModel:
         if few_step_student:
             settings = tiny.sampling
             info += (f"; few-step student merged: sample with steps {settings['steps']}, cfg {settings['cfg']:g}, "
-                     f"scheduler {settings['scheduler']}, shift {tiny.meta.get('shift', 3.0):g}")
+                     f"scheduler {settings['scheduler']}, shift {tiny.shift:g}")
         return model, BuiltinCLIP(tiny.text), BuiltinVAE(tiny.ae), info

@@ -85,6 +85,11 @@ class TinyGridModel:
         return int(self.meta["frames"])
 
     @property
+    def shift(self) -> float:
+        """The flow shift of its sigma schedule (teacher and student alike)."""
+        return float(self.meta.get("shift", DEFAULT_META["shift"]))
+
+    @property
     def latent_frames(self) -> int:
         return TinyVideoAE.latent_frames(self.frames)
 
@@ -129,7 +134,7 @@ class TinyGridModel:
         ctx = self.encode_prompt(captions)
         neg = self.encode_prompt([""] * b) if settings["cfg"] != 1.0 else None
         return sample_grid(self.dit, self.latent_shape(v, b), ctx, neg, mode=mode, camera=cameras.to(self.device),
-                           shift=float(self.meta.get("shift", 3.0) if shift is None else shift), seed=seed,
+                           shift=self.shift if shift is None else float(shift), seed=seed,
                            callback=callback, source=source, stats=stats, **settings, **fast)
 
     @torch.no_grad()

@@ -93,8 +93,7 @@ def teacher_points(model, captions: list, cameras: torch.Tensor, mode: str, cfg:
                    sigmas: torch.Tensor) -> torch.Tensor:
     """One batch: the teacher's 20-step sample of each grid, recorded at `sigmas` -> [B, K + 1, V, C, T, h, w]."""
     b, v = cameras.shape[:2]
-    shift = float(model.meta.get("shift", 3.0))
-    options = SamplerOptions(steps=TEACHER_STEPS, cfg=cfg, shift=shift, scheduler=TEACHER_SCHEDULER, seed=seed)
+    options = SamplerOptions(steps=TEACHER_STEPS, cfg=cfg, shift=model.shift, scheduler=TEACHER_SCHEDULER, seed=seed)
     plan = prepare(model.dit, model.latent_shape(v, b), model.encode_prompt(captions), model.encode_prompt([""] * b),
                    mode=mode, camera=cameras.to(model.device), options=options)
     teacher = plan.sigmas[:-1]
@@ -228,7 +227,7 @@ def distill(teacher_dir, out, budget: float = 240.0, trajectories: int = 512, cf
         torch.backends.cudnn.allow_tf32 = True
     model = load_builtin(teacher_dir, device=device)
     modes = [m for m in COMPARED_MODES if m in model.modes()]
-    sigmas = student_sigmas(float(model.meta.get("shift", 3.0)))
+    sigmas = student_sigmas(model.shift)
     # trajectories get at most TRAJECTORY_SHARE of the budget, shared by the modes in proportion to their cost
     weights = [MODE_COST[m] for m in modes]
     deadlines = [t0 + TRAJECTORY_SHARE * budget * sum(weights[:k + 1]) / sum(weights) for k in range(len(modes))]
@@ -274,7 +273,7 @@ def distill(teacher_dir, out, budget: float = 240.0, trajectories: int = 512, cf
 def teacher_four_steps(teacher, held: Trajectories, cfg: float) -> torch.Tensor:
     """The teacher itself at the student's schedule (4 Euler steps, with guidance): what distillation beats."""
     b, v = held.cameras.shape[:2]
-    options = SamplerOptions(steps=STUDENT_SAMPLING["steps"], cfg=cfg, shift=float(teacher.meta.get("shift", 3.0)),
+    options = SamplerOptions(steps=STUDENT_SAMPLING["steps"], cfg=cfg, shift=teacher.shift,
                              scheduler=STUDENT_SAMPLING["scheduler"])
     plan = prepare(teacher.dit, held.points[:, 0], held.context, teacher.encode_prompt([""] * b), mode=held.mode,
                    camera=held.cameras, options=options)
