@@ -7,7 +7,8 @@ Run from the repository root, with the folders the two GPU calls returned:
    teacher's, every mode, in DIR_B's tables; it stops when the bar is missed unless --ship-student-anyway),
    copies the model files into assets/ (DIR_A: the three teacher files; DIR_B: the student LoRA) and checks
    that teacher and student load;
-2. copies DIR_B's tables and distillation report into benchmarks/ (tiny_tables.md / .json, tiny_distill.json);
+2. copies DIR_B's tables and distillation report into benchmarks/ (tiny_tables.md / .json, tiny_distill.json),
+   the tables with the shipped files' fingerprint (the demo prints their claims only for those files);
 3. refits the live-preview constants of the new autoencoder into nodes/preview.py (train/fit_preview.py);
 4. runs the quick-start demo (`python -m camgrid demo`, the student) timing its wall and CPU seconds, and the
    20-step teacher's (`--teacher`); their pictures become docs/tiny_model_comparison.png, docs/tiny_model_rig.png
@@ -36,7 +37,7 @@ link_dir = Path(tempfile.mkdtemp())
 sys.path.insert(0, str(link_dir))
 
 from camgrid.model.files import atomic_write  # noqa: E402
-from camgrid.train.builtin import DIT_FILE, SYNC_FILE, TEXT_AE_FILE, load_builtin  # noqa: E402
+from camgrid.train.builtin import DIT_FILE, SYNC_FILE, TEXT_AE_FILE, load_builtin, model_fingerprint  # noqa: E402
 from camgrid.train.student import STUDENT_FILE  # noqa: E402
 
 ASSETS, DOCS, BENCH = ROOT / "assets", ROOT / "docs", ROOT / "benchmarks"
@@ -170,6 +171,9 @@ def main() -> None:
     for src, dst in (("loss.csv", "tiny_train_loss.csv"), ("train.log", "tiny_train.log")):
         if (args.teacher_files / src).is_file():
             shutil.copyfile(args.teacher_files / src, BENCH / dst)
+    # the tables were measured on exactly these files: say so, so the demo may print their claims (train/demo.py)
+    tables = json.loads((BENCH / "tiny_tables.json").read_text())
+    atomic_write(BENCH / "tiny_tables.json", json.dumps({**tables, "files": model_fingerprint()}, indent=1))
     work = Path(tempfile.mkdtemp())
     fit = run(["camgrid.train.fit_preview", "--write"], work / "fit.log")
     print(fit["log"])

@@ -96,3 +96,26 @@ def test_shipped_demo_verdicts_hold_for_seeds_0_to_4():
     assert set(verdicts) == {"syncam", "hard", "soft"}
     for mode, seen in verdicts.items():
         assert not {"lower", "higher"} <= seen, f"{mode}: the demo's direction changes between seeds: {seen}"
+
+
+@pytest.mark.skipif(not student_available(), reason="assets/ has no few-step student: the demo runs the teacher")
+def test_demo_prints_the_held_out_claims_only_for_the_files_they_were_measured_on(tmp_path):
+    """benchmarks/tiny_tables.json carries the fingerprint of the files it measured (benchmarks/tiny_release.py);
+    the demo prints its claims for exactly those files at their own settings, and nothing for other files."""
+    from camgrid.train.builtin import load_builtin
+    from camgrid.train.demo import RECORDED_TABLES, recorded_claims
+    record = json.loads(RECORDED_TABLES.read_text())
+    assert record["files"] == model_fingerprint(), (
+        "benchmarks/tiny_tables.json was measured on other model files: rerun `python -m camgrid.train.tables` "
+        "and benchmarks/tiny_release.py")
+    student = load_builtin(student=True)
+    lines = recorded_claims(student)
+    assert len(lines) == 3 and all(line.startswith(f"on {record['settings']['scenes']} held-out scenes") for line in lines)
+    assert [line.split(": ")[1] for line in lines] == ["syncam", "hard", "soft"]
+    # another model's files, a student at other settings, or no record: nothing is claimed for them
+    other = tmp_path / "tables.json"
+    other.write_text(json.dumps({**record, "files": {**record["files"], "camgrid-tiny.safetensors": "0" * 16}}))
+    assert recorded_claims(student, other) == []
+    student.sampling = {**student.sampling, "steps": 8}
+    assert recorded_claims(student) == []
+    assert recorded_claims(student, tmp_path / "missing.json") == []

@@ -105,6 +105,40 @@ def test_resume_skips_finished_stages(micro_model):
     assert trainer.models.dit.variant == "syncammaster" and trainer.models.dit.has_sync_weights
 
 
+def test_init_trains_shipped_files_further_and_keeps_their_autoencoder(micro_model, tmp_path):
+    """--init: a second run starts from a finished run's files (no checkpoint.pt needed), trains every DiT stage
+    from them, and leaves the autoencoder and its latent statistics bit for bit as they were."""
+    from camgrid.model.checks import InputError
+    from camgrid.train.cli import add_arguments, config_from_args
+    import argparse
+    before = load_builtin(micro_model)
+    out = tmp_path / "more"
+    # the model's shape comes from the files, whatever the config says
+    cfg = TrainConfig(**{**MICRO, "dim": 999, "out": str(out), "steps": 2, "lr": 1e-2, "init": str(micro_model),
+                         "stages": ("video", "syncam", "hard", "soft")})
+    history = Trainer(cfg, log=lambda *_: None).run()
+    assert list(history) == ["video", "syncam", "hard", "soft"]
+    after = load_builtin(out)
+    assert json.loads((out / "progress.json").read_text())["config"]["dim"] == before.dit.config.dim
+    for name, a in before.ae.state_dict().items():
+        assert torch.equal(a, after.ae.state_dict()[name]), name
+    changed = [k for k, v in before.dit.state_dict().items() if not torch.equal(v, after.dit.state_dict()[k])]
+    assert any(".self_attn." in k for k in changed) and any(".sync." in k for k in changed)
+    assert after.modes() == before.modes()
+    # the command line: --init alone leaves ae out; ae asked for, or another resolution, is refused by name
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    assert config_from_args(parser.parse_args(["--init", str(micro_model)])).stages == ("video", "syncam", "hard", "soft")
+    with pytest.raises(InputError, match="include ae"):
+        config_from_args(parser.parse_args(["--init", str(micro_model), "--stages", "ae,video"]))
+    with pytest.raises(InputError, match="frames 9 .files: 5"):
+        Trainer(TrainConfig(**{**MICRO, "frames": 9, "out": str(tmp_path / "x"), "init": str(micro_model),
+                               "stages": ("hard",)}), log=lambda *_: None)
+    with pytest.raises(InputError, match="--init .*not in"):
+        Trainer(TrainConfig(**{**MICRO, "out": str(tmp_path / "y"), "init": str(tmp_path / "nothing"),
+                               "stages": ("hard",)}), log=lambda *_: None)
+
+
 def test_micro_model_loads_and_generates_every_mode(micro_model):
     model = load_builtin(micro_model)
     assert model.modes() == ["independent", "syncam", "hard", "soft"]

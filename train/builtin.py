@@ -18,6 +18,7 @@ Weights are stored in float16 (half the size) and loaded as float32.
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -182,6 +183,17 @@ def builtin_available(directory: Union[str, Path, None] = None) -> bool:
 
 def student_available(directory: Union[str, Path, None] = None) -> bool:
     return ((ASSETS_DIR if directory is None else Path(directory)) / STUDENT_FILE).is_file()
+
+
+def model_fingerprint(directory: Union[str, Path, None] = None, student: Union[str, Path, None] = None) -> dict:
+    """SHA-256 (first 16 hex digits) of each model file present in `directory` (default: assets/); `student`:
+    the student LoRA's file when it is not in that folder. Records made with the shipped files carry it
+    (benchmarks/tiny_demo_seeds.json, tiny_tables.json), so a test or the demo can tell that they still apply."""
+    directory = ASSETS_DIR if directory is None else Path(directory)
+    files = {name: directory / name for name in (DIT_FILE, SYNC_FILE, TEXT_AE_FILE, STUDENT_FILE)}
+    if student is not None:
+        files[STUDENT_FILE] = Path(student)
+    return {name: hashlib.sha256(path.read_bytes()).hexdigest()[:16] for name, path in files.items() if path.is_file()}
 
 
 def load_builtin(directory: Union[str, Path, None] = None, device: Union[str, torch.device] = "cpu",

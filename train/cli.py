@@ -32,7 +32,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--time-budget", type=float, default=None, help=f"seconds per stage ({d.time_budget:g}; "
                         "with --dit: of the run, 0 = no limit)")
     parser.add_argument("--stage-budgets", default="", help="per-stage seconds, e.g. ae=40,video=180,syncam=120,hard=60,soft=60")
-    parser.add_argument("--stages", default=",".join(STAGES), help=f"comma-separated subset of {STAGES}")
+    parser.add_argument("--stages", default=None, help=f"comma-separated subset of {STAGES} (default: all; with "
+                        "--init all but ae)")
     parser.add_argument("--batch", type=int, default=None, help=f"multi-view samples per step ({d.batch}; with --dit: "
                         "per step and GPU, 1)")
     parser.add_argument("--samples", type=int, default=d.samples, help="scenes rendered for training")
@@ -59,6 +60,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--restart-stage", action="store_true",
                         help="resume, but start the stage in progress again from the finished stages' model files "
                              "(ignores checkpoint.pt, e.g. a damaged one)")
+    parser.add_argument("--init", default="", metavar="DIR",
+                        help="continue training the built-in model files in DIR (assets/ or an earlier --out) instead "
+                             "of fresh weights: every stage but ae, with a fresh optimiser (the files hold no "
+                             "optimiser state; this is how training spans several runs whose checkpoints are too "
+                             "large to keep)")
     parser.add_argument("--two-stream-modes", default=",".join(d.two_stream_modes),
                         help="modes the hard stage's whole-DiT fine-tune cycles through: hard, or hard,soft")
     parser.add_argument("--eval-scenes", type=int, default=0, help="after training, evaluate on this many held-out scenes")
@@ -71,11 +77,17 @@ def _given(value, default):
     return default if value is None else value
 
 
+def default_stages(args) -> tuple:
+    if args.stages is not None:
+        return parse_stages(args.stages)
+    return tuple(s for s in STAGES if not (args.init and s == "ae"))
+
+
 def config_from_args(args) -> TrainConfig:
     d = TrainConfig()
     return TrainConfig(out=_given(args.out, d.out), device=args.device, steps=_given(args.steps, d.steps),
                        time_budget=_given(args.time_budget, d.time_budget),
-                       stage_budgets=parse_budgets(args.stage_budgets), stages=parse_stages(args.stages),
+                       stage_budgets=parse_budgets(args.stage_budgets), stages=default_stages(args),
                        batch=_given(args.batch, d.batch), samples=args.samples, workers=args.workers,
                        height=_given(args.height, d.height), width=_given(args.width, d.width),
                        frames=_given(args.frames, d.frames), views=_given(args.views, d.views), dim=args.dim,
@@ -83,7 +95,7 @@ def config_from_args(args) -> TrainConfig:
                        shift=_given(args.shift, d.shift), seed=_given(args.seed, d.seed), amp=args.amp, ema=args.ema,
                        checkpoint_every=_given(args.checkpoint_every, d.checkpoint_every),
                        two_stream_modes=tuple(m for m in args.two_stream_modes.split(",") if m),
-                       resume=args.resume, restart_stage=args.restart_stage, eval_scenes=args.eval_scenes,
+                       resume=args.resume, init=args.init, restart_stage=args.restart_stage, eval_scenes=args.eval_scenes,
                        eval_steps=args.eval_steps, progress_bar=not args.no_progress)
 
 

@@ -58,6 +58,7 @@ class TrainConfig:
     eval_scenes: int = 0
     eval_steps: int = 20
     resume: bool = False               # skip finished stages, continue the stage in progress from checkpoint.pt
+    init: str = ""                     # start from these built-in model files (e.g. assets/) instead of fresh weights
     restart_stage: bool = False        # resume, but start the stage in progress again (ignores checkpoint.pt)
     progress_bar: bool = True
 
@@ -75,6 +76,10 @@ class TrainConfig:
             raise InputError(f"ema (--ema): expected a decay in [0, 1) (0 turns it off), got {self.ema}")
         if self.amp not in AMP_CHOICES:
             raise InputError(f"amp (--amp): expected one of {AMP_CHOICES}, got {self.amp!r}")
+        if self.init and "ae" in self.stages:
+            raise InputError(f"--init {self.init}: the stages {self.stages} include ae, but a model trained further "
+                             "keeps its autoencoder (its DiT learned that autoencoder's latents); leave ae out of "
+                             "--stages, e.g. --stages video,syncam,hard,soft")
         if self.restart_stage:
             self.resume = True   # restarting the stage in progress keeps the finished ones
         for name in ("batch", "views", "samples", "checkpoint_every", "height", "width", "frames"):

@@ -6,7 +6,9 @@ a blue box" and a 4-view orbit rig, it generates DEMO_GRIDS grids per grid mode 
 soft; their noise drawn from one seed, the same in every mode) and scores them with the consistency metric.
 The comparison it prints follows the pre-registered rule of train/claims.py: a direction and a percentage
 only when the paired signed-rank test over the grids decides, "not enough observations" when too few grids are
-scorable, and the sample sizes on every line (tests/test_claims.py: the verdicts hold for seeds 0-4). The
+scorable, and the sample sizes on every line (tests/test_claims.py: the verdicts hold for seeds 0-4). With 6-8
+scorable pairs a direction needs nearly every pair to agree, so beside its own claims the demo prints those of
+the 96-scene held-out tables recorded for the shipped files (when it runs them, at their settings). The
 floor is the renderer's own grids of the DEMO_SCENE_SEEDS scenes (the first seeds whose every object is whole
 and apart in every view and frame, `find_demo_scene_seeds`). Writes into DIR:
   rig.png                   the rig preview (top + side view, numbered frusta)
@@ -17,7 +19,8 @@ and apart in every view and frame, `find_demo_scene_seeds`). Writes into DIR:
   metrics.json              {"model", "sampling", "grids", "modes": {MODE: {"reproj_px", "reproj_px_median",
                             "found", "observations", "scored", "per_scene_errors", ...}}, "claims": {MODE:
                             {"verdict", "line"}}, "ground_truth": {...}}; errors are pooled over every scored
-                            observation; a mode nothing could be scored in has reproj_px null
+                            observation; a mode nothing could be scored in has reproj_px null; "recorded_claims":
+                            the held-out tables' claims for the shipped files (RECORDED_TABLES), also printed
 """
 from __future__ import annotations
 
@@ -37,7 +40,7 @@ from ..model.rig_preview import draw_rig
 from ..model.video_io import tile_views, to_uint8
 from ..synth.render import render
 from ..synth.scenes import sample_scene
-from .builtin import load_builtin, student_available
+from .builtin import load_builtin, model_fingerprint, student_available
 from .claims import claims
 from .evaluate import COMPARED_MODES, safe_metrics, summarise
 from .media import save_image, save_video
@@ -47,6 +50,9 @@ DEMO_CAPTION = "a red sphere and a blue box"
 # grids per mode: enough for the paired comparison to decide (train/claims.py needs 6 scorable pairs) while the
 # whole quick start stays within ~45 s on 2 CPU cores with the 4-step student (benchmarks/TINY_MODEL.md)
 DEMO_GRIDS = 8
+# the held-out measurement of the shipped files (`python -m camgrid.train.tables`, copied by benchmarks/tiny_release.py
+# with the files' fingerprint): the demo prints its claims beside its own, which 8 grids rarely decide
+RECORDED_TABLES = Path(__file__).resolve().parent.parent / "benchmarks" / "tiny_tables.json"
 # find_demo_scene_seeds(built-in model, demo_rig(model)) for 80x48 px, 17 frames (tests/test_train.py checks them)
 DEMO_SCENE_SEEDS = (11, 25, 48)
 
@@ -129,6 +135,21 @@ def load_demo_model(model_dir=None, device="cpu", teacher: bool = False, log=pri
     return load_builtin(model_dir, device=device)
 
 
+def recorded_claims(model, tables: Path = RECORDED_TABLES) -> list[str]:
+    """The claims of the held-out tables for the shipped files, when `model` is them at its default sampling:
+    ["on 96 held-out scenes ...: <claim line>", ...]; [] when the record is missing or belongs to other files."""
+    try:
+        record = json.loads(Path(tables).read_text())
+    except (OSError, ValueError):
+        return []
+    row = record.get("rows", {}).get("student 4 steps" if model.is_student else "teacher 20 steps")
+    if not row or record.get("files") != model_fingerprint() or row.get("settings") != model.sampling:
+        return []
+    scenes = record.get("settings", {}).get("scenes")
+    return [f"on {scenes} held-out scenes (recorded for these files, benchmarks/tiny_tables.md): {c['line']}"
+            for c in row.get("claims", {}).values()]
+
+
 def describe_sampling(model) -> str:
     s = model.sampling
     who = "few-step student" if model.is_student else "teacher"
@@ -157,11 +178,14 @@ def score_modes(model, rig, caption: str = DEMO_CAPTION, grids: int = DEMO_GRIDS
 
 
 def run_demo(out, model=None, caption: str = DEMO_CAPTION, views: int = 4, steps=None, cfg=None, seed: int = 0,
-             grids: int = DEMO_GRIDS, modes=COMPARED_MODES, fps: float = 8.0, log=print) -> dict:
+             grids: int = DEMO_GRIDS, modes=COMPARED_MODES, fps: float = 8.0, log=print, shipped: bool = None) -> dict:
+    """`shipped`: the model is the built-in files of assets/ (default: when `model` is None), so the recorded
+    held-out claims may be printed beside the demo's own (only at the model's own settings and caption)."""
     if not 1 <= grids <= 64:
         raise InputError(f"grids (--grids) must be 1..64, got {grids}")
     out = output_folder(out)
     t0 = time.time()
+    shipped = model is None if shipped is None else shipped
     model = load_demo_model() if model is None else model
     log(f"demo: {describe_sampling(model)}; {grids} grids per mode from seed {seed}")
     rig = demo_rig(model, views)
@@ -182,6 +206,11 @@ def run_demo(out, model=None, caption: str = DEMO_CAPTION, views: int = 4, steps
     log(f"demo: {'ground truth':<12} {_describe(metrics['ground_truth'])}")
     for c in found:
         log(f"demo: {c.line()}")
+    own_settings = steps in (None, model.sampling["steps"]) and cfg in (None, model.sampling["cfg"])
+    recorded = recorded_claims(model) if shipped and own_settings and caption == DEMO_CAPTION else []
+    metrics["recorded_claims"] = recorded
+    for line in recorded:
+        log(f"demo: {line}")
     _write_videos(out / "ground_truth", truth[0], fps)
     rows = [("ground truth", truth[0])]
     for mode, frames in first.items():
@@ -210,5 +239,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     model = load_demo_model(args.model, args.device, args.teacher)
-    run_demo(args.out, model, caption=args.caption, steps=args.steps, cfg=args.cfg, seed=args.seed, grids=args.grids)
+    run_demo(args.out, model, caption=args.caption, steps=args.steps, cfg=args.cfg, seed=args.seed, grids=args.grids,
+             shipped=args.model is None)
     return 0

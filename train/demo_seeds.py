@@ -9,30 +9,20 @@ the seeds, and that the record belongs to the shipped files (re-record after ret
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import time
 from pathlib import Path
 from typing import Optional, Sequence
 
 from ..model.files import atomic_write
-from .builtin import ASSETS_DIR, DIT_FILE, SYNC_FILE, TEXT_AE_FILE, load_builtin
+from .builtin import load_builtin, model_fingerprint
 from .claims import claims
 from .demo import DEMO_CAPTION, DEMO_GRIDS, demo_rig, load_demo_model, score_modes
 from .student import STUDENT_FILE
 
+__all__ = ["RECORD", "model_fingerprint", "record_seeds"]
+
 RECORD = Path(__file__).resolve().parent.parent / "benchmarks" / "tiny_demo_seeds.json"
-MODEL_FILES = (DIT_FILE, SYNC_FILE, TEXT_AE_FILE, STUDENT_FILE)
-
-
-def model_fingerprint(directory: Optional[Path] = None, student: Optional[Path] = None) -> dict:
-    """SHA-256 (first 16 hex digits) of each model file present in `directory` (default: assets/); `student`:
-    the student LoRA's file when it is not in that folder."""
-    directory = ASSETS_DIR if directory is None else Path(directory)
-    files = {name: directory / name for name in MODEL_FILES}
-    if student is not None:
-        files[STUDENT_FILE] = Path(student)
-    return {name: hashlib.sha256(path.read_bytes()).hexdigest()[:16] for name, path in files.items() if path.is_file()}
 
 
 def record_seeds(seeds: Sequence[int], model_dir=None, device="cpu", out: Path = RECORD, student=None,

@@ -13,7 +13,7 @@ from typing import Optional, Sequence
 
 import torch
 
-from ..model.checks import output_folder
+from ..model.checks import InputError, output_folder
 from ..model.config import DiTConfig
 from ..model.dit import GridDiT
 from .autoencoder import TinyVideoAE
@@ -44,6 +44,26 @@ def new_models(cfg: TrainConfig, device: torch.device) -> TinyGridModel:
     return TinyGridModel(dit, text, ae, meta)
 
 
+def initial_models(cfg: TrainConfig, device: torch.device) -> TinyGridModel:
+    """The built-in model files in cfg.init, to train further (--init). The files fix the model's shape: cfg's
+    dim / layers / heads / ffn_dim are set from them (so progress.json records what trained); the resolution and
+    shift must agree, since the data and the noise schedule follow them."""
+    try:
+        models = load_builtin(cfg.init, device=device)
+    except FileNotFoundError as exc:
+        raise InputError(f"--init {cfg.init}: {exc}") from None
+    given = {"height": cfg.height, "width": cfg.width, "frames": cfg.frames, "shift": cfg.shift}
+    differ = {k: (v, models.meta.get(k)) for k, v in given.items() if float(v) != float(models.meta.get(k, v))}
+    if differ:
+        text = ", ".join(f"{k} {v} (files: {f})" for k, (v, f) in differ.items())
+        raise InputError(f"--init {cfg.init}: the run's {text} differ from the model files'; give the files' values "
+                         "(--height / --width / --frames / --shift) or train a new model without --init")
+    c = models.dit.config
+    cfg.dim, cfg.ffn_dim, cfg.num_heads, cfg.num_layers = c.dim, c.ffn_dim, c.num_heads, c.num_layers
+    cfg.text_dim, cfg.latent_dim, cfg.ae_width = c.text_dim, c.in_dim, models.ae.width
+    return models
+
+
 class Trainer:
     """`Trainer(cfg).run()` trains cfg.stages in order. `source` replaces the synthetic scenes for the DiT
     stages (syncam, hard, soft) with any GridSource; the ae and video stages need the synthetic one."""
@@ -58,7 +78,7 @@ class Trainer:
             torch.backends.cuda.matmul.allow_tf32 = True
             torch.backends.cudnn.allow_tf32 = True
             torch.backends.cudnn.benchmark = True   # fixed shapes: let cuDNN pick its fastest 3D convolutions
-        self.models = new_models(cfg, self.device)
+        self.models = initial_models(cfg, self.device) if cfg.init else new_models(cfg, self.device)
         self.done: list[str] = []
         self.source = source
         self._own_source = source is None
