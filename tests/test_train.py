@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from camgrid.model.camera import make_preset
+from camgrid.model.checks import InputError
 from camgrid.model.rig_preview import draw_rig
 from camgrid.train.autoencoder import TinyVideoAE
 from camgrid.train.builtin import BUILTIN_NAME, builtin_available, load_builtin, save_builtin
@@ -137,6 +138,19 @@ def test_init_trains_shipped_files_further_and_keeps_their_autoencoder(micro_mod
     with pytest.raises(InputError, match="--init .*not in"):
         Trainer(TrainConfig(**{**MICRO, "out": str(tmp_path / "y"), "init": str(tmp_path / "nothing"),
                                "stages": ("hard",)}), log=lambda *_: None)
+
+
+def test_patch_option_gives_a_token_per_latent_pixel_and_the_model_still_generates(tmp_path):
+    """--patch 1: the built-in DiT with 1x1 patches (4x the tokens) trains, saves, loads and generates."""
+    cfg = TrainConfig(**{**MICRO, "out": str(tmp_path / "p1"), "steps": 2, "patch": 1, "stages": ("ae", "video")})
+    Trainer(cfg, log=lambda *_: None).run()
+    model = load_builtin(tmp_path / "p1")
+    assert tuple(model.dit.config.patch_size) == (1, 1, 1)
+    frames = model.generate("a red sphere", make_preset("orbit_arc", num_views=2, num_frames=model.frames),
+                            mode="independent", steps=2)
+    assert frames.shape == (2, model.frames, model.height, model.width, 3) and torch.isfinite(frames).all()
+    with pytest.raises(InputError, match="patch"):
+        TrainConfig(**{**MICRO, "patch": 0})
 
 
 def test_micro_model_loads_and_generates_every_mode(micro_model):

@@ -46,6 +46,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--layers", type=int, default=d.num_layers)
     parser.add_argument("--heads", type=int, default=d.num_heads)
     parser.add_argument("--ffn-dim", type=int, default=d.ffn_dim)
+    parser.add_argument("--patch", type=int, default=d.patch, help=f"the DiT's spatial patch ({d.patch}: a token "
+                        f"covers {4 * d.patch}x{4 * d.patch} pixels; 1: 4x4, four times the tokens)")
     parser.add_argument("--lr", type=float, default=None, help=f"{d.lr:g} (with --dit: 1e-4)")
     parser.add_argument("--shift", type=float, default=None, help=f"{d.shift:g} (with --dit: 5)")
     parser.add_argument("--ema", type=float, default=d.ema,
@@ -91,7 +93,8 @@ def config_from_args(args) -> TrainConfig:
                        batch=_given(args.batch, d.batch), samples=args.samples, workers=args.workers,
                        height=_given(args.height, d.height), width=_given(args.width, d.width),
                        frames=_given(args.frames, d.frames), views=_given(args.views, d.views), dim=args.dim,
-                       num_layers=args.layers, num_heads=args.heads, ffn_dim=args.ffn_dim, lr=_given(args.lr, d.lr),
+                       num_layers=args.layers, num_heads=args.heads, ffn_dim=args.ffn_dim, patch=args.patch,
+                       lr=_given(args.lr, d.lr),
                        shift=_given(args.shift, d.shift), seed=_given(args.seed, d.seed), amp=args.amp, ema=args.ema,
                        checkpoint_every=_given(args.checkpoint_every, d.checkpoint_every),
                        two_stream_modes=tuple(m for m in args.two_stream_modes.split(",") if m),

@@ -40,6 +40,7 @@ class TrainConfig:
     latent_dim: int = 8
     ae_width: int = 64
     sync_rank: int = 32
+    patch: int = 2                     # the DiT's spatial patch: a token covers patch x 4 pixels square
     # optimisation
     steps: int = 100_000               # per stage, at most
     time_budget: float = 60.0          # seconds per stage
@@ -82,7 +83,7 @@ class TrainConfig:
                              "--stages, e.g. --stages video,syncam,hard,soft")
         if self.restart_stage:
             self.resume = True   # restarting the stage in progress keeps the finished ones
-        for name in ("batch", "views", "samples", "checkpoint_every", "height", "width", "frames"):
+        for name in ("batch", "views", "samples", "checkpoint_every", "height", "width", "frames", "patch"):
             if int(getattr(self, name)) < 1:
                 raise InputError(f"{name}: must be at least 1, got {getattr(self, name)}")
         seconds = {"time_budget": self.time_budget, **{f"stage_budgets[{k}]": v for k, v in self.stage_budgets.items()}}

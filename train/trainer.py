@@ -38,7 +38,7 @@ def new_models(cfg: TrainConfig, device: torch.device) -> TinyGridModel:
     text = TinyTextEncoder(cfg.text_dim).to(device)
     dit_config = DiTConfig(dim=cfg.dim, ffn_dim=cfg.ffn_dim, num_heads=cfg.num_heads, num_layers=cfg.num_layers,
                            in_dim=cfg.latent_dim, out_dim=cfg.latent_dim, text_dim=cfg.text_dim, freq_dim=64,
-                           patch_size=(1, 2, 2), variant="wan", name="camgrid-tiny")
+                           patch_size=(1, cfg.patch, cfg.patch), variant="wan", name="camgrid-tiny")
     dit = GridDiT(dit_config).to(device)
     meta = {"height": cfg.height, "width": cfg.width, "frames": cfg.frames, "shift": cfg.shift}
     return TinyGridModel(dit, text, ae, meta)
@@ -60,6 +60,7 @@ def initial_models(cfg: TrainConfig, device: torch.device) -> TinyGridModel:
                          "(--height / --width / --frames / --shift) or train a new model without --init")
     c = models.dit.config
     cfg.dim, cfg.ffn_dim, cfg.num_heads, cfg.num_layers = c.dim, c.ffn_dim, c.num_heads, c.num_layers
+    cfg.patch = c.patch_size[1]
     cfg.text_dim, cfg.latent_dim, cfg.ae_width = c.text_dim, c.in_dim, models.ae.width
     return models
 
