@@ -207,13 +207,19 @@ async function thumbnail(page, out, focus) {
 
 async function showOutputs(page, out) {
   // the right-hand end of the graph (where the outputs are), at the opening zoom
-  await page.evaluate(() => {
+  const dx = await page.evaluate(() => {
     const app = window.app; const ds = app.canvas.ds;
     const right = Math.max(...app.graph._nodes.map((n) => n.pos[0] + n.size[0]));
     const width = app.canvas.canvas.getBoundingClientRect().width;
-    ds.offset = [width / ds.scale - right - 40, ds.offset[1]];
-    app.canvas.setDirty(true, true);
+    return (width / ds.scale - right - 40 - ds.offset[0]) * ds.scale;
   });
+  // dragged with the mouse over empty canvas below the nodes, as a user pans. Setting ds.offset directly
+  // instead left the animated WEBP preview stretched over the whole canvas in every screenshot; panned with
+  // the mouse, every output shows in its node (why the direct offset does that was not traced)
+  await page.mouse.move(1200, 880);
+  await page.mouse.down();
+  for (let i = 1; i <= 20; i++) { await page.mouse.move(1200 + dx * i / 20, 880); await page.waitForTimeout(20); }
+  await page.mouse.up();
   await page.waitForTimeout(800);
   await page.screenshot({ path: out });
 }
