@@ -8,7 +8,8 @@ Run from the repository root, with the folders the two GPU calls returned:
    copies the model files into assets/ (DIR_A: the three teacher files; DIR_B: the student LoRA) and checks
    that teacher and student load;
 2. copies DIR_B's tables and distillation report into benchmarks/ (tiny_tables.md / .json, tiny_distill.json),
-   the tables with the shipped files' fingerprint (the demo prints their claims only for those files);
+   and checks that the tables measured the shipped files (their fingerprint; the demo prints their claims
+   only for those files);
 3. refits the live-preview constants of the new autoencoder into nodes/preview.py (train/fit_preview.py);
 4. runs the quick-start demo (`python -m camgrid demo`, the student) timing its wall and CPU seconds, and the
    20-step teacher's (`--teacher`); their pictures become docs/tiny_model_comparison.png, docs/tiny_model_rig.png
@@ -171,9 +172,13 @@ def main() -> None:
     for src, dst in (("loss.csv", "tiny_train_loss.csv"), ("train.log", "tiny_train.log")):
         if (args.teacher_files / src).is_file():
             shutil.copyfile(args.teacher_files / src, BENCH / dst)
-    # the tables were measured on exactly these files: say so, so the demo may print their claims (train/demo.py)
+    # the demo prints the tables' claims only for the files they measured (train/demo.py); tables made before
+    # they recorded their files were measured on the files shipped here
     tables = json.loads((BENCH / "tiny_tables.json").read_text())
-    atomic_write(BENCH / "tiny_tables.json", json.dumps({**tables, "files": model_fingerprint()}, indent=1))
+    if tables.setdefault("files", model_fingerprint()) != model_fingerprint():
+        raise SystemExit("release: the tables measured other files than the ones shipped now "
+                         f"({tables['files']} vs {model_fingerprint()}): run the tables on these files")
+    atomic_write(BENCH / "tiny_tables.json", json.dumps(tables, indent=1))
     work = Path(tempfile.mkdtemp())
     fit = run(["camgrid.train.fit_preview", "--write"], work / "fit.log")
     print(fit["log"])

@@ -140,3 +140,7 @@ def test_tables_run_every_row_and_the_nvs_table(teacher_dir, tmp_path):
     assert {"psnr", "iou"} <= set(results["nvs"]["student 4 steps"]["soft"])
     text = (tmp_path / "tables" / "tables.md").read_text()
     assert "| student 4 steps | hard |" in text and "Novel-view synthesis" in text
+    # the files measured, so the demo can tell whether these claims are about the model it runs
+    from camgrid.train.builtin import model_fingerprint
+    assert results["files"] == model_fingerprint(teacher_dir, student_dir / STUDENT_FILE)
+    assert set(results["files"]) >= {"camgrid-tiny.safetensors", STUDENT_FILE}

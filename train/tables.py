@@ -28,7 +28,7 @@ from ..model.checks import output_folder
 from ..model.files import atomic_write
 from ..synth.dataset import SyntheticMultiViewDataset
 from ..synth.render import render
-from .builtin import ASSETS_DIR, TEACHER_SAMPLING, load_builtin
+from .builtin import ASSETS_DIR, TEACHER_SAMPLING, load_builtin, model_fingerprint
 from .claims import claims
 from .evaluate import COMPARED_MODES, EVAL_SEED, safe_metrics, summarise
 from .nvs import nvs_scores, ordering_stability, source_of
@@ -132,8 +132,10 @@ def run_tables(model_dir, out, student_file=None, scenes: int = 96, views: int =
         log(f"tables: no student ({lora} is missing): its rows are skipped")
     log(f"tables: {scenes} held-out scenes rendered ({time.time() - t0:.0f}s)")
     modes = [m for m in COMPARED_MODES if m in models["teacher"].modes()]
+    # which files were measured: the demo prints these claims only for the same files (train/demo.py)
     results = {"settings": {"scenes": scenes, "views": views, "seed": seed, "eval_seed": EVAL_SEED,
-                            "device": str(device)}, "rows": {}, "nvs": {}, "skipped": []}
+                            "device": str(device)}, "rows": {}, "nvs": {}, "skipped": [],
+               "files": model_fingerprint(model_dir, lora if lora.is_file() else None)}
     reference = {}
     jobs = [("rows", name, kind, settings) for name, kind, settings in rows]
     jobs[2:2] = [("nvs", name, kind, settings) for name, kind, settings in rows if name in NVS_ROWS]
