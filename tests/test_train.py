@@ -135,7 +135,7 @@ def test_init_trains_shipped_files_further_and_keeps_their_autoencoder(micro_mod
     with pytest.raises(InputError, match="frames 9 .files: 5"):
         Trainer(TrainConfig(**{**MICRO, "frames": 9, "out": str(tmp_path / "x"), "init": str(micro_model),
                                "stages": ("hard",)}), log=lambda *_: None)
-    with pytest.raises(InputError, match="--init .*not in"):
+    with pytest.raises(InputError, match="--init .*not a folder with the built-in model"):
         Trainer(TrainConfig(**{**MICRO, "out": str(tmp_path / "y"), "init": str(tmp_path / "nothing"),
                                "stages": ("hard",)}), log=lambda *_: None)
 

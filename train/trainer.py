@@ -17,7 +17,7 @@ from ..model.checks import InputError, output_folder
 from ..model.config import DiTConfig
 from ..model.dit import GridDiT
 from .autoencoder import TinyVideoAE
-from .builtin import TinyGridModel, load_builtin, save_builtin
+from .builtin import DIT_FILE, TEXT_AE_FILE, TinyGridModel, builtin_available, load_builtin, save_builtin
 from .config import TrainConfig
 from .loop import LoopSettings, run_stage
 from .losslog import LossLog
@@ -48,10 +48,10 @@ def initial_models(cfg: TrainConfig, device: torch.device) -> TinyGridModel:
     """The built-in model files in cfg.init, to train further (--init). The files fix the model's shape: cfg's
     dim / layers / heads / ffn_dim are set from them (so progress.json records what trained); the resolution and
     shift must agree, since the data and the noise schedule follow them."""
-    try:
-        models = load_builtin(cfg.init, device=device)
-    except FileNotFoundError as exc:
-        raise InputError(f"--init {cfg.init}: {exc}") from None
+    if not builtin_available(cfg.init):
+        raise InputError(f"--init {cfg.init}: not a folder with the built-in model's files ({DIT_FILE}, "
+                         f"{TEXT_AE_FILE}); give assets/ or the --out folder of an earlier `camgrid train`")
+    models = load_builtin(cfg.init, device=device)
     given = {"height": cfg.height, "width": cfg.width, "frames": cfg.frames, "shift": cfg.shift}
     differ = {k: (v, models.meta.get(k)) for k, v in given.items() if float(v) != float(models.meta.get(k, v))}
     if differ:
@@ -71,8 +71,6 @@ class Trainer:
 
     def __init__(self, cfg: TrainConfig, log=print, source: Optional[GridSource] = None):
         self.cfg, self.log = cfg, log
-        self.out = output_folder(cfg.out)
-        self.folder = RunFolder(self.out)
         self.device = torch.device(cfg.device)
         torch.manual_seed(cfg.seed)
         if self.device.type == "cuda":
@@ -80,6 +78,8 @@ class Trainer:
             torch.backends.cudnn.allow_tf32 = True
             torch.backends.cudnn.benchmark = True   # fixed shapes: let cuDNN pick its fastest 3D convolutions
         self.models = initial_models(cfg, self.device) if cfg.init else new_models(cfg, self.device)
+        self.out = output_folder(cfg.out)   # after the models: a refused --init leaves no empty folder behind
+        self.folder = RunFolder(self.out)
         self.done: list[str] = []
         self.source = source
         self._own_source = source is None
