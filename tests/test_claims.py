@@ -110,7 +110,8 @@ def test_demo_prints_the_held_out_claims_only_for_the_files_they_were_measured_o
         "and benchmarks/tiny_release.py")
     student = load_builtin(student=True)
     lines = recorded_claims(student)
-    assert len(lines) == 3 and all(line.startswith(f"on {record['settings']['scenes']} held-out scenes") for line in lines)
+    scenes = record["settings"]["scenes"]
+    assert len(lines) == 3 and all(line.startswith(f"on {scenes} held-out scenes") for line in lines)
     assert [line.split(": ")[1] for line in lines] == ["syncam", "hard", "soft"]
     # another model's files, a student at other settings, or no record: nothing is claimed for them
     other = tmp_path / "tables.json"

@@ -129,7 +129,8 @@ def test_init_trains_shipped_files_further_and_keeps_their_autoencoder(micro_mod
     # the command line: --init alone leaves ae out; ae asked for, or another resolution, is refused by name
     parser = argparse.ArgumentParser()
     add_arguments(parser)
-    assert config_from_args(parser.parse_args(["--init", str(micro_model)])).stages == ("video", "syncam", "hard", "soft")
+    stages = config_from_args(parser.parse_args(["--init", str(micro_model)])).stages
+    assert stages == ("video", "syncam", "hard", "soft")
     with pytest.raises(InputError, match="include ae"):
         config_from_args(parser.parse_args(["--init", str(micro_model), "--stages", "ae,video"]))
     with pytest.raises(InputError, match="frames 9 .files: 5"):

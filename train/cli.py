@@ -98,8 +98,8 @@ def config_from_args(args) -> TrainConfig:
                        shift=_given(args.shift, d.shift), seed=_given(args.seed, d.seed), amp=args.amp, ema=args.ema,
                        checkpoint_every=_given(args.checkpoint_every, d.checkpoint_every),
                        two_stream_modes=tuple(m for m in args.two_stream_modes.split(",") if m),
-                       resume=args.resume, init=args.init, restart_stage=args.restart_stage, eval_scenes=args.eval_scenes,
-                       eval_steps=args.eval_steps, progress_bar=not args.no_progress)
+                       resume=args.resume, init=args.init, restart_stage=args.restart_stage,
+                       eval_scenes=args.eval_scenes, eval_steps=args.eval_steps, progress_bar=not args.no_progress)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -50,8 +50,8 @@ DEMO_CAPTION = "a red sphere and a blue box"
 # grids per mode: enough for the paired comparison to decide (train/claims.py needs 6 scorable pairs) while the
 # whole quick start stays within ~45 s on 2 CPU cores with the 4-step student (benchmarks/TINY_MODEL.md)
 DEMO_GRIDS = 8
-# the held-out measurement of the shipped files (`python -m camgrid.train.tables`, copied by benchmarks/tiny_release.py
-# with the files' fingerprint): the demo prints its claims beside its own, which 8 grids rarely decide
+# the held-out measurement of the shipped files (`python -m camgrid.train.tables`, with the files' fingerprint;
+# copied by benchmarks/tiny_release.py): the demo prints its claims beside its own, which 8 grids rarely decide
 RECORDED_TABLES = Path(__file__).resolve().parent.parent / "benchmarks" / "tiny_tables.json"
 # find_demo_scene_seeds(built-in model, demo_rig(model)) for 80x48 px, 17 frames (tests/test_train.py checks them)
 DEMO_SCENE_SEEDS = (11, 25, 48)

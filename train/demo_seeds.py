@@ -12,7 +12,7 @@ import argparse
 import json
 import time
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Sequence
 
 from ..model.files import atomic_write
 from .builtin import load_builtin, model_fingerprint
