@@ -565,3 +565,25 @@ def test_weight_ema_and_a_stage_that_ends_on_its_moving_average(tmp_path):
               log=lambda *_: None)
     log.close()
     assert int(folder.load_checkpoint("cpu").modules["ema"]["updates"]) == 6
+
+
+def test_noise_left_diagnosis_measures_the_share_of_noise_a_clean_estimate_keeps(micro_model):
+    """benchmarks/tiny_noise_left.py: 0 when the estimate is the clean latent, a when it keeps a of the noise,
+    about 1 for no denoising at all; and it runs on a built-in model's files."""
+    import importlib.util
+    import sys
+    from pathlib import Path
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "tiny_noise_left.py"
+    spec = importlib.util.spec_from_file_location("tiny_noise_left", path)
+    bench = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = bench
+    spec.loader.exec_module(bench)
+    g = torch.Generator().manual_seed(0)
+    x0, noise, sigma = torch.randn(2, 4, 8, 3, 6, 10, generator=g), torch.randn(2, 4, 8, 3, 6, 10, generator=g), 0.3
+    assert bench.noise_left(x0, x0, noise, sigma) == pytest.approx(0.0, abs=1e-6)
+    assert bench.noise_left(x0 + 0.4 * sigma * noise, x0, noise, sigma) == pytest.approx(0.4, abs=1e-5)
+    x = (1 - sigma) * x0 + sigma * noise
+    assert bench.noise_left(x, x0, noise, sigma) == pytest.approx(1.0, abs=0.05)
+    rows = bench.measure(load_builtin(micro_model), scenes=1, sigmas=[0.5], mode="syncam")
+    assert len(rows) == 1 and len(rows[0]["channels"]) == 4
+    assert all(np.isfinite(rows[0][k]) for k in ("all", "sky", "rms"))
