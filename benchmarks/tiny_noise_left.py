@@ -8,7 +8,7 @@ sigma (x = (1 - sigma) x0 + sigma n, the training path) and the DiT's velocity t
 x0_hat = x - sigma v. The table gives, per sigma, the share of the added noise that x0_hat still holds,
 <x0_hat - x0, n> / (sigma <n, n>) (0: all removed; 1: none), over the whole latent, the latent's top rows (sky in
 these rigs: flat, so a working denoiser removes nearly all of it there) and per channel, and the rms error of
-x0_hat. The same noise for every sigma and model, so two models' tables compare (CPU, about 20 s for 8 scenes).
+x0_hat. The same noise for every sigma and model, so two models' tables compare (CPU, about 10 s for 8 scenes).
 """
 from __future__ import annotations
 

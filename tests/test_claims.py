@@ -4,11 +4,11 @@ import random
 
 import pytest
 
-from camgrid.train.builtin import student_available
+from camgrid.train.builtin import model_fingerprint, student_available
 from camgrid.train.claims import (ALPHA, MIN_GRID_OBSERVATIONS, MIN_PAIRS, VERDICTS, claims, compare,
                                   signed_rank_test)
 from camgrid.train.demo import DEMO_CAPTION, DEMO_GRIDS
-from camgrid.train.demo_seeds import RECORD, model_fingerprint
+from camgrid.train.demo_seeds import RECORD
 
 
 def _grids(rng, centre, n, per_grid=20, spread=0.5):

@@ -109,7 +109,6 @@ def test_resume_skips_finished_stages(micro_model):
 def test_init_trains_shipped_files_further_and_keeps_their_autoencoder(micro_model, tmp_path):
     """--init: a second run starts from a finished run's files (no checkpoint.pt needed), trains every DiT stage
     from them, and leaves the autoencoder and its latent statistics bit for bit as they were."""
-    from camgrid.model.checks import InputError
     from camgrid.train.cli import add_arguments, config_from_args
     import argparse
     before = load_builtin(micro_model)

@@ -20,8 +20,6 @@ from .claims import claims
 from .demo import DEMO_CAPTION, DEMO_GRIDS, demo_rig, load_demo_model, score_modes
 from .student import STUDENT_FILE
 
-__all__ = ["RECORD", "model_fingerprint", "record_seeds"]
-
 RECORD = Path(__file__).resolve().parent.parent / "benchmarks" / "tiny_demo_seeds.json"
 
 

@@ -17,7 +17,7 @@ from ..model.checks import InputError, output_folder
 from ..model.config import DiTConfig
 from ..model.dit import GridDiT
 from .autoencoder import TinyVideoAE
-from .builtin import DIT_FILE, TEXT_AE_FILE, TinyGridModel, builtin_available, load_builtin, save_builtin
+from .builtin import DIT_FILE, TEXT_AE_FILE, TinyGridModel, load_builtin, save_builtin
 from .config import TrainConfig
 from .loop import LoopSettings, run_stage
 from .losslog import LossLog
@@ -46,12 +46,13 @@ def new_models(cfg: TrainConfig, device: torch.device) -> TinyGridModel:
 
 def initial_models(cfg: TrainConfig, device: torch.device) -> TinyGridModel:
     """The built-in model files in cfg.init, to train further (--init). The files fix the model's shape: cfg's
-    dim / layers / heads / ffn_dim are set from them (so progress.json records what trained); the resolution and
-    shift must agree, since the data and the noise schedule follow them."""
-    if not builtin_available(cfg.init):
+    model sizes and patch are set from them (so progress.json records what trained); the resolution and shift
+    must agree, since the data and the noise schedule follow them."""
+    try:
+        models = load_builtin(cfg.init, device=device)
+    except FileNotFoundError:   # load_builtin's own check; its advice (reinstall, train) is not this one's
         raise InputError(f"--init {cfg.init}: not a folder with the built-in model's files ({DIT_FILE}, "
-                         f"{TEXT_AE_FILE}); give assets/ or the --out folder of an earlier `camgrid train`")
-    models = load_builtin(cfg.init, device=device)
+                         f"{TEXT_AE_FILE}); give assets/ or the --out folder of an earlier `camgrid train`") from None
     given = {"height": cfg.height, "width": cfg.width, "frames": cfg.frames, "shift": cfg.shift}
     differ = {k: (v, models.meta.get(k)) for k, v in given.items() if float(v) != float(models.meta.get(k, v))}
     if differ:
