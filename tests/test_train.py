@@ -153,6 +153,46 @@ def test_patch_option_gives_a_token_per_latent_pixel_and_the_model_still_generat
         TrainConfig(**{**MICRO, "patch": 0})
 
 
+def test_train_shift_sets_the_noise_levels_trained_and_the_files_keep_the_samplers_shift(tmp_path, monkeypatch):
+    """--train-shift 1: every DiT stage draws its sigmas with shift 1; the model files still say shift 3 (the
+    sampler's), so generation is unchanged by how the model was trained."""
+    import camgrid.train.objective as objective
+    seen = []
+    real = objective.shift_sigmas
+    monkeypatch.setattr(objective, "shift_sigmas", lambda u, shift: seen.append(shift) or real(u, shift))
+    cfg = TrainConfig(**{**MICRO, "out": str(tmp_path / "ts"), "steps": 1, "train_shift": 1.0})
+    assert cfg.training_shift == 1.0 and TrainConfig(**MICRO).training_shift == MICRO.get("shift", 3.0)
+    Trainer(cfg, log=lambda *_: None).run()
+    assert len(seen) >= 4 and set(seen) == {1.0}                   # video, syncam, hard (two modes), soft
+    assert load_builtin(tmp_path / "ts").shift == 3.0
+    with pytest.raises(InputError, match="train_shift"):
+        TrainConfig(**{**MICRO, "train_shift": float("nan")})
+
+
+def test_ae_scale_reg_adds_the_half_size_decoding_loss():
+    """stage ae with ae_scale_reg: the loss gains the half-size term (pooled latents decoded against pooled
+    frames), and nothing else changes; sizes the 2x pooling cannot halve are refused by name."""
+    from camgrid.train.sources import SyntheticSource
+    from camgrid.train.stages import StageInputs, half_size, half_size_frames, plan_ae
+    from camgrid.train.trainer import new_models
+
+    assert half_size(torch.ones(2, 4, 3, 4, 8)).shape == (2, 4, 3, 2, 4)
+    frames = torch.arange(2 * 16 * 32 * 3, dtype=torch.float32).reshape(1, 2, 16, 32, 3)
+    assert torch.equal(half_size_frames(frames)[0, 0, 0, 0], frames[0, 0, :2, :2].mean(dim=(0, 1)))
+    losses = []
+    for reg in (0.0, 1.0):
+        cfg = TrainConfig(**{**MICRO, "ae_scale_reg": reg})
+        torch.manual_seed(0)
+        models = new_models(cfg, torch.device("cpu"))
+        source = SyntheticSource(cfg, "cpu", models.ae.encode, models.text.encode)
+        source.start(2, log=lambda *_: None)
+        torch.manual_seed(1)
+        losses.append(float(plan_ae(StageInputs(models, source, cfg, log=lambda *_: None)).step(0).detach()))
+    assert losses[1] > losses[0] > 0
+    with pytest.raises(InputError, match="ae_scale_reg.*multiples of 8"):
+        TrainConfig(**{**MICRO, "height": 20, "ae_scale_reg": 1.0})
+
+
 def test_micro_model_loads_and_generates_every_mode(micro_model):
     model = load_builtin(micro_model)
     assert model.modes() == ["independent", "syncam", "hard", "soft"]
@@ -586,3 +626,25 @@ def test_noise_left_diagnosis_measures_the_share_of_noise_a_clean_estimate_keeps
     rows = bench.measure(load_builtin(micro_model), scenes=1, sigmas=[0.5], mode="syncam")
     assert len(rows) == 1 and len(rows[0]["channels"]) == 4
     assert all(np.isfinite(rows[0][k]) for k in ("all", "sky", "rms"))
+
+
+def test_ae_latents_benchmark_tells_white_noise_from_smooth_latents():
+    """benchmarks/tiny_ae_latents.py: white noise has 1 - (7/12)(11/20) = 0.68 of its energy above half Nyquist
+    on a 12x20 grid (the share of those frequencies) and no neighbour
+    correlation; a smooth ramp pattern has neither; and it measures an autoencoder end to end."""
+    import importlib.util
+    import sys
+    from pathlib import Path
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "tiny_ae_latents.py"
+    spec = importlib.util.spec_from_file_location("tiny_ae_latents", path)
+    bench = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = bench
+    spec.loader.exec_module(bench)
+    white = torch.randn(64, 12, 20, generator=torch.Generator().manual_seed(0))
+    assert bench.high_freq_share(white) == pytest.approx(1 - 7 / 12 * 11 / 20, abs=0.02)
+    assert abs(bench.neighbour_corr(white)) < 0.05
+    y, x = torch.meshgrid(torch.linspace(0, 1, 12), torch.linspace(0, 1, 20), indexing="ij")
+    smooth = torch.sin(2 * torch.pi * x)[None] * torch.randn(64, 1, 1) + y[None] * torch.randn(64, 1, 1)
+    assert bench.high_freq_share(smooth) < 0.05 and bench.neighbour_corr(smooth) > 0.9
+    r = bench.measure(TinyVideoAE(latent_dim=4, width=8).eval(), scenes=1)
+    assert all(np.isfinite(v) for v in r.values()) and 0 <= r["high_freq_share"] <= 1

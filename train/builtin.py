@@ -196,6 +196,19 @@ def model_fingerprint(directory: Union[str, Path, None] = None, student: Union[s
     return {name: hashlib.sha256(path.read_bytes()).hexdigest()[:16] for name, path in files.items() if path.is_file()}
 
 
+def load_text_and_autoencoder(directory: Union[str, Path]) -> tuple:
+    """(text encoder, autoencoder, file metadata) of TEXT_AE_FILE in `directory`, float32 on the CPU."""
+    path = Path(directory) / TEXT_AE_FILE
+    with safe_open(str(path), "pt") as f:
+        meta = f.metadata()
+    sd = load_file(str(path))
+    text = TinyTextEncoder(**json.loads(meta["text"]))
+    text.load_state_dict({k[5:]: v.float() for k, v in sd.items() if k.startswith("text.")})
+    ae = TinyVideoAE(**json.loads(meta["ae"]))
+    ae.load_state_dict({k[3:]: v.float() for k, v in sd.items() if k.startswith("ae.")})
+    return text, ae, meta
+
+
 def load_builtin(directory: Union[str, Path, None] = None, device: Union[str, torch.device] = "cpu",
                  attention: Optional[str] = None, student: Union[bool, str, Path] = False) -> TinyGridModel:
     """Load the built-in model (from `assets/`, or a `camgrid train --out` folder) as float32 on `device`.
@@ -209,13 +222,7 @@ def load_builtin(directory: Union[str, Path, None] = None, device: Union[str, to
     sync = directory / SYNC_FILE
     dit = load_grid_dit(directory / DIT_FILE, device=device, options=LoadOptions(
         dtype=torch.float32, sync_weights=sync if sync.is_file() else None, attention=attention))
-    with safe_open(str(directory / TEXT_AE_FILE), "pt") as f:
-        meta = f.metadata()
-    sd = load_file(str(directory / TEXT_AE_FILE))
-    text = TinyTextEncoder(**json.loads(meta["text"]))
-    text.load_state_dict({k[5:]: v.float() for k, v in sd.items() if k.startswith("text.")})
-    ae = TinyVideoAE(**json.loads(meta["ae"]))
-    ae.load_state_dict({k[3:]: v.float() for k, v in sd.items() if k.startswith("ae.")})
+    text, ae, meta = load_text_and_autoencoder(directory)
     info = {**DEFAULT_META, **json.loads(meta.get("meta", "{}"))}
     sampling = dict(TEACHER_SAMPLING)
     if student is not False and student is not None:

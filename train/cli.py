@@ -50,6 +50,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         f"covers {4 * d.patch}x{4 * d.patch} pixels; 1: 4x4, four times the tokens)")
     parser.add_argument("--lr", type=float, default=None, help=f"{d.lr:g} (with --dit: 1e-4)")
     parser.add_argument("--shift", type=float, default=None, help=f"{d.shift:g} (with --dit: 5)")
+    parser.add_argument("--ae-scale-reg", type=float, default=d.ae_scale_reg,
+                        help="built-in model, stage ae: weight of the loss that the latents pooled 2x decode to the "
+                             "frames pooled 2x (smoother latents a DiT models more easily; 0: off)")
+    parser.add_argument("--train-shift", type=float, default=0.0,
+                        help="built-in model: the shift of the noise levels trained, when it differs from the "
+                             "sampler's --shift (e.g. 1: uniform sigma, more low noise levels; 0: --shift)")
     parser.add_argument("--ema", type=float, default=d.ema,
                         help="DiT stages: keep an exponential moving average of the weights with this decay (e.g. "
                              "0.998) and end each stage with it; 0 = off")
@@ -95,7 +101,9 @@ def config_from_args(args) -> TrainConfig:
                        frames=_given(args.frames, d.frames), views=_given(args.views, d.views), dim=args.dim,
                        num_layers=args.layers, num_heads=args.heads, ffn_dim=args.ffn_dim, patch=args.patch,
                        lr=_given(args.lr, d.lr),
-                       shift=_given(args.shift, d.shift), seed=_given(args.seed, d.seed), amp=args.amp, ema=args.ema,
+                       shift=_given(args.shift, d.shift), train_shift=args.train_shift,
+                       ae_scale_reg=args.ae_scale_reg, seed=_given(args.seed, d.seed),
+                       amp=args.amp, ema=args.ema,
                        checkpoint_every=_given(args.checkpoint_every, d.checkpoint_every),
                        two_stream_modes=tuple(m for m in args.two_stream_modes.split(",") if m),
                        resume=args.resume, init=args.init, restart_stage=args.restart_stage,

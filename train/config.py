@@ -50,8 +50,10 @@ class TrainConfig:
     finetune_lr_scale: float = 0.5    # hard stage: pre-trained weights learn at lr * this, new gates at lr
     two_stream_modes: tuple = TWO_STREAM_MODES   # modes the hard stage's two-stream fine-tune cycles through
     ae_lr: float = 1e-3
+    ae_scale_reg: float = 0.0          # weight of the autoencoder's scale-equivariance loss (train/stages.py plan_ae)
     amp: str = "auto"                  # DiT stages' autocast: auto = bfloat16 on CUDA (train/objective.py)
-    shift: float = 3.0
+    shift: float = 3.0                 # the sampler's shift, recorded in the model files
+    train_shift: float = 0.0           # noise levels trained: sigma = shift(u), u ~ U(0, 1), with this shift (0: shift)
     ema: float = 0.0                   # DiT stages: weights averaged with this decay (0: off; train/loop.py)
     caption_dropout: float = 0.1
     stages: tuple = STAGES
@@ -81,15 +83,25 @@ class TrainConfig:
             raise InputError(f"--init {self.init}: the stages {self.stages} include ae, but a model trained further "
                              "keeps its autoencoder (its DiT learned that autoencoder's latents); leave ae out of "
                              "--stages, e.g. --stages video,syncam,hard,soft")
+        if self.ae_scale_reg and (int(self.height) % 8 or int(self.width) % 8):
+            raise InputError(f"ae_scale_reg: pools the 4x latents 2x, so height and width must be multiples of 8, "
+                             f"got {self.height}x{self.width}; use 0 or a size divisible by 8")
         if self.restart_stage:
             self.resume = True   # restarting the stage in progress keeps the finished ones
         for name in ("batch", "views", "samples", "checkpoint_every", "height", "width", "frames", "patch"):
             if int(getattr(self, name)) < 1:
                 raise InputError(f"{name}: must be at least 1, got {getattr(self, name)}")
         seconds = {"time_budget": self.time_budget, **{f"stage_budgets[{k}]": v for k, v in self.stage_budgets.items()}}
-        for name, value in {**seconds, "lr": self.lr, "ae_lr": self.ae_lr, "shift": self.shift}.items():
+        for name, value in {**seconds, "lr": self.lr, "ae_lr": self.ae_lr, "ae_scale_reg": self.ae_scale_reg, "shift": self.shift,
+                            "train_shift": self.train_shift}.items():
             if not math.isfinite(float(value)) or float(value) < 0:
                 raise InputError(f"{name}: expected a finite number >= 0, got {value}")
+
+    @property
+    def training_shift(self) -> float:
+        """The shift of the noise levels the DiT stages train on: train_shift, or the sampler's shift. A smaller
+        one trains more low noise levels (shift 1: sigma uniform, 10 % below 0.1; shift 3: 3.6 %)."""
+        return float(self.train_shift or self.shift)
 
     def budget(self, stage: str) -> float:
         """Seconds of training for `stage`."""

@@ -2,7 +2,7 @@
 
 x_σ = (1 - σ)·x0 + σ·noise, target v = noise - x0, timestep 1000·σ, with σ = shift(u) for u ~ U(0, 1)
 and the sampler's own shift σ' = s·σ / (1 + (s - 1)·σ), so training weights the noise levels the way
-sampling visits them.
+sampling visits them (unless TrainConfig.train_shift gives the stages another s: 1 draws σ uniformly).
 
 `mixed_precision` is the DiT stages' autocast: bfloat16 linear layers and attention on CUDA (the model keeps
 its LayerNorms, modulation and residual stream in float32, docs/ARCHITECTURE.md §3.1 Base block), the

@@ -1,6 +1,7 @@
 """The five stages of the built-in model's training: what each trains, on what, with which loss.
 
-  ae      the tiny video autoencoder (train/autoencoder.py): L1 + L2 on pixels, object pixels weighed x5;
+  ae      the tiny video autoencoder (train/autoencoder.py): L1 + L2 on pixels, object pixels weighed x5 (with
+          cfg.ae_scale_reg, the same on the latents pooled 2x2 against the frames pooled 2x2);
   video   a single-view video DiT (variant "wan") + the tiny text encoder, flow matching (train/objective.py)
           on one view of every sample (captions dropped 10% of the time, for classifier-free guidance);
   syncam  SynCamMaster's modules on the frozen video DiT, initialised as the official code does (mvs_attn
@@ -31,6 +32,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 import torch
+import torch.nn.functional as F
 
 from ..model.checks import InputError
 from ..model.dit import GridDiT
@@ -97,9 +99,25 @@ def multiview_loss(dit, source: GridSource, cfg: TrainConfig, modes) -> torch.Te
     """The flow-matching losses of one multi-view batch in each of `modes`, summed."""
     batch = source.grid_batch(cfg.batch)
     with mixed_precision(cfg.device, cfg.amp):
-        first, *rest = [flow_matching_loss(dit, batch.latents, batch.context, cfg.shift, mode=mode,
+        first, *rest = [flow_matching_loss(dit, batch.latents, batch.context, cfg.training_shift, mode=mode,
                                            camera=batch.cameras) for mode in modes]
     return sum(rest, first)
+
+
+def pixel_loss(rec: torch.Tensor, frames: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    return ((rec - frames).abs() * weight).mean() + ((rec - frames) ** 2 * weight).mean()
+
+
+def half_size(z: torch.Tensor) -> torch.Tensor:
+    """Latents [N, C, T, h, w] averaged over 2x2 latent pixels."""
+    return F.avg_pool3d(z, kernel_size=(1, 2, 2))
+
+
+def half_size_frames(frames: torch.Tensor) -> torch.Tensor:
+    """Frames [N, F, H, W, c] averaged over 2x2 pixels."""
+    n, f, h, w, c = frames.shape
+    pooled = F.avg_pool2d(frames.permute(0, 1, 4, 2, 3).reshape(n * f, c, h, w), 2)
+    return pooled.reshape(n, f, c, h // 2, w // 2).permute(0, 1, 3, 4, 2)
 
 
 def plan_ae(s: StageInputs) -> StagePlan:
@@ -110,6 +128,7 @@ def plan_ae(s: StageInputs) -> StagePlan:
     freeze(s.models)
     ae.train().requires_grad_(True)
     bf16 = torch.device(s.cfg.device).type == "cuda"
+    scale_reg = s.cfg.ae_scale_reg
 
     def step(_):
         frames, masks = source.pixel_batch(n)
@@ -117,9 +136,15 @@ def plan_ae(s: StageInputs) -> StagePlan:
             z = ae.encode_raw(frames)
             z = z + AE_LATENT_NOISE * z.detach().std() * torch.randn_like(z)
             rec = ae.decode_raw(z).float()
+            # scale equivariance: the latents pooled 2x must decode to the frames pooled 2x, which keeps the
+            # latents' fine detail out of flat regions (a latent space a DiT can model; benchmarks/TINY_MODEL.md)
+            rec_half = ae.decode_raw(half_size(z)).float() if scale_reg else None
         z = z.float()
         w = 1.0 + AE_OBJECT_WEIGHT * masks[..., None].float()
-        return ((rec - frames).abs() * w).mean() + ((rec - frames) ** 2 * w).mean() + AE_LATENT_PENALTY * z.pow(2).mean()
+        loss = pixel_loss(rec, frames, w) + AE_LATENT_PENALTY * z.pow(2).mean()
+        if scale_reg:
+            loss = loss + scale_reg * pixel_loss(rec_half, half_size_frames(frames), half_size_frames(w))
+        return loss
 
     @torch.no_grad()
     def finish():
@@ -143,7 +168,7 @@ def plan_video(s: StageInputs) -> StagePlan:
     def step(_):
         batch = s.source.grid_batch(cfg.batch * cfg.views, single_view=True)
         with mixed_precision(cfg.device, cfg.amp):
-            return flow_matching_loss(dit, batch.latents, batch.context, cfg.shift)
+            return flow_matching_loss(dit, batch.latents, batch.context, cfg.training_shift)
 
     params = list(dit.parameters()) + list(text.parameters())
     return StagePlan("video", step, [{"params": params}], {"dit": dit, "text": text}, cfg.lr, cfg.budget("video"),
