@@ -1,7 +1,7 @@
 """How smooth the built-in autoencoder's latents are, and what it costs in reconstruction: the latent space the DiT
 has to model (benchmarks/TINY_MODEL.md, "Built-in model v3").
 
-    python benchmarks/tiny_ae_latents.py [DIR ...] [--scenes 12]
+    python benchmarks/tiny_ae_latents.py [DIR ...] [--scenes 12] [--style close]
 
 For each model folder (default: the shipped assets/; any folder with camgrid-tiny-text-ae.safetensors, e.g. a
 `camgrid train --stages ae` run), held-out scenes are rendered, encoded and decoded. Columns:
@@ -17,6 +17,7 @@ Deterministic (fixed scenes and noise), CPU, a few seconds a folder.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -56,9 +57,9 @@ def high_freq_share(z: torch.Tensor) -> float:
 
 
 @torch.no_grad()
-def measure(ae, scenes: int) -> dict:
+def measure(ae, scenes: int, style: str = "standard") -> dict:
     data = SyntheticMultiViewDataset(length=scenes, height=HEIGHT, width=WIDTH, num_frames=FRAMES, min_views=4,
-                                     max_views=4, seed=SCENE_SEED)
+                                     max_views=4, seed=SCENE_SEED, style=style)
     frames = torch.cat([render(*data.scene_and_rig(i), HEIGHT, WIDTH).clamp(0, 1) for i in range(scenes)])
     z = ae.encode(frames)                                     # [N, C, T, h, w], normalised
     noise = torch.randn(z.shape, generator=torch.Generator().manual_seed(NOISE_SEED))
@@ -71,13 +72,16 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("folders", nargs="*", default=[str(ASSETS_DIR)])
     p.add_argument("--scenes", type=int, default=12)
+    p.add_argument("--style", default=None, help="scene style of the held-out scenes (default: the one each "
+                   "folder's files record; synth/scenes.py SCENE_STYLES)")
     args = p.parse_args()
     print(f"autoencoder latents on {args.scenes} held-out scenes x 4 views ({HEIGHT}x{WIDTH}, {FRAMES} frames)\n")
     print("| folder | PSNR dB | PSNR, latent noise 0.1 | neighbour corr | high-freq share | flat-region std |")
     print("|---|---:|---:|---:|---:|---:|")
     for folder in args.folders:
-        _, ae, _ = load_text_and_autoencoder(folder)
-        r = measure(ae.eval(), args.scenes)
+        _, ae, meta = load_text_and_autoencoder(folder)
+        style = args.style or json.loads(meta.get("meta", "{}")).get("scene_style", "standard")
+        r = measure(ae.eval(), args.scenes, style)
         print(f"| {folder} | {r['psnr']:.2f} | {r['psnr_noisy']:.2f} | {r['neighbour_corr']:.3f} "
               f"| {r['high_freq_share']:.3f} | {r['flat_std']:.3f} |")
 

@@ -41,7 +41,7 @@ def noise_left(estimate: torch.Tensor, x0: torch.Tensor, noise: torch.Tensor, si
 @torch.no_grad()
 def measure(model, scenes: int, sigmas, mode: str) -> list[dict]:
     data = SyntheticMultiViewDataset(length=scenes, height=model.height, width=model.width, num_frames=model.frames,
-                                     min_views=4, max_views=4, seed=SCENE_SEED)
+                                     min_views=4, max_views=4, seed=SCENE_SEED, style=model.scene_style)
     latents, context, cameras = [], [], []
     for i in range(scenes):
         scene, rig = data.scene_and_rig(i)

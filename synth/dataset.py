@@ -8,6 +8,7 @@ rendered aspect (the presets default to Wan's 832x480).
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import random
 from typing import Sequence
@@ -16,7 +17,7 @@ import torch
 
 from ..model.camera import CameraRig, default_intrinsics, make_preset
 from .render import render
-from .scenes import Scene, sample_scene
+from .scenes import Scene, sample_scene, scene_style
 
 __all__ = ["SyntheticMultiViewDataset", "random_rig", "collate_samples"]
 
@@ -36,15 +37,16 @@ def _turn_about_vertical(rig: CameraRig, angle: float, centre: Sequence[float]) 
 
 
 def random_rig(rng: random.Random, num_views: int, num_frames: int, aspect: float,
-               presets: dict[str, float] | None = None) -> CameraRig:
-    """A random static rig of `num_views` cameras looking at (near) the origin, from a preset."""
+               presets: dict[str, float] | None = None, radius: tuple[float, float] = (3.0, 4.5)) -> CameraRig:
+    """A random static rig of `num_views` cameras looking at (near) the origin, from a preset, at a distance
+    drawn from `radius` (metres; a SceneStyle's camera_radius)."""
     presets = DEFAULT_PRESETS if presets is None else presets
     names, weights = list(presets), list(presets.values())
     name = rng.choices(names, weights)[0]
     hfov = rng.uniform(50.0, 70.0)
     target = (rng.uniform(-0.2, 0.2), rng.uniform(-0.1, 0.1), rng.uniform(-0.2, 0.2))
-    radius = rng.uniform(3.0, 4.5)
-    common = dict(num_views=num_views, radius=radius, target=target, num_frames=num_frames, hfov_deg=hfov)
+    distance = rng.uniform(*radius)
+    common = dict(num_views=num_views, radius=distance, target=target, num_frames=num_frames, hfov_deg=hfov)
     if name == "orbit_arc":
         # spans up to 30 degrees per view: the demo's 4-view 120-degree orbit lies inside the training rigs
         rig = make_preset(name, azimuth_span_deg=rng.uniform(20.0, 30.0 * num_views),
@@ -74,11 +76,13 @@ class SyntheticMultiViewDataset(torch.utils.data.Dataset):
       ids      int64 [V, F, H, W] per-pixel object index (-1 = floor/sky), when return_ids
       index    int
     V varies between items, so batch with `collate_fn=collate_samples` (a list) or batch_size=None.
+    `style` (synth/scenes.py SCENE_STYLES) sets the floor's checker size and the cameras' distance; the scenes,
+    presets and turns are the same in every style.
     """
 
     def __init__(self, length: int = 100_000, height: int = 48, width: int = 80, num_frames: int = 17,
                  min_views: int = 2, max_views: int = 8, seed: int = 0, presets: dict[str, float] | None = None,
-                 return_ids: bool = False):
+                 return_ids: bool = False, style: str = "standard"):
         if not 1 <= int(min_views) <= int(max_views):
             raise ValueError(f"need 1 <= min_views <= max_views, got min_views={min_views}, max_views={max_views}.")
         if int(length) < 1:
@@ -86,6 +90,7 @@ class SyntheticMultiViewDataset(torch.utils.data.Dataset):
         self.length, self.height, self.width = int(length), int(height), int(width)
         self.num_frames, self.min_views, self.max_views = int(num_frames), int(min_views), int(max_views)
         self.seed, self.presets, self.return_ids = int(seed), presets, bool(return_ids)
+        self.style = scene_style(style)    # the same scenes and rigs in every style, seen as the style says
 
     def __len__(self) -> int:
         return self.length
@@ -101,8 +106,10 @@ class SyntheticMultiViewDataset(torch.utils.data.Dataset):
             raise IndexError(f"index {index} out of range for a dataset of {self.length} items.")
         rng = self._rng(index % self.length)
         scene = sample_scene(rng.randrange(2 ** 31), num_frames=self.num_frames)
+        scene = dataclasses.replace(scene, checker_size=self.style.checker_size)
         num_views = rng.randint(self.min_views, self.max_views)
-        return scene, random_rig(rng, num_views, self.num_frames, self.width / self.height, self.presets)
+        return scene, random_rig(rng, num_views, self.num_frames, self.width / self.height, self.presets,
+                                 self.style.camera_radius)
 
     def __getitem__(self, index: int) -> dict:
         scene, rig = self.scene_and_rig(index)

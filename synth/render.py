@@ -16,7 +16,7 @@ import math
 import torch
 
 from ..model.camera import CameraRig, plucker_rays
-from .scenes import CHECKER_SIZE, GROUND_Y, Scene
+from .scenes import GROUND_Y, Scene
 
 __all__ = ["render", "project", "project_points", "rig_at_frames", "camera_rays"]
 
@@ -173,7 +173,8 @@ def _render_chunk(scene: Scene, rig: CameraRig, height: int, width: int, frames:
     # albedo: palette colour of the object, checker grey on the floor
     palette = torch.tensor([obj.rgb for obj in scene.objects] + [(0.0, 0.0, 0.0)], dtype=torch.float32)
     albedo = palette[ids]                                           # ids == -1 -> the zero row (replaced)
-    parity = (torch.floor(point[..., 0] / CHECKER_SIZE) + torch.floor(point[..., 2] / CHECKER_SIZE)) % 2
+    square = scene.checker_size
+    parity = (torch.floor(point[..., 0] / square) + torch.floor(point[..., 2] / square)) % 2
     grey = torch.where(parity > 0.5, torch.tensor(GROUND_RGB[1]), torch.tensor(GROUND_RGB[0]))
     albedo = torch.where(on_ground[..., None], grey[..., None].expand_as(albedo), albedo)
 

@@ -24,7 +24,7 @@ import torch
 
 __all__ = [
     "PALETTE", "SHAPES", "VOCABULARY", "GROUND_Y", "SceneObject", "Scene", "sample_scene", "caption_for",
-    "clip_times",
+    "clip_times", "SceneStyle", "SCENE_STYLES", "scene_style",
 ]
 
 # Saturated colours 60 degrees apart in hue, so shading (which scales all channels alike) never
@@ -47,6 +47,34 @@ CHECKER_SIZE = 0.5      # metres per checker square
 ARENA_RADIUS = 0.9      # object anchors lie within this distance of the origin (horizontal plane)
 MAX_OBJECTS = 4
 MIN_CLEARANCE = 0.15    # metres kept free between any two objects' footprints at every frame
+
+
+@dataclass(frozen=True)
+class SceneStyle:
+    """How the data looks through the cameras, beyond what a scene's objects and paths are: the floor's checker
+    square and the training cameras' distance from the scene (random rigs draw it from `camera_radius`; the
+    built-in demo's rig stands at `demo_radius`). A built-in model records the style it learned
+    (train/builtin.py meta "scene_style"), and its held-out scenes are drawn in that style."""
+
+    checker_size: float = CHECKER_SIZE
+    camera_radius: tuple[float, float] = (3.0, 4.5)
+    demo_radius: float = 3.5
+
+
+# "close": the same scenes with 1 m checkers and cameras at 2.2-3.2 m. At 80x48 px an object is then 15-25 px
+# across rather than 5-12, and the floor's pattern coarse enough that the tiny autoencoder's latents are smoother
+# (benchmarks/TINY_MODEL.md, "What this leaves").
+SCENE_STYLES: dict[str, SceneStyle] = {
+    "standard": SceneStyle(),
+    "close": SceneStyle(checker_size=1.0, camera_radius=(2.2, 3.2), demo_radius=2.7),
+}
+
+
+def scene_style(name: str) -> SceneStyle:
+    """The SceneStyle called `name` (a key of SCENE_STYLES)."""
+    if name not in SCENE_STYLES:
+        raise ValueError(f"scene style: expected one of {sorted(SCENE_STYLES)}, got {name!r}")
+    return SCENE_STYLES[name]
 
 
 def clip_times(num_frames: int) -> torch.Tensor:
@@ -116,6 +144,7 @@ class Scene:
     num_frames: int = 17
     seed: int | None = None
     light_dir: tuple[float, float, float] = field(default=(-0.35, -1.0, -0.45))  # towards the light (up = -y)
+    checker_size: float = CHECKER_SIZE                                             # metres per floor square
 
     @property
     def num_objects(self) -> int:

@@ -246,3 +246,29 @@ def test_dataset_items_are_deterministic_and_well_formed():
     assert len(batch) == 2 and batch[0] is first and batch[1] is again
     with pytest.raises(IndexError):
         ds[50]
+
+
+def test_scene_styles_keep_the_scenes_and_change_only_the_checkers_and_camera_distance():
+    """style "close": the same objects, paths, presets and turns as "standard" (one random stream), 1 m checkers and
+    cameras at 2.2-3.2 m, so objects are larger in the frame; the ground truth stays consistent; an unknown style
+    is refused by name."""
+    from camgrid.synth.scenes import SCENE_STYLES
+    kw = dict(length=12, height=48, width=80, num_frames=5, min_views=4, max_views=4, seed=7)
+    standard, close = SyntheticMultiViewDataset(**kw), SyntheticMultiViewDataset(**kw, style="close")
+    object_pixels = {"standard": 0, "close": 0}
+    for i in range(4):
+        (s_scene, s_rig), (c_scene, c_rig) = standard.scene_and_rig(i), close.scene_and_rig(i)
+        assert s_scene.objects == c_scene.objects and s_scene.checker_size == SCENE_STYLES["standard"].checker_size
+        assert c_scene.checker_size == SCENE_STYLES["close"].checker_size
+        distance = float((c_rig.c2w[0, 0, :3, 3] - c_rig.target).norm())    # view 0 (a dolly moves the others)
+        low, high = SCENE_STYLES["close"].camera_radius
+        assert low - 1e-6 < distance < high + 1e-6, distance
+        for name, ds in (("standard", standard), ("close", close)):
+            item = SyntheticMultiViewDataset(**kw, style=name, return_ids=True)[i]
+            object_pixels[name] += int((item["ids"] >= 0).sum())
+            if name == "close":
+                m = consistency_metrics(item["videos"], item["rig"], item["colours"])
+                assert m["num_observations"] == 0 or m["reproj_px"] < 0.5
+    assert object_pixels["close"] > 1.5 * object_pixels["standard"]
+    with pytest.raises(ValueError, match="scene style.*'huge'"):
+        SyntheticMultiViewDataset(**kw, style="huge")

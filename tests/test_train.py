@@ -193,6 +193,42 @@ def test_ae_scale_reg_adds_the_half_size_decoding_loss():
         TrainConfig(**{**MICRO, "height": 20, "ae_scale_reg": 1.0})
 
 
+def test_scene_style_is_trained_recorded_and_kept_by_init(tmp_path, micro_model):
+    """--scene-style close: the data bank renders that style, the model files record it, load_builtin reports it
+    and the held-out scenes and demo rig follow it; --init refuses a style other than the files'; files of the
+    standard style do not record one (byte-identical to the releases before styles)."""
+    from camgrid.synth.scenes import SCENE_STYLES
+    from camgrid.train.demo import demo_rig
+    cfg = TrainConfig(**{**MICRO, "out": str(tmp_path / "close"), "steps": 1, "stages": ("ae", "video"),
+                         "scene_style": "close"})
+    trainer = Trainer(cfg, log=lambda *_: None)
+    trainer.run()
+    assert trainer.source.bank.dataset.style == SCENE_STYLES["close"]
+    model = load_builtin(tmp_path / "close")
+    assert model.scene_style == "close" and load_builtin(micro_model).scene_style == "standard"
+    from safetensors import safe_open
+    from camgrid.train.builtin import TEXT_AE_FILE
+    for folder, recorded in ((micro_model, None), (tmp_path / "close", "close")):
+        with safe_open(str(folder / TEXT_AE_FILE), "pt") as f:
+            assert json.loads(f.metadata()["meta"]).get("scene_style") == recorded
+    rig = demo_rig(model)
+    assert float((rig.c2w[0, 0, :3, 3] - rig.target).norm()) == pytest.approx(SCENE_STYLES["close"].demo_radius)
+    again = Trainer(TrainConfig(**{**MICRO, "out": str(tmp_path / "again"), "init": str(tmp_path / "close"),
+                                   "stages": ("video",)}), log=lambda *_: None)
+    assert again.cfg.scene_style == "close"                         # --init without a style: the files'
+    with pytest.raises(InputError, match="scene_style close .files: standard"):
+        Trainer(TrainConfig(**{**MICRO, "out": str(tmp_path / "x"), "init": str(micro_model), "stages": ("hard",),
+                               "scene_style": "close"}), log=lambda *_: None)
+    resumed = Trainer(TrainConfig(**{**cfg.__dict__, "stages": ("ae", "video", "syncam"), "resume": True,
+                                     "scene_style": ""}), log=lambda *_: None)
+    resumed.run()                                                   # --resume without a style: the files'
+    assert resumed.cfg.scene_style == "close" and load_builtin(tmp_path / "close").scene_style == "close"
+    with pytest.raises(InputError, match="scene style close.*--scene-style close"):
+        Trainer(TrainConfig(**{**cfg.__dict__, "resume": True, "scene_style": "standard"}), log=lambda *_: None).run()
+    with pytest.raises(InputError, match="scene_style"):
+        TrainConfig(**{**MICRO, "scene_style": "huge"})
+
+
 def test_micro_model_loads_and_generates_every_mode(micro_model):
     model = load_builtin(micro_model)
     assert model.modes() == ["independent", "syncam", "hard", "soft"]
@@ -362,7 +398,7 @@ def test_demo_scene_seeds_are_fully_usable_at_the_builtin_resolution():
     from camgrid.train.demo import DEMO_COLOURS, DEMO_SCENE_SEEDS, _truth, demo_rig
     from camgrid.train.evaluate import safe_metrics
 
-    model = SimpleNamespace(**DEFAULT_META)
+    model = SimpleNamespace(**DEFAULT_META, scene_style="standard")   # DEMO_SCENE_SEEDS is for the standard style
     rig = demo_rig(model)
     for seed in DEMO_SCENE_SEEDS:
         m = safe_metrics(_truth(model, rig, seed), rig, list(DEMO_COLOURS))

@@ -91,6 +91,12 @@ class TinyGridModel:
         return float(self.meta.get("shift", DEFAULT_META["shift"]))
 
     @property
+    def scene_style(self) -> str:
+        """The synthetic data style it learned (synth/scenes.py SCENE_STYLES); its held-out scenes use it. Files
+        of the standard style do not record it, so they stay byte-identical to the releases before styles."""
+        return str(self.meta.get("scene_style", "standard"))
+
+    @property
     def latent_frames(self) -> int:
         return TinyVideoAE.latent_frames(self.frames)
 

@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 
 from ..model.files import atomic_write
+from ..synth.scenes import SCENE_STYLES
 from .config import AMP_CHOICES, STAGES, TrainConfig, parse_budgets, parse_stages
 from .evaluate import evaluate, format_table
 from .real import cli as real_cli
@@ -42,20 +43,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--width", type=int, default=None, help=f"{d.width} (with --dit: 832)")
     parser.add_argument("--frames", type=int, default=None, help=f"{d.frames} (with --dit: 81)")
     parser.add_argument("--views", type=int, default=None, help=f"{d.views} (with --dit: 4)")
-    parser.add_argument("--dim", type=int, default=d.dim)
-    parser.add_argument("--layers", type=int, default=d.num_layers)
-    parser.add_argument("--heads", type=int, default=d.num_heads)
-    parser.add_argument("--ffn-dim", type=int, default=d.ffn_dim)
-    parser.add_argument("--patch", type=int, default=d.patch, help=f"the DiT's spatial patch ({d.patch}: a token "
-                        f"covers {4 * d.patch}x{4 * d.patch} pixels; 1: 4x4, four times the tokens)")
     parser.add_argument("--lr", type=float, default=None, help=f"{d.lr:g} (with --dit: 1e-4)")
     parser.add_argument("--shift", type=float, default=None, help=f"{d.shift:g} (with --dit: 5)")
-    parser.add_argument("--ae-scale-reg", type=float, default=d.ae_scale_reg,
-                        help="built-in model, stage ae: weight of the loss that the latents pooled 2x decode to the "
-                             "frames pooled 2x (smoother latents a DiT models more easily; 0: off)")
-    parser.add_argument("--train-shift", type=float, default=0.0,
-                        help="built-in model: the shift of the noise levels trained, when it differs from the "
-                             "sampler's --shift (e.g. 1: uniform sigma, more low noise levels; 0: --shift)")
     parser.add_argument("--ema", type=float, default=d.ema,
                         help="DiT stages: keep an exponential moving average of the weights with this decay (e.g. "
                              "0.998) and end each stage with it; 0 = off")
@@ -78,7 +67,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--eval-scenes", type=int, default=0, help="after training, evaluate on this many held-out scenes")
     parser.add_argument("--eval-steps", type=int, default=d.eval_steps)
     parser.add_argument("--no-progress", action="store_true")
+    add_builtin_model_arguments(parser, d)
     real_cli.add_arguments(parser)
+
+
+def add_builtin_model_arguments(parser: argparse.ArgumentParser, d: TrainConfig) -> None:
+    """The built-in model's data, shape and recipe options (not used with --dit)."""
+    parser.add_argument("--scene-style", default=d.scene_style, choices=sorted(SCENE_STYLES),
+                        help="the synthetic data's look (synth/scenes.py): standard, or close (1 m checkers, cameras "
+                             "at 2.2-3.2 m, larger objects in the frame); recorded in the model files (default: "
+                             "standard; with --init the files' style)")
+    parser.add_argument("--dim", type=int, default=d.dim)
+    parser.add_argument("--layers", type=int, default=d.num_layers)
+    parser.add_argument("--heads", type=int, default=d.num_heads)
+    parser.add_argument("--ffn-dim", type=int, default=d.ffn_dim)
+    parser.add_argument("--patch", type=int, default=d.patch, help=f"the DiT's spatial patch ({d.patch}: a token "
+                        f"covers {4 * d.patch}x{4 * d.patch} pixels; 1: 4x4, four times the tokens)")
+    parser.add_argument("--ae-scale-reg", type=float, default=d.ae_scale_reg,
+                        help="built-in model, stage ae: weight of the loss that the latents pooled 2x decode to the "
+                             "frames pooled 2x (smoother latents a DiT models more easily; 0: off)")
+    parser.add_argument("--train-shift", type=float, default=0.0,
+                        help="built-in model: the shift of the noise levels trained, when it differs from the "
+                             "sampler's --shift (e.g. 1: uniform sigma, more low noise levels; 0: --shift)")
 
 
 def _given(value, default):
@@ -102,7 +112,7 @@ def config_from_args(args) -> TrainConfig:
                        num_layers=args.layers, num_heads=args.heads, ffn_dim=args.ffn_dim, patch=args.patch,
                        lr=_given(args.lr, d.lr),
                        shift=_given(args.shift, d.shift), train_shift=args.train_shift,
-                       ae_scale_reg=args.ae_scale_reg, seed=_given(args.seed, d.seed),
+                       ae_scale_reg=args.ae_scale_reg, scene_style=args.scene_style, seed=_given(args.seed, d.seed),
                        amp=args.amp, ema=args.ema,
                        checkpoint_every=_given(args.checkpoint_every, d.checkpoint_every),
                        two_stream_modes=tuple(m for m in args.two_stream_modes.split(",") if m),

@@ -9,6 +9,7 @@ import math
 from dataclasses import dataclass, field
 
 from ..model.checks import InputError
+from ..synth.scenes import SCENE_STYLES
 
 AMP_CHOICES = ("auto", "bf16", "off")   # the DiT stages' autocast (train/objective.py mixed_precision)
 
@@ -31,6 +32,7 @@ class TrainConfig:
     samples: int = 3000
     workers: int = 0
     seed: int = 0
+    scene_style: str = ""              # synth/scenes.py SCENE_STYLES ("": standard, or with --init the files')
     # model (the shipped recipe, benchmarks/TINY_MODEL.md "Built-in model v2": 6.8 M parameters, 13.6 MB in fp16)
     dim: int = 224
     ffn_dim: int = 896
@@ -77,6 +79,9 @@ class TrainConfig:
             raise InputError(f"stages (--stages): unknown {unknown}; choose from {STAGES}")
         if not 0.0 <= float(self.ema) < 1.0:
             raise InputError(f"ema (--ema): expected a decay in [0, 1) (0 turns it off), got {self.ema}")
+        if self.scene_style and self.scene_style not in SCENE_STYLES:
+            raise InputError(f"scene_style (--scene-style): expected one of {sorted(SCENE_STYLES)}, "
+                             f"got {self.scene_style!r}")
         if self.amp not in AMP_CHOICES:
             raise InputError(f"amp (--amp): expected one of {AMP_CHOICES}, got {self.amp!r}")
         if self.init and "ae" in self.stages:
@@ -96,6 +101,12 @@ class TrainConfig:
                             "train_shift": self.train_shift}.items():
             if not math.isfinite(float(value)) or float(value) < 0:
                 raise InputError(f"{name}: expected a finite number >= 0, got {value}")
+
+    @property
+    def data_style(self) -> str:
+        """The scene style the data is rendered in: scene_style, or standard (the trainer sets scene_style from
+        the files with --init / --resume before rendering starts)."""
+        return self.scene_style or "standard"
 
     @property
     def training_shift(self) -> float:

@@ -25,6 +25,7 @@ and apart in every view and frame, `find_demo_scene_seeds`). Writes into DIR:
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -39,7 +40,7 @@ from ..model.files import atomic_write
 from ..model.rig_preview import draw_rig
 from ..model.video_io import tile_views, to_uint8
 from ..synth.render import render
-from ..synth.scenes import sample_scene
+from ..synth.scenes import sample_scene, scene_style
 from .builtin import load_builtin, model_fingerprint, student_available
 from .claims import claims
 from .evaluate import COMPARED_MODES, safe_metrics, summarise
@@ -58,8 +59,8 @@ DEMO_SCENE_SEEDS = (11, 25, 48)
 
 
 def demo_rig(model, views: int = 4):
-    rig = make_preset("orbit_arc", num_views=views, azimuth_span_deg=30.0 * views, elevation_deg=20.0, radius=3.5,
-                      num_frames=model.frames, hfov_deg=60.0)
+    rig = make_preset("orbit_arc", num_views=views, azimuth_span_deg=30.0 * views, elevation_deg=20.0,
+                      radius=scene_style(model.scene_style).demo_radius, num_frames=model.frames, hfov_deg=60.0)
     rig.intrinsics = default_intrinsics(views, 60.0, aspect=model.width / model.height)
     return rig.validate()
 
@@ -116,6 +117,7 @@ def find_demo_scene_seeds(model, rig, count: int = len(DEMO_SCENE_SEEDS), first_
 
 def _truth(model, rig, scene_seed: int) -> torch.Tensor:
     scene = sample_scene(scene_seed, colours=DEMO_COLOURS, shapes=DEMO_SHAPES, num_frames=model.frames)
+    scene = dataclasses.replace(scene, checker_size=scene_style(model.scene_style).checker_size)
     return render(scene, rig, model.height, model.width)
 
 

@@ -84,7 +84,8 @@ def student_sigmas(shift: float, steps: int = STUDENT_SAMPLING["steps"]) -> torc
 def prompts(model, count: int, views: int = 4, seed: int = DISTILL_SEED) -> tuple[list, torch.Tensor]:
     """(captions, cameras [count, V, T, 12]) of `count` training-distribution items, without rendering."""
     ds = SyntheticMultiViewDataset(length=max(count, 1), height=model.height, width=model.width,
-                                   num_frames=model.frames, min_views=views, max_views=views, seed=seed)
+                                   num_frames=model.frames, min_views=views, max_views=views, seed=seed,
+                                   style=model.scene_style)
     items = [ds.scene_and_rig(i) for i in range(count)]
     return [scene.caption for scene, _ in items], torch.stack([model.camera_embedding(rig) for _, rig in items])
 

@@ -71,7 +71,8 @@ class SyntheticSource:
         self.views, self.device, self.caption_dropout = cfg.views, torch.device(device), cfg.caption_dropout
         self.encode_video, self.encode_text = encode_video, encode_text
         self.rng = random.Random(cfg.seed)
-        self.bank = SampleBank(cfg.samples, cfg.views, cfg.height, cfg.width, cfg.frames, cfg.seed, cfg.workers)
+        self.bank = SampleBank(cfg.samples, cfg.views, cfg.height, cfg.width, cfg.frames, cfg.seed, cfg.workers,
+                               cfg.data_style)
         if cfg.workers > 0:
             torch.set_num_threads(max(1, min(torch.get_num_threads(), 2)))   # leave the cores to the renderers
 

@@ -48,9 +48,10 @@ REFERENCE = ROWS[0][0]
 _DATASET: Optional[SyntheticMultiViewDataset] = None   # the held-out scenes, inherited by forked workers
 
 
-def _held_out(count: int, height: int, width: int, frames: int, views: int) -> SyntheticMultiViewDataset:
-    return SyntheticMultiViewDataset(length=max(count, 1), height=height, width=width, num_frames=frames,
-                                     min_views=views, max_views=views, seed=EVAL_SEED)
+def _held_out(count: int, model, views: int) -> SyntheticMultiViewDataset:
+    return SyntheticMultiViewDataset(length=max(count, 1), height=model.height, width=model.width,
+                                     num_frames=model.frames, min_views=views, max_views=views, seed=EVAL_SEED,
+                                     style=model.scene_style)
 
 
 def _render_job(index: int):
@@ -74,7 +75,7 @@ class HeldOut:
 
     def __init__(self, model, count: int, views: int, workers: int):
         global _DATASET
-        _DATASET = _held_out(count, model.height, model.width, model.frames, views)
+        _DATASET = _held_out(count, model, views)
         self.pool = mp.get_context("fork").Pool(workers, initializer=torch.set_num_threads, initargs=(1,)) \
             if workers > 0 else None
         pairs = [_DATASET.scene_and_rig(i) for i in range(count)]

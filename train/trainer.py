@@ -41,13 +41,15 @@ def new_models(cfg: TrainConfig, device: torch.device) -> TinyGridModel:
                            patch_size=(1, cfg.patch, cfg.patch), variant="wan", name="camgrid-tiny")
     dit = GridDiT(dit_config).to(device)
     meta = {"height": cfg.height, "width": cfg.width, "frames": cfg.frames, "shift": cfg.shift}
+    if cfg.data_style != "standard":   # see TinyGridModel.scene_style
+        meta["scene_style"] = cfg.data_style
     return TinyGridModel(dit, text, ae, meta)
 
 
 def initial_models(cfg: TrainConfig, device: torch.device) -> TinyGridModel:
     """The built-in model files in cfg.init, to train further (--init). The files fix the model's shape: cfg's
-    model sizes and patch are set from them (so progress.json records what trained); the resolution and shift
-    must agree, since the data and the noise schedule follow them."""
+    model sizes, patch and (unless given) scene style are set from them (so progress.json records what trained);
+    the resolution, shift and a given scene style must agree, since the data and the noise schedule follow them."""
     try:
         models = load_builtin(cfg.init, device=device)
     except FileNotFoundError:   # load_builtin's own check; its advice (reinstall, train) is not this one's
@@ -55,10 +57,13 @@ def initial_models(cfg: TrainConfig, device: torch.device) -> TinyGridModel:
                          f"{TEXT_AE_FILE}); give assets/ or the --out folder of an earlier `camgrid train`") from None
     given = {"height": cfg.height, "width": cfg.width, "frames": cfg.frames, "shift": cfg.shift}
     differ = {k: (v, models.meta.get(k)) for k, v in given.items() if float(v) != float(models.meta.get(k, v))}
+    if cfg.scene_style and cfg.scene_style != models.scene_style:
+        differ["scene_style"] = (cfg.scene_style, models.scene_style)
+    cfg.scene_style = models.scene_style
     if differ:
         text = ", ".join(f"{k} {v} (files: {f})" for k, (v, f) in differ.items())
         raise InputError(f"--init {cfg.init}: the run's {text} differ from the model files'; give the files' values "
-                         "(--height / --width / --frames / --shift) or train a new model without --init")
+                         "(--height / --width / --frames / --shift / --scene-style) or train a new model without --init")
     c = models.dit.config
     cfg.dim, cfg.ffn_dim, cfg.num_heads, cfg.num_layers = c.dim, c.ffn_dim, c.num_heads, c.num_layers
     cfg.patch = c.patch_size[1]
@@ -117,7 +122,12 @@ class Trainer:
                 raise TrainStateError(f"{self.out}: the model files of the finished stages {self.done} cannot be "
                                       f"loaded ({one_line(exc)}): "
                                       f"delete {self.folder.progress_path.name} to train every stage again") from None
+            if self.cfg.scene_style and self.cfg.scene_style != finished.scene_style:
+                raise InputError(f"{self.out}: its finished stages trained on scene style {finished.scene_style}, "
+                                 f"this run asks for {self.cfg.scene_style}: resume with --scene-style "
+                                 f"{finished.scene_style} (or leave it out), or train into a new --out")
             self.models.dit, self.models.text, self.models.ae = finished.dit, finished.text, finished.ae
+            self.models.meta = finished.meta
             self.log(f"resumed after stages {self.done}")
         pending = self.pending()
         if not pending or self.cfg.restart_stage:
@@ -153,6 +163,7 @@ class Trainer:
     def run(self) -> dict:
         """Train the stages not finished yet; returns {stage: [(step, loss), ...]}."""
         resume = self._resume() if self.cfg.resume else None
+        self.cfg.scene_style = self.models.scene_style   # given, or the files' (--init, --resume)
         self.loss_log = self._open_loss_log(resume)
         self.start_data()
         history = {}
