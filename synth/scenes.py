@@ -66,7 +66,7 @@ class SceneStyle:
 # (benchmarks/TINY_MODEL.md, "What this leaves").
 SCENE_STYLES: dict[str, SceneStyle] = {
     "standard": SceneStyle(),
-    "close": SceneStyle(checker_size=1.0, camera_radius=(2.2, 3.2), demo_radius=2.7),
+    "close": SceneStyle(checker_size=1.0, camera_radius=(2.2, 3.2), demo_radius=3.0),   # 2.7: too few demo scenes
 }
 
 

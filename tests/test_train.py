@@ -391,16 +391,19 @@ def test_observation_errors_match_the_metric_and_triangulation_survives_degenera
     assert torch.isfinite(points[valid]).all()
 
 
-def test_demo_scene_seeds_are_fully_usable_at_the_builtin_resolution():
+@pytest.mark.parametrize("style", ["standard", "close"])
+def test_demo_scene_seeds_are_fully_usable_at_the_builtin_resolution(style):
     from types import SimpleNamespace
 
+    from camgrid.synth.scenes import SCENE_STYLES
     from camgrid.train.builtin import DEFAULT_META
     from camgrid.train.demo import DEMO_COLOURS, DEMO_SCENE_SEEDS, _truth, demo_rig
     from camgrid.train.evaluate import safe_metrics
 
-    model = SimpleNamespace(**DEFAULT_META, scene_style="standard")   # DEMO_SCENE_SEEDS is for the standard style
+    assert set(DEMO_SCENE_SEEDS) == set(SCENE_STYLES)                 # a style without demo scenes breaks the demo
+    model = SimpleNamespace(**DEFAULT_META, scene_style=style)
     rig = demo_rig(model)
-    for seed in DEMO_SCENE_SEEDS:
+    for seed in DEMO_SCENE_SEEDS[style]:
         m = safe_metrics(_truth(model, rig, seed), rig, list(DEMO_COLOURS))
         assert m["usable"] == 1.0 and m["reproj_px"] < 0.5, seed
 
