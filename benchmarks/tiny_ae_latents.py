@@ -17,7 +17,6 @@ Deterministic (fixed scenes and noise), CPU, a few seconds a folder.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -79,8 +78,8 @@ def main() -> None:
     print("| folder | PSNR dB | PSNR, latent noise 0.1 | neighbour corr | high-freq share | flat-region std |")
     print("|---|---:|---:|---:|---:|---:|")
     for folder in args.folders:
-        _, ae, meta = load_text_and_autoencoder(folder)
-        style = args.style or json.loads(meta.get("meta", "{}")).get("scene_style", "standard")
+        _, ae, info = load_text_and_autoencoder(folder)
+        style = args.style or info.get("scene_style", "standard")
         r = measure(ae.eval(), args.scenes, style)
         print(f"| {folder} | {r['psnr']:.2f} | {r['psnr_noisy']:.2f} | {r['neighbour_corr']:.3f} "
               f"| {r['high_freq_share']:.3f} | {r['flat_std']:.3f} |")

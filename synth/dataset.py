@@ -8,7 +8,6 @@ rendered aspect (the presets default to Wan's 832x480).
 """
 from __future__ import annotations
 
-import dataclasses
 import math
 import random
 from typing import Sequence
@@ -105,8 +104,8 @@ class SyntheticMultiViewDataset(torch.utils.data.Dataset):
         if not -self.length <= index < self.length:
             raise IndexError(f"index {index} out of range for a dataset of {self.length} items.")
         rng = self._rng(index % self.length)
-        scene = sample_scene(rng.randrange(2 ** 31), num_frames=self.num_frames)
-        scene = dataclasses.replace(scene, checker_size=self.style.checker_size)
+        scene = sample_scene(rng.randrange(2 ** 31), num_frames=self.num_frames,
+                             checker_size=self.style.checker_size)
         num_views = rng.randint(self.min_views, self.max_views)
         return scene, random_rig(rng, num_views, self.num_frames, self.width / self.height, self.presets,
                                  self.style.camera_radius)

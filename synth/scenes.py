@@ -207,13 +207,14 @@ def _min_clearance(objects, times: torch.Tensor) -> float:
 
 
 def sample_scene(seed: int, num_objects: int | None = None, colours=None, shapes=None,
-                 num_frames: int = 17, max_tries: int = 100) -> Scene:
+                 num_frames: int = 17, max_tries: int = 100, checker_size: float = CHECKER_SIZE) -> Scene:
     """A random scene, deterministic from `seed`.
 
     num_objects: 1-4 (random 2-4 when None, or len(colours)); colours / shapes: pin the objects'
     palette colours and shapes (e.g. to build a second scene with the same objects on other
     paths). Objects get distinct colours and anchors spread around the origin, and paths that keep
-    them `MIN_CLEARANCE` apart at every frame (re-drawn up to `max_tries` times).
+    them `MIN_CLEARANCE` apart at every frame (re-drawn up to `max_tries` times). checker_size: the floor's
+    square (a SceneStyle's); it does not change the objects or their paths.
     """
     rng = random.Random(int(seed))
     if num_objects is None:
@@ -245,6 +246,6 @@ def sample_scene(seed: int, num_objects: int | None = None, colours=None, shapes
             anchors.append((rad * math.cos(ang), rad * math.sin(ang)))
         objects = tuple(_sample_object(rng, s, c, a, scale) for s, c, a in zip(shapes, colours, anchors))
         if num_objects == 1 or _min_clearance(objects, check_times) >= MIN_CLEARANCE:
-            return Scene(objects, int(num_frames), int(seed))
+            return Scene(objects, int(num_frames), int(seed), checker_size=float(checker_size))
     raise RuntimeError(f"sample_scene(seed={seed}): no collision-free paths for {num_objects} objects in "
                        f"{max_tries} tries; use fewer objects or more tries.")

@@ -214,8 +214,10 @@ def test_scene_style_is_trained_recorded_and_kept_by_init(tmp_path, micro_model)
     rig = demo_rig(model)
     assert float((rig.c2w[0, 0, :3, 3] - rig.target).norm()) == pytest.approx(SCENE_STYLES["close"].demo_radius)
     again = Trainer(TrainConfig(**{**MICRO, "out": str(tmp_path / "again"), "init": str(tmp_path / "close"),
-                                   "stages": ("video",)}), log=lambda *_: None)
+                                   "steps": 1, "stages": ("video",)}), log=lambda *_: None)
+    again.run()
     assert again.cfg.scene_style == "close"                         # --init without a style: the files'
+    assert again.source.bank.dataset.style == SCENE_STYLES["close"]
     with pytest.raises(InputError, match="scene_style close .files: standard"):
         Trainer(TrainConfig(**{**MICRO, "out": str(tmp_path / "x"), "init": str(micro_model), "stages": ("hard",),
                                "scene_style": "close"}), log=lambda *_: None)

@@ -203,7 +203,8 @@ def model_fingerprint(directory: Union[str, Path, None] = None, student: Union[s
 
 
 def load_text_and_autoencoder(directory: Union[str, Path]) -> tuple:
-    """(text encoder, autoencoder, file metadata) of TEXT_AE_FILE in `directory`, float32 on the CPU."""
+    """(text encoder, autoencoder, model meta) of TEXT_AE_FILE in `directory`, float32 on the CPU; the meta is
+    the file's recorded resolution, shift (and scene style), over DEFAULT_META."""
     path = Path(directory) / TEXT_AE_FILE
     with safe_open(str(path), "pt") as f:
         meta = f.metadata()
@@ -212,7 +213,7 @@ def load_text_and_autoencoder(directory: Union[str, Path]) -> tuple:
     text.load_state_dict({k[5:]: v.float() for k, v in sd.items() if k.startswith("text.")})
     ae = TinyVideoAE(**json.loads(meta["ae"]))
     ae.load_state_dict({k[3:]: v.float() for k, v in sd.items() if k.startswith("ae.")})
-    return text, ae, meta
+    return text, ae, {**DEFAULT_META, **json.loads(meta.get("meta", "{}"))}
 
 
 def load_builtin(directory: Union[str, Path, None] = None, device: Union[str, torch.device] = "cpu",
@@ -228,8 +229,7 @@ def load_builtin(directory: Union[str, Path, None] = None, device: Union[str, to
     sync = directory / SYNC_FILE
     dit = load_grid_dit(directory / DIT_FILE, device=device, options=LoadOptions(
         dtype=torch.float32, sync_weights=sync if sync.is_file() else None, attention=attention))
-    text, ae, meta = load_text_and_autoencoder(directory)
-    info = {**DEFAULT_META, **json.loads(meta.get("meta", "{}"))}
+    text, ae, info = load_text_and_autoencoder(directory)
     sampling = dict(TEACHER_SAMPLING)
     if student is not False and student is not None:
         lora = directory / STUDENT_FILE if student is True else Path(student)

@@ -25,7 +25,6 @@ and apart in every view and frame, `find_demo_scene_seeds`). Writes into DIR:
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import time
 from pathlib import Path
@@ -117,8 +116,8 @@ def find_demo_scene_seeds(model, rig, count: int = 3, first_seed: int = 0, max_t
 
 
 def _truth(model, rig, scene_seed: int) -> torch.Tensor:
-    scene = sample_scene(scene_seed, colours=DEMO_COLOURS, shapes=DEMO_SHAPES, num_frames=model.frames)
-    scene = dataclasses.replace(scene, checker_size=scene_style(model.scene_style).checker_size)
+    scene = sample_scene(scene_seed, colours=DEMO_COLOURS, shapes=DEMO_SHAPES, num_frames=model.frames,
+                         checker_size=scene_style(model.scene_style).checker_size)
     return render(scene, rig, model.height, model.width)
 
 

@@ -87,7 +87,7 @@ def summarise(per_scene: list[dict]) -> dict:
 def eval_scenes(model, num_scenes: int, views: int = 4, seed: int = EVAL_SEED) -> list[dict]:
     ds = SyntheticMultiViewDataset(length=max(1, num_scenes), height=model.height, width=model.width,
                                    num_frames=model.frames, min_views=views, max_views=views, seed=seed,
-                                   style=getattr(model, "scene_style", "standard"))
+                                   style=model.scene_style)
     return [ds[i] for i in range(num_scenes)]
 
 

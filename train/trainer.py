@@ -48,8 +48,9 @@ def new_models(cfg: TrainConfig, device: torch.device) -> TinyGridModel:
 
 def initial_models(cfg: TrainConfig, device: torch.device) -> TinyGridModel:
     """The built-in model files in cfg.init, to train further (--init). The files fix the model's shape: cfg's
-    model sizes, patch and (unless given) scene style are set from them (so progress.json records what trained);
-    the resolution, shift and a given scene style must agree, since the data and the noise schedule follow them."""
+    model sizes and patch are set from them (so progress.json records what trained), and Trainer.run takes their
+    scene style unless one is given; the resolution, shift and a given scene style must agree, since the data and
+    the noise schedule follow them."""
     try:
         models = load_builtin(cfg.init, device=device)
     except FileNotFoundError:   # load_builtin's own check; its advice (reinstall, train) is not this one's
@@ -59,7 +60,6 @@ def initial_models(cfg: TrainConfig, device: torch.device) -> TinyGridModel:
     differ = {k: (v, models.meta.get(k)) for k, v in given.items() if float(v) != float(models.meta.get(k, v))}
     if cfg.scene_style and cfg.scene_style != models.scene_style:
         differ["scene_style"] = (cfg.scene_style, models.scene_style)
-    cfg.scene_style = models.scene_style
     if differ:
         text = ", ".join(f"{k} {v} (files: {f})" for k, (v, f) in differ.items())
         raise InputError(f"--init {cfg.init}: the run's {text} differ from the model files'; give the files' values "
