@@ -30,6 +30,52 @@ def test_text_encoder_zeroes_padding_and_empty_caption():
     assert feats[1].abs().sum() == 0 and feats[0, 6:].abs().sum() == 0 and feats[0, :6].abs().sum() > 0
 
 
+def test_phrase_text_encoder_binds_each_colour_to_its_shape():
+    """phrases=True: the colour words' features differ between "a red sphere and a blue box" and "a red box and a
+    blue sphere" (without it they are all but equal: the encoder is close to a bag of words); a phrase's summary
+    holds its colour and shape only; padding and the empty caption stay zero; only then is it in the config."""
+    from camgrid.train.text import WORD_INDEX, phrase_sums
+    captions = ["a red sphere and a blue box", "a red box and a blue sphere", ""]
+    moved = {}
+    for phrases in (False, True):
+        torch.manual_seed(0)
+        enc = TinyTextEncoder(text_dim=16, num_layers=1, num_heads=2, phrases=phrases).eval()
+        with torch.no_grad():
+            feats = enc.encode(captions)
+        colours = feats[:, [1, 5]]
+        moved[phrases] = float((colours[0] - colours[1]).norm() / colours[0].norm())
+        assert feats[2].abs().sum() == 0 and feats[0, 8:].abs().sum() == 0
+        assert ("phrases" in enc.config()) == phrases
+    assert moved[False] < 0.02 and moved[True] > 0.1
+    ids = tokenize(["a red sphere, a blue box"])
+    onehot = torch.nn.functional.one_hot(ids, len(WORD_INDEX)).float()
+    sums = phrase_sums(onehot, ids)[0]
+    for position in range(3):
+        assert sums[position].nonzero().flatten().tolist() == sorted([WORD_INDEX["red"], WORD_INDEX["sphere"]])
+    for position in range(3, 6):
+        assert sums[position].nonzero().flatten().tolist() == sorted([WORD_INDEX["blue"], WORD_INDEX["box"]])
+
+
+def test_text_phrases_are_trained_recorded_and_refused_by_init_onto_files_without(tmp_path, micro_model):
+    cfg = TrainConfig(**{**MICRO, "out": str(tmp_path / "ph"), "steps": 1, "stages": ("ae", "video"),
+                         "text_phrases": True})
+    Trainer(cfg, log=lambda *_: None).run()
+    model = load_builtin(tmp_path / "ph")
+    assert model.text.phrases and not load_builtin(micro_model).text.phrases
+    again = Trainer(TrainConfig(**{**MICRO, "out": str(tmp_path / "again"), "init": str(tmp_path / "ph"),
+                                   "steps": 1, "stages": ("video",)}), log=lambda *_: None)
+    assert again.cfg.text_phrases                                   # --init takes the files' encoder
+    import argparse
+    from camgrid.train.cli import add_arguments, config_from_args
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    assert config_from_args(parser.parse_args(["--text-phrases"])).text_phrases
+    assert not config_from_args(parser.parse_args([])).text_phrases
+    with pytest.raises(InputError, match="text_phrases True .files: False"):
+        Trainer(TrainConfig(**{**MICRO, "out": str(tmp_path / "x"), "init": str(micro_model), "stages": ("hard",),
+                               "text_phrases": True}), log=lambda *_: None)
+
+
 def test_autoencoder_shapes_follow_wan_packing():
     ae = TinyVideoAE(latent_dim=4, width=8)
     z = ae.encode(torch.rand(2, 9, 16, 32, 3))
@@ -689,3 +735,4 @@ def test_ae_latents_benchmark_tells_white_noise_from_smooth_latents():
     assert bench.high_freq_share(smooth) < 0.05 and bench.neighbour_corr(smooth) > 0.9
     r = bench.measure(TinyVideoAE(latent_dim=4, width=8).eval(), scenes=1)
     assert all(np.isfinite(v) for v in r.values()) and 0 <= r["high_freq_share"] <= 1
+

@@ -83,6 +83,9 @@ def add_builtin_model_arguments(parser: argparse.ArgumentParser, d: TrainConfig)
     parser.add_argument("--ffn-dim", type=int, default=d.ffn_dim)
     parser.add_argument("--patch", type=int, default=d.patch, help=f"the DiT's spatial patch ({d.patch}: a token "
                         f"covers {4 * d.patch}x{4 * d.patch} pixels; 1: 4x4, four times the tokens)")
+    parser.add_argument("--text-phrases", action="store_true",
+                        help="the text encoder gives every word its object phrase (\"a red sphere\"), so the DiT can "
+                             "tell which colour has which shape (train/text.py; recorded in the files)")
     parser.add_argument("--ae-scale-reg", type=float, default=d.ae_scale_reg,
                         help="built-in model, stage ae: weight of the loss that the latents pooled 2x decode to the "
                              "frames pooled 2x (smoother latents a DiT models more easily; 0: off)")
@@ -112,7 +115,7 @@ def config_from_args(args) -> TrainConfig:
                        num_layers=args.layers, num_heads=args.heads, ffn_dim=args.ffn_dim, patch=args.patch,
                        lr=_given(args.lr, d.lr),
                        shift=_given(args.shift, d.shift), train_shift=args.train_shift,
-                       ae_scale_reg=args.ae_scale_reg, scene_style=args.scene_style, seed=_given(args.seed, d.seed),
+                       ae_scale_reg=args.ae_scale_reg, text_phrases=args.text_phrases, scene_style=args.scene_style, seed=_given(args.seed, d.seed),
                        amp=args.amp, ema=args.ema,
                        checkpoint_every=_given(args.checkpoint_every, d.checkpoint_every),
                        two_stream_modes=tuple(m for m in args.two_stream_modes.split(",") if m),

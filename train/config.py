@@ -39,6 +39,7 @@ class TrainConfig:
     num_heads: int = 4
     num_layers: int = 6
     text_dim: int = 64
+    text_phrases: bool = False         # the text encoder binds each colour to its shape (train/text.py)
     latent_dim: int = 8
     ae_width: int = 64
     sync_rank: int = 32

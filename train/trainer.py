@@ -35,7 +35,7 @@ def new_models(cfg: TrainConfig, device: torch.device) -> TinyGridModel:
     """Freshly initialised autoencoder, text encoder and video DiT ("wan" variant) of the built-in model."""
     TinyVideoAE.latent_frames(cfg.frames)   # frames must be 4k+1: refused before anything trains
     ae = TinyVideoAE(cfg.latent_dim, cfg.ae_width).to(device)
-    text = TinyTextEncoder(cfg.text_dim).to(device)
+    text = TinyTextEncoder(cfg.text_dim, phrases=cfg.text_phrases).to(device)
     dit_config = DiTConfig(dim=cfg.dim, ffn_dim=cfg.ffn_dim, num_heads=cfg.num_heads, num_layers=cfg.num_layers,
                            in_dim=cfg.latent_dim, out_dim=cfg.latent_dim, text_dim=cfg.text_dim, freq_dim=64,
                            patch_size=(1, cfg.patch, cfg.patch), variant="wan", name="camgrid-tiny")
@@ -60,14 +60,18 @@ def initial_models(cfg: TrainConfig, device: torch.device) -> TinyGridModel:
     differ = {k: (v, models.meta.get(k)) for k, v in given.items() if float(v) != float(models.meta.get(k, v))}
     if cfg.scene_style and cfg.scene_style != models.scene_style:
         differ["scene_style"] = (cfg.scene_style, models.scene_style)
+    if cfg.text_phrases and not models.text.phrases:
+        differ["text_phrases"] = (True, False)
     if differ:
         text = ", ".join(f"{k} {v} (files: {f})" for k, (v, f) in differ.items())
         raise InputError(f"--init {cfg.init}: the run's {text} differ from the model files'; give the files' values "
-                         "(--height / --width / --frames / --shift / --scene-style) or train a new model without --init")
+                         "(--height / --width / --frames / --shift / --scene-style / --text-phrases) or train a new model "
+                         "without --init")
     c = models.dit.config
     cfg.dim, cfg.ffn_dim, cfg.num_heads, cfg.num_layers = c.dim, c.ffn_dim, c.num_heads, c.num_layers
     cfg.patch = c.patch_size[1]
     cfg.text_dim, cfg.latent_dim, cfg.ae_width = c.text_dim, c.in_dim, models.ae.width
+    cfg.text_phrases = models.text.phrases
     return models
 
 
