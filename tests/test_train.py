@@ -736,3 +736,27 @@ def test_ae_latents_benchmark_tells_white_noise_from_smooth_latents():
     r = bench.measure(TinyVideoAE(latent_dim=4, width=8).eval(), scenes=1)
     assert all(np.isfinite(v) for v in r.values()) and 0 <= r["high_freq_share"] <= 1
 
+
+def test_caption_response_benchmark_swaps_shapes_and_changes_one_colour(micro_model):
+    """benchmarks/tiny_caption_response.py: each triple is a two-object caption, the same with the shapes swapped
+    and with the second colour changed to one not in it; the latents' change is 0 for the same caption and
+    measured end to end on a built-in model."""
+    import importlib.util
+    import sys
+    from pathlib import Path
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "tiny_caption_response.py"
+    spec = importlib.util.spec_from_file_location("tiny_caption_response", path)
+    bench = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = bench
+    spec.loader.exec_module(bench)
+    for base, swapped, recoloured in bench.caption_triples(20):
+        b, s, r = base.split(), swapped.split(), recoloured.split()
+        assert (s[1], s[2], s[5], s[6]) == (b[1], b[6], b[5], b[2]) and b[2] != b[6]
+        assert (r[1], r[2], r[6]) == (b[1], b[2], b[6]) and r[5] not in (b[1], b[5])
+    x = torch.randn(3, 2, 5)
+    assert torch.equal(bench.relative_change(x, x), torch.zeros(3))
+    assert bench.relative_change(x, 2 * x) == pytest.approx(torch.ones(3))
+    r = bench.measure(load_builtin(micro_model), captions=2, steps=2)
+    assert all(v.shape == (2,) and torch.isfinite(v).all() for v in r.values())
+    assert (r["colour_change"] > 0).all()
+
