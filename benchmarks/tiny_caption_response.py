@@ -29,7 +29,6 @@ use_this_checkout()
 from camgrid.synth.scenes import PALETTE, SHAPES  # noqa: E402
 from camgrid.train.builtin import load_builtin  # noqa: E402
 from camgrid.train.demo import demo_rig  # noqa: E402
-from camgrid.train.text import tokenize  # noqa: E402
 
 CAPTION_SEED = 77     # the captions' colours and shape order
 NOISE_SEED = 5
@@ -65,7 +64,7 @@ def measure(model, captions: int, mode: str = "syncam", steps=None) -> dict:
     base, swapped, recoloured = ([t[k] for t in triples] for k in range(3))
     # the same seed and batch size: grid i starts from the same noise in all three batches
     lat = [model.generate_latents(c, cams, mode, steps=steps, seed=NOISE_SEED) for c in (base, swapped, recoloured)]
-    feats = [model.text(tokenize(c, model.text.max_tokens)).cpu() for c in (base, swapped)]
+    feats = [model.text.encode(c).cpu() for c in (base, swapped)]
     words = list(COLOUR_WORDS)
     return {"shape_swap": relative_change(lat[0], lat[1]), "colour_change": relative_change(lat[0], lat[2]),
             "colour_word_binding": relative_change(feats[0][:, words], feats[1][:, words])}

@@ -65,8 +65,8 @@ def initial_models(cfg: TrainConfig, device: torch.device) -> TinyGridModel:
     if differ:
         text = ", ".join(f"{k} {v} (files: {f})" for k, (v, f) in differ.items())
         raise InputError(f"--init {cfg.init}: the run's {text} differ from the model files'; give the files' values "
-                         "(--height / --width / --frames / --shift / --scene-style / --text-phrases) or train a new model "
-                         "without --init")
+                         "(--height / --width / --frames / --shift / --scene-style / --text-phrases) or train a new "
+                         "model without --init")
     c = models.dit.config
     cfg.dim, cfg.ffn_dim, cfg.num_heads, cfg.num_layers = c.dim, c.ffn_dim, c.num_heads, c.num_layers
     cfg.patch = c.patch_size[1]
