@@ -29,7 +29,7 @@ from camgrid_checkout import use_this_checkout  # noqa: E402  (this checkout as 
 use_this_checkout()
 
 from camgrid.synth.dataset import SyntheticMultiViewDataset  # noqa: E402
-from camgrid.synth.metric import object_centroids, segment_colours  # noqa: E402
+from camgrid.synth.metric import largest_components, object_centroids, segment_colours  # noqa: E402
 from camgrid.synth.render import render  # noqa: E402
 from camgrid.synth.scenes import SHAPES  # noqa: E402
 from camgrid.train.builtin import load_builtin  # noqa: E402
@@ -50,7 +50,7 @@ def crops(frames: torch.Tensor, colours):
     h, w = frames.shape[2:4]
     out, which = [], []
     for k, v, f in det.usable.nonzero().tolist():
-        mask = labels[v, f] == k
+        mask = largest_components((labels[v, f] == k)[None])[0]   # the pixels the detection measured
         ys, xs = mask.nonzero(as_tuple=True)
         cy, cx = (ys.min() + ys.max()).item() / 2, (xs.min() + xs.max()).item() / 2
         half = max(ys.max() - ys.min(), xs.max() - xs.min()).item() / 2 + 1.5
@@ -119,6 +119,14 @@ def accuracy(net, x, y, mask=None) -> tuple[float, int]:
         return float((net(x).argmax(1) == y).float().mean()), len(y)
 
 
+def sphere_share(net, x) -> float:
+    """The share of crops the judge calls a sphere (what a model draws when it draws one shape for all)."""
+    if len(x) == 0:
+        return float("nan")
+    with torch.no_grad():
+        return float((net(x).argmax(1) == SHAPES.index("sphere")).float().mean())
+
+
 def dataset(model, seed, length):
     return SyntheticMultiViewDataset(length=length, height=model.height, width=model.width, num_frames=model.frames,
                                      min_views=4, max_views=4, seed=seed, style=model.scene_style)
@@ -140,8 +148,7 @@ def measure(model, scenes: int = 24, train_scenes: int = 64, mode: str = "syncam
     px, py, pmixed = labelled_crops(generated, held_scenes)
     return {"train_crops": len(y), "truth": accuracy(net, gx, gy), "truth_mixed": accuracy(net, gx, gy, gmixed),
             "generated": accuracy(net, px, py), "generated_mixed": accuracy(net, px, py, pmixed),
-            "generated_sphere_share": float((net(px).argmax(1) == SHAPES.index("sphere")).float().mean())
-            if len(py) else float("nan")}
+            "generated_sphere_share": sphere_share(net, px)}
 
 
 def main() -> None:

@@ -111,7 +111,7 @@ def _neighbours(mask: torch.Tensor) -> torch.Tensor:
     return grown & ~mask
 
 
-def _largest_component(mask: torch.Tensor) -> torch.Tensor:
+def largest_components(mask: torch.Tensor) -> torch.Tensor:
     """Largest 4-connected component of each image in mask [B, H, W] (bool), by label propagation."""
     b, h, w = mask.shape
     if not mask.any():
@@ -176,7 +176,7 @@ def object_centroids(frames, colours: Sequence[Colour], min_pixels: int | None =
     for k in range(len(colours)):
         mask = labels == k
         if largest_component:
-            mask = _largest_component(mask)
+            mask = largest_components(mask)
         m = mask.to(torch.float64)
         count = m.sum((-1, -2))
         cx = (m.sum(-2) * xs).sum(-1) / count.clamp(min=1)
