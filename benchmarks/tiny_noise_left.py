@@ -24,7 +24,6 @@ from camgrid_checkout import use_this_checkout  # noqa: E402  (this checkout as 
 use_this_checkout()
 
 from camgrid.model.sampling import NUM_TRAIN_TIMESTEPS  # noqa: E402
-from camgrid.synth.dataset import SyntheticMultiViewDataset  # noqa: E402
 from camgrid.synth.render import render  # noqa: E402
 from camgrid.train.builtin import load_builtin  # noqa: E402
 
@@ -40,8 +39,7 @@ def noise_left(estimate: torch.Tensor, x0: torch.Tensor, noise: torch.Tensor, si
 
 @torch.no_grad()
 def measure(model, scenes: int, sigmas, mode: str) -> list[dict]:
-    data = SyntheticMultiViewDataset(length=scenes, height=model.height, width=model.width, num_frames=model.frames,
-                                     min_views=4, max_views=4, seed=SCENE_SEED, style=model.scene_style)
+    data = model.scenes(scenes, SCENE_SEED)
     latents, context, cameras = [], [], []
     for i in range(scenes):
         scene, rig = data.scene_and_rig(i)

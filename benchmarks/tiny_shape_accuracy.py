@@ -28,7 +28,6 @@ from camgrid_checkout import use_this_checkout  # noqa: E402  (this checkout as 
 
 use_this_checkout()
 
-from camgrid.synth.dataset import SyntheticMultiViewDataset  # noqa: E402
 from camgrid.synth.metric import largest_components, object_centroids, segment_colours  # noqa: E402
 from camgrid.synth.render import render  # noqa: E402
 from camgrid.synth.scenes import SHAPES  # noqa: E402
@@ -127,19 +126,14 @@ def sphere_share(net, x) -> float:
         return float((net(x).argmax(1) == SHAPES.index("sphere")).float().mean())
 
 
-def dataset(model, seed, length):
-    return SyntheticMultiViewDataset(length=length, height=model.height, width=model.width, num_frames=model.frames,
-                                     min_views=4, max_views=4, seed=seed, style=model.scene_style)
-
-
 def measure(model, scenes: int = 24, train_scenes: int = 64, mode: str = "syncam", steps=None) -> dict:
-    train_scenes_, _, train_frames = round_trips(model, dataset(model, TRAIN_SEED, train_scenes), train_scenes)
+    train_scenes_, _, train_frames = round_trips(model, model.scenes(train_scenes, TRAIN_SEED), train_scenes)
     x, y, _ = labelled_crops(train_frames, train_scenes_)
     if len(y) < 2 * MIN_PIXELS:
         raise ValueError(f"only {len(y)} usable objects in {train_scenes} scenes at {model.height}x{model.width}: "
                          f"too few to train the judge (objects need {MIN_PIXELS} pixels); give more --train-scenes")
     net = train_judge(x, y)
-    held_scenes, held_rigs, held_frames = round_trips(model, dataset(model, HELD_OUT_SEED, scenes), scenes)
+    held_scenes, held_rigs, held_frames = round_trips(model, model.scenes(scenes, HELD_OUT_SEED), scenes)
     gx, gy, gmixed = labelled_crops(held_frames, held_scenes)
     cams = torch.stack([model.camera_embedding(r) for r in held_rigs])
     with torch.no_grad():

@@ -35,6 +35,7 @@ from ..model.files import atomic_save
 from ..model.lora import apply_lora
 from ..model.sampling import sample_grid
 from ..model.sync import load_sync_weights, save_sync_weights
+from ..synth.dataset import SyntheticMultiViewDataset
 from .autoencoder import TinyVideoAE
 from .student import STUDENT_FILE, student_sampling
 from .text import TinyTextEncoder
@@ -95,6 +96,13 @@ class TinyGridModel:
         """The synthetic data style it learned (synth/scenes.py SCENE_STYLES); its held-out scenes use it. Files
         of the standard style do not record it, so they stay byte-identical to the releases before styles."""
         return str(self.meta.get("scene_style", "standard"))
+
+    def scenes(self, count: int, seed: int, views: int = 4) -> SyntheticMultiViewDataset:
+        """`count` scenes of the data it learned, with rigs of `views` cameras: its resolution, frames and scene
+        style; every held-out set (tables, evaluate, distill, the tiny_* benchmarks) draws them with its own seed."""
+        return SyntheticMultiViewDataset(length=max(count, 1), height=self.height, width=self.width,
+                                         num_frames=self.frames, min_views=views, max_views=views, seed=seed,
+                                         style=self.scene_style)
 
     @property
     def latent_frames(self) -> int:

@@ -89,7 +89,7 @@ def add_builtin_model_arguments(parser: argparse.ArgumentParser, d: TrainConfig)
     parser.add_argument("--ae-scale-reg", type=float, default=d.ae_scale_reg,
                         help="built-in model, stage ae: weight of the loss that the latents pooled 2x decode to the "
                              "frames pooled 2x (smoother latents a DiT models more easily; 0: off)")
-    parser.add_argument("--train-shift", type=float, default=0.0,
+    parser.add_argument("--train-shift", type=float, default=d.train_shift,
                         help="built-in model: the shift of the noise levels trained, when it differs from the "
                              "sampler's --shift (e.g. 1: uniform sigma, more low noise levels; 0: --shift)")
 

@@ -98,8 +98,8 @@ class TrainConfig:
             if int(getattr(self, name)) < 1:
                 raise InputError(f"{name}: must be at least 1, got {getattr(self, name)}")
         seconds = {"time_budget": self.time_budget, **{f"stage_budgets[{k}]": v for k, v in self.stage_budgets.items()}}
-        for name, value in {**seconds, "lr": self.lr, "ae_lr": self.ae_lr, "ae_scale_reg": self.ae_scale_reg, "shift": self.shift,
-                            "train_shift": self.train_shift}.items():
+        for name, value in {**seconds, "lr": self.lr, "ae_lr": self.ae_lr, "ae_scale_reg": self.ae_scale_reg,
+                            "shift": self.shift, "train_shift": self.train_shift}.items():
             if not math.isfinite(float(value)) or float(value) < 0:
                 raise InputError(f"{name}: expected a finite number >= 0, got {value}")
 

@@ -39,7 +39,6 @@ from ..model.checks import InputError, output_folder
 from ..model.files import atomic_write
 from ..model.lora import apply_lora
 from ..model.sampling import SamplerOptions, denoise, guided_velocity, prepare, prepare_scheduler
-from ..synth.dataset import SyntheticMultiViewDataset
 from .builtin import load_builtin
 from .evaluate import COMPARED_MODES
 from .loop import LoopSettings, StagePlan, run_stage
@@ -83,9 +82,7 @@ def student_sigmas(shift: float, steps: int = STUDENT_SAMPLING["steps"]) -> torc
 
 def prompts(model, count: int, views: int = 4, seed: int = DISTILL_SEED) -> tuple[list, torch.Tensor]:
     """(captions, cameras [count, V, T, 12]) of `count` training-distribution items, without rendering."""
-    ds = SyntheticMultiViewDataset(length=max(count, 1), height=model.height, width=model.width,
-                                   num_frames=model.frames, min_views=views, max_views=views, seed=seed,
-                                   style=model.scene_style)
+    ds = model.scenes(count, seed, views)
     items = [ds.scene_and_rig(i) for i in range(count)]
     return [scene.caption for scene, _ in items], torch.stack([model.camera_embedding(rig) for _, rig in items])
 

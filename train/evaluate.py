@@ -22,7 +22,6 @@ import torch
 
 from ..model.checks import InputError
 from ..model.files import atomic_write
-from ..synth.dataset import SyntheticMultiViewDataset
 from ..synth.metric import reprojection_errors
 from .builtin import load_builtin
 from .claims import claims
@@ -85,9 +84,7 @@ def summarise(per_scene: list[dict]) -> dict:
 
 
 def eval_scenes(model, num_scenes: int, views: int = 4, seed: int = EVAL_SEED) -> list[dict]:
-    ds = SyntheticMultiViewDataset(length=max(1, num_scenes), height=model.height, width=model.width,
-                                   num_frames=model.frames, min_views=views, max_views=views, seed=seed,
-                                   style=model.scene_style)
+    ds = model.scenes(num_scenes, seed, views)
     return [ds[i] for i in range(num_scenes)]
 
 

@@ -48,12 +48,6 @@ REFERENCE = ROWS[0][0]
 _DATASET: Optional[SyntheticMultiViewDataset] = None   # the held-out scenes, inherited by forked workers
 
 
-def _held_out(count: int, model, views: int) -> SyntheticMultiViewDataset:
-    return SyntheticMultiViewDataset(length=max(count, 1), height=model.height, width=model.width,
-                                     num_frames=model.frames, min_views=views, max_views=views, seed=EVAL_SEED,
-                                     style=model.scene_style)
-
-
 def _render_job(index: int):
     scene, rig = _DATASET.scene_and_rig(index)
     videos, ids = render(scene, rig, _DATASET.height, _DATASET.width, return_ids=True)
@@ -75,7 +69,7 @@ class HeldOut:
 
     def __init__(self, model, count: int, views: int, workers: int):
         global _DATASET
-        _DATASET = _held_out(count, model, views)
+        _DATASET = model.scenes(count, EVAL_SEED, views)
         self.pool = mp.get_context("fork").Pool(workers, initializer=torch.set_num_threads, initargs=(1,)) \
             if workers > 0 else None
         pairs = [_DATASET.scene_and_rig(i) for i in range(count)]
