@@ -1,6 +1,7 @@
 """Does the built-in model draw a sphere where its caption says sphere, and a box where it says box?
 
     python benchmarks/tiny_shape_accuracy.py [DIR ...] [--scenes 24] [--train-scenes 64] [--mode syncam] [--steps N]
+                                             [--seed 0]
 
 The judge is a small CNN that tells a sphere from a box by one object's silhouette and shading (a 16x16 crop of
 its colour mask and brightness, synth/metric.py's colour segmentation). It is trained per model folder on that
@@ -11,7 +12,8 @@ synth/metric.py Detections.usable) in frames 0, 8 and 16 of every view is judged
 gives its colour. "Mixed" counts only scenes whose objects have different shapes: there the words alone do not
 say which object is which (benchmarks/TINY_MODEL.md, "The model does not bind shapes to colours"), and a model
 that draws one shape for everything scores about 0.5. CPU: about 5 min a folder at 24 scenes (the teacher's
-20 steps are most of it).
+20 steps are most of it). --seed draws other held-out scenes and other noise (the judge stays the same), so a
+difference between models can be checked on a second sample.
 """
 from __future__ import annotations
 
@@ -126,18 +128,19 @@ def sphere_share(net, x) -> float:
         return float((net(x).argmax(1) == SHAPES.index("sphere")).float().mean())
 
 
-def measure(model, scenes: int = 24, train_scenes: int = 64, mode: str = "syncam", steps=None) -> dict:
+def measure(model, scenes: int = 24, train_scenes: int = 64, mode: str = "syncam", steps=None, seed: int = 0) -> dict:
     train_scenes_, _, train_frames = round_trips(model, model.scenes(train_scenes, TRAIN_SEED), train_scenes)
     x, y, _ = labelled_crops(train_frames, train_scenes_)
     if len(y) < 2 * MIN_PIXELS:
         raise ValueError(f"only {len(y)} usable objects in {train_scenes} scenes at {model.height}x{model.width}: "
                          f"too few to train the judge (objects need {MIN_PIXELS} pixels); give more --train-scenes")
     net = train_judge(x, y)
-    held_scenes, held_rigs, held_frames = round_trips(model, model.scenes(scenes, HELD_OUT_SEED), scenes)
+    held_scenes, held_rigs, held_frames = round_trips(model, model.scenes(scenes, HELD_OUT_SEED + seed), scenes)
     gx, gy, gmixed = labelled_crops(held_frames, held_scenes)
     cams = torch.stack([model.camera_embedding(r) for r in held_rigs])
     with torch.no_grad():
-        lat = model.generate_latents([s.caption for s in held_scenes], cams, mode, steps=steps, seed=NOISE_SEED)
+        lat = model.generate_latents([s.caption for s in held_scenes], cams, mode, steps=steps,
+                                    seed=NOISE_SEED + seed)
     generated = list(model.decode(lat))
     px, py, pmixed = labelled_crops(generated, held_scenes)
     return {"train_crops": len(y), "truth": accuracy(net, gx, gy), "truth_mixed": accuracy(net, gx, gy, gmixed),
@@ -152,14 +155,15 @@ def main() -> None:
     p.add_argument("--train-scenes", type=int, default=64)
     p.add_argument("--mode", default="syncam")
     p.add_argument("--steps", type=int, default=None, help="sampling steps (default: the model's)")
+    p.add_argument("--seed", type=int, default=0, help="held-out scenes and noise: 0 is the recorded sample")
     args = p.parse_args()
     print(f"shape accuracy ({args.scenes} held-out scenes x 4 views, frames {JUDGED_FRAMES}, mode {args.mode}; "
-          f"the judge trained on {args.train_scenes} scenes' round trips)\n")
+          f"the judge trained on {args.train_scenes} scenes' round trips; seed {args.seed})\n")
     print("| folder | round trip: all | round trip: mixed | generated: all | generated: mixed "
           "| generated judged sphere |")
     print("|---|---:|---:|---:|---:|---:|")
     for folder in args.models:
-        r = measure(load_builtin(folder), args.scenes, args.train_scenes, args.mode, args.steps)
+        r = measure(load_builtin(folder), args.scenes, args.train_scenes, args.mode, args.steps, args.seed)
         cell = lambda key: f"{r[key][0]:.3f} (n={r[key][1]})"   # noqa: E731
         print(f"| {folder or 'assets'} | {cell('truth')} | {cell('truth_mixed')} | {cell('generated')} "
               f"| {cell('generated_mixed')} | {r['generated_sphere_share']:.2f} |")
