@@ -1,7 +1,7 @@
 """Does the built-in model draw a sphere where its caption says sphere, and a box where it says box?
 
     python benchmarks/tiny_shape_accuracy.py [DIR ...] [--scenes 24] [--train-scenes 64] [--mode syncam] [--steps N]
-                                             [--seed 0]
+                                             [--seed 0] [--student]
 
 The judge is a small CNN that tells a sphere from a box by one object's silhouette and shading (a 16x16 crop of
 its colour mask and brightness, synth/metric.py's colour segmentation). It is trained per model folder on that
@@ -13,7 +13,8 @@ gives its colour. "Mixed" counts only scenes whose objects have different shapes
 say which object is which (benchmarks/TINY_MODEL.md, "The model does not bind shapes to colours"), and a model
 that draws one shape for everything scores about 0.5. CPU: about 5 min a folder at 24 scenes (the teacher's
 20 steps are most of it). --seed draws other held-out scenes and other noise (the judge stays the same), so a
-difference between models can be checked on a second sample.
+difference between models can be checked on a second sample. --student judges the few-step student's grids
+(what the quick start shows; the folder's LoRA), with the same judge.
 """
 from __future__ import annotations
 
@@ -156,14 +157,17 @@ def main() -> None:
     p.add_argument("--mode", default="syncam")
     p.add_argument("--steps", type=int, default=None, help="sampling steps (default: the model's)")
     p.add_argument("--seed", type=int, default=0, help="held-out scenes and noise: 0 is the recorded sample")
+    p.add_argument("--student", action="store_true", help="generate with the folder's few-step student")
     args = p.parse_args()
     print(f"shape accuracy ({args.scenes} held-out scenes x 4 views, frames {JUDGED_FRAMES}, mode {args.mode}; "
-          f"the judge trained on {args.train_scenes} scenes' round trips; seed {args.seed})\n")
+          f"the judge trained on {args.train_scenes} scenes' round trips; seed {args.seed}"
+          f"{'; the few-step student' if args.student else ''})\n")
     print("| folder | round trip: all | round trip: mixed | generated: all | generated: mixed "
           "| generated judged sphere |")
     print("|---|---:|---:|---:|---:|---:|")
     for folder in args.models:
-        r = measure(load_builtin(folder), args.scenes, args.train_scenes, args.mode, args.steps, args.seed)
+        model = load_builtin(folder, student=args.student)
+        r = measure(model, args.scenes, args.train_scenes, args.mode, args.steps, args.seed)
         cell = lambda key: f"{r[key][0]:.3f} (n={r[key][1]})"   # noqa: E731
         print(f"| {folder or 'assets'} | {cell('truth')} | {cell('truth_mixed')} | {cell('generated')} "
               f"| {cell('generated_mixed')} | {r['generated_sphere_share']:.2f} |")
