@@ -18,6 +18,7 @@ import argparse
 import random
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import torch
 
@@ -26,7 +27,7 @@ from camgrid_checkout import use_this_checkout  # noqa: E402  (this checkout as 
 
 use_this_checkout()
 
-from camgrid.synth.scenes import PALETTE, SHAPES  # noqa: E402
+from camgrid.synth.scenes import PALETTE, SHAPES, caption_for  # noqa: E402
 from camgrid.train.builtin import load_builtin  # noqa: E402
 from camgrid.train.demo import demo_rig  # noqa: E402
 
@@ -36,8 +37,8 @@ COLOUR_WORDS = (1, 5)   # word positions of the two colours in "a C S and a C S"
 
 
 def two_objects(colours, shapes) -> str:
-    """The data's caption grammar for two objects (synth/scenes.py caption_for)."""
-    return f"a {colours[0]} {shapes[0]} and a {colours[1]} {shapes[1]}"
+    """The data's caption for two objects: "a C S and a C S" (COLOUR_WORDS are its colours' positions)."""
+    return caption_for([SimpleNamespace(colour=c, shape=s) for c, s in zip(colours, shapes)])
 
 
 def caption_triples(count: int, seed: int = CAPTION_SEED) -> list[tuple[str, str, str]]:
