@@ -7,9 +7,9 @@ unconditional branch for classifier-free guidance (trained by caption dropout). 
 with the single-view DiT (stage a) and frozen afterwards.
 
 Binding (`phrases=True`): without it the encoder is close to a bag of words. Its attention sums over the other
-words, and the learned positions stay small (rms 0.025 in v2.1, the words' 1.0), so in every model trained so
-far "a red sphere and a blue box" and "a red box and a blue sphere" give the colour words the same features
-(to 0.01), and the DiT draws the two captions alike (swapping the shapes moves the grid 1-2 % as far as
+words, and the learned positions stay small (rms 0.025 in v2.1, the words' 1.0), so in every model trained
+without it "a red sphere and a blue box" and "a red box and a blue sphere" give the colour words the same features
+(to 0.002, relative), and the DiT draws the two captions alike (swapping the shapes moves the grid 1-2 % as far as
 changing one colour: benchmarks/tiny_caption_response.py). A reader trained only to find a colour's shape stays
 at chance through it (benchmarks/tiny_text_binding_probe.py). With phrases every word also gets its object
 phrase's words ("a red sphere": red + sphere, through a learned projection): the colour word knows its shape
