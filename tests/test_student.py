@@ -10,8 +10,9 @@ from camgrid.train.builtin import load_builtin
 from camgrid.train.config import TrainConfig
 from camgrid.train.distill import Trajectories, distill, euler_sample, student_sigmas, student_velocity
 from camgrid.train.nvs import nvs_scores, ordering_stability
+from camgrid.model.checks import InputError
 from camgrid.train.student import (STUDENT_FILE, STUDENT_SAMPLING, TEACHER_STEPS, attach_student, detach_student,
-                                   student_state_dict)
+                                   export_student, load_student, student_state_dict)
 from camgrid.train.trainer import Trainer
 
 MICRO = dict(device="cpu", height=16, width=32, frames=5, views=2, samples=6, workers=0, dim=32, ffn_dim=64,
@@ -89,6 +90,47 @@ def test_euler_over_the_student_sigmas_is_what_sample_grid_runs(teacher_dir):
     ours = euler_sample(model.dit, traj, sigmas, student_velocity)
     theirs = sample_grid(model.dit, x, ctx, mode="syncam", camera=cam, steps=4, cfg=1.0, shift=3.0, scheduler="euler")
     torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=1e-4)
+
+
+def test_a_student_file_loads_back_as_the_students_starting_point(teacher_dir, tmp_path):
+    """load_student (distill --init-student) is export_student's inverse; a file of another rank, or with a
+    non-finite value, is refused by name instead of training from a broken start."""
+    trained = load_builtin(teacher_dir)
+    attach_student(trained.dit, rank=4)
+    _perturb(trained.dit)
+    path = export_student(trained.dit, tmp_path / STUDENT_FILE)
+    fresh = load_builtin(teacher_dir)
+    attach_student(fresh.dit, rank=4)
+    assert load_student(fresh.dit, path) == len(student_state_dict(fresh.dit)) - sum(
+        k.endswith(".alpha") for k in student_state_dict(fresh.dit))
+    for key, value in student_state_dict(trained.dit).items():
+        torch.testing.assert_close(student_state_dict(fresh.dit)[key], value, atol=0, rtol=0)
+    x, ctx, cam = _inputs(trained)
+    t = torch.tensor([700.0, 300.0])
+    with torch.no_grad():
+        torch.testing.assert_close(fresh.dit(x, t, ctx, mode="hard", camera=cam),
+                                   trained.dit(x, t, ctx, mode="hard", camera=cam), atol=1e-3, rtol=1e-3)
+    other_rank = load_builtin(teacher_dir)
+    attach_student(other_rank.dit, rank=2, alpha=4)
+    with pytest.raises(InputError, match="another LoRA rank"):
+        load_student(other_rank.dit, path)
+    sd = student_state_dict(trained.dit)
+    sd[next(k for k in sd if k.endswith(".diff_m"))][0, 0] = float("nan")
+    with pytest.raises(InputError, match="non-finite"):
+        load_student(fresh.dit, sd)
+    with pytest.raises(InputError, match="not a student LoRA of this model"):
+        load_student(fresh.dit, {k: v for k, v in sd.items() if "blocks.0." not in k})
+
+
+def test_distill_can_start_from_an_earlier_student(teacher_dir, tmp_path):
+    first = distill(teacher_dir, tmp_path / "a", budget=1e6, trajectories=2, cfg=3.0, batch=2, teacher_batch=2,
+                    rank=4, device="cpu", log=lambda *_: None, max_steps=2)
+    again = distill(teacher_dir, tmp_path / "b", budget=1e6, trajectories=2, cfg=3.0, batch=2, teacher_batch=2,
+                    rank=4, device="cpu", log=lambda *_: None, max_steps=1, init_student=tmp_path / "a" / STUDENT_FILE)
+    start = again["init_student"]["student_4step_psnr"]
+    # the same held-out trajectories (same seed): the warm start scores what the first run's student scored
+    for mode, score in first["validation"].items():
+        assert start[mode] == pytest.approx(score["student_4step_psnr"], abs=0.05)
 
 
 def test_distill_writes_a_lora_that_loads_as_the_student(teacher_dir, tmp_path):

@@ -46,7 +46,7 @@ from .losslog import LossLog
 from .objective import mixed_precision
 from .state import RunFolder
 from .student import (STUDENT_FILE, STUDENT_SAMPLING, TEACHER_SCHEDULER, TEACHER_STEPS, attach_student,
-                      export_student, parameter_groups, trainable_count)
+                      export_student, load_student, parameter_groups, trainable_count)
 
 DISTILL_SEED = 0          # prompts and rigs of the training distribution (the held-out eval uses EVAL_SEED)
 VALIDATION_GRIDS = 8      # per mode: trajectories held out of training, scored at the end
@@ -198,12 +198,15 @@ def check_export(teacher_dir, lora: Path, student_dit, traj: Trajectories, sigma
     return {"patched": len(report.patched), "relative_error": rel}
 
 
-def validation_scores(student_dit, teacher, validation, sigmas, cfg: float, log=print) -> dict:
+def validation_scores(student_dit, teacher, validation, sigmas, cfg: float, log=print, with_teacher: bool = True) -> dict:
     """Per mode: latent PSNR against the 20-step teacher's end point of the held-out trajectories, for the student's
-    4 Euler steps and for the teacher itself sampled in 4 steps (what distillation has to beat)."""
+    4 Euler steps and (with_teacher) for the teacher itself sampled in 4 steps (what distillation has to beat)."""
     scores = {}
     for held in validation:
         student = euler_sample(student_dit, held, sigmas, student_velocity)
+        if not with_teacher:
+            scores[held.mode] = {"student_4step_psnr": latent_psnr(student, held.points[:, -1])}
+            continue
         teacher4 = teacher_four_steps(teacher, held, cfg)
         scores[held.mode] = {"student_4step_psnr": latent_psnr(student, held.points[:, -1]),
                              "teacher_4step_psnr": latent_psnr(teacher4, held.points[:, -1])}
@@ -215,8 +218,12 @@ def validation_scores(student_dit, teacher, validation, sigmas, cfg: float, log=
 
 def distill(teacher_dir, out, budget: float = 240.0, trajectories: int = 512, cfg: float = 3.0, batch: int = 32,
             teacher_batch: int = 64, rank: int = 32, lr: float = 5e-4, device="cpu", amp: str = "auto",
-            seed: int = 0, log=print, max_steps: int = 10 ** 9, validation_grids: int = VALIDATION_GRIDS) -> dict:
-    """Distil the model in `teacher_dir` into STUDENT_FILE in `out`, within about `budget` seconds."""
+            seed: int = 0, log=print, max_steps: int = 10 ** 9, validation_grids: int = VALIDATION_GRIDS,
+            init_student=None) -> dict:
+    """Distil the model in `teacher_dir` into STUDENT_FILE in `out`, within about `budget` seconds. `init_student`:
+    a student LoRA (of an earlier teacher of the same size) to start from instead of zero deltas: when the
+    teacher was trained further, its old student is most of the way there, and a short run on few trajectories
+    (a CPU, say) finishes the job; the report then also scores that starting point."""
     t0 = time.time()
     out = output_folder(out)
     device = torch.device(device)
@@ -242,6 +249,15 @@ def distill(teacher_dir, out, budget: float = 240.0, trajectories: int = 512, cf
     dit = model.dit
     params = attach_student(dit, rank=rank)
     log(f"distill: student has {trainable_count(params) / 1e6:.2f} M trainable parameters (LoRA rank {rank})")
+    start_scores = None
+    if init_student is not None:
+        loaded = load_student(dit, init_student)
+        log(f"distill: starting from {init_student} ({loaded} tensors)")
+        dit.eval()
+        start_scores = {m: s["student_4step_psnr"] for m, s in
+                        validation_scores(dit, model, validation, sigmas, cfg, lambda *_: None, with_teacher=False).items()}
+        log("distill: the starting student's latent PSNR against the 20-step teacher: "
+            + ", ".join(f"{m} {v:.1f} dB" for m, v in start_scores.items()))
     dit.attention_backend = "sdpa"   # the chunked CPU backend has no backward
     train_budget = max(1.0, budget - (time.time() - t0) - RESERVE_SHARE * budget)
     plan = plan_student(dit, train, sigmas, batch, lr, train_budget, device, amp, seed)
@@ -264,6 +280,8 @@ def distill(teacher_dir, out, budget: float = 240.0, trajectories: int = 512, cf
               "seconds": {"trajectories": t_traj, "total": time.time() - t0},
               "steps": losses[-1][0] if losses else 0, "last_loss": losses[-1][1] if losses else None,
               "validation": scores, "export_check": check, "file_mb": lora.stat().st_size / 1e6}
+    if init_student is not None:
+        report["init_student"] = {"file": str(init_student), "student_4step_psnr": start_scores}
     atomic_write(out / REPORT_FILE, json.dumps(report, indent=1))
     return report
 
@@ -292,6 +310,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--validation", type=int, default=VALIDATION_GRIDS,
                         help="trajectories per mode held out of training and scored at the end")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--init-student", default=None, metavar="LORA",
+                        help="start from this student LoRA (an earlier teacher's, same size and rank) instead of zero")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
 
 
@@ -300,7 +320,8 @@ def main(argv=None) -> int:
     add_arguments(parser)
     args = parser.parse_args(argv)
     distill(args.model, args.out, args.budget, args.trajectories, args.cfg, args.batch, args.teacher_batch, args.rank,
-            args.lr, args.device, args.amp, args.seed, validation_grids=args.validation)
+            args.lr, args.device, args.amp, args.seed, validation_grids=args.validation,
+            init_student=args.init_student)
     return 0
 
 

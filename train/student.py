@@ -32,6 +32,7 @@ from torch.nn.utils import parametrize
 
 from ..model.checks import InputError
 from ..model.files import atomic_save
+from ..model.lora.layouts import read_lora
 
 STUDENT_FILE = "camgrid-tiny-4step-lora.safetensors"
 # sample_grid settings of the student and of the teacher it is distilled from (shift: the model's own)
@@ -143,23 +144,63 @@ def parameter_groups(dit: nn.Module) -> list[dict]:
     return [{"params": low_rank, "lr_scale": 1.0}, {"params": full, "lr_scale": FULL_DELTA_LR_SCALE}]
 
 
-def student_state_dict(dit: nn.Module, dtype=torch.float16) -> dict:
-    """The deltas of a student DiT as a LoRA state dict in the Kijai / lightx2v layout."""
-    sd = {}
+def _student_tensors(dit: nn.Module) -> dict:
+    """LoRA file key -> the student's trainable tensor it is written from (Kijai / lightx2v layout); one table for
+    writing (student_state_dict) and reading back (load_student)."""
+    table = {}
     for name, delta in _deltas(dit):
         module, _, leaf = name.rpartition(".")
         key = LORA_PREFIX + module
         if isinstance(delta, LowRankDelta):
-            sd[f"{key}.lora_down.weight"] = delta.down.detach()
-            sd[f"{key}.lora_up.weight"] = delta.up.detach()
-            sd[f"{key}.alpha"] = torch.tensor(delta.alpha)
+            table[f"{key}.lora_down.weight"] = delta.down
+            table[f"{key}.lora_up.weight"] = delta.up
         elif leaf == "modulation" and module.startswith("blocks."):
-            sd[f"{key}.diff_m"] = delta.delta.detach()              # blocks.N.diff_m -> blocks.N.modulation
+            table[f"{key}.diff_m"] = delta.delta              # blocks.N.diff_m -> blocks.N.modulation
         elif leaf == "modulation":
-            sd[f"{LORA_PREFIX}{name}.diff"] = delta.delta.detach()  # head.modulation.diff: the parameter itself
+            table[f"{LORA_PREFIX}{name}.diff"] = delta.delta  # head.modulation.diff: the parameter itself
         else:
-            sd[f"{key}.{'diff_b' if leaf == 'bias' else 'diff'}"] = delta.delta.detach()
+            table[f"{key}.{'diff_b' if leaf == 'bias' else 'diff'}"] = delta.delta
+    return table
+
+
+def student_state_dict(dit: nn.Module, dtype=torch.float16) -> dict:
+    """The deltas of a student DiT as a LoRA state dict in the Kijai / lightx2v layout."""
+    sd = {k: v.detach() for k, v in _student_tensors(dit).items()}
+    for name, delta in _deltas(dit):
+        if isinstance(delta, LowRankDelta):
+            sd[f"{LORA_PREFIX}{name.rpartition('.')[0]}.alpha"] = torch.tensor(delta.alpha)
     return {k: v.to(dtype).contiguous().cpu() for k, v in sd.items()}
+
+
+def load_student(dit: nn.Module, path: Union[str, Path]) -> int:
+    """Start a student (attach_student's deltas) from a student LoRA file written by export_student, e.g. one
+    distilled from an earlier teacher: a warm start, where the deltas would otherwise start at zero. The file must
+    have exactly this student's keys and shapes, with the same rank and alpha; returns the tensors loaded."""
+    sd, _, name = read_lora(path)
+    table = _student_tensors(dit)
+    missing = sorted(set(table) - set(sd))
+    extra = sorted(k for k in set(sd) - set(table) if not k.endswith(".alpha"))
+    if missing or extra:
+        raise InputError(f"{name}: not a student LoRA of this model ({len(missing)} keys missing, e.g. "
+                         f"{missing[:2]}; {len(extra)} unexpected, e.g. {extra[:2]}); start from zero instead "
+                         f"(leave out --init-student) or give the student file of a model of this size and rank")
+    for name_, delta in _deltas(dit):
+        if isinstance(delta, LowRankDelta):
+            alpha = sd.get(f"{LORA_PREFIX}{name_.rpartition('.')[0]}.alpha")
+            if alpha is not None and abs(float(alpha) - delta.alpha) > 1e-3 * max(1.0, delta.alpha):
+                raise InputError(f"{name}: alpha {float(alpha):g} of {name_} differs from this student's "
+                                 f"{delta.alpha:g}; distil with the file's rank and alpha")
+    with torch.no_grad():
+        for key, tensor in table.items():
+            value = sd[key]
+            if tuple(value.shape) != tuple(tensor.shape):
+                raise InputError(f"{name}: {key} has shape {tuple(value.shape)}, this student's is "
+                                 f"{tuple(tensor.shape)}: another LoRA rank or model size; distil with the "
+                                 f"file's --rank, or from zero")
+            if not torch.isfinite(value).all():
+                raise InputError(f"{name}: {key} holds non-finite values; the file is damaged, distil from zero")
+            tensor.copy_(value.to(tensor.dtype))
+    return len(table)
 
 
 def export_student(dit: nn.Module, path: Union[str, Path], meta: Optional[dict] = None) -> Path:
