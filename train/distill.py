@@ -198,7 +198,8 @@ def check_export(teacher_dir, lora: Path, student_dit, traj: Trajectories, sigma
     return {"patched": len(report.patched), "relative_error": rel}
 
 
-def validation_scores(student_dit, teacher, validation, sigmas, cfg: float, log=print, with_teacher: bool = True) -> dict:
+def validation_scores(student_dit, teacher, validation, sigmas, cfg: float, log=print,
+                      with_teacher: bool = True) -> dict:
     """Per mode: latent PSNR against the 20-step teacher's end point of the held-out trajectories, for the student's
     4 Euler steps and (with_teacher) for the teacher itself sampled in 4 steps (what distillation has to beat)."""
     scores = {}
@@ -213,6 +214,19 @@ def validation_scores(student_dit, teacher, validation, sigmas, cfg: float, log=
         log(f"distill: {held.mode}: latent PSNR against the 20-step teacher: student 4 steps "
             f"{scores[held.mode]['student_4step_psnr']:.1f} dB, teacher 4 steps "
             f"{scores[held.mode]['teacher_4step_psnr']:.1f} dB")
+    return scores
+
+
+def warm_start(dit, init_student, validation: list, sigmas: torch.Tensor, log=print) -> dict:
+    """Load `init_student` into the attached student deltas of `dit`; its 4-step latent PSNR per mode on the
+    validation trajectories (what training starts from)."""
+    loaded = load_student(dit, init_student)
+    log(f"distill: starting from {init_student} ({loaded} tensors)")
+    dit.eval()
+    scores = {mode: score["student_4step_psnr"] for mode, score in
+              validation_scores(dit, None, validation, sigmas, 0.0, log=lambda *_: None, with_teacher=False).items()}
+    log("distill: the starting student's latent PSNR against the 20-step teacher: "
+        + ", ".join(f"{m} {v:.1f} dB" for m, v in scores.items()))
     return scores
 
 
@@ -249,15 +263,7 @@ def distill(teacher_dir, out, budget: float = 240.0, trajectories: int = 512, cf
     dit = model.dit
     params = attach_student(dit, rank=rank)
     log(f"distill: student has {trainable_count(params) / 1e6:.2f} M trainable parameters (LoRA rank {rank})")
-    start_scores = None
-    if init_student is not None:
-        loaded = load_student(dit, init_student)
-        log(f"distill: starting from {init_student} ({loaded} tensors)")
-        dit.eval()
-        start_scores = {m: s["student_4step_psnr"] for m, s in
-                        validation_scores(dit, model, validation, sigmas, cfg, lambda *_: None, with_teacher=False).items()}
-        log("distill: the starting student's latent PSNR against the 20-step teacher: "
-            + ", ".join(f"{m} {v:.1f} dB" for m, v in start_scores.items()))
+    start_scores = warm_start(dit, init_student, validation, sigmas, log) if init_student is not None else None
     dit.attention_backend = "sdpa"   # the chunked CPU backend has no backward
     train_budget = max(1.0, budget - (time.time() - t0) - RESERVE_SHARE * budget)
     plan = plan_student(dit, train, sigmas, batch, lr, train_budget, device, amp, seed)
