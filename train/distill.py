@@ -198,18 +198,18 @@ def check_export(teacher_dir, lora: Path, student_dit, traj: Trajectories, sigma
     return {"patched": len(report.patched), "relative_error": rel}
 
 
-def validation_scores(student_dit, teacher, validation, sigmas, cfg: float, log=print,
-                      with_teacher: bool = True) -> dict:
+def student_psnr(student_dit, held: Trajectories, sigmas: torch.Tensor) -> float:
+    """Latent PSNR of the student's 4 Euler steps against the 20-step teacher's end point of `held`."""
+    return latent_psnr(euler_sample(student_dit, held, sigmas, student_velocity), held.points[:, -1])
+
+
+def validation_scores(student_dit, teacher, validation, sigmas, cfg: float, log=print) -> dict:
     """Per mode: latent PSNR against the 20-step teacher's end point of the held-out trajectories, for the student's
-    4 Euler steps and (with_teacher) for the teacher itself sampled in 4 steps (what distillation has to beat)."""
+    4 Euler steps and for the teacher itself sampled in 4 steps (what distillation has to beat)."""
     scores = {}
     for held in validation:
-        student = euler_sample(student_dit, held, sigmas, student_velocity)
-        if not with_teacher:
-            scores[held.mode] = {"student_4step_psnr": latent_psnr(student, held.points[:, -1])}
-            continue
         teacher4 = teacher_four_steps(teacher, held, cfg)
-        scores[held.mode] = {"student_4step_psnr": latent_psnr(student, held.points[:, -1]),
+        scores[held.mode] = {"student_4step_psnr": student_psnr(student_dit, held, sigmas),
                              "teacher_4step_psnr": latent_psnr(teacher4, held.points[:, -1])}
         log(f"distill: {held.mode}: latent PSNR against the 20-step teacher: student 4 steps "
             f"{scores[held.mode]['student_4step_psnr']:.1f} dB, teacher 4 steps "
@@ -218,13 +218,12 @@ def validation_scores(student_dit, teacher, validation, sigmas, cfg: float, log=
 
 
 def warm_start(dit, init_student, validation: list, sigmas: torch.Tensor, log=print) -> dict:
-    """Load `init_student` into the attached student deltas of `dit`; its 4-step latent PSNR per mode on the
-    validation trajectories (what training starts from)."""
+    """Load `init_student` into the attached student deltas of `dit`; its latent PSNR per mode on the validation
+    trajectories (what training starts from)."""
     loaded = load_student(dit, init_student)
     log(f"distill: starting from {init_student} ({loaded} tensors)")
     dit.eval()
-    scores = {mode: score["student_4step_psnr"] for mode, score in
-              validation_scores(dit, None, validation, sigmas, 0.0, log=lambda *_: None, with_teacher=False).items()}
+    scores = {held.mode: student_psnr(dit, held, sigmas) for held in validation}
     log("distill: the starting student's latent PSNR against the 20-step teacher: "
         + ", ".join(f"{m} {v:.1f} dB" for m, v in scores.items()))
     return scores
