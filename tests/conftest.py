@@ -17,6 +17,14 @@ from camgrid_checkout import use_this_checkout  # noqa: E402
 
 use_this_checkout(REPO_ROOT)
 
+try:   # a Python without camgrid's requirements: say what to run instead of failing deep in a helper's import
+    import torch  # noqa: E402,F401
+except ModuleNotFoundError as missing:
+    pytest.exit(f"the tests need camgrid's requirements and this Python ({sys.executable}) lacks {missing.name}: "
+                f"from the repository root run `pip install -e \".[test]\"` with this Python first (README, Quick "
+                f"start; without a GPU install the CPU build of torch before it), then `python -m pytest -q`",
+                returncode=4)
+
 from grid_helpers import REFERENCE_DATA  # noqa: E402
 
 
