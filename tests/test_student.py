@@ -9,7 +9,7 @@ from camgrid.model.sampling import prepare_scheduler, sample_grid
 from camgrid.train.builtin import load_builtin
 from camgrid.train.config import TrainConfig
 from camgrid.train.distill import Trajectories, distill, euler_sample, student_sigmas, student_velocity
-from camgrid.train.nvs import nvs_scores, ordering_stability
+from camgrid.train.nvs import median, nvs_scores, ordering_stability, placement
 from camgrid.model.checks import InputError
 from camgrid.train.student import (STUDENT_FILE, STUDENT_SAMPLING, TEACHER_STEPS, attach_student, detach_student,
                                    export_student, load_student, student_state_dict)
@@ -168,6 +168,30 @@ def test_nvs_scores_and_ordering_stability():
     assert st["order"] == ["a", "c", "b"] and st["bootstrap"] == 1.0 and st["halves_agree"] and st["scenes"] == 3
 
 
+def _moving_object_grid():
+    """3 views of a red 3x3 object 0, 2 and 4 pixels right of view 0's position: (frames, ids)."""
+    frames = torch.full((3, 2, 8, 12, 3), 0.5)
+    ids = torch.full((3, 2, 8, 12), -1)
+    for v in range(3):
+        frames[v, :, 2:5, 2 + 2 * v:5 + 2 * v] = torch.tensor([0.9, 0.12, 0.12])
+        ids[v, :, 2:5, 2 + 2 * v:5 + 2 * v] = 0
+    return frames, ids
+
+
+def test_nvs_placement_tells_views_that_follow_their_cameras_from_copies_of_view_0():
+    truth, ids = _moving_object_grid()
+    right = placement(truth, ids, ["red"])
+    assert right == {"place_px": 0.0, "copy_px": 3.0, "placed": 4, "missed": 0.0}   # median of 2 and 4 px
+    copied = truth[:1].expand(3, -1, -1, -1, -1).clone()                # every view drawn as view 0
+    assert placement(copied, ids, ["red"]) == {**right, "place_px": 3.0}
+    gone = truth.clone()
+    gone[2] = 0.5                                                       # view 2 forgot the object
+    assert placement(gone, ids, ["red"]) == {"place_px": 0.0, "copy_px": 2.0, "placed": 2, "missed": 0.5}
+    assert placement(truth, torch.full_like(ids, -1), ["red"])["place_px"] is None   # nothing to place
+    assert nvs_scores(truth, truth, ids, ["red"])["copy_px"] == 3.0
+    assert median([None, 1.0, 4.0]) == 2.5 and median([]) is None
+
+
 def test_tables_run_every_row_and_the_nvs_table(teacher_dir, tmp_path):
     from camgrid.train.tables import ROWS, run_tables
 
@@ -179,9 +203,9 @@ def test_tables_run_every_row_and_the_nvs_table(teacher_dir, tmp_path):
     assert set(results["rows"]) == {"teacher 20 steps", "student 4 steps"} and not results["skipped"]
     assert results["rows"]["teacher 20 steps"]["syncam"]["psnr_vs_reference"] > 90     # the reference itself
     assert set(results["nvs"]) == {"teacher 20 steps", "student 4 steps"}
-    assert {"psnr", "iou"} <= set(results["nvs"]["student 4 steps"]["soft"])
+    assert {"psnr", "iou", "place_px", "copy_px", "placed"} <= set(results["nvs"]["student 4 steps"]["soft"])
     text = (tmp_path / "tables" / "tables.md").read_text()
-    assert "| student 4 steps | hard |" in text and "Novel-view synthesis" in text
+    assert "| student 4 steps | hard |" in text and "Novel-view synthesis" in text and "copying view 0 px" in text
     # the files measured, so the demo can tell whether these claims are about the model it runs
     from camgrid.train.builtin import model_fingerprint
     assert results["files"] == model_fingerprint(teacher_dir, student_dir / STUDENT_FILE)

@@ -816,3 +816,46 @@ def test_shape_judge_tells_spheres_from_boxes_in_renders(micro_model):
     assert n > 100 and acc > 0.9 and 0 < mixed.sum() < n
     with pytest.raises(ValueError, match="too few to train the judge"):
         bench.measure(load_builtin(micro_model), scenes=1, train_scenes=2)
+
+
+def _load_benchmark(name: str):
+    import importlib.util
+    import sys
+    from pathlib import Path
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    bench = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = bench
+    spec.loader.exec_module(bench)
+    return bench
+
+
+def test_camera_use_probe_sees_the_rig_only_through_the_camera_encoder(micro_model):
+    """benchmarks/tiny_camera_use.py: with every cam_encoder zeroed the wrong rigs cost exactly nothing (the probe
+    reports no camera use where there is none); with the encoder (and syncam's projector) set they cost something
+    in every mode that reads cameras; independent is measured once (it reads no camera)."""
+    bench = _load_benchmark("tiny_camera_use")
+    model = load_builtin(micro_model)
+    _, _, cameras = bench.held_out(model, 3, 0)
+    variants = bench.camera_variants(cameras)
+    assert torch.equal(variants["at view 0"][:, 0], cameras[:, 0])     # view 0 is the identity in every rig
+    assert torch.equal(variants["other rig"][1], cameras[0])
+    with torch.no_grad():
+        for block in model.dit.blocks:
+            block.cam_encoder.weight.zero_()
+    blind = bench.camera_use(model, count=3, sigmas=(0.5, 0.9))
+    assert list(blind["independent"]) == ["true"] and set(blind) == set(model.modes())
+    for mode in ("syncam", "hard", "soft"):
+        assert torch.equal(blind[mode]["other rig"], blind[mode]["true"])
+        assert bench.gap(blind[mode]["other rig"].mean(1), blind[mode]["true"].mean(1))["p"] == 1.0
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():   # the micro model's camera path barely trained: the encoder and syncam's projector set
+        for block in model.dit.blocks:
+            for layer in (block.cam_encoder, block.projector):
+                layer.weight.copy_(torch.randn(layer.weight.shape, generator=g))
+    seeing = bench.camera_use(model, count=3, sigmas=(0.5, 0.9))
+    for mode in ("syncam", "hard", "soft"):
+        assert not torch.allclose(seeing[mode]["other rig"], seeing[mode]["true"]), mode
+    assert torch.equal(seeing["independent"]["true"], blind["independent"]["true"])
+    table = bench.format_table(seeing, (0.5, 0.9))
+    assert "| syncam | 0.9 |" in table and "| soft | all |" in table

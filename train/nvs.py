@@ -8,7 +8,14 @@ rig and caption, and they are compared with their own ground-truth renders:
   psnr        pixel PSNR of views 1..V-1 against their renders (per scene, over all their frames);
   iou         per object colour: intersection over union of the pixels classified as that colour
               (synth.metric.segment_colours) and the object's true pixels, over views 1..V-1 and all
-              frames; averaged over the scene's objects.
+              frames; averaged over the scene's objects;
+  place_px    where the generated views put each object: the median distance (pixels) between the object's
+              generated centroid (its colour's largest component) and its true centroid, over the objects,
+              views 1..V-1 and frames where it is visible in the truth of that view and of view 0 and found in
+              the generated view;
+  copy_px     on the same observations, the median distance between its true centroid in view 0 and in that
+              view: what a model scores that copies view 0's layout into every view. place_px / copy_px says
+              whether the views follow their cameras (0: objects where they belong; about 1: view 0 copied).
 
 Independent generation ignores view 0 (its views exchange nothing), so it is the baseline a mode that
 uses the source must beat; the autoencoder round trip of the true views is the ceiling.
@@ -23,7 +30,9 @@ from typing import Sequence
 import torch
 
 from ..model.conditioning import SourceVideo
-from ..synth.metric import segment_colours
+from ..synth.metric import object_centroids, segment_colours
+
+PLACE_MIN_PIXELS = 4   # an object with fewer true or generated pixels in a frame is not placed there
 
 
 def nvs_scores(frames: torch.Tensor, truth: torch.Tensor, ids: torch.Tensor, colours: Sequence[str],
@@ -41,7 +50,43 @@ def nvs_scores(frames: torch.Tensor, truth: torch.Tensor, ids: torch.Tensor, col
         if union:
             ious.append(int((pred & true).sum()) / union)
     return {"psnr": -10.0 * torch.log10(torch.tensor(max(mse, 1e-10))).item(),
-            "iou": sum(ious) / len(ious) if ious else None}
+            "iou": sum(ious) / len(ious) if ious else None, **placement(frames, ids, colours, source_view)}
+
+
+def true_centroids(ids: torch.Tensor, count: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """ids [V, F, H, W] -> each object's centroid [N, V, F, 2] (x, y in pixels, centres at +0.5) and whether it
+    has at least PLACE_MIN_PIXELS pixels there [N, V, F]."""
+    h, w = ids.shape[-2:]
+    xs, ys = torch.arange(w, dtype=torch.float64) + 0.5, torch.arange(h, dtype=torch.float64) + 0.5
+    centres, visible = [], []
+    for k in range(count):
+        m = (ids == k).to(torch.float64)
+        n = m.sum((-1, -2))
+        centres.append(torch.stack([(m.sum(-2) * xs).sum(-1), (m.sum(-1) * ys).sum(-1)], -1) / n.clamp(min=1)[..., None])
+        visible.append(n >= PLACE_MIN_PIXELS)
+    return torch.stack(centres), torch.stack(visible)
+
+
+def placement(frames: torch.Tensor, ids: torch.Tensor, colours: Sequence[str], source_view: int = 0) -> dict:
+    """place_px / copy_px of one grid (see the module docstring), with the number of observations and the share
+    of truly visible objects the generated views did not draw ("missed"); None where nothing was observed."""
+    true_c, visible = true_centroids(ids, len(colours))
+    det = object_centroids(frames.float(), list(colours), min_pixels=PLACE_MIN_PIXELS)
+    others = [v for v in range(frames.shape[0]) if v != source_view]
+    expected = visible[:, others] & visible[:, source_view:source_view + 1]
+    seen = expected & det.found[:, others]
+    error = (det.centroids[:, others] - true_c[:, others]).norm(dim=-1)[seen]
+    copy = (true_c[:, source_view:source_view + 1] - true_c[:, others]).norm(dim=-1)[seen]
+    n_expected = int(expected.sum())
+    return {"place_px": median(error), "copy_px": median(copy), "placed": int(seen.sum()),
+            "missed": 1.0 - int(seen.sum()) / n_expected if n_expected else None}
+
+
+def median(values) -> float | None:
+    """The median of a 1-d tensor or a list (the mean of the middle two when even); None when empty."""
+    values = torch.as_tensor([v for v in values if v is not None] if isinstance(values, list) else values,
+                             dtype=torch.float64)
+    return float(values.quantile(0.5)) if values.numel() else None
 
 
 def source_of(model, truth_videos: torch.Tensor, view: int = 0) -> SourceVideo:

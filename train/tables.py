@@ -31,7 +31,7 @@ from ..synth.render import render
 from .builtin import ASSETS_DIR, TEACHER_SAMPLING, load_builtin, model_fingerprint
 from .claims import claims
 from .evaluate import COMPARED_MODES, EVAL_SEED, safe_metrics, summarise
-from .nvs import nvs_scores, ordering_stability, source_of
+from .nvs import median, nvs_scores, ordering_stability, source_of
 from .student import STUDENT_FILE, STUDENT_SAMPLING
 
 # (row name, model, settings); generated in this order, the reference first
@@ -186,7 +186,8 @@ def _nvs(model, held, modes, settings, batch, seed, device) -> dict:
         per_scene_iou[mode] = [s["iou"] for s in scores]
         ious = [s["iou"] for s in scores if s["iou"] is not None]
         table[mode] = {"psnr": sum(per_scene_psnr[mode]) / len(scores), "iou": sum(ious) / max(len(ious), 1),
-                       "scenes": len(scores)}
+                       "scenes": len(scores), "place_px": median([s["place_px"] for s in scores]),
+                       "copy_px": median([s["copy_px"] for s in scores]), "placed": sum(s["placed"] for s in scores)}
     table["stability"] = {"psnr": ordering_stability(per_scene_psnr), "iou": ordering_stability(per_scene_iou)}
     return table
 
@@ -201,7 +202,8 @@ def _ae_ceiling(model, held) -> dict:
         scores += [nvs_scores(f, t, i, c) for f, t, i, c in zip(rt, videos, held.ids[start:start + 16],
                                                                   held.colours[start:start + 16])]
     ious = [s["iou"] for s in scores if s["iou"] is not None]
-    return {"psnr": sum(s["psnr"] for s in scores) / len(scores), "iou": sum(ious) / max(len(ious), 1)}
+    return {"psnr": sum(s["psnr"] for s in scores) / len(scores), "iou": sum(ious) / max(len(ious), 1),
+            "place_px": median([s["place_px"] for s in scores]), "copy_px": median([s["copy_px"] for s in scores])}
 
 
 def _f(value, digits: int = 2) -> str:
@@ -227,13 +229,16 @@ def format_tables(results: dict) -> str:
     if results["nvs"]:
         ceiling = results.get("nvs_ceiling", {})
         lines += ["", f"### Novel-view synthesis (view 0 given; views 1..{s['views'] - 1} against their renders)", "",
-                  "| row | mode | PSNR (dB) | colour-mask IoU |", "|---|---|---:|---:|"]
+                  "| row | mode | PSNR (dB) | colour-mask IoU | object place error px | copying view 0 px |",
+                  "|---|---|---:|---:|---:|---:|"]
         for name, table in results["nvs"].items():
             for mode, r in table.items():
                 if mode not in ("settings", "stability"):
-                    lines.append(f"| {name} | {mode} | {_f(r['psnr'])} | {_f(r['iou'], 3)} |")
+                    lines.append(f"| {name} | {mode} | {_f(r['psnr'])} | {_f(r['iou'], 3)} | "
+                                 f"{_f(r.get('place_px'), 1)} | {_f(r.get('copy_px'), 1)} |")
         if ceiling:
-            lines.append(f"| autoencoder round trip (ceiling) | - | {_f(ceiling['psnr'])} | {_f(ceiling['iou'], 3)} |")
+            lines.append(f"| autoencoder round trip (ceiling) | - | {_f(ceiling['psnr'])} | {_f(ceiling['iou'], 3)} | "
+                         f"{_f(ceiling.get('place_px'), 1)} | {_f(ceiling.get('copy_px'), 1)} |")
         lines += [""]
         for name, table in results["nvs"].items():
             for metric, st in table["stability"].items():
