@@ -19,6 +19,11 @@ Run from the repository root, with the folders the two GPU calls returned:
 6. writes the generated sections of benchmarks/TINY_MODEL.md and README.md (between `<!-- generated:NAME -->`
    and `<!-- end:NAME -->` markers): the tables, the demo's output and timing, the README's results and the
    quick start's seconds.
+
+    python benchmarks/tiny_release.py --tables DIR
+only replaces the tables: DIR's tables of the files already shipped (`python -m camgrid.train.tables --out DIR`,
+e.g. with a column added since) become benchmarks/tiny_tables.*, and the sections made from them are written
+again (TINY_MODEL.md's tables, README.md's results, with the demo timings recorded at the release).
 """
 import argparse
 import json
@@ -112,6 +117,18 @@ def _cell(r: dict) -> str:
     return f"{r['reproj_px_median']:.2f} / {r['reproj_px']:.1f}"
 
 
+def _nvs_cell(r: dict) -> str:
+    place = f" / {r['place_px']:.1f} px" if r.get("place_px") is not None else ""
+    return f"{r['psnr']:.1f} / {r['iou']:.2f}{place}"
+
+
+def _nvs_copy_px(tables: dict):
+    """What copying view 0 scores on the NVS placement (the same for every mode up to the observations kept)."""
+    values = [t[m]["copy_px"] for t in tables["nvs"].values() for m in t if isinstance(t[m], dict)
+              and t[m].get("copy_px") is not None]
+    return sorted(values)[len(values) // 2] if values else None
+
+
 def readme_results(tables: dict, demo: dict, timing: dict) -> str:
     """The README's tiny-model results, from the tables and the demo's metrics."""
     modes = ("independent", "syncam", "hard", "soft")
@@ -133,28 +150,73 @@ def readme_results(tables: dict, demo: dict, timing: dict) -> str:
         row = tables["rows"].get(name)
         if row:
             lines.append(f"| {name} | " + " | ".join(_cell(row[m]) for m in modes if m in row) + " |")
+    copied = tables.get("controls", {}).get("view 0 copied")
+    if copied:
+        lines.append("| *control, the same in every column: the true view 0 copied into every view* | "
+                     + " | ".join([_cell(copied)] * len(modes)) + " |")
+        lines += ["", "The control is not generated: four identical views score "
+                  f"{copied['reproj_px_median']:.2f} px, so on these rigs a low error says the views agree, not "
+                  "that each shows its own camera's view; the placement column below measures that."]
     if tables.get("nvs"):
+        copy_px, ceiling = _nvs_copy_px(tables), tables.get("nvs_ceiling", {}).get("place_px")
+        placement = "" if copy_px is None or ceiling is None else (
+            f" / median distance in pixels of each object from its true place, where copying view 0 would give "
+            f"{copy_px:.1f} px and the true views' round trip {ceiling:.1f} px")
         lines += ["", "Novel-view synthesis on the same scenes (view 0's video given, the other views generated and "
-                  "compared with their renders; PSNR in dB / colour-mask IoU):", "",
+                  f"compared with their renders; PSNR in dB / colour-mask IoU{placement}):", "",
                   "| | " + " | ".join(modes) + " |", "| --- |" + " --- |" * len(modes)]
         for name, table in tables["nvs"].items():
-            lines.append(f"| {name} | " + " | ".join(f"{table[m]['psnr']:.1f} / {table[m]['iou']:.2f}"
-                                                   for m in modes if m in table) + " |")
+            lines.append(f"| {name} | " + " | ".join(_nvs_cell(table[m]) for m in modes if m in table) + " |")
     lines += ["", f"The demo's own comparison ({demo['grids']} grids per mode, same noise in every mode; a direction "
               "only when a paired signed-rank test decides, and it holds for seeds 0–4):", ""]
     lines += [f"- {c['line']}" for c in demo["claims"].values()]
     return "\n".join(lines)
 
 
+def check_tables_fingerprint() -> None:
+    """The demo prints the tables' claims only for the files they measured (train/demo.py); tables made before
+    they recorded their files were measured on the files shipped here."""
+    tables, shipped = json.loads((BENCH / "tiny_tables.json").read_text()), model_fingerprint()
+    if tables.setdefault("files", shipped) != shipped:
+        raise SystemExit("release: the tables measured other files than the ones shipped now "
+                         f"({tables['files']} vs {shipped}): run the tables on these files")
+    atomic_write(BENCH / "tiny_tables.json", json.dumps(tables, indent=1))
+
+
+def refresh_tables(folder: Path) -> None:
+    """--tables: new tables of the shipped files in; TINY_MODEL's tables and README's results spliced again."""
+    tables = json.loads((folder / "tables.json").read_text())
+    if tables.get("files") != model_fingerprint():
+        raise SystemExit(f"release: {folder}/tables.json measured other files than the shipped ones: run "
+                         "`python -m camgrid.train.tables` on assets/ (its default)")
+    for src, dst in (("tables.md", "tiny_tables.md"), ("tables.json", "tiny_tables.json")):
+        shutil.copyfile(folder / src, BENCH / dst)
+    timing = {who: json.loads((BENCH / f"tiny_demo_{who}.json").read_text())["timing"]
+              for who in ("student", "teacher") if (BENCH / f"tiny_demo_{who}.json").is_file()}
+    doc = BENCH / "TINY_MODEL.md"
+    atomic_write(doc, splice(doc.read_text(), "tables", (BENCH / "tiny_tables.md").read_text()))
+    readme = ROOT / "README.md"
+    atomic_write(readme, splice(readme.read_text(), "tiny-results", readme_results(
+        tables, json.loads((BENCH / "tiny_demo_student.json").read_text()), timing)))
+    print(f"release: benchmarks/tiny_tables.*, {doc.name}'s tables and README's results updated")
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
-    p.add_argument("--teacher-files", type=Path, required=True, help="the folder call A's files came back to")
-    p.add_argument("--student-files", type=Path, required=True, help="the folder call B's files came back to")
+    p.add_argument("--teacher-files", type=Path, help="the folder call A's files came back to")
+    p.add_argument("--student-files", type=Path, help="the folder call B's files came back to")
+    p.add_argument("--tables", type=Path, metavar="DIR", help="only this: tables measured again on the files already "
+                   "shipped (python -m camgrid.train.tables --out DIR) replace benchmarks/tiny_tables.* and the "
+                   "sections made from them (TINY_MODEL's tables, README's results, the recorded demo timings)")
     p.add_argument("--skip-teacher-demo", action="store_true")
     p.add_argument("--skip-seeds", action="store_true", help="use call B's GPU record of the demo seeds")
     p.add_argument("--ship-student-anyway", action="store_true",
                    help="ship the student as the demo's default even if it misses the 15 %% quality bar")
     args = p.parse_args()
+    if args.tables:
+        return refresh_tables(args.tables)
+    if not (args.teacher_files and args.student_files):
+        p.error("give --teacher-files and --student-files (a release), or --tables DIR (new tables only)")
     failures = student_holds(json.loads((args.student_files / "tables.json").read_text()))
     if failures and not args.ship_student_anyway:
         raise SystemExit("release: the student does not hold the teacher's quality (issue 13: within 15 %), so the "
@@ -172,13 +234,7 @@ def main() -> None:
     for src, dst in (("loss.csv", "tiny_train_loss.csv"), ("train.log", "tiny_train.log")):
         if (args.teacher_files / src).is_file():
             shutil.copyfile(args.teacher_files / src, BENCH / dst)
-    # the demo prints the tables' claims only for the files they measured (train/demo.py); tables made before
-    # they recorded their files were measured on the files shipped here
-    tables, shipped = json.loads((BENCH / "tiny_tables.json").read_text()), model_fingerprint()
-    if tables.setdefault("files", shipped) != shipped:
-        raise SystemExit("release: the tables measured other files than the ones shipped now "
-                         f"({tables['files']} vs {shipped}): run the tables on these files")
-    atomic_write(BENCH / "tiny_tables.json", json.dumps(tables, indent=1))
+    check_tables_fingerprint()
     work = Path(tempfile.mkdtemp())
     fit = run(["camgrid.train.fit_preview", "--write"], work / "fit.log")
     print(fit["log"])

@@ -206,6 +206,8 @@ def test_tables_run_every_row_and_the_nvs_table(teacher_dir, tmp_path):
     assert {"psnr", "iou", "place_px", "copy_px", "placed"} <= set(results["nvs"]["student 4 steps"]["soft"])
     text = (tmp_path / "tables" / "tables.md").read_text()
     assert "| student 4 steps | hard |" in text and "Novel-view synthesis" in text and "copying view 0 px" in text
+    assert set(results["controls"]) == {"truth round trip", "view 0 copied"} and "| view 0 copied |" in text
+    assert results["controls"]["view 0 copied"]["scenes"] == 2 and "place_px" in results["nvs_ceiling"]
     # the files measured, so the demo can tell whether these claims are about the model it runs
     from camgrid.train.builtin import model_fingerprint
     assert results["files"] == model_fingerprint(teacher_dir, student_dir / STUDENT_FILE)

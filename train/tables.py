@@ -6,8 +6,12 @@
    reprojection error (train/evaluate.py, pooled over observations), found-rate and usable share, the pixel
    PSNR against the 20-step teacher's grid of the same scene and mode, the paired claim against
    independent (train/claims.py), and the seconds the generation took on the device.
-2. Novel-view synthesis (train/nvs.py) with view 0 given, for the teacher and the student: PSNR and colour
-   mask IoU of the other views against their renders, per mode, with the ordering's bootstrap stability.
+   Two controls made of the ground truth, not generated, scored the same way: the autoencoder round trip of
+   the true views (what exact geometry scores) and a grid whose every view is view 0's round trip (views that
+   agree without following their cameras: a mode must score below it to show it draws each camera's view).
+2. Novel-view synthesis (train/nvs.py) with view 0 given, for the teacher and the student: PSNR, colour
+   mask IoU and object placement of the other views against their renders, per mode, with the ordering's
+   bootstrap stability.
 Writes tables.json and tables.md into --out. `--budget` seconds: rows still waiting when it is spent are
 skipped (and listed), the most important first (teacher 20, student 4, NVS, then the others).
 """
@@ -132,6 +136,9 @@ def run_tables(model_dir, out, student_file=None, scenes: int = 96, views: int =
                             "device": str(device)}, "rows": {}, "nvs": {}, "skipped": [],
                "files": model_fingerprint(model_dir, lora if lora.is_file() else None)}
     reference = {}
+    round_trips = _round_trips(models["teacher"], held)
+    results["controls"] = _controls(held, round_trips)
+    results["nvs_ceiling"] = _ae_ceiling(held, round_trips)
     jobs = [("rows", name, kind, settings) for name, kind, settings in rows]
     jobs[2:2] = [("nvs", name, kind, settings) for name, kind, settings in rows if name in NVS_ROWS]
     try:
@@ -146,7 +153,6 @@ def run_tables(model_dir, out, student_file=None, scenes: int = 96, views: int =
             results["seconds"] = time.time() - t0
             _write(out, results)   # after every job: a run stopped from outside keeps what it measured
             log(f"tables: {what} {name} done ({time.time() - t0:.0f}s)")
-        results["nvs_ceiling"] = _ae_ceiling(models["teacher"], held)
     finally:
         held.close()
     results["seconds"] = time.time() - t0
@@ -192,15 +198,25 @@ def _nvs(model, held, modes, settings, batch, seed, device) -> dict:
     return table
 
 
-def _ae_ceiling(model, held) -> dict:
+def _round_trips(model, held) -> torch.Tensor:
+    """The autoencoder round trip of every held-out grid's true views [N, V, F, H, W, 3] (CPU)."""
+    out = []
+    with torch.no_grad():
+        for videos in held.videos.split(16):
+            out += [model.ae.decode(model.ae.encode(v.to(model.device))).cpu() for v in videos]
+    return torch.stack(out)
+
+
+def _controls(held, round_trips: torch.Tensor) -> dict:
+    """The reprojection table's two controls (module docstring): exact geometry, and view 0 in every view."""
+    copies = round_trips[:, :1].expand_as(round_trips).contiguous()
+    return {name: summarise(held.metrics(frames))
+            for name, frames in (("truth round trip", round_trips), ("view 0 copied", copies))}
+
+
+def _ae_ceiling(held, round_trips: torch.Tensor) -> dict:
     """The NVS scores of the autoencoder round trip of the true views: what a perfect generator could reach."""
-    scores = []
-    for start in range(0, len(held.captions), 16):
-        videos = held.videos[start:start + 16]
-        with torch.no_grad():
-            rt = torch.stack([model.ae.decode(model.ae.encode(v.to(model.device))).cpu() for v in videos])
-        scores += [nvs_scores(f, t, i, c) for f, t, i, c in zip(rt, videos, held.ids[start:start + 16],
-                                                                  held.colours[start:start + 16])]
+    scores = [nvs_scores(f, t, i, c) for f, t, i, c in zip(round_trips, held.videos, held.ids, held.colours)]
     ious = [s["iou"] for s in scores if s["iou"] is not None]
     return {"psnr": sum(s["psnr"] for s in scores) / len(scores), "iou": sum(ious) / max(len(ious), 1),
             "place_px": median([s["place_px"] for s in scores]), "copy_px": median([s["copy_px"] for s in scores])}
@@ -223,6 +239,12 @@ def format_tables(results: dict) -> str:
             ref = "ref." if name == REFERENCE else _f(r["psnr_vs_reference"], 1)
             lines.append(f"| {name} | {mode} | {_f(r['reproj_px'])} | {_f(r['reproj_px_median'])} | "
                          f"{r['observations']} | {_f(r['found'])} | {_f(r['usable'])} | {ref} | {r['seconds']:.1f} |")
+    if results.get("controls"):
+        lines += ["", "Controls, made of the ground truth and scored the same way (not generated): exact geometry, "
+                  "and a grid whose every view is view 0 (views that agree without following their cameras)", "",
+                  "| control | reproj px (mean) | reproj px (median) | observations | usable |", "|---|---:|---:|---:|---:|"]
+        lines += [f"| {name} | {_f(r['reproj_px'])} | {_f(r['reproj_px_median'])} | {r['observations']} | "
+                  f"{_f(r['usable'])} |" for name, r in results["controls"].items()]
     lines += ["", "Paired claims against independent (train/claims.py):", ""]
     for name, row in results["rows"].items():
         lines += [f"- {name}: {c['line']}" for c in row["claims"].values()]
