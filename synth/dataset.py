@@ -18,7 +18,7 @@ from ..model.camera import CameraRig, default_intrinsics, make_preset
 from .render import render
 from .scenes import Scene, sample_scene, scene_style
 
-__all__ = ["SyntheticMultiViewDataset", "random_rig", "collate_samples"]
+__all__ = ["SyntheticMultiViewDataset", "random_rig", "collate_samples", "default_arc_span", "check_arc_span"]
 
 DEFAULT_PRESETS = {"orbit_arc": 0.7, "elevation_sweep": 0.15, "dolly": 0.15}
 
@@ -35,10 +35,17 @@ def _turn_about_vertical(rig: CameraRig, angle: float, centre: Sequence[float]) 
     return CameraRig(c2w, rig.intrinsics.clone(), list(rig.names), centre.clone())
 
 
+def default_arc_span(num_views: int) -> tuple[float, float]:
+    """The degrees an orbit arc of `num_views` cameras spans in all, drawn uniformly: up to 30 per view."""
+    return 20.0, 30.0 * num_views
+
+
 def random_rig(rng: random.Random, num_views: int, num_frames: int, aspect: float,
-               presets: dict[str, float] | None = None, radius: tuple[float, float] = (3.0, 4.5)) -> CameraRig:
+               presets: dict[str, float] | None = None, radius: tuple[float, float] = (3.0, 4.5),
+               arc_span: tuple[float, float] | None = None) -> CameraRig:
     """A random static rig of `num_views` cameras looking at (near) the origin, from a preset, at a distance
-    drawn from `radius` (metres; a SceneStyle's camera_radius)."""
+    drawn from `radius` (metres; a SceneStyle's camera_radius); an orbit arc spans a total azimuth drawn from
+    `arc_span` (degrees; default_arc_span without it)."""
     presets = DEFAULT_PRESETS if presets is None else presets
     names, weights = list(presets), list(presets.values())
     name = rng.choices(names, weights)[0]
@@ -48,7 +55,7 @@ def random_rig(rng: random.Random, num_views: int, num_frames: int, aspect: floa
     common = dict(num_views=num_views, radius=distance, target=target, num_frames=num_frames, hfov_deg=hfov)
     if name == "orbit_arc":
         # spans up to 30 degrees per view: the demo's 4-view 120-degree orbit lies inside the training rigs
-        rig = make_preset(name, azimuth_span_deg=rng.uniform(20.0, 30.0 * num_views),
+        rig = make_preset(name, azimuth_span_deg=rng.uniform(*(arc_span or default_arc_span(num_views))),
                           elevation_deg=rng.uniform(5.0, 35.0), **common)
     elif name == "elevation_sweep":
         low = rng.uniform(0.0, 15.0)
@@ -61,6 +68,19 @@ def random_rig(rng: random.Random, num_views: int, num_frames: int, aspect: floa
         raise ValueError(f"random_rig: unsupported preset '{name}'; use orbit_arc, elevation_sweep or dolly.")
     rig.intrinsics = default_intrinsics(num_views, hfov, aspect=aspect)
     return _turn_about_vertical(rig, rng.uniform(-math.pi, math.pi), target).validate()
+
+
+def check_arc_span(arc_span) -> tuple[float, float] | None:
+    """(low, high) degrees with 0 < low <= high <= 360, or None (the default spans); refuses anything else."""
+    if arc_span is None or len(arc_span) == 0:
+        return None
+    try:
+        low, high = (float(v) for v in arc_span)
+    except (TypeError, ValueError):
+        raise ValueError(f"arc_span: expected two numbers (lowest, highest degrees), got {arc_span!r}") from None
+    if not (math.isfinite(low) and math.isfinite(high) and 0 < low <= high <= 360):
+        raise ValueError(f"arc_span: expected 0 < lowest <= highest <= 360 degrees, got {low:g}, {high:g}")
+    return low, high
 
 
 class SyntheticMultiViewDataset(torch.utils.data.Dataset):
@@ -81,7 +101,7 @@ class SyntheticMultiViewDataset(torch.utils.data.Dataset):
 
     def __init__(self, length: int = 100_000, height: int = 48, width: int = 80, num_frames: int = 17,
                  min_views: int = 2, max_views: int = 8, seed: int = 0, presets: dict[str, float] | None = None,
-                 return_ids: bool = False, style: str = "standard"):
+                 return_ids: bool = False, style: str = "standard", arc_span: tuple[float, float] | None = None):
         if not 1 <= int(min_views) <= int(max_views):
             raise ValueError(f"need 1 <= min_views <= max_views, got min_views={min_views}, max_views={max_views}.")
         if int(length) < 1:
@@ -90,6 +110,7 @@ class SyntheticMultiViewDataset(torch.utils.data.Dataset):
         self.num_frames, self.min_views, self.max_views = int(num_frames), int(min_views), int(max_views)
         self.seed, self.presets, self.return_ids = int(seed), presets, bool(return_ids)
         self.style = scene_style(style)    # the same scenes and rigs in every style, seen as the style says
+        self.arc_span = check_arc_span(arc_span)
 
     def __len__(self) -> int:
         return self.length
@@ -108,7 +129,7 @@ class SyntheticMultiViewDataset(torch.utils.data.Dataset):
                              checker_size=self.style.checker_size)
         num_views = rng.randint(self.min_views, self.max_views)
         return scene, random_rig(rng, num_views, self.num_frames, self.width / self.height, self.presets,
-                                 self.style.camera_radius)
+                                 self.style.camera_radius, self.arc_span)
 
     def __getitem__(self, index: int) -> dict:
         scene, rig = self.scene_and_rig(index)

@@ -76,6 +76,26 @@ def test_text_phrases_are_trained_recorded_and_refused_by_init_onto_files_withou
                                "text_phrases": True}), log=lambda *_: None)
 
 
+def test_arc_span_is_parsed_checked_and_reaches_the_training_data(tmp_path):
+    """--arc-span LOW,HIGH: parsed, refused by name when malformed or out of range, and the trainer's rigs are
+    drawn with it (its data line says so, for the stage table of a release)."""
+    import argparse
+    from camgrid.train.cli import add_arguments, config_from_args
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    assert config_from_args(parser.parse_args(["--arc-span", "60,160"])).arc_span == (60.0, 160.0)
+    assert config_from_args(parser.parse_args([])).arc_span == ()
+    for bad, message in (("60;160", "--arc-span: expected LOW,HIGH"), ("160,60", "arc_span.*--arc-span")):
+        with pytest.raises(InputError, match=message):
+            config_from_args(parser.parse_args(["--arc-span", bad]))
+    logs = []
+    trainer = Trainer(TrainConfig(**{**MICRO, "out": str(tmp_path / "wide"), "steps": 1, "stages": ("ae",),
+                                     "arc_span": (60, 160)}), log=logs.append)
+    trainer.run()
+    assert trainer.source.bank.dataset.arc_span == (60.0, 160.0)
+    assert any(line.startswith("data:") and "orbit arcs span 60-160 degrees" in line for line in logs), logs
+
+
 def test_autoencoder_shapes_follow_wan_packing():
     ae = TinyVideoAE(latent_dim=4, width=8)
     z = ae.encode(torch.rand(2, 9, 16, 32, 3))

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import torch
 
+from ..model.checks import InputError
 from ..model.files import atomic_write
 from ..synth.scenes import SCENE_STYLES
 from .config import AMP_CHOICES, STAGES, TrainConfig, parse_budgets, parse_stages
@@ -86,6 +87,9 @@ def add_builtin_model_arguments(parser: argparse.ArgumentParser, d: TrainConfig)
     parser.add_argument("--text-phrases", action="store_true",
                         help="the text encoder gives every word its object phrase (\"a red sphere\"), so the DiT can "
                              "tell which colour has which shape (train/text.py; recorded in the files)")
+    parser.add_argument("--arc-span", default="", metavar="LOW,HIGH",
+                        help="degrees an orbit arc of the training rigs spans in all (default: 20 to 30 per view); "
+                             "wider arcs make views that merely look alike wrong (benchmarks/TINY_MODEL.md)")
     parser.add_argument("--ae-scale-reg", type=float, default=d.ae_scale_reg,
                         help="built-in model, stage ae: weight of the loss that the latents pooled 2x decode to the "
                              "frames pooled 2x (smoother latents a DiT models more easily; 0: off)")
@@ -96,6 +100,14 @@ def add_builtin_model_arguments(parser: argparse.ArgumentParser, d: TrainConfig)
 
 def _given(value, default):
     return default if value is None else value
+
+
+def parse_arc_span(text: str) -> tuple:
+    """'60,160' -> (60.0, 160.0); '' -> () (the default spans); TrainConfig checks the values."""
+    try:
+        return tuple(float(v) for v in text.split(",")) if text.strip() else ()
+    except ValueError:
+        raise InputError(f"--arc-span: expected LOW,HIGH in degrees (e.g. 60,160), got {text!r}") from None
 
 
 def default_stages(args) -> tuple:
@@ -116,6 +128,7 @@ def config_from_args(args) -> TrainConfig:
                        lr=_given(args.lr, d.lr),
                        shift=_given(args.shift, d.shift), train_shift=args.train_shift,
                        ae_scale_reg=args.ae_scale_reg, text_phrases=args.text_phrases, scene_style=args.scene_style,
+                       arc_span=parse_arc_span(args.arc_span),
                        seed=_given(args.seed, d.seed),
                        amp=args.amp, ema=args.ema,
                        checkpoint_every=_given(args.checkpoint_every, d.checkpoint_every),

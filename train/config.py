@@ -9,6 +9,7 @@ import math
 from dataclasses import dataclass, field
 
 from ..model.checks import InputError
+from ..synth.dataset import check_arc_span
 from ..synth.scenes import SCENE_STYLES
 
 AMP_CHOICES = ("auto", "bf16", "off")   # the DiT stages' autocast (train/objective.py mixed_precision)
@@ -33,6 +34,8 @@ class TrainConfig:
     workers: int = 0
     seed: int = 0
     scene_style: str = ""              # synth/scenes.py SCENE_STYLES ("": standard, or with --init the files')
+    arc_span: tuple = ()               # degrees an orbit arc of the training rigs spans, (low, high) ((): the
+                                       # default, 20 to 30 per view; synth/dataset.py); held-out scenes keep it
     # model (the shipped recipe, benchmarks/TINY_MODEL.md "Built-in model v2": 6.8 M parameters, 13.6 MB in fp16)
     dim: int = 224
     ffn_dim: int = 896
@@ -80,6 +83,10 @@ class TrainConfig:
             raise InputError(f"stages (--stages): unknown {unknown}; choose from {STAGES}")
         if not 0.0 <= float(self.ema) < 1.0:
             raise InputError(f"ema (--ema): expected a decay in [0, 1) (0 turns it off), got {self.ema}")
+        try:
+            self.arc_span = check_arc_span(self.arc_span) or ()
+        except ValueError as exc:
+            raise InputError(f"{exc} (--arc-span LOW,HIGH)") from None
         if self.scene_style and self.scene_style not in SCENE_STYLES:
             raise InputError(f"scene_style (--scene-style): expected one of {sorted(SCENE_STYLES)}, "
                              f"got {self.scene_style!r}")

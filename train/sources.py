@@ -72,7 +72,7 @@ class SyntheticSource:
         self.encode_video, self.encode_text = encode_video, encode_text
         self.rng = random.Random(cfg.seed)
         self.bank = SampleBank(cfg.samples, cfg.views, cfg.height, cfg.width, cfg.frames, cfg.seed, cfg.workers,
-                               cfg.data_style)
+                               cfg.data_style, cfg.arc_span or None)
         if cfg.workers > 0:
             torch.set_num_threads(max(1, min(torch.get_num_threads(), 2)))   # leave the cores to the renderers
 
@@ -80,7 +80,9 @@ class SyntheticSource:
         """Wait for the first `first` samples (before any stage's time budget starts)."""
         t0 = time.time()
         self.bank.poll(at_least=first)
-        log(f"data: {len(self.bank)} samples rendered in {time.time() - t0:.1f}s, more in the background")
+        spans = self.bank.dataset.arc_span
+        log(f"data: {len(self.bank)} samples rendered in {time.time() - t0:.1f}s, more in the background"
+            + (f"; orbit arcs span {spans[0]:g}-{spans[1]:g} degrees" if spans else ""))
 
     def __len__(self) -> int:
         return len(self.bank)
