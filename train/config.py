@@ -35,7 +35,7 @@ class TrainConfig:
     seed: int = 0
     scene_style: str = ""              # synth/scenes.py SCENE_STYLES ("": standard, or with --init the files')
     arc_span: tuple = ()               # degrees an orbit arc of the training rigs spans, (low, high) ((): the
-                                       # default, 20 to 30 per view; synth/dataset.py); held-out scenes keep it
+                                       # default, 20 to 30 per view; synth/dataset.py); held-out scenes keep the default
     # model (the shipped recipe, benchmarks/TINY_MODEL.md "Built-in model v2": 6.8 M parameters, 13.6 MB in fp16)
     dim: int = 224
     ffn_dim: int = 896

@@ -62,7 +62,8 @@ def true_centroids(ids: torch.Tensor, count: int) -> tuple[torch.Tensor, torch.T
     for k in range(count):
         m = (ids == k).to(torch.float64)
         n = m.sum((-1, -2))
-        centres.append(torch.stack([(m.sum(-2) * xs).sum(-1), (m.sum(-1) * ys).sum(-1)], -1) / n.clamp(min=1)[..., None])
+        sums = torch.stack([(m.sum(-2) * xs).sum(-1), (m.sum(-1) * ys).sum(-1)], -1)
+        centres.append(sums / n.clamp(min=1)[..., None])
         visible.append(n >= PLACE_MIN_PIXELS)
     return torch.stack(centres), torch.stack(visible)
 

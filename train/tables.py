@@ -242,7 +242,8 @@ def format_tables(results: dict) -> str:
     if results.get("controls"):
         lines += ["", "Controls, made of the ground truth and scored the same way (not generated): exact geometry, "
                   "and a grid whose every view is view 0 (views that agree without following their cameras)", "",
-                  "| control | reproj px (mean) | reproj px (median) | observations | usable |", "|---|---:|---:|---:|---:|"]
+                  "| control | reproj px (mean) | reproj px (median) | observations | usable |",
+                  "|---|---:|---:|---:|---:|"]
         lines += [f"| {name} | {_f(r['reproj_px'])} | {_f(r['reproj_px_median'])} | {r['observations']} | "
                   f"{_f(r['usable'])} |" for name, r in results["controls"].items()]
     lines += ["", "Paired claims against independent (train/claims.py):", ""]
