@@ -35,3 +35,15 @@ def randomize(model: GridDiT, seed=0, scale=0.1, zero_new_modules=False):
 
 def tiny_model(variant="wan", seed=0, zero_new_modules=False, **overrides):
     return randomize(GridDiT(tiny_config(variant, **overrides)).eval(), seed, zero_new_modules=zero_new_modules)
+
+
+def load_benchmark(name: str):
+    """benchmarks/<name>.py imported as a module (the benchmarks are scripts, not a package)."""
+    import importlib.util
+    import sys
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module

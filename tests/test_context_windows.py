@@ -11,7 +11,7 @@ from camgrid.model.context_windows import (ContextWindows, add_arguments, axis_w
                                            stagger_offset, window_calls, windowed_velocity)
 from camgrid.model.sampling import SamplerOptions, guided_velocity, prepare, sample_grid
 from camgrid.model.sync import attach_sync_layers
-from grid_helpers import tiny_model
+from grid_helpers import load_benchmark, tiny_model
 
 B, C, H, W = 1, 16, 4, 4
 
@@ -441,21 +441,9 @@ def test_cli_window_flag_errors_are_one_line_before_loading(files, tmp_path, cap
 
 # --- the benchmarks keep running (smoke modes; timings are never checked) -------------------------------------
 
-def _bench(name):
-    import importlib.util
-    import sys
-    from pathlib import Path
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_bench_windows_smoke_on_cpu(tmp_path, capsys):
     import json
-    assert _bench("bench_windows").main(["--tiny", "--device", "cpu", "--budget", "600", "--json",
+    assert load_benchmark("bench_windows").main(["--tiny", "--device", "cpu", "--budget", "600", "--json",
                                          str(tmp_path / "rows.json")]) == 0
     rows = json.loads((tmp_path / "rows.json").read_text())["rows"]
     assert [(r["frames"], r["calls"], r["windows"]) for r in rows] == [(9, 1, True), (17, 2, True), (33, 4, True),
@@ -467,7 +455,7 @@ def test_bench_windows_smoke_on_cpu(tmp_path, capsys):
 def test_bench_seams_smoke_on_the_builtin_model(tmp_path, capsys):
     from camgrid.train import builtin_available
     assert builtin_available(), "the built-in model's assets/ files are part of the repository"
-    bench = _bench("bench_seams")
+    bench = load_benchmark("bench_seams")
     assert bench.main(["--views", "2", "--frames", "21", "--window", "3", "--overlaps", "1", "--fuses", "linear",
                        "--seeds", "0", "--steps", "1", "--out", str(tmp_path / "seams.md")]) == 0
     table = (tmp_path / "seams.md").read_text()

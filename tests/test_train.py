@@ -15,6 +15,7 @@ from camgrid.train.config import TrainConfig, parse_budgets, parse_stages
 from camgrid.train.objective import flow_matching_loss
 from camgrid.train.stages import syncammaster_from
 from camgrid.train.trainer import Trainer
+from grid_helpers import load_benchmark
 
 MICRO = dict(device="cpu", height=16, width=32, frames=5, views=2, samples=6, workers=0, dim=32, ffn_dim=64,
              num_heads=2, num_layers=1, text_dim=32, latent_dim=4, ae_width=8, sync_rank=8, batch=2,
@@ -716,14 +717,7 @@ def test_weight_ema_and_a_stage_that_ends_on_its_moving_average(tmp_path):
 def test_noise_left_diagnosis_measures_the_share_of_noise_a_clean_estimate_keeps(micro_model):
     """benchmarks/tiny_noise_left.py: 0 when the estimate is the clean latent, a when it keeps a of the noise,
     about 1 for no denoising at all; and it runs on a built-in model's files."""
-    import importlib.util
-    import sys
-    from pathlib import Path
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "tiny_noise_left.py"
-    spec = importlib.util.spec_from_file_location("tiny_noise_left", path)
-    bench = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = bench
-    spec.loader.exec_module(bench)
+    bench = load_benchmark("tiny_noise_left")
     g = torch.Generator().manual_seed(0)
     x0, noise, sigma = torch.randn(2, 4, 8, 3, 6, 10, generator=g), torch.randn(2, 4, 8, 3, 6, 10, generator=g), 0.3
     assert bench.noise_left(x0, x0, noise, sigma) == pytest.approx(0.0, abs=1e-6)
@@ -739,14 +733,7 @@ def test_ae_latents_benchmark_tells_white_noise_from_smooth_latents():
     """benchmarks/tiny_ae_latents.py: white noise has 1 - (7/12)(11/20) = 0.68 of its energy above half Nyquist
     on a 12x20 grid (the share of those frequencies) and no neighbour
     correlation; a smooth ramp pattern has neither; and it measures an autoencoder end to end."""
-    import importlib.util
-    import sys
-    from pathlib import Path
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "tiny_ae_latents.py"
-    spec = importlib.util.spec_from_file_location("tiny_ae_latents", path)
-    bench = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = bench
-    spec.loader.exec_module(bench)
+    bench = load_benchmark("tiny_ae_latents")
     white = torch.randn(64, 12, 20, generator=torch.Generator().manual_seed(0))
     assert bench.high_freq_share(white) == pytest.approx(1 - 7 / 12 * 11 / 20, abs=0.02)
     assert abs(bench.neighbour_corr(white)) < 0.05
@@ -761,14 +748,7 @@ def test_caption_response_benchmark_swaps_shapes_and_changes_one_colour(micro_mo
     """benchmarks/tiny_caption_response.py: each triple is a two-object caption, the same with the shapes swapped
     and with the second colour changed to one not in it; the latents' change is 0 for the same caption and
     measured end to end on a built-in model."""
-    import importlib.util
-    import sys
-    from pathlib import Path
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "tiny_caption_response.py"
-    spec = importlib.util.spec_from_file_location("tiny_caption_response", path)
-    bench = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = bench
-    spec.loader.exec_module(bench)
+    bench = load_benchmark("tiny_caption_response")
     for base, swapped, recoloured in bench.caption_triples(20):
         b, s, r = base.split(), swapped.split(), recoloured.split()
         assert (s[1], s[2], s[5], s[6]) == (b[1], b[6], b[5], b[2]) and b[2] != b[6]
@@ -785,15 +765,8 @@ def test_binding_probe_reads_the_shape_of_a_colour_only_from_the_phrase_encoder(
     """benchmarks/tiny_text_binding_probe.py: a cross-attention reader queried with a colour learns that object's
     shape from the phrase encoder (held-out two-object captions of two shapes); from the plain encoder, whose
     colour words are the same for swapped shapes, it stays at chance (0.50-0.52 in 3 seeds up to 3000 steps)."""
-    import importlib.util
     import random
-    import sys
-    from pathlib import Path
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "tiny_text_binding_probe.py"
-    spec = importlib.util.spec_from_file_location("tiny_text_binding_probe", path)
-    bench = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = bench
-    spec.loader.exec_module(bench)
+    bench = load_benchmark("tiny_text_binding_probe")
     captions, colours, shapes = bench.sample_queries(random.Random(0), 50, objects=2, mixed_shapes=True)
     for caption, colour, shape in zip(captions, colours, shapes):
         words = caption.split()
@@ -806,16 +779,9 @@ def test_shape_judge_tells_spheres_from_boxes_in_renders(micro_model):
     """benchmarks/tiny_shape_accuracy.py: crops come one per usable object, centred, labelled by colour; the judge
     trained on 16 scenes' renders names held-out objects' shapes (0.98 on 207 crops at seed 0; chance 0.5); a
     model too small to show objects is refused by name instead of judged on nothing."""
-    import importlib.util
-    import sys
-    from pathlib import Path
     from camgrid.synth.dataset import SyntheticMultiViewDataset
     from camgrid.synth.render import render
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "tiny_shape_accuracy.py"
-    spec = importlib.util.spec_from_file_location("tiny_shape_accuracy", path)
-    bench = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = bench
-    spec.loader.exec_module(bench)
+    bench = load_benchmark("tiny_shape_accuracy")
     frame = torch.full((1, 1, 48, 80, 3), 0.5)
     frame[0, 0, 10:22, 10:22] = torch.tensor([0.9, 0.12, 0.12])                  # a red square
     yy, xx = torch.meshgrid(torch.arange(48), torch.arange(80), indexing="ij")
@@ -838,23 +804,11 @@ def test_shape_judge_tells_spheres_from_boxes_in_renders(micro_model):
         bench.measure(load_builtin(micro_model), scenes=1, train_scenes=2)
 
 
-def _load_benchmark(name: str):
-    import importlib.util
-    import sys
-    from pathlib import Path
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(name, path)
-    bench = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = bench
-    spec.loader.exec_module(bench)
-    return bench
-
-
 def test_camera_use_probe_sees_the_rig_only_through_the_camera_encoder(micro_model):
     """benchmarks/tiny_camera_use.py: with every cam_encoder zeroed the wrong rigs cost exactly nothing (the probe
     reports no camera use where there is none); with the encoder (and syncam's projector) set they cost something
     in every mode that reads cameras; independent is measured once (it reads no camera)."""
-    bench = _load_benchmark("tiny_camera_use")
+    bench = load_benchmark("tiny_camera_use")
     model = load_builtin(micro_model)
     _, _, cameras = bench.held_out(model, 3, 0)
     variants = bench.camera_variants(cameras)
