@@ -111,8 +111,10 @@ def test_demo_prints_the_held_out_claims_only_for_the_files_they_were_measured_o
     student = load_builtin(student=True)
     lines = recorded_claims(student)
     scenes = record["settings"]["scenes"]
-    assert len(lines) == 3 and all(line.startswith(f"on {scenes} held-out scenes") for line in lines)
-    assert [line.split(": ")[1] for line in lines] == ["syncam", "hard", "soft"]
+    assert len(lines) == 4 and all(line.startswith(f"on {scenes} held-out scenes") for line in lines)
+    assert [line.split(": ")[1] for line in lines] == ["syncam", "hard", "soft", "control"]
+    copied = record["controls"]["view 0 copied"]["reproj_px_median"]
+    assert f"view 0 copied into every view scores {copied:.2f} px" in lines[-1]
     # another model's files, a student at other settings, or no record: nothing is claimed for them
     other = tmp_path / "tables.json"
     other.write_text(json.dumps({**record, "files": {**record["files"], "camgrid-tiny.safetensors": "0" * 16}}))
