@@ -190,7 +190,7 @@ def refresh_tables(folder: Path) -> None:
         raise SystemExit(f"release: {folder}/tables.json measured other files than the shipped ones: run "
                          "`python -m camgrid.train.tables` on assets/ (its default)")
     for src, dst in (("tables.md", "tiny_tables.md"), ("tables.json", "tiny_tables.json")):
-        shutil.copyfile(folder / src, BENCH / dst)
+        atomic_write(BENCH / dst, (folder / src).read_text())
     timing = {who: json.loads((BENCH / f"tiny_demo_{who}.json").read_text())["timing"]
               for who in ("student", "teacher") if (BENCH / f"tiny_demo_{who}.json").is_file()}
     doc = BENCH / "TINY_MODEL.md"
