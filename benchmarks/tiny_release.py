@@ -156,7 +156,7 @@ def readme_results(tables: dict, demo: dict, timing: dict) -> str:
                      + " | ".join([_cell(copied)] * len(modes)) + " |")
         lines += ["", "The control is not generated: four identical views score "
                   f"{copied['reproj_px_median']:.2f} px, so on these rigs a low error says the views agree, not "
-                  "that each shows its own camera's view; the placement column below measures that."]
+                  "that each shows its own camera's view; the NVS placement below (the third number) measures that."]
     if tables.get("nvs"):
         copy_px, ceiling = _nvs_copy_px(tables), tables.get("nvs_ceiling", {}).get("place_px")
         placement = "" if copy_px is None or ceiling is None else (
