@@ -156,6 +156,19 @@ class Detections:
         return self.found & ~self.touching & ~self.clipped
 
 
+def mask_centroids(mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """mask [..., H, W] -> the centroid of its pixels [..., 2] (float64, x right / y down, pixel centres at +0.5;
+    0 where the mask is empty) and their count [...]."""
+    h, w = mask.shape[-2:]
+    xs = torch.arange(w, dtype=torch.float64) + 0.5
+    ys = torch.arange(h, dtype=torch.float64) + 0.5
+    m = mask.to(torch.float64)
+    count = m.sum((-1, -2))
+    cx = (m.sum(-2) * xs).sum(-1) / count.clamp(min=1)
+    cy = (m.sum(-1) * ys).sum(-1) / count.clamp(min=1)
+    return torch.stack([cx, cy], -1), count
+
+
 def object_centroids(frames, colours: Sequence[Colour], min_pixels: int | None = None,
                      largest_component: bool = True, min_saturation: float = MIN_SATURATION,
                      min_value: float = MIN_VALUE, max_hue_distance: float = MAX_HUE_DISTANCE) -> Detections:
@@ -170,21 +183,16 @@ def object_centroids(frames, colours: Sequence[Colour], min_pixels: int | None =
     if min_pixels is None:
         min_pixels = max(4, round(5e-4 * h * w))
     labels, coloured = _classify(frames.reshape(v * f, h, w, 3), colours, min_saturation, min_value, max_hue_distance)
-    xs = torch.arange(w, dtype=torch.float64) + 0.5
-    ys = torch.arange(h, dtype=torch.float64) + 0.5
     out = {key: [] for key in ("centroids", "found", "counts", "touching", "clipped")}
     for k in range(len(colours)):
         mask = labels == k
         if largest_component:
             mask = largest_components(mask)
-        m = mask.to(torch.float64)
-        count = m.sum((-1, -2))
-        cx = (m.sum(-2) * xs).sum(-1) / count.clamp(min=1)
-        cy = (m.sum(-1) * ys).sum(-1) / count.clamp(min=1)
+        centres, count = mask_centroids(mask)
         others = coloured & (labels != k)
         touching = (_neighbours(mask) & others).flatten(1).any(-1)
         clipped = mask[:, 0].any(-1) | mask[:, -1].any(-1) | mask[:, :, 0].any(-1) | mask[:, :, -1].any(-1)
-        out["centroids"].append(torch.stack([cx, cy], -1).reshape(v, f, 2))
+        out["centroids"].append(centres.reshape(v, f, 2))
         out["counts"].append(count.to(torch.long).reshape(v, f))
         out["found"].append((count >= min_pixels).reshape(v, f))
         out["touching"].append(touching.reshape(v, f))

@@ -9,7 +9,8 @@ from camgrid.model.sampling import prepare_scheduler, sample_grid
 from camgrid.train.builtin import load_builtin
 from camgrid.train.config import TrainConfig
 from camgrid.train.distill import Trajectories, distill, euler_sample, student_sigmas, student_velocity
-from camgrid.train.nvs import median, nvs_scores, ordering_stability, placement
+from camgrid.train.claims import median_of
+from camgrid.train.nvs import nvs_scores, ordering_stability, placement
 from camgrid.model.checks import InputError
 from camgrid.train.student import (STUDENT_FILE, STUDENT_SAMPLING, TEACHER_STEPS, attach_student, detach_student,
                                    export_student, load_student, student_state_dict)
@@ -189,7 +190,7 @@ def test_nvs_placement_tells_views_that_follow_their_cameras_from_copies_of_view
     assert placement(gone, ids, ["red"]) == {"place_px": 0.0, "copy_px": 2.0, "placed": 2, "missed": 0.5}
     assert placement(truth, torch.full_like(ids, -1), ["red"])["place_px"] is None   # nothing to place
     assert nvs_scores(truth, truth, ids, ["red"])["copy_px"] == 3.0
-    assert median([None, 1.0, 4.0]) == 2.5 and median([]) is None
+    assert median_of([None, 1.0, 4.0]) == 2.5 and median_of([]) is None and median_of(torch.tensor([3.0, 1.0])) == 2.0
 
 
 def test_tables_run_every_row_and_the_nvs_table(teacher_dir, tmp_path):

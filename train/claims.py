@@ -109,8 +109,8 @@ def compare(mode: str, grids: Sequence[Sequence[float]], baseline: Sequence[Sequ
     """The claim for `mode` against independent from per-grid error lists (grid k of both made from the same
     noise); median / baseline_median: the pooled medians to report (default: over all the given errors)."""
     pooled = lambda gs: [e for g in gs for e in g]
-    median = _median(pooled(grids)) if median is None else median
-    baseline_median = _median(pooled(baseline)) if baseline_median is None else baseline_median
+    median = median_of(pooled(grids)) if median is None else median
+    baseline_median = median_of(pooled(baseline)) if baseline_median is None else baseline_median
     pairs = [(grid_median(a), grid_median(b)) for a, b in zip(grids, baseline)]
     pairs = [(a, b) for a, b in pairs if a is not None and b is not None]
     wins, losses = sum(a < b for a, b in pairs), sum(a > b for a, b in pairs)
@@ -125,8 +125,10 @@ def compare(mode: str, grids: Sequence[Sequence[float]], baseline: Sequence[Sequ
                  len(pooled(baseline)))
 
 
-def _median(values: list) -> Optional[float]:
-    vals = sorted(values)
+def median_of(values) -> Optional[float]:
+    """The median of `values` (a list or a 1-d tensor; None entries skipped; the mean of the middle two when
+    their count is even); None when nothing is left."""
+    vals = sorted(float(v) for v in values if v is not None)
     if not vals:
         return None
     mid = len(vals) // 2

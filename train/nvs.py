@@ -30,7 +30,8 @@ from typing import Sequence
 import torch
 
 from ..model.conditioning import SourceVideo
-from ..synth.metric import object_centroids, segment_colours
+from ..synth.metric import mask_centroids, object_centroids, segment_colours
+from .claims import median_of
 
 PLACE_MIN_PIXELS = 4   # an object with fewer true or generated pixels in a frame is not placed there
 
@@ -56,16 +57,8 @@ def nvs_scores(frames: torch.Tensor, truth: torch.Tensor, ids: torch.Tensor, col
 def true_centroids(ids: torch.Tensor, count: int) -> tuple[torch.Tensor, torch.Tensor]:
     """ids [V, F, H, W] -> each object's centroid [N, V, F, 2] (x, y in pixels, centres at +0.5) and whether it
     has at least PLACE_MIN_PIXELS pixels there [N, V, F]."""
-    h, w = ids.shape[-2:]
-    xs, ys = torch.arange(w, dtype=torch.float64) + 0.5, torch.arange(h, dtype=torch.float64) + 0.5
-    centres, visible = [], []
-    for k in range(count):
-        m = (ids == k).to(torch.float64)
-        n = m.sum((-1, -2))
-        sums = torch.stack([(m.sum(-2) * xs).sum(-1), (m.sum(-1) * ys).sum(-1)], -1)
-        centres.append(sums / n.clamp(min=1)[..., None])
-        visible.append(n >= PLACE_MIN_PIXELS)
-    return torch.stack(centres), torch.stack(visible)
+    centres, counts = zip(*(mask_centroids(ids == k) for k in range(count)))
+    return torch.stack(centres), torch.stack(counts) >= PLACE_MIN_PIXELS
 
 
 def placement(frames: torch.Tensor, ids: torch.Tensor, colours: Sequence[str], source_view: int = 0) -> dict:
@@ -79,15 +72,8 @@ def placement(frames: torch.Tensor, ids: torch.Tensor, colours: Sequence[str], s
     error = (det.centroids[:, others] - true_c[:, others]).norm(dim=-1)[seen]
     copy = (true_c[:, source_view:source_view + 1] - true_c[:, others]).norm(dim=-1)[seen]
     n_expected = int(expected.sum())
-    return {"place_px": median(error), "copy_px": median(copy), "placed": int(seen.sum()),
+    return {"place_px": median_of(error), "copy_px": median_of(copy), "placed": int(seen.sum()),
             "missed": 1.0 - int(seen.sum()) / n_expected if n_expected else None}
-
-
-def median(values) -> float | None:
-    """The median of a 1-d tensor or a list (the mean of the middle two when even); None when empty."""
-    values = torch.as_tensor([v for v in values if v is not None] if isinstance(values, list) else values,
-                             dtype=torch.float64)
-    return float(values.quantile(0.5)) if values.numel() else None
 
 
 def source_of(model, truth_videos: torch.Tensor, view: int = 0) -> SourceVideo:

@@ -72,7 +72,7 @@ class SyntheticSource:
         self.encode_video, self.encode_text = encode_video, encode_text
         self.rng = random.Random(cfg.seed)
         self.bank = SampleBank(cfg.samples, cfg.views, cfg.height, cfg.width, cfg.frames, cfg.seed, cfg.workers,
-                               cfg.data_style, cfg.arc_span or None)
+                               cfg.data_style, cfg.arc_span)
         if cfg.workers > 0:
             torch.set_num_threads(max(1, min(torch.get_num_threads(), 2)))   # leave the cores to the renderers
 

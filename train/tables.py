@@ -33,9 +33,9 @@ from ..model.files import atomic_write
 from ..synth.dataset import SyntheticMultiViewDataset
 from ..synth.render import render
 from .builtin import ASSETS_DIR, TEACHER_SAMPLING, load_builtin, model_fingerprint
-from .claims import claims
+from .claims import claims, median_of
 from .evaluate import COMPARED_MODES, EVAL_SEED, safe_metrics, summarise
-from .nvs import median, nvs_scores, ordering_stability, source_of
+from .nvs import nvs_scores, ordering_stability, source_of
 from .student import STUDENT_FILE, STUDENT_SAMPLING
 
 # (row name, model, settings); generated in this order, the reference first
@@ -192,8 +192,9 @@ def _nvs(model, held, modes, settings, batch, seed, device) -> dict:
         per_scene_iou[mode] = [s["iou"] for s in scores]
         ious = [s["iou"] for s in scores if s["iou"] is not None]
         table[mode] = {"psnr": sum(per_scene_psnr[mode]) / len(scores), "iou": sum(ious) / max(len(ious), 1),
-                       "scenes": len(scores), "place_px": median([s["place_px"] for s in scores]),
-                       "copy_px": median([s["copy_px"] for s in scores]), "placed": sum(s["placed"] for s in scores)}
+                       "scenes": len(scores), "place_px": median_of([s["place_px"] for s in scores]),
+                       "copy_px": median_of([s["copy_px"] for s in scores]),
+                       "placed": sum(s["placed"] for s in scores)}
     table["stability"] = {"psnr": ordering_stability(per_scene_psnr), "iou": ordering_stability(per_scene_iou)}
     return table
 
@@ -219,7 +220,8 @@ def _ae_ceiling(held, round_trips: torch.Tensor) -> dict:
     scores = [nvs_scores(f, t, i, c) for f, t, i, c in zip(round_trips, held.videos, held.ids, held.colours)]
     ious = [s["iou"] for s in scores if s["iou"] is not None]
     return {"psnr": sum(s["psnr"] for s in scores) / len(scores), "iou": sum(ious) / max(len(ious), 1),
-            "place_px": median([s["place_px"] for s in scores]), "copy_px": median([s["copy_px"] for s in scores])}
+            "place_px": median_of([s["place_px"] for s in scores]),
+            "copy_px": median_of([s["copy_px"] for s in scores])}
 
 
 def _f(value, digits: int = 2) -> str:
