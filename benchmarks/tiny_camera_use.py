@@ -1,6 +1,7 @@
 """Does the built-in model read its cameras? Its denoising loss with each scene's true rig against a wrong rig.
 
     python benchmarks/tiny_camera_use.py [DIR ...] [--scenes 24] [--seed 0] [--sigmas 0.3,0.5,0.7,0.9]
+                                         [--arc-span LOW,HIGH] [--modes syncam,hard,soft]
 
 For held-out scenes of the model's own data (its resolution, frames, scene style), the true videos are encoded
 and noised to fixed levels sigma with fixed noise; the DiT predicts the velocity in each multi-view mode, and
@@ -16,7 +17,9 @@ A model that draws each view for its camera predicts better with the true rig, a
 where the layout of each view is still open. The gap says how much of what the views exchange depends on
 where the cameras are, next to the gain of the mode over independent generation (which sees no camera and no
 other view). Paired over scenes: the share of scenes where the true rig is better and a Wilcoxon signed-rank
-p-value (train/claims.py). CPU: about 4 min a folder at 24 scenes (forward passes only).
+p-value (train/claims.py). `--arc-span`: held-out orbit arcs of that span (degrees) instead of the training
+default, rigs on which views that copy each other are wrong. CPU: about 4 min a folder at 24 scenes (forward
+passes only).
 """
 from __future__ import annotations
 
@@ -32,8 +35,10 @@ from camgrid_checkout import use_this_checkout  # noqa: E402  (this checkout as 
 use_this_checkout()
 
 from camgrid.model.sampling import NUM_TRAIN_TIMESTEPS  # noqa: E402
+from camgrid.synth.dataset import check_arc_span  # noqa: E402
 from camgrid.train.builtin import load_builtin  # noqa: E402
 from camgrid.train.claims import signed_rank_test  # noqa: E402
+from camgrid.train.cli import parse_arc_span  # noqa: E402
 
 HELD_OUT_SEED, NOISE_SEED = 777, 1
 SIGMAS = (0.3, 0.5, 0.7, 0.9)
@@ -41,9 +46,9 @@ VARIANTS = ("true", "other rig", "at view 0")
 BATCH = 8
 
 
-def held_out(model, count: int, seed: int):
+def held_out(model, count: int, seed: int, arc_span=None):
     """`count` scenes' latents [N, V, C, T, h, w], text features and true camera embeddings [N, V, T, 12]."""
-    data = model.scenes(count, HELD_OUT_SEED + seed, views=4)
+    data = model.scenes(count, HELD_OUT_SEED + seed, views=4, arc_span=arc_span)
     items = [data[i] for i in range(count)]
     with torch.no_grad():
         latents = torch.stack([model.ae.encode(torch.as_tensor(it["videos"]).to(model.device)) for it in items])
@@ -73,14 +78,18 @@ def view_errors(dit, latents, context, cameras, mode: str, noise, sigmas) -> tor
     return out
 
 
-def camera_use(model, count: int = 24, seed: int = 0, sigmas=SIGMAS) -> dict:
+def camera_use(model, count: int = 24, seed: int = 0, sigmas=SIGMAS, arc_span=None, modes=None) -> dict:
     """{mode: {variant: [N, S] errors}} for independent (true rig only: it reads no camera) and every mode of the
-    model that reads cameras, on the same scenes, noise and levels."""
-    latents, context, cameras = held_out(model, count, seed)
+    model that reads cameras (or those of them in `modes`), on the same scenes, noise and levels."""
+    unknown = sorted(set(modes or ()) - set(model.modes()) | set(modes or ()) & {"independent"})
+    if unknown:
+        raise ValueError(f"--modes: {', '.join(unknown)} is not a camera-reading mode of this model "
+                         f"(it has {', '.join(m for m in model.modes() if m != 'independent')})")
+    latents, context, cameras = held_out(model, count, seed, arc_span)
     noise = torch.randn(latents.shape, generator=torch.Generator().manual_seed(NOISE_SEED + seed)).to(latents.device)
     dit = model.dit.eval()
     results = {"independent": {"true": view_errors(dit, latents, context, cameras, "independent", noise, sigmas)}}
-    for mode in (m for m in model.modes() if m != "independent"):
+    for mode in (m for m in model.modes() if m != "independent" and (modes is None or m in modes)):
         results[mode] = {name: view_errors(dit, latents, context, cams, mode, noise, sigmas)
                          for name, cams in camera_variants(cameras).items()}
     return results
@@ -117,14 +126,19 @@ def main() -> None:
     p.add_argument("--scenes", type=int, default=24)
     p.add_argument("--seed", type=int, default=0, help="other held-out scenes and noise")
     p.add_argument("--sigmas", default=",".join(f"{s:g}" for s in SIGMAS), help="noise levels, comma-separated")
+    p.add_argument("--arc-span", default="", help="LOW,HIGH degrees of the held-out orbit arcs")
+    p.add_argument("--modes", default="", help="comma-separated camera-reading modes (default: all the model has)")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = p.parse_args()
     sigmas = tuple(float(s) for s in args.sigmas.split(","))
+    arc_span = check_arc_span(parse_arc_span(args.arc_span))
     for folder in args.models:
         model = load_builtin(folder, device=args.device)
-        print(f"\n{folder or 'assets'}: {args.scenes} held-out scenes x 4 views, seed {args.seed}; velocity error on "
-              f"views 1-3 (mean squared), the wrong rigs against the true one\n")
-        print(format_table(camera_use(model, args.scenes, args.seed, sigmas), sigmas))
+        rigs = f", orbit arcs {arc_span[0]:g}-{arc_span[1]:g} degrees" if arc_span else ""
+        print(f"\n{folder or 'assets'}: {args.scenes} held-out scenes x 4 views{rigs}, seed {args.seed}; velocity "
+              f"error on views 1-3 (mean squared), the wrong rigs against the true one\n")
+        modes = [m for m in args.modes.split(",") if m] or None
+        print(format_table(camera_use(model, args.scenes, args.seed, sigmas, arc_span, modes), sigmas))
 
 
 if __name__ == "__main__":

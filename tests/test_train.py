@@ -833,3 +833,33 @@ def test_camera_use_probe_sees_the_rig_only_through_the_camera_encoder(micro_mod
     assert torch.equal(seeing["independent"]["true"], blind["independent"]["true"])
     table = bench.format_table(seeing, (0.5, 0.9))
     assert "| syncam | 0.9 |" in table and "| soft | all |" in table
+    assert set(bench.camera_use(model, count=2, sigmas=(0.9,), modes=["soft"])) == {"independent", "soft"}
+    with pytest.raises(ValueError, match="--modes: recam is not"):
+        bench.camera_use(model, count=2, modes=["recam"])
+
+
+def test_follow_cameras_benchmark_pairs_folders_on_the_same_held_out_scenes(micro_model):
+    """benchmarks/tiny_follow_cameras.py: held-out scenes drawn with --arc-span are the same scenes on wider rigs;
+    every folder is scored on the same scenes and noise, so a folder against itself is closer on no scene and
+    the signed-rank test finds nothing (p = 1); the table carries place, copy and their ratio."""
+    bench = load_benchmark("tiny_follow_cameras")
+    model = load_builtin(micro_model)
+    default, wide = model.scenes(6, 5, 4), model.scenes(6, 5, 4, (150.0, 160.0))
+    assert [default.scene_and_rig(i)[0].caption for i in range(6)] == [wide.scene_and_rig(i)[0].caption
+                                                                       for i in range(6)]
+    assert any(not torch.equal(model.camera_embedding(default.scene_and_rig(i)[1]),
+                               model.camera_embedding(wide.scene_and_rig(i)[1])) for i in range(6))
+    rows = bench.measure([micro_model, micro_model], ["independent", "syncam"], scenes=3, steps=2)
+    assert [(r[1], r[3] is None) for r in rows] == [("independent", True), ("syncam", True),
+                                                    ("independent", False), ("syncam", False)]
+    for (_, mode, first, _), (_, again_mode, again, versus) in zip(rows[:2], rows[2:]):
+        assert mode == again_mode and first == again
+        assert versus["n"] == 0 or (versus["closer"] == 0.0 and versus["p"] == 1.0)
+        if first["place_px"] is not None and first["copy_px"]:
+            assert first["ratio"] == pytest.approx(first["place_px"] / first["copy_px"])
+    table = bench.format_table(rows)
+    assert table.count("\n") == 5 and "| syncam |" in table and "place / copy" in table
+    scores = [{"place_px": p, "copy_px": 6.0, "iou": 0.5, "psnr": 20.0, "placed": 3} for p in (1.0, 2.0, None)]
+    baseline = [{"place_px": p} for p in (3.0, 1.0, 2.0)]
+    assert bench.paired(scores, baseline)["closer"] == 0.5 and bench.paired(scores, baseline)["n"] == 2
+    assert bench.summarise(scores)["ratio"] == pytest.approx(1.5 / 6.0) and bench.summarise(scores)["placed"] == 9
