@@ -1,7 +1,7 @@
 """Do the built-in model's views follow their cameras? Where novel-view synthesis puts the objects.
 
     python benchmarks/tiny_follow_cameras.py [DIR ...] [--modes independent,syncam] [--scenes 20] [--steps 20]
-                                            [--arc-span 60,160] [--seed 0] [--student]
+                                            [--arc-span 60,160] [--source-noise 1] [--seed 0] [--student]
 
 For held-out scenes of each model's own data, view 0's true video is given (train/nvs.py: `replace_view`) and the
 model generates the other views for the scene's rig and caption, all folders from the same scenes and noise.
@@ -16,7 +16,9 @@ training runs from the same start can be told apart on one sample.
 
 `--arc-span LOW,HIGH`: held-out rigs whose orbit arcs span these degrees instead of the training default. Most
 default rigs are short arcs on which copying is nearly right (copy px about 6 of 80); on wide arcs it is not.
-The 20-step teacher unless --student (the 4-step LoRA beside each folder). CPU: about 2 min a mode and folder
+`--source-noise S`: the given view is held at S times the grid's noise level (SourceVideo.noise_scale; 1 is
+SynCamMaster's setting, a model trained with --given-view-share learned lower ones). The 20-step teacher unless
+--student (the 4-step LoRA beside each folder). CPU: about 2 min a mode and folder
 at 20 scenes and 20 steps.
 """
 from __future__ import annotations
@@ -43,9 +45,9 @@ from camgrid.train.tables import HeldOut, generate  # noqa: E402
 BATCH = 10
 
 
-def per_scene_scores(model, held: HeldOut, mode: str, settings: dict, seed: int) -> list:
-    """nvs_scores of every held-out scene's grid in `mode`, view 0 given."""
-    frames = generate(model, held, mode, settings, BATCH, seed, source_view=0)
+def per_scene_scores(model, held: HeldOut, mode: str, settings: dict, seed: int, source_noise: float = 1.0) -> list:
+    """nvs_scores of every held-out scene's grid in `mode`, view 0 given (at source_noise times the noise level)."""
+    frames = generate(model, held, mode, settings, BATCH, seed, source_view=0, source_noise_scale=source_noise)
     return [nvs_scores(f, t, i, c) for f, t, i, c in zip(frames, held.videos, held.ids, held.colours)]
 
 
@@ -68,7 +70,7 @@ def paired(scores: list, baseline: list) -> dict:
 
 
 def measure(folders, modes, scenes: int, steps: int, seed: int = 0, arc_span=None, student: bool = False,
-            device="cpu") -> list:
+            device="cpu", source_noise: float = 1.0) -> list:
     """[(folder, mode, summary, paired against the first folder or None)] on the same held-out scenes."""
     first = load_builtin(folders[0], device=device)
     held = HeldOut(first, scenes, 4, 0, arc_span)
@@ -78,7 +80,7 @@ def measure(folders, modes, scenes: int, steps: int, seed: int = 0, arc_span=Non
         lora = Path(folder or ASSETS_DIR) / STUDENT_FILE if student else False
         model = load_builtin(folder, device=device, student=lora)
         for mode in modes:
-            scores = per_scene_scores(model, held, mode, settings, seed)
+            scores = per_scene_scores(model, held, mode, settings, seed, source_noise)
             versus = paired(scores, baseline[mode]) if mode in baseline else None
             baseline.setdefault(mode, scores)
             rows.append((folder or "assets", mode, summarise(scores), versus))
@@ -108,14 +110,17 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--seed", type=int, default=0, help="noise seed")
     p.add_argument("--arc-span", default=None, help="LOW,HIGH degrees of the held-out orbit arcs")
+    p.add_argument("--source-noise", type=float, default=1.0, help="the given view's noise level / the grid's")
     p.add_argument("--student", action="store_true", help="the 4-step student LoRA beside each folder")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = p.parse_args()
     arc_span = check_arc_span(parse_arc_span(args.arc_span or ""))
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
-    rows = measure(args.models, modes, args.scenes, args.steps, args.seed, arc_span, args.student, args.device)
+    rows = measure(args.models, modes, args.scenes, args.steps, args.seed, arc_span, args.student, args.device,
+                   args.source_noise)
     rigs = f"orbit arcs {arc_span[0]:g}-{arc_span[1]:g} degrees" if arc_span else "the training rigs"
-    print(f"\n{args.scenes} held-out scenes ({rigs}), view 0 given, {args.steps} steps, noise seed {args.seed}\n")
+    print(f"\n{args.scenes} held-out scenes ({rigs}), view 0 given at {args.source_noise:g} of the noise level, "
+          f"{args.steps} steps, noise seed {args.seed}\n")
     print(format_table(rows))
 
 

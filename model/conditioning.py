@@ -10,7 +10,8 @@ of the grid) and used in one of three ways:
                    (`GridDiT(..., mode="recam", source=latent)`); every grid view is a new camera path.
 - ``replace_view`` SynCamMaster's video setting: at every step the latent of view k is replaced by
                    the source noised to the current sigma, ``x_k = (1 - σ)·src + σ·noise_k``; after the
-                   last step view k is the source itself. Works with every grid mode.
+                   last step view k is the source itself. Works with every grid mode. `noise_scale` s < 1
+                   holds it at s·σ instead (clearer to the other views; 0: the clean source).
 - ``first_row``    4Real-Video: the source is the fixed-camera video of view 0 across time (the first
                    row of the view x time grid); the same replacement, always on view 0.
 - ``auto``         decided by the grid mode (`SourceVideo.resolve`): recam in mode recam, else replace_view.
@@ -54,11 +55,15 @@ class SourceVideo:
     latent: normalised VAE latent [B, C, T, H, W] (B = 1 is broadcast over the grid's batch).
     how:    "recam" | "replace_view" | "first_row" | "auto" (see the module docstring).
     view:   the grid view the source replaces (replace_view); first_row always uses view 0.
+    noise_scale: replace_view / first_row hold the view at noise_scale·σ instead of the grid's σ (1: SynCamMaster's
+            setting; 0: the clean source at every step). Below 1 the other views see the given one more clearly;
+            a model trained with given views (camgrid train --given-view-share) learned to follow it there.
     """
 
     latent: torch.Tensor
     how: str = "replace_view"
     view: int = 0
+    noise_scale: float = 1.0
 
     def __post_init__(self):
         if self.how not in SOURCE_USES + ("auto",):
@@ -68,6 +73,10 @@ class SourceVideo:
             raise SourceVideoError(f"SourceVideo.latent must be a VAE latent [B, C, T, H, W], got {shape}: encode "
                                    "the video with the Wan VAE (one video, not a grid of views)")
         self.view = int(self.view)
+        if not isinstance(self.noise_scale, (int, float)) or not 0.0 <= float(self.noise_scale) <= 1.0:
+            raise SourceVideoError(f"SourceVideo.noise_scale must be a number in [0, 1] (the given view's noise level "
+                                   f"as a share of the grid's), got {self.noise_scale!r}")
+        self.noise_scale = float(self.noise_scale)
         if self.how == "first_row" and self.view != 0:
             raise SourceVideoError(f"SourceVideo how='first_row' always conditions view 0 (the first row of the grid), "
                                    f"got view={self.view}: use view=0, or how='replace_view' to condition view "

@@ -261,7 +261,8 @@ class SamplingPlan:
         if self.source is None or not self.source.replaces_a_view:
             return x
         view = self.source.view
-        return replace_view(x, view, noised_source(self.source_latent, self.noise[:, view], sigma))
+        return replace_view(x, view, noised_source(self.source_latent, self.noise[:, view],
+                                                   sigma * self.source.noise_scale))
 
     def finish(self, x: torch.Tensor) -> torch.Tensor:
         """A clean grid with the conditioned view set to the source itself."""

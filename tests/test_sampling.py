@@ -183,6 +183,25 @@ def test_two_scale_null_video_for_replace_view_is_pure_noise_in_that_view():
     torch.testing.assert_close(x_video_step1[:, 1], (1 - sigma1) * 3.0 + sigma1 * noise[:, 1])
 
 
+def test_source_noise_scale_holds_the_given_view_below_the_grid_noise_level():
+    """SourceVideo(noise_scale=s): the given view is fed at s·σ (0: the clean source) while the other views are
+    denoised as usual; the finished grid still holds the source itself there. Out-of-range scales are refused."""
+    for scale in (0.5, 0.0):
+        model = FakeModel(variant="wan")
+        src = SourceVideo(torch.full((1, 16, 2, 4, 4), 3.0), "replace_view", view=1, noise_scale=scale)
+        out = sample_grid(model, SHAPE, torch.ones(1, 3, 4), None, mode="hard", source=src, steps=2, cfg=1.0,
+                          scheduler="euler", seed=5)
+        noise, sigma1 = make_noise(SHAPE, 5), float(prepare_scheduler("euler", 2, 5.0)[1][1])
+        s1 = scale * sigma1
+        torch.testing.assert_close(model.calls[0][0][:, 1], (1 - scale) * 3.0 + scale * noise[:, 1])   # σ = 1
+        torch.testing.assert_close(model.calls[1][0][:, 1], (1 - s1) * 3.0 + s1 * noise[:, 1])
+        torch.testing.assert_close(model.calls[1][0][:, 0], noise[:, 0] + (sigma1 - 1) * 10.0)   # an Euler step
+        assert torch.equal(out[:, 1], torch.full_like(out[:, 1], 3.0))
+    for bad in (-0.1, 1.5, float("nan"), "half"):
+        with pytest.raises(SourceVideoError, match="noise_scale"):
+            SourceVideo(torch.zeros(1, 16, 2, 4, 4), "replace_view", noise_scale=bad)
+
+
 def test_two_scale_without_source_is_refused(syncam):
     with pytest.raises(ValueError, match="two_scale"):
         run(syncam, guidance="two_scale")

@@ -97,6 +97,41 @@ def test_arc_span_is_parsed_checked_and_reaches_the_training_data(tmp_path):
     assert any(line.startswith("data:") and "orbit arcs span 60-160 degrees" in line for line in logs), logs
 
 
+def test_given_views_are_noised_less_and_left_out_of_the_loss(tmp_path):
+    """--given-view-share: in that share of the samples one view is fed at u·σ (u < 1) and not scored. A model
+    that recovers the noise from the grid's σ (x0 = 0: x = σ·noise, so it predicts x/σ) is exact on the views
+    noised at σ and wrong on a quieter given one (u·noise for noise): its loss is still 0 when every sample has
+    a given view, so that view is not scored; shares outside [0, 1] are refused by name."""
+    import argparse
+    from camgrid.train.cli import add_arguments, config_from_args
+    from camgrid.train.objective import given_views
+    torch.manual_seed(0)
+    x0, ctx, seen = torch.zeros(64, 4, 2, 2, 8, 8), torch.zeros(64, 3, 8), []
+
+    def noise_from_sigma(x, timestep, context, mode=None, camera=None):
+        seen.append(x)
+        return x / (timestep / 1000.0).view(-1, 1, 1, 1, 1, 1)
+
+    assert float(flow_matching_loss(noise_from_sigma, x0, ctx, 3.0, given_view_share=1.0)) < 1e-10
+    quiet = seen[0].flatten(2).std(dim=2) / seen[0].flatten(1).std(dim=1)[:, None]    # [B, V]
+    assert int((quiet.min(dim=1).values < 0.6).sum()) >= 20     # one view noised less (u < 0.5 in half the samples)
+    assert float(flow_matching_loss(noise_from_sigma, x0, ctx, 3.0, given_view_share=0.0)) < 1e-10
+    quiet = seen[1].flatten(2).std(dim=2) / seen[1].flatten(1).std(dim=1)[:, None]
+    assert float(quiet.min()) > 0.7                              # without given views all are noised alike
+    chosen = given_views(4000, 4, 0.3, "cpu")
+    assert chosen.sum(1).max() == 1 and 0.27 < float(chosen.any(1).float().mean()) < 0.33
+    assert 0.2 < float(chosen[:, 3].sum() / chosen.sum()) < 0.3            # any view may be the given one
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    assert config_from_args(parser.parse_args(["--given-view-share", "0.5"])).given_view_share == 0.5
+    with pytest.raises(InputError, match="--given-view-share"):
+        config_from_args(parser.parse_args(["--given-view-share", "1.5"]))
+    logs = []
+    Trainer(TrainConfig(**{**MICRO, "out": str(tmp_path / "given"), "steps": 1, "stages": ("syncam",),
+                           "given_view_share": 0.5}), log=logs.append).run()
+    assert any("one view given" in line and "0.5" in line for line in logs), logs
+
+
 def test_autoencoder_shapes_follow_wan_packing():
     ae = TinyVideoAE(latent_dim=4, width=8)
     z = ae.encode(torch.rand(2, 9, 16, 32, 3))

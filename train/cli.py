@@ -90,6 +90,10 @@ def add_builtin_model_arguments(parser: argparse.ArgumentParser, d: TrainConfig)
     parser.add_argument("--arc-span", default="", metavar="LOW,HIGH",
                         help="degrees an orbit arc of the training rigs spans in all (default: 20 to 30 per view); "
                              "wider arcs make views that merely look alike wrong (benchmarks/TINY_MODEL.md)")
+    parser.add_argument("--given-view-share", type=float, default=d.given_view_share, metavar="P",
+                        help="multi-view stages: in this share of the samples one view is noised less and not "
+                             "scored, so the model learns to draw the others from it (novel-view synthesis; "
+                             "sample with SourceVideo(noise_scale=...) below 1)")
     parser.add_argument("--ae-scale-reg", type=float, default=d.ae_scale_reg,
                         help="built-in model, stage ae: weight of the loss that the latents pooled 2x decode to the "
                              "frames pooled 2x (smoother latents a DiT models more easily; 0: off)")
@@ -128,7 +132,7 @@ def config_from_args(args) -> TrainConfig:
                        lr=_given(args.lr, d.lr),
                        shift=_given(args.shift, d.shift), train_shift=args.train_shift,
                        ae_scale_reg=args.ae_scale_reg, text_phrases=args.text_phrases, scene_style=args.scene_style,
-                       arc_span=parse_arc_span(args.arc_span),
+                       arc_span=parse_arc_span(args.arc_span), given_view_share=args.given_view_share,
                        seed=_given(args.seed, d.seed),
                        amp=args.amp, ema=args.ema,
                        checkpoint_every=_given(args.checkpoint_every, d.checkpoint_every),

@@ -36,6 +36,8 @@ class TrainConfig:
     scene_style: str = ""              # synth/scenes.py SCENE_STYLES ("": standard, or with --init the files')
     arc_span: tuple = ()               # degrees an orbit arc of the training rigs spans, (low, high) ((): the
                                        # default, 20 to 30 per view; synth/dataset.py); held-out scenes keep the default
+    given_view_share: float = 0.0      # multi-view stages: share of samples with one view noised less and not scored
+                                       # (train/objective.py "Given views"; what novel-view synthesis asks)
     # model (the shipped recipe, benchmarks/TINY_MODEL.md "Built-in model v2": 6.8 M parameters, 13.6 MB in fp16)
     dim: int = 224
     ffn_dim: int = 896
@@ -87,6 +89,9 @@ class TrainConfig:
             self.arc_span = check_arc_span(self.arc_span) or ()
         except ValueError as exc:
             raise InputError(f"{exc} (--arc-span LOW,HIGH)") from None
+        if not 0.0 <= float(self.given_view_share) <= 1.0:
+            raise InputError(f"given_view_share (--given-view-share): expected a share in [0, 1], "
+                             f"got {self.given_view_share}")
         if self.scene_style and self.scene_style not in SCENE_STYLES:
             raise InputError(f"scene_style (--scene-style): expected one of {sorted(SCENE_STYLES)}, "
                              f"got {self.scene_style!r}")

@@ -76,11 +76,12 @@ def placement(frames: torch.Tensor, ids: torch.Tensor, colours: Sequence[str], s
             "missed": 1.0 - int(seen.sum()) / n_expected if n_expected else None}
 
 
-def source_of(model, truth_videos: torch.Tensor, view: int = 0) -> SourceVideo:
-    """truth_videos [B, V, F, H, W, 3] -> the sampler's source: view `view` encoded, replacing that view."""
+def source_of(model, truth_videos: torch.Tensor, view: int = 0, noise_scale: float = 1.0) -> SourceVideo:
+    """truth_videos [B, V, F, H, W, 3] -> the sampler's source: view `view` encoded, replacing that view (held at
+    noise_scale times the grid's noise level)."""
     with torch.no_grad():
         latent = model.ae.encode(truth_videos[:, view].to(model.device))
-    return SourceVideo(latent, "replace_view", view=view)
+    return SourceVideo(latent, "replace_view", view=view, noise_scale=noise_scale)
 
 
 def ordering_stability(per_scene: dict, resamples: int = 1000, seed: int = 0) -> dict:

@@ -100,7 +100,8 @@ def multiview_loss(dit, source: GridSource, cfg: TrainConfig, modes) -> torch.Te
     batch = source.grid_batch(cfg.batch)
     with mixed_precision(cfg.device, cfg.amp):
         first, *rest = [flow_matching_loss(dit, batch.latents, batch.context, cfg.training_shift, mode=mode,
-                                           camera=batch.cameras) for mode in modes]
+                                           camera=batch.cameras, given_view_share=cfg.given_view_share)
+                        for mode in modes]
     return sum(rest, first)
 
 

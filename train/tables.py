@@ -95,12 +95,15 @@ class HeldOut:
             self.pool.terminate()
 
 
-def generate(model, held: HeldOut, mode: str, settings: dict, batch: int, seed: int, source_view=None):
-    """Frames [N, V, F, H, W, 3] (CPU) of every held-out scene in `mode`; batch b's noise from seed + start."""
+def generate(model, held: HeldOut, mode: str, settings: dict, batch: int, seed: int, source_view=None,
+             source_noise_scale: float = 1.0):
+    """Frames [N, V, F, H, W, 3] (CPU) of every held-out scene in `mode`; batch b's noise from seed + start.
+    source_view: that view's true video is given (train/nvs.py source_of, at source_noise_scale)."""
     out = []
     for start in range(0, len(held.captions), batch):
         rows = slice(start, start + batch)
-        source = source_of(model, held.videos[rows], source_view) if source_view is not None else None
+        source = source_of(model, held.videos[rows], source_view, source_noise_scale) \
+            if source_view is not None else None
         lat = model.generate_latents(held.captions[rows], held.cameras[rows], mode=mode, seed=seed + start,
                                      source=source, **settings)
         out.append(model.decode(lat))

@@ -110,6 +110,9 @@ class Trainer:
         if self._own_source:
             self.source = SyntheticSource(self.cfg, self.device, self._encode_video, self._encode_text)
             self.source.start(min(self.cfg.samples, 2 * self.cfg.batch), self.log)
+        if self.cfg.given_view_share:
+            self.log(f"multi-view stages: one view given (noised less, not scored) in {self.cfg.given_view_share:g} "
+                     "of the samples")
 
     # -- resuming --------------------------------------------------------------------------------------
     def pending(self) -> list[str]:
