@@ -132,6 +132,20 @@ def test_given_views_are_noised_less_and_left_out_of_the_loss(tmp_path):
     assert any("one view given" in line and "0.5" in line for line in logs), logs
 
 
+def test_training_without_workers_still_sees_new_scenes(tmp_path):
+    """--workers 0 renders in the training process: every draw renders new scenes too (half a batch, at most 8)
+    until --samples are there, instead of training on the first two batches' scenes for the whole run."""
+    from camgrid.train.data import SampleBank
+    bank = SampleBank(5, 2, 16, 32, 5, workers=0)
+    assert bank.poll(at_least=2) == 2 and bank.poll(at_least=1, fresh=2) == 4 and bank.poll(fresh=9) == 5
+    logs = []
+    trainer = Trainer(TrainConfig(**{**MICRO, "out": str(tmp_path / "w0"), "steps": 6, "samples": 40,
+                                     "stages": ("syncam",)}), log=logs.append)
+    trainer.run()
+    assert len(trainer.source.bank) == 2 * MICRO["batch"] + 6          # 4 first, then one new scene per step
+    assert any("more in this process" in line for line in logs), logs
+
+
 def test_autoencoder_shapes_follow_wan_packing():
     ae = TinyVideoAE(latent_dim=4, width=8)
     z = ae.encode(torch.rand(2, 9, 16, 32, 3))

@@ -57,6 +57,7 @@ class SampleBank:
         self.items: list[dict] = []
         self.latents: list[torch.Tensor] = []   # per item [V, C, T, h, w], filled by encode_pending
         self._pool, self._results, self._next = None, None, 0
+        self.workers = int(workers)
         if workers > 0:
             _WORKER_DATASET = self.dataset  # inherited by the forked workers
             self._pool = mp.get_context("fork").Pool(workers, initializer=_init_worker)
@@ -80,10 +81,13 @@ class SampleBank:
     def complete(self) -> bool:
         return len(self.items) >= self.target
 
-    def poll(self, at_least: int = 0) -> int:
-        """Move rendered samples into the bank; wait until it holds `at_least` (capped at the target)."""
+    def poll(self, at_least: int = 0, fresh: int = 0) -> int:
+        """Move rendered samples into the bank; wait until it holds `at_least` (capped at the target). Without
+        workers the samples are rendered here: as many as asked for, and `fresh` more (the stand-in for the
+        workers' background rendering, so that a run without workers still sees new scenes every step)."""
         at_least = min(int(at_least), self.target)
-        if self._pool is None:  # no workers: render in this process, only as many as asked for
+        if self._pool is None:
+            at_least = min(max(at_least, len(self.items) + int(fresh)), self.target)
             while len(self.items) < at_least:
                 self.items.append(render_item(self.dataset, len(self.items)))
             return len(self.items)

@@ -81,14 +81,16 @@ class SyntheticSource:
         t0 = time.time()
         self.bank.poll(at_least=first)
         spans = self.bank.dataset.arc_span
-        log(f"data: {len(self.bank)} samples rendered in {time.time() - t0:.1f}s, more in the background"
+        more = "more in the background" if self.bank.workers else "more in this process as training draws them"
+        log(f"data: {len(self.bank)} samples rendered in {time.time() - t0:.1f}s, {more}"
             + (f"; orbit arcs span {spans[0]:g}-{spans[1]:g} degrees" if spans else ""))
 
     def __len__(self) -> int:
         return len(self.bank)
 
     def _draw(self, n: int) -> list[int]:
-        self.bank.poll(at_least=max(1, min(n, _MIN_SAMPLES_TO_DRAW)))
+        # without workers half a batch of new scenes (at most 8) is rendered per draw, until --samples are there
+        self.bank.poll(at_least=max(1, min(n, _MIN_SAMPLES_TO_DRAW)), fresh=max(1, min(n // 2, 8)))
         return [self.rng.randrange(len(self.bank)) for _ in range(n)]
 
     def pixel_batch(self, size: int) -> tuple[torch.Tensor, torch.Tensor]:
