@@ -154,7 +154,8 @@ class Pipeline:
                  rig: Union[str, Path, CameraRig] = "orbit_arc", views: Optional[int] = None, width: int = 832,
                  height: int = 480, frames: int = 81, mode: str = "auto", steps: int = 50,
                  cfg: Optional[float] = None, shift: Optional[float] = None, seed: int = 0, scheduler: str = "unipc",
-                 source=None, source_mode: Optional[str] = None, source_view: int = 0, guidance: str = "text",
+                 source=None, source_mode: Optional[str] = None, source_view: int = 0, source_noise: float = 1.0,
+                 guidance: str = "text",
                  video_cfg: float = 1.8, batch_cfg: bool = True, windows: Optional[ContextWindows] = None,
                  options: Optional[SamplerOptions] = None,
                  callback: Optional[Callable[[int, int, torch.Tensor], None]] = None,
@@ -164,7 +165,8 @@ class Pipeline:
         rig: preset name, rig JSON path or CameraRig (for ReCamMaster: the target camera paths).
         source: optional input video (path, or frames [F, H, W, 3]) used as `source_mode`
             ("recam" | "replace_view" | "first_row"; default recam for ReCamMaster, else replace_view)
-            on view `source_view`. cfg / shift None: 5, or a schedule preset's. fast: schedule=, sigmas=, cache=,
+            on view `source_view`; replace_view / first_row hold it at `source_noise` times the grid's noise level
+            (SourceVideo.noise_scale; 1: SynCamMaster's setting). cfg / shift None: 5, or a schedule preset's. fast: schedule=, sigmas=, cache=,
             cache_threshold=, cache_start=, cache_end= (`SamplerOptions`).
         options: a checked `SamplerOptions` (the command line makes one before loading); when given it replaces
             steps, cfg, shift, seed, scheduler, guidance, video_cfg, batch_cfg and the fast settings. Other
@@ -195,7 +197,8 @@ class Pipeline:
             if isinstance(source, (str, Path)):
                 source = read_source_video(source, frames, "source")
             latent = self.encode_video(fit_frames(source, width, height, frames))
-            source_video = SourceVideo(latent, how, 0 if how == "first_row" else source_view)
+            source_video = SourceVideo(latent, how, 0 if how == "first_row" else source_view,
+                                       noise_scale=1.0 if how == "recam" else source_noise)
 
         context = self.encode_prompt(prompt)
         negative = self.encode_prompt(negative_prompt) if options.uses_negative else None
@@ -238,6 +241,8 @@ def read_source_video(path: Union[str, Path], frames: int, what: str = "--source
 DTYPES = {"auto": None, "fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 # the command line's own numbers (sampling and video size limits live in model/checks.py)
 CLI_LIMITS = {"views": VIEWS, "source_view": VIEW_INDEX,
+              "source_noise": Limit(0.0, 1.0, hint="the given view's noise level as a share of the grid's (1: "
+                                                   "SynCamMaster's setting, 0: the clean source at every step)"),
               "fps": Limit(1.0, 240.0, hint="frames per second of the written videos")}
 
 
@@ -306,6 +311,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--source-mode", default=None, choices=SOURCE_USES,
                    help="how the source is used (default: recam for ReCamMaster, else replace_view)")
     p.add_argument("--source-view", type=int, default=0, help="the view the source replaces (replace_view)")
+    p.add_argument("--source-noise", type=float, default=1.0,
+                   help="replace_view / first_row: hold the source at this share of the grid's noise level (1: "
+                        "SynCamMaster's setting; lower: the other views see it more clearly)")
     p.add_argument("--out", default="camgrid_out", help="output folder")
     p.add_argument("--fps", type=float, default=16.0)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -365,7 +373,7 @@ def check_generate_args(args: argparse.Namespace) -> GenerateJob:
                              **fast_settings(args))
     check_video_size(args.width, args.height, args.frames, ("--width", "--height", "--frames"))
     raise_problem(range_problem(CLI_LIMITS, {"views": args.views, "source_view": args.source_view,
-                                             "fps": args.fps}, cli_flag))
+                                             "source_noise": args.source_noise, "fps": args.fps}, cli_flag))
     dit_config = describe(_existing(args.dit, "--dit"))["config"]
     vae, text_encoder = _existing_any(args.vae, "--vae"), _existing_any(args.text_encoder, "--text-encoder")
     check_component_widths(dit_config, components.describe_wan_vae(vae)["z_dim"],
@@ -378,6 +386,9 @@ def check_generate_args(args: argparse.Namespace) -> GenerateJob:
     source_use = (args.source_mode or ("recam" if mode == "recam" else "replace_view")) if args.source else None
     raise_problem(generate_problem(dit_config.variant, mode, source_use, args.sync_weights is not None,
                                    args.guidance, args.source_view, rig.num_views))
+    if source_use == "recam" and args.source_noise != 1.0:
+        raise InputError("--source-noise sets the noise of a source that replaces a view (replace_view / first_row); "
+                         "recam feeds the source to the model clean: leave --source-noise out")
     source = read_source_video(args.source, args.frames) if args.source else None
     return GenerateJob(rig, source, options)
 
@@ -427,7 +438,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         frames = pipe.generate(args.prompt, args.negative_prompt, rig=job.rig, width=args.width, height=args.height,
                                frames=args.frames, mode=args.mode, source=job.source, source_mode=args.source_mode,
-                               source_view=args.source_view, options=job.options, callback=progress)
+                               source_view=args.source_view, source_noise=args.source_noise, options=job.options,
+                               callback=progress)
     finally:
         bar.close()
     print(pipe.last_stats.summary())

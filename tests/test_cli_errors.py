@@ -106,6 +106,8 @@ GENERATE_REPRODUCERS = {
     "missing sync weights file": (["--sync-weights", "nope.safetensors"], "--sync-weights"),
     "missing tokenizer folder": (["--tokenizer", "nope"], "--tokenizer"),
     "source view out of range": (["--source", "{files}/short.mp4", "--source-view", "2"], "--source-view"),
+    "source noise above 1": (["--source", "{files}/short.mp4", "--source-noise", "1.5"], "--source-noise"),
+    "source noise nan": (["--source", "{files}/short.mp4", "--source-noise", "nan"], "--source-noise"),
     "missing source": (["--source", "{files}/nope.mp4"], "--source"),
     "source not a video": (["--source", "{files}/not_a_video.mp4"], "not a readable video"),
     "source too short": (["--source", "{files}/short.mp4", "--frames", "9"], "has 5 frames"),

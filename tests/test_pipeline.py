@@ -2,6 +2,7 @@
 a tiny GridDiT file, a tiny diffusers AutoencoderKLWan folder, a tiny umT5 encoder with a
 sentencepiece tokenizer trained here on a few sentences."""
 import io
+import json
 import os
 import subprocess
 import sys
@@ -129,9 +130,10 @@ def test_cli_with_source_replace_view_in_process(files, tmp_path):
                "--text-encoder", str(files / "text_encoder"), "--prompt", "a statue", "--views", "2",
                "--width", "32", "--height", "32", "--frames", "5", "--steps", "2", "--device", "cpu",
                "--source", str(src), "--source-mode", "replace_view", "--source-view", "1", "--scheduler", "euler",
-               "--out", str(out)])
+               "--source-noise", "0.5", "--out", str(out)])
     assert rc == 0
     assert len(list(out.glob("view*.mp4"))) == 2 and (out / "grid.mp4").is_file()
+    assert json.loads((out / "settings.json").read_text())["source_noise"] == 0.5
 
 
 def test_cli_bad_frame_count_is_a_clear_error(files, tmp_path, capsys):
