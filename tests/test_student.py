@@ -209,6 +209,10 @@ def test_tables_run_every_row_and_the_nvs_table(teacher_dir, tmp_path):
     assert "| student 4 steps | hard |" in text and "Novel-view synthesis" in text and "copying view 0 px" in text
     assert set(results["controls"]) == {"truth round trip", "view 0 copied"} and "| view 0 copied |" in text
     assert results["controls"]["view 0 copied"]["scenes"] == 2 and "place_px" in results["nvs_ceiling"]
+    from camgrid.train.tables import format_tables
+    assert results["settings"]["source_noise"] == 1.0 and "(view 0 given; views" in text
+    results["settings"]["source_noise"] = 0.5   # --source-noise: the NVS table says at which noise view 0 was given
+    assert "(view 0 given at 0.5 of the noise level; views" in format_tables(results)
     # the files measured, so the demo can tell whether these claims are about the model it runs
     from camgrid.train.builtin import model_fingerprint
     assert results["files"] == model_fingerprint(teacher_dir, student_dir / STUDENT_FILE)

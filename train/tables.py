@@ -121,7 +121,8 @@ def psnr(frames: torch.Tensor, reference: torch.Tensor) -> float:
 
 
 def run_tables(model_dir, out, student_file=None, scenes: int = 96, views: int = 4, batch: int = 48, seed: int = 0,
-               budget: float = 120.0, device="cpu", workers: int = 0, rows=ROWS, log=print) -> dict:
+               budget: float = 120.0, device="cpu", workers: int = 0, rows=ROWS, log=print,
+               source_noise: float = 1.0) -> dict:
     t0 = time.time()
     out = output_folder(out)
     # the worker pool is forked before anything touches the GPU (the workers only render and score on CPU)
@@ -136,7 +137,7 @@ def run_tables(model_dir, out, student_file=None, scenes: int = 96, views: int =
     modes = [m for m in COMPARED_MODES if m in models["teacher"].modes()]
     # which files were measured: the demo prints these claims only for the same files (train/demo.py)
     results = {"settings": {"scenes": scenes, "views": views, "seed": seed, "eval_seed": EVAL_SEED,
-                            "device": str(device)}, "rows": {}, "nvs": {}, "skipped": [],
+                            "device": str(device), "source_noise": source_noise}, "rows": {}, "nvs": {}, "skipped": [],
                "files": model_fingerprint(model_dir, lora if lora.is_file() else None)}
     reference = {}
     round_trips = _round_trips(models["teacher"], held)
@@ -152,7 +153,7 @@ def run_tables(model_dir, out, student_file=None, scenes: int = 96, views: int =
             if what == "rows":
                 results["rows"][name] = _row(models[kind], held, modes, settings, batch, seed, reference, device)
             else:
-                results["nvs"][name] = _nvs(models[kind], held, modes, settings, batch, seed, device)
+                results["nvs"][name] = _nvs(models[kind], held, modes, settings, batch, seed, source_noise)
             results["seconds"] = time.time() - t0
             _write(out, results)   # after every job: a run stopped from outside keeps what it measured
             log(f"tables: {what} {name} done ({time.time() - t0:.0f}s)")
@@ -185,11 +186,11 @@ def _row(model, held, modes, settings, batch, seed, reference, device) -> dict:
     return row
 
 
-def _nvs(model, held, modes, settings, batch, seed, device) -> dict:
+def _nvs(model, held, modes, settings, batch, seed, source_noise: float = 1.0) -> dict:
     table = {"settings": settings}
     per_scene_psnr, per_scene_iou = {}, {}
     for mode in modes:
-        frames = generate(model, held, mode, settings, batch, seed, source_view=0)
+        frames = generate(model, held, mode, settings, batch, seed, source_view=0, source_noise_scale=source_noise)
         scores = [nvs_scores(f, t, i, c) for f, t, i, c in zip(frames, held.videos, held.ids, held.colours)]
         per_scene_psnr[mode] = [s["psnr"] for s in scores]
         per_scene_iou[mode] = [s["iou"] for s in scores]
@@ -256,7 +257,9 @@ def format_tables(results: dict) -> str:
         lines += [f"- {name}: {c['line']}" for c in row["claims"].values()]
     if results["nvs"]:
         ceiling = results.get("nvs_ceiling", {})
-        lines += ["", f"### Novel-view synthesis (view 0 given; views 1..{s['views'] - 1} against their renders)", "",
+        noise = s.get("source_noise", 1.0)
+        given = "view 0 given" if noise == 1.0 else f"view 0 given at {noise:g} of the noise level"
+        lines += ["", f"### Novel-view synthesis ({given}; views 1..{s['views'] - 1} against their renders)", "",
                   "| row | mode | PSNR (dB) | colour-mask IoU | object place error px | copying view 0 px |",
                   "|---|---|---:|---:|---:|---:|"]
         for name, table in results["nvs"].items():
@@ -290,10 +293,14 @@ def main(argv=None) -> int:
     parser.add_argument("--budget", type=float, default=120.0, help="seconds; rows not started by then are skipped")
     parser.add_argument("--workers", type=int, default=max(0, min(14, (os.cpu_count() or 1) - 2)),
                         help="processes for rendering and the metric (0: in this process)")
+    parser.add_argument("--source-noise", type=float, default=1.0,
+                        help="NVS: the given view held at this share of the grid's noise level (SourceVideo.noise_scale)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args(argv)
+    if not 0.0 <= args.source_noise <= 1.0:
+        parser.error(f"--source-noise: expected a share in [0, 1], got {args.source_noise}")
     run_tables(args.model, args.out, args.student, args.scenes, args.views, args.batch, args.seed, args.budget,
-               args.device, args.workers)
+               args.device, args.workers, source_noise=args.source_noise)
     return 0
 
 
