@@ -13,6 +13,7 @@ from .vae_io import encode_video
 
 LATENT_CHANNELS = 16  # Wan2.1 VAE
 START_FRAME = Limit(0, 100000, integer=True, hint="input frames skipped first")
+SOURCE_NOISE = Limit(0.0, 1.0, hint="the input video's noise level as a share of the grid's (1: SynCamMaster's setting)")
 GRID_SIZE_NAMES = ("width", "height", "length")
 
 
@@ -33,11 +34,11 @@ def empty_latent_problem(views=None, width=None, height=None, length=None, batch
             or video_size_problem(width, height, length, GRID_SIZE_NAMES))
 
 
-def source_video_problem(width=None, height=None, length=None, use=None, view=None, start_frame=None):
+def source_video_problem(width=None, height=None, length=None, use=None, view=None, start_frame=None, noise=None):
     """None, or why CamGrid Source Video cannot take these inputs (None = not known yet)."""
     problem = (video_size_problem(width, height, length, GRID_SIZE_NAMES)
-               or range_problem({"view": VIEW_INDEX, "start_frame": START_FRAME}, {"view": view,
-                                                                                   "start_frame": start_frame}))
+               or range_problem({"view": VIEW_INDEX, "start_frame": START_FRAME, "noise": SOURCE_NOISE},
+                                {"view": view, "start_frame": start_frame, "noise": noise}))
     if problem:
         return problem
     if use is not None and use not in ("auto",) + SOURCE_USES:
@@ -109,6 +110,11 @@ class CamGridSourceVideo:
             },
             "optional": {
                 "tiled": ("BOOLEAN", {"default": False, "tooltip": "Encode in tiles (less VRAM, a bit slower)."}),
+                "noise": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 1.0, "step": 0.05, "tooltip":
+                          "replace_view / first_row: the input video's view is held at this share of the grid's "
+                          "noise level at every step. 1: SynCamMaster's setting. Lower: the other views see it more "
+                          "clearly (a model trained with camgrid train --given-view-share learned to follow it at "
+                          "0.5). recam ignores it (the model reads the source clean)."}),
             },
         }
 
@@ -119,11 +125,11 @@ class CamGridSourceVideo:
     DESCRIPTION = "Encodes an input video as conditioning for CamGrid Sampler (video -> new camera paths)."
 
     @classmethod
-    def VALIDATE_INPUTS(cls, width=None, height=None, length=None, use=None, view=None):
-        return source_video_problem(width, height, length, use, view) or True
+    def VALIDATE_INPUTS(cls, width=None, height=None, length=None, use=None, view=None, noise=None):
+        return source_video_problem(width, height, length, use, view, noise=noise) or True
 
-    def encode(self, images, vae, width, height, length, use, view, start_frame, tiled=False):
-        raise_problem(source_video_problem(width, height, length, use, view, start_frame))
+    def encode(self, images, vae, width, height, length, use, view, start_frame, tiled=False, noise=1.0):
+        raise_problem(source_video_problem(width, height, length, use, view, start_frame, noise))
         frames = images[start_frame:]
         if frames.shape[0] < length:
             raise InputError(f"the input video has {images.shape[0]} frames (after skipping {start_frame}) but "
@@ -135,5 +141,5 @@ class CamGridSourceVideo:
         if raw.shape[2] != expected:
             raise InputError(f"the VAE gave {raw.shape[2]} latent frames for {length} video frames (expected "
                              f"{expected}); use the Wan2.1 VAE")
-        source = SourceVideo(latent_convert.normalize(raw), use, 0 if use == "first_row" else view)
+        source = SourceVideo(latent_convert.normalize(raw), use, 0 if use == "first_row" else view, noise_scale=noise)
         return source, fitted

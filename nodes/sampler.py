@@ -183,7 +183,8 @@ class CamGridSampler:
             return None
         source = source.resolve(mode)
         view = f" (view {source.view})" if source.how == "replace_view" else ""
-        info.append(f"source video used as {source.how}{view}")
+        noise = f" at {source.noise_scale:g} of the noise level" if source.replaces_a_view and source.noise_scale != 1 else ""
+        info.append(f"source video used as {source.how}{view}{noise}")
         return source
 
     @staticmethod

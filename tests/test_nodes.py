@@ -252,9 +252,10 @@ def test_video_to_new_camera_path_with_recammaster(models_dir):
 def test_replace_view_source_is_kept_exactly_in_its_view(models_dir):
     model, _ = load("wan")
     vae = StandInVAE()
-    source, _ = CamGridSourceVideo().encode(video_frames(), vae, W, H, LENGTH, "replace_view", 1, 0)
+    source, _ = CamGridSourceVideo().encode(video_frames(), vae, W, H, LENGTH, "replace_view", 1, 0, noise=0.5)
+    assert source.noise_scale == 0.5
     latent, info = run_sampler(model, camera=False, source=source, guidance="two_scale", video_cfg=1.5)
-    assert "replace_view (view 1)" in info
+    assert "replace_view (view 1) at 0.5 of the noise level" in info
     raw_source = vae.encode(CamGridSourceVideo().encode(video_frames(), vae, W, H, LENGTH, "auto", 1, 0)[1])
     assert torch.allclose(latent["samples"][1], raw_source[0], atol=1e-4)
 
@@ -456,6 +457,8 @@ BAD_NODE_CALLS = {
     "source use=sideways": (lambda: _source(use="sideways"), "use"),
     "source first_row view=1": (lambda: _source(use="first_row", view=1), "view"),
     "source too short": (lambda: _source(length=13), "length"),
+    "source noise=1.5": (lambda: _source(noise=1.5), "noise"),
+    "source noise=nan": (lambda: _source(noise=float("nan")), "noise"),
 }
 
 
