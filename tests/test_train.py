@@ -126,6 +126,10 @@ def test_given_views_are_noised_less_and_left_out_of_the_loss(tmp_path):
     assert config_from_args(parser.parse_args(["--given-view-share", "0.5"])).given_view_share == 0.5
     with pytest.raises(InputError, match="--given-view-share"):
         config_from_args(parser.parse_args(["--given-view-share", "1.5"]))
+    from camgrid.train.cli import run
+    for flags in (["--given-view-share", "0.5"], ["--arc-span", "60,160"]):   # a real DiT's training has neither
+        with pytest.raises(InputError, match=f"{flags[0]}: the built-in model's training only"):
+            run(parser.parse_args(["--dit", str(tmp_path / "no.safetensors"), *flags]))
     logs = []
     Trainer(TrainConfig(**{**MICRO, "out": str(tmp_path / "given"), "steps": 1, "stages": ("syncam",),
                            "given_view_share": 0.5}), log=logs.append).run()

@@ -141,8 +141,17 @@ def config_from_args(args) -> TrainConfig:
                        eval_scenes=args.eval_scenes, eval_steps=args.eval_steps, progress_bar=not args.no_progress)
 
 
+# options of the built-in model's training that a real DiT's (--dit) does not have: refused there, not ignored
+BUILTIN_ONLY = {"arc_span": "", "given_view_share": 0.0, "text_phrases": False}
+
+
 def run(args: argparse.Namespace) -> int:
     if args.dit is not None:
+        given = [name for name, default in BUILTIN_ONLY.items() if getattr(args, name) != default]
+        if given:
+            flags = ", ".join(f"--{n.replace('_', '-')}" for n in given)
+            raise InputError(f"{flags}: the built-in model's training only; training a real DiT (--dit) reads its "
+                             "own --data, so leave them out")
         return real_cli.run(args)
     cfg = config_from_args(args)
     trainer = Trainer(cfg)
