@@ -79,6 +79,11 @@ def measure(folders, modes, scenes: int, steps: int, seed: int = 0, arc_span=Non
     for folder in folders:
         lora = Path(folder or ASSETS_DIR) / STUDENT_FILE if student else False
         model = load_builtin(folder, device=device, student=lora)
+        data = (model.height, model.width, model.frames, model.scene_style)
+        if data != (first.height, first.width, first.frames, first.scene_style):
+            raise ValueError(f"{folder}: its model learned other scenes (height, width, frames, style {data}) than "
+                             f"{folders[0] or 'assets'}'s, so the same held-out scenes cannot score both: compare "
+                             "folders trained on the same data")
         for mode in modes:
             scores = per_scene_scores(model, held, mode, settings, seed, source_noise)
             versus = paired(scores, baseline[mode]) if mode in baseline else None
@@ -114,6 +119,8 @@ def main() -> None:
     p.add_argument("--student", action="store_true", help="the 4-step student LoRA beside each folder")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = p.parse_args()
+    if not 0.0 <= args.source_noise <= 1.0:
+        p.error(f"--source-noise: expected a share in [0, 1], got {args.source_noise}")
     arc_span = check_arc_span(parse_arc_span(args.arc_span or ""))
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     rows = measure(args.models, modes, args.scenes, args.steps, args.seed, arc_span, args.student, args.device,
