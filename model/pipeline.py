@@ -165,9 +165,9 @@ class Pipeline:
         rig: preset name, rig JSON path or CameraRig (for ReCamMaster: the target camera paths).
         source: optional input video (path, or frames [F, H, W, 3]) used as `source_mode`
             ("recam" | "replace_view" | "first_row"; default recam for ReCamMaster, else replace_view)
-            on view `source_view`; replace_view / first_row hold it at `source_noise` times the grid's noise level
-            (SourceVideo.noise_scale; 1: SynCamMaster's setting). cfg / shift None: 5, or a schedule preset's. fast: schedule=, sigmas=, cache=,
-            cache_threshold=, cache_start=, cache_end= (`SamplerOptions`).
+            on view `source_view`, held at `source_noise` x the noise level (SourceVideo.noise_scale; 1: SynCamMaster).
+            cfg / shift None: 5, or a schedule preset's. fast: schedule=, sigmas=, cache=, cache_threshold=,
+            cache_start=, cache_end= (`SamplerOptions`).
         options: a checked `SamplerOptions` (the command line makes one before loading); when given it replaces
             steps, cfg, shift, seed, scheduler, guidance, video_cfg, batch_cfg and the fast settings. Other
             arguments: see `sampling.sample_grid`. `self.last_stats` says afterwards which steps ran the DiT.
@@ -197,8 +197,7 @@ class Pipeline:
             if isinstance(source, (str, Path)):
                 source = read_source_video(source, frames, "source")
             latent = self.encode_video(fit_frames(source, width, height, frames))
-            source_video = SourceVideo(latent, how, 0 if how == "first_row" else source_view,
-                                       noise_scale=1.0 if how == "recam" else source_noise)
+            source_video = SourceVideo(latent, how, 0 if how == "first_row" else source_view, noise_scale=source_noise)
 
         context = self.encode_prompt(prompt)
         negative = self.encode_prompt(negative_prompt) if options.uses_negative else None
