@@ -34,6 +34,7 @@ from camgrid_checkout import use_this_checkout  # noqa: E402  (this checkout as 
 
 use_this_checkout()
 
+from camgrid.model.checks import SOURCE_NOISE  # noqa: E402
 from camgrid.synth.dataset import check_arc_span  # noqa: E402
 from camgrid.train.builtin import ASSETS_DIR, TEACHER_SAMPLING, load_builtin  # noqa: E402
 from camgrid.train.claims import median_of, signed_rank_test  # noqa: E402
@@ -119,8 +120,9 @@ def main() -> None:
     p.add_argument("--student", action="store_true", help="the 4-step student LoRA beside each folder")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = p.parse_args()
-    if not 0.0 <= args.source_noise <= 1.0:
-        p.error(f"--source-noise: expected a share in [0, 1], got {args.source_noise}")
+    noise_problem = SOURCE_NOISE.problem("--source-noise", args.source_noise)
+    if noise_problem:
+        p.error(noise_problem)
     arc_span = check_arc_span(parse_arc_span(args.arc_span or ""))
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     rows = measure(args.models, modes, args.scenes, args.steps, args.seed, arc_span, args.student, args.device,

@@ -144,6 +144,8 @@ VIDEO_SIDE = Limit(SPATIAL_STRIDE, 4096, integer=True, hint="pixels, a multiple 
 FRAMES = Limit(1, 1025, integer=True, hint="video frames, 4k+1: 81 frames = 5 s at 16 fps")
 VIEWS = Limit(1, 64, integer=True, hint="cameras in the grid")
 VIEW_INDEX = Limit(0, VIEWS.high - 1, integer=True, hint="a view of the grid, 0 = the first")
+SOURCE_NOISE = Limit(0.0, 1.0, hint="the given view's noise level as a share of the grid's (1: SynCamMaster's "
+                                    "setting, 0: the clean source at every step)")
 BATCH_SIZE = Limit(1, 16, integer=True, hint="independent grids generated at once")
 
 

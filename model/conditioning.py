@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from .checks import InputError, require_finite
+from .checks import SOURCE_NOISE, InputError, require_finite
 from .modes import mode_problem, source_problem
 
 TEXT_LENGTH = 512  # Wan's umT5 context length: shorter prompts are padded with zero tokens
@@ -73,9 +73,9 @@ class SourceVideo:
             raise SourceVideoError(f"SourceVideo.latent must be a VAE latent [B, C, T, H, W], got {shape}: encode "
                                    "the video with the Wan VAE (one video, not a grid of views)")
         self.view = int(self.view)
-        if not isinstance(self.noise_scale, (int, float)) or not 0.0 <= float(self.noise_scale) <= 1.0:
-            raise SourceVideoError(f"SourceVideo.noise_scale must be a number in [0, 1] (the given view's noise level "
-                                   f"as a share of the grid's), got {self.noise_scale!r}")
+        problem = SOURCE_NOISE.problem("SourceVideo.noise_scale", self.noise_scale)
+        if problem:
+            raise SourceVideoError(problem)
         self.noise_scale = float(self.noise_scale)
         if self.how == "first_row" and self.view != 0:
             raise SourceVideoError(f"SourceVideo how='first_row' always conditions view 0 (the first row of the grid), "

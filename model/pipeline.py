@@ -34,7 +34,7 @@ from tqdm import tqdm
 from . import components
 from .camera import RIG_PRESETS, CameraRig, latent_frame_count
 from .checkpoint import LoadOptions, describe, load_grid_dit
-from .checks import VIEW_INDEX, VIEWS, InputError, Limit, check_video_size, cli_flag, raise_problem, range_problem
+from .checks import SOURCE_NOISE, VIEW_INDEX, VIEWS, InputError, Limit, check_video_size, cli_flag, raise_problem, range_problem
 from .conditioning import SOURCE_USES, TEXT_LENGTH, SourceVideo
 from . import context_windows
 from .context_windows import ContextWindows
@@ -240,8 +240,7 @@ def read_source_video(path: Union[str, Path], frames: int, what: str = "--source
 DTYPES = {"auto": None, "fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 # the command line's own numbers (sampling and video size limits live in model/checks.py)
 CLI_LIMITS = {"views": VIEWS, "source_view": VIEW_INDEX,
-              "source_noise": Limit(0.0, 1.0, hint="the given view's noise level as a share of the grid's (1: "
-                                                   "SynCamMaster's setting, 0: the clean source at every step)"),
+              "source_noise": SOURCE_NOISE,
               "fps": Limit(1.0, 240.0, hint="frames per second of the written videos")}
 
 

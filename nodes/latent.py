@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import torch
 
-from ..model.checks import (BATCH_SIZE, FRAMES, VIDEO_SIDE, VIEW_INDEX, VIEWS, Limit, InputError, raise_problem,
-                            range_problem, video_size_problem)
+from ..model.checks import (BATCH_SIZE, FRAMES, SOURCE_NOISE, VIDEO_SIDE, VIEW_INDEX, VIEWS, Limit, InputError,
+                            raise_problem, range_problem, video_size_problem)
 from ..model.conditioning import SOURCE_USES, SourceVideo
 from ..model.modes import fit_frames
 from . import latent_convert
@@ -13,7 +13,6 @@ from .vae_io import encode_video
 
 LATENT_CHANNELS = 16  # Wan2.1 VAE
 START_FRAME = Limit(0, 100000, integer=True, hint="input frames skipped first")
-SOURCE_NOISE = Limit(0.0, 1.0, hint="the input video's noise level as a share of the grid's (1: SynCamMaster's setting)")
 GRID_SIZE_NAMES = ("width", "height", "length")
 
 
@@ -110,11 +109,11 @@ class CamGridSourceVideo:
             },
             "optional": {
                 "tiled": ("BOOLEAN", {"default": False, "tooltip": "Encode in tiles (less VRAM, a bit slower)."}),
-                "noise": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 1.0, "step": 0.05, "tooltip":
+                "noise": ("FLOAT", SOURCE_NOISE.widget(default=1.0, step=0.05, tooltip=
                           "replace_view / first_row: the input video's view is held at this share of the grid's "
                           "noise level at every step. 1: SynCamMaster's setting. Lower: the other views see it more "
                           "clearly (a model trained with camgrid train --given-view-share learned to follow it at "
-                          "0.5). recam ignores it (the model reads the source clean)."}),
+                          "0.5). recam ignores it (the model reads the source clean).")),
             },
         }
 

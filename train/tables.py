@@ -28,7 +28,7 @@ from typing import Optional
 import numpy as np
 import torch
 
-from ..model.checks import output_folder
+from ..model.checks import SOURCE_NOISE, output_folder
 from ..model.files import atomic_write
 from ..synth.dataset import SyntheticMultiViewDataset
 from ..synth.render import render
@@ -297,8 +297,9 @@ def main(argv=None) -> int:
                         help="NVS: the given view held at this share of the grid's noise level (SourceVideo.noise_scale)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args(argv)
-    if not 0.0 <= args.source_noise <= 1.0:
-        parser.error(f"--source-noise: expected a share in [0, 1], got {args.source_noise}")
+    noise_problem = SOURCE_NOISE.problem("--source-noise", args.source_noise)
+    if noise_problem:
+        parser.error(noise_problem)
     run_tables(args.model, args.out, args.student, args.scenes, args.views, args.batch, args.seed, args.budget,
                args.device, args.workers, source_noise=args.source_noise)
     return 0
