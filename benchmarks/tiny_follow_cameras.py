@@ -37,9 +37,9 @@ use_this_checkout()
 from camgrid.model.checks import SOURCE_NOISE  # noqa: E402
 from camgrid.synth.dataset import check_arc_span  # noqa: E402
 from camgrid.train.builtin import ASSETS_DIR, TEACHER_SAMPLING, load_builtin  # noqa: E402
-from camgrid.train.claims import median_of, signed_rank_test  # noqa: E402
+from camgrid.train.claims import signed_rank_test  # noqa: E402
 from camgrid.train.cli import parse_arc_span  # noqa: E402
-from camgrid.train.nvs import nvs_scores  # noqa: E402
+from camgrid.train.nvs import summarise_scores  # noqa: E402
 from camgrid.train.student import STUDENT_FILE, STUDENT_SAMPLING  # noqa: E402
 from camgrid.train.tables import HeldOut, generate  # noqa: E402
 
@@ -48,16 +48,15 @@ BATCH = 10
 
 def per_scene_scores(model, held: HeldOut, mode: str, settings: dict, seed: int, source_noise: float = 1.0) -> list:
     """nvs_scores of every held-out scene's grid in `mode`, view 0 given (at source_noise times the noise level)."""
-    frames = generate(model, held, mode, settings, BATCH, seed, source_view=0, source_noise_scale=source_noise)
-    return [nvs_scores(f, t, i, c) for f, t, i, c in zip(frames, held.videos, held.ids, held.colours)]
+    return held.nvs_scores(generate(model, held, mode, settings, BATCH, seed, source_view=0,
+                                    source_noise_scale=source_noise))
 
 
 def summarise(scores: list) -> dict:
-    place, copy = median_of([s["place_px"] for s in scores]), median_of([s["copy_px"] for s in scores])
-    ious = [s["iou"] for s in scores if s["iou"] is not None]
-    return {"place_px": place, "copy_px": copy, "ratio": place / copy if place is not None and copy else None,
-            "iou": sum(ious) / len(ious) if ious else None, "psnr": sum(s["psnr"] for s in scores) / len(scores),
-            "placed": sum(s["placed"] for s in scores)}
+    """train/nvs.py summarise_scores with place / copy (None where either is missing)."""
+    row = summarise_scores(scores)
+    place, copy = row["place_px"], row["copy_px"]
+    return {**row, "ratio": place / copy if place is not None and copy else None}
 
 
 def paired(scores: list, baseline: list) -> dict:

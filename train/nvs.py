@@ -54,6 +54,15 @@ def nvs_scores(frames: torch.Tensor, truth: torch.Tensor, ids: torch.Tensor, col
             "iou": sum(ious) / len(ious) if ious else None, **placement(frames, ids, colours, source_view)}
 
 
+def summarise_scores(scores: Sequence[dict]) -> dict:
+    """The nvs_scores of a set of grids (one per scene) in one row: mean PSNR and IoU (over the scenes with an
+    IoU; 0 without any), the median of the scenes' place_px and copy_px, the observations placed."""
+    ious = [s["iou"] for s in scores if s["iou"] is not None]
+    return {"psnr": sum(s["psnr"] for s in scores) / len(scores), "iou": sum(ious) / max(len(ious), 1),
+            "scenes": len(scores), "place_px": median_of([s["place_px"] for s in scores]),
+            "copy_px": median_of([s["copy_px"] for s in scores]), "placed": sum(s["placed"] for s in scores)}
+
+
 def true_centroids(ids: torch.Tensor, count: int) -> tuple[torch.Tensor, torch.Tensor]:
     """ids [V, F, H, W] -> each object's centroid [N, V, F, 2] (x, y in pixels, centres at +0.5) and whether it
     has at least PLACE_MIN_PIXELS pixels there [N, V, F]."""

@@ -33,9 +33,9 @@ from ..model.files import atomic_write
 from ..synth.dataset import SyntheticMultiViewDataset
 from ..synth.render import render
 from .builtin import ASSETS_DIR, TEACHER_SAMPLING, load_builtin, model_fingerprint
-from .claims import claims, median_of
+from .claims import claims
 from .evaluate import COMPARED_MODES, EVAL_SEED, safe_metrics, summarise
-from .nvs import nvs_scores, ordering_stability, source_of
+from .nvs import nvs_scores, ordering_stability, source_of, summarise_scores
 from .student import STUDENT_FILE, STUDENT_SAMPLING
 
 # (row name, model, settings); generated in this order, the reference first
@@ -89,6 +89,10 @@ class HeldOut:
 
     def metrics(self, frames: torch.Tensor) -> list:
         return self.map(_metric_job, [(i, _uint8(f)) for i, f in enumerate(frames)])
+
+    def nvs_scores(self, frames: torch.Tensor) -> list:
+        """train/nvs.py nvs_scores of every scene's grid frames [N, V, F, H, W, 3] against its true views."""
+        return [nvs_scores(f, t, i, c) for f, t, i, c in zip(frames, self.videos, self.ids, self.colours)]
 
     def close(self):
         if self.pool is not None:
@@ -191,14 +195,10 @@ def _nvs(model, held, modes, settings, batch, seed, source_noise: float = 1.0) -
     per_scene_psnr, per_scene_iou = {}, {}
     for mode in modes:
         frames = generate(model, held, mode, settings, batch, seed, source_view=0, source_noise_scale=source_noise)
-        scores = [nvs_scores(f, t, i, c) for f, t, i, c in zip(frames, held.videos, held.ids, held.colours)]
+        scores = held.nvs_scores(frames)
         per_scene_psnr[mode] = [s["psnr"] for s in scores]
         per_scene_iou[mode] = [s["iou"] for s in scores]
-        ious = [s["iou"] for s in scores if s["iou"] is not None]
-        table[mode] = {"psnr": sum(per_scene_psnr[mode]) / len(scores), "iou": sum(ious) / max(len(ious), 1),
-                       "scenes": len(scores), "place_px": median_of([s["place_px"] for s in scores]),
-                       "copy_px": median_of([s["copy_px"] for s in scores]),
-                       "placed": sum(s["placed"] for s in scores)}
+        table[mode] = summarise_scores(scores)
     table["stability"] = {"psnr": ordering_stability(per_scene_psnr), "iou": ordering_stability(per_scene_iou)}
     return table
 
@@ -221,11 +221,8 @@ def _controls(held, round_trips: torch.Tensor) -> dict:
 
 def _ae_ceiling(held, round_trips: torch.Tensor) -> dict:
     """The NVS scores of the autoencoder round trip of the true views: what a perfect generator could reach."""
-    scores = [nvs_scores(f, t, i, c) for f, t, i, c in zip(round_trips, held.videos, held.ids, held.colours)]
-    ious = [s["iou"] for s in scores if s["iou"] is not None]
-    return {"psnr": sum(s["psnr"] for s in scores) / len(scores), "iou": sum(ious) / max(len(ious), 1),
-            "place_px": median_of([s["place_px"] for s in scores]),
-            "copy_px": median_of([s["copy_px"] for s in scores])}
+    summary = summarise_scores(held.nvs_scores(round_trips))
+    return {key: summary[key] for key in ("psnr", "iou", "place_px", "copy_px")}
 
 
 def _f(value, digits: int = 2) -> str:
