@@ -81,15 +81,16 @@ def view_errors(dit, latents, context, cameras, mode: str, noise, sigmas) -> tor
 def camera_use(model, count: int = 24, seed: int = 0, sigmas=SIGMAS, arc_span=None, modes=None) -> dict:
     """{mode: {variant: [N, S] errors}} for independent (true rig only: it reads no camera) and every mode of the
     model that reads cameras (or those of them in `modes`), on the same scenes, noise and levels."""
-    unknown = sorted(set(modes or ()) - set(model.modes()) | set(modes or ()) & {"independent"})
+    readers = [m for m in model.modes() if m != "independent"]
+    unknown = sorted(set(modes or ()) - set(readers))
     if unknown:
         raise ValueError(f"--modes: {', '.join(unknown)} is not a camera-reading mode of this model "
-                         f"(it has {', '.join(m for m in model.modes() if m != 'independent')})")
+                         f"(it has {', '.join(readers)})")
     latents, context, cameras = held_out(model, count, seed, arc_span)
     noise = torch.randn(latents.shape, generator=torch.Generator().manual_seed(NOISE_SEED + seed)).to(latents.device)
     dit = model.dit.eval()
     results = {"independent": {"true": view_errors(dit, latents, context, cameras, "independent", noise, sigmas)}}
-    for mode in (m for m in model.modes() if m != "independent" and (modes is None or m in modes)):
+    for mode in (m for m in readers if modes is None or m in modes):
         results[mode] = {name: view_errors(dit, latents, context, cams, mode, noise, sigmas)
                          for name, cams in camera_variants(cameras).items()}
     return results
