@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Optional
 
 import torch
 
@@ -69,12 +70,12 @@ def paired(scores: list, baseline: list) -> dict:
             "n": len(pairs)}
 
 
-def measure(folders, modes, scenes: int, steps: int, seed: int = 0, arc_span=None, student: bool = False,
+def measure(folders, modes, scenes: int, steps: Optional[int] = None, seed: int = 0, arc_span=None, student: bool = False,
             device="cpu", source_noise: float = 1.0) -> list:
     """[(folder, mode, summary, paired against the first folder or None)] on the same held-out scenes."""
     first = load_builtin(folders[0], device=device)
     held = HeldOut(first, scenes, 4, 0, arc_span)
-    settings = {**(STUDENT_SAMPLING if student else TEACHER_SAMPLING), "steps": steps}
+    settings = sampling_settings(student, steps)
     rows, baseline = [], {}
     for folder in folders:
         lora = Path(folder or ASSETS_DIR) / STUDENT_FILE if student else False
@@ -90,6 +91,13 @@ def measure(folders, modes, scenes: int, steps: int, seed: int = 0, arc_span=Non
             baseline.setdefault(mode, scores)
             rows.append((folder or "assets", mode, summarise(scores), versus))
     return rows
+
+
+def sampling_settings(student: bool, steps: Optional[int] = None) -> dict:
+    """The student's or the teacher's sampling, with `steps` instead of its own when given (the student's 4 are
+    what it was distilled for; the 20-step default of the teacher must not leak into it)."""
+    base = STUDENT_SAMPLING if student else TEACHER_SAMPLING
+    return {**base, "steps": steps or base["steps"]}
 
 
 def _f(value, digits: int = 1) -> str:
@@ -112,7 +120,8 @@ def main() -> None:
     p.add_argument("models", nargs="*", default=[None], help="model folders (default: the shipped assets/)")
     p.add_argument("--modes", default="independent,syncam", help="comma-separated grid modes")
     p.add_argument("--scenes", type=int, default=20)
-    p.add_argument("--steps", type=int, default=20)
+    p.add_argument("--steps", type=int, default=None,
+                   help="sampling steps (default: the teacher's 20, or the student's 4 with --student)")
     p.add_argument("--seed", type=int, default=0, help="noise seed")
     p.add_argument("--arc-span", default=None, help="LOW,HIGH degrees of the held-out orbit arcs")
     p.add_argument("--source-noise", type=float, default=1.0, help="the given view's noise level / the grid's")
@@ -128,7 +137,8 @@ def main() -> None:
                    args.source_noise)
     rigs = f"orbit arcs {arc_span[0]:g}-{arc_span[1]:g} degrees" if arc_span else "the training rigs"
     print(f"\n{args.scenes} held-out scenes ({rigs}), view 0 given at {args.source_noise:g} of the noise level, "
-          f"{args.steps} steps, noise seed {args.seed}\n")
+          f"{sampling_settings(args.student, args.steps)['steps']} steps"
+          f"{' (the student)' if args.student else ''}, noise seed {args.seed}\n")
     print(format_table(rows))
 
 

@@ -9,11 +9,12 @@ from camgrid.model.camera import make_preset
 from camgrid.model.checks import InputError
 from camgrid.model.rig_preview import draw_rig
 from camgrid.train.autoencoder import TinyVideoAE
-from camgrid.train.builtin import BUILTIN_NAME, builtin_available, load_builtin, save_builtin
+from camgrid.train.builtin import BUILTIN_NAME, TEACHER_SAMPLING, builtin_available, load_builtin, save_builtin
 from camgrid.train.text import TinyTextEncoder, tokenize
 from camgrid.train.config import TrainConfig, parse_budgets, parse_stages
 from camgrid.train.objective import flow_matching_loss
 from camgrid.train.stages import syncammaster_from
+from camgrid.train.student import STUDENT_SAMPLING
 from camgrid.train.trainer import Trainer
 from grid_helpers import load_benchmark
 
@@ -916,3 +917,6 @@ def test_follow_cameras_benchmark_pairs_folders_on_the_same_held_out_scenes(micr
     baseline = [{"place_px": p} for p in (3.0, 1.0, 2.0)]
     assert bench.paired(scores, baseline)["closer"] == 0.5 and bench.paired(scores, baseline)["n"] == 2
     assert bench.summarise(scores)["ratio"] == pytest.approx(1.5 / 6.0) and bench.summarise(scores)["placed"] == 9
+    # --student samples as the student was distilled (4 euler steps, no guidance) unless --steps says otherwise
+    assert bench.sampling_settings(True) == STUDENT_SAMPLING and bench.sampling_settings(False) == TEACHER_SAMPLING
+    assert bench.sampling_settings(True, 8) == {**STUDENT_SAMPLING, "steps": 8}
