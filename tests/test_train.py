@@ -917,6 +917,9 @@ def test_follow_cameras_benchmark_pairs_folders_on_the_same_held_out_scenes(micr
     baseline = [{"place_px": p} for p in (3.0, 1.0, 2.0)]
     assert bench.paired(scores, baseline)["closer"] == 0.5 and bench.paired(scores, baseline)["n"] == 2
     assert bench.summarise(scores)["ratio"] == pytest.approx(1.5 / 6.0) and bench.summarise(scores)["placed"] == 9
+    assert bench.against_copy(scores) == {"closer": 1.0, "p": pytest.approx(bench.signed_rank_test([-5.0, -4.0])),
+                                          "n": 2}
+    assert all("vs_copy" in r[2] for r in rows) and "closer than the copy" in table
     # --student samples as the student was distilled (4 euler steps, no guidance) unless --steps says otherwise
     assert bench.sampling_settings(True) == STUDENT_SAMPLING and bench.sampling_settings(False) == TEACHER_SAMPLING
     assert bench.sampling_settings(True, 8) == {**STUDENT_SAMPLING, "steps": 8}
