@@ -892,6 +892,26 @@ def test_camera_use_probe_sees_the_rig_only_through_the_camera_encoder(micro_mod
         bench.camera_use(model, count=2, modes=["recam"])
 
 
+def test_novel_views_picture_draws_the_scenes_whose_objects_move_most(micro_model, tmp_path):
+    """benchmarks/tiny_novel_views.py: the drawn scenes are chosen from the ground truth alone (largest copy px
+    first), each gives a truth row and a generated row with the true view 0 given, and the picture is written."""
+    bench = load_benchmark("tiny_novel_views")
+    model = load_builtin(micro_model)
+    rows, report = bench.novel_views(model, scenes=2, pool=4, source_noise=0.5)
+    assert [label for label, _ in rows] == ["truth 1", "view 0 given 1", "truth 2", "view 0 given 2"]
+    assert rows[0][1].shape == rows[1][1].shape and rows[0][1].shape[0] == 4
+    copies = [r["copy_px"] for r in report]
+    assert len(report) == 2 and len({r["scene"] for r in report}) == 2
+    if None not in copies:
+        assert copies[0] >= copies[1]
+    held = bench.HeldOut(model, 4, 4, 0)
+    widest = bench.widest_scenes(held, 4)
+    assert sorted(widest) == [0, 1, 2, 3] and widest[:2] == [r["scene"] for r in report]
+    out = tmp_path / "nvs.png"
+    bench.save_image(bench.comparison_image(rows), out)
+    assert out.stat().st_size > 0
+
+
 def test_follow_cameras_benchmark_pairs_folders_on_the_same_held_out_scenes(micro_model):
     """benchmarks/tiny_follow_cameras.py: held-out scenes drawn with --arc-span are the same scenes on wider rigs;
     every folder is scored on the same scenes and noise, so a folder against itself is closer on no scene and

@@ -87,7 +87,8 @@ def _write_videos(folder: Path, frames: torch.Tensor, fps: float) -> list[Path]:
     return written
 
 
-def _comparison(rows: list[tuple[str, torch.Tensor]]) -> Image.Image:
+def comparison_image(rows: list[tuple[str, torch.Tensor]]) -> Image.Image:
+    """One row per (label, frames [V, F, H, W, 3]): the middle frame of every view, scaled 3x for reading."""
     label_w, pad = 110, 2
     v, f, h, w, _ = rows[0][1].shape
     img = Image.new("RGB", (label_w + v * (w + pad), len(rows) * (h + pad)), (255, 255, 255))
@@ -224,7 +225,7 @@ def run_demo(out, model=None, caption: str = DEMO_CAPTION, views: int = 4, steps
     for mode, frames in first.items():
         _write_videos(out / mode, frames, fps)
         rows.append((mode, frames))
-    save_image(_comparison(rows), out / "comparison.png")
+    save_image(comparison_image(rows), out / "comparison.png")
     metrics["seconds"] = time.time() - t0
     atomic_write(out / "metrics.json", json.dumps(metrics, indent=1))
     log(f"demo: wrote {out}/rig.png, {out}/comparison.png, {out}/metrics.json and per-mode videos in "
