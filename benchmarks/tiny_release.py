@@ -155,7 +155,9 @@ def readme_results(tables: dict, demo: dict, timing: dict) -> str:
         placement = "" if ceiling.get("place_px") is None else (
             f" / median distance in pixels of each object from its true place, where copying view 0 would give "
             f"{ceiling['copy_px']:.1f} px and the true views' round trip {ceiling['place_px']:.1f} px")
-        lines += ["", "Novel-view synthesis on the same scenes (view 0's video given, the other views generated and "
+        noise = s.get("source_noise", 1.0)
+        held = "" if noise == 1.0 else f" at {noise:g} of the grid's noise level (`--source-noise {noise:g}`)"
+        lines += ["", f"Novel-view synthesis on the same scenes (view 0's video given{held}, the other views generated and "
                   f"compared with their renders; PSNR in dB / colour-mask IoU{placement}):", "",
                   "| | " + " | ".join(modes) + " |", "| --- |" + " --- |" * len(modes)]
         for name, table in tables["nvs"].items():
