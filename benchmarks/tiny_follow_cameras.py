@@ -82,8 +82,8 @@ def against_copy(scores: list) -> dict:
     return closer_share([(s["place_px"], s["copy_px"]) for s in scores])
 
 
-def measure(folders, modes, scenes: int, steps: Optional[int] = None, seed: int = 0, arc_span=None, student: bool = False,
-            device="cpu", source_noise: float = 1.0) -> list:
+def measure(folders, modes, scenes: int, steps: Optional[int] = None, seed: int = 0, arc_span=None,
+            student: bool = False, device="cpu", source_noise: float = 1.0) -> list:
     """[(folder, mode, summary, paired against the first folder or None)] on the same held-out scenes."""
     first = load_builtin(folders[0], device=device)
     held = HeldOut(first, scenes, 4, 0, arc_span)
@@ -113,7 +113,9 @@ def sampling_settings(student: bool, steps: Optional[int] = None) -> dict:
 
 
 def _share(pair: dict) -> str:
-    return "-" if pair is None or not pair["n"] else f"{100 * pair['closer']:.0f} % of {pair['n']}, p = {_f(pair['p'], 3)}"
+    if pair is None or not pair["n"]:
+        return "-"
+    return f"{100 * pair['closer']:.0f} % of {pair['n']}, p = {_f(pair['p'], 3)}"
 
 
 def _f(value, digits: int = 1) -> str:

@@ -113,7 +113,8 @@ class CamGridSourceVideo:
                           "replace_view / first_row: the input video's view is held at this share of the grid's "
                           "noise level at every step. 1: SynCamMaster's setting. Lower: the other views see it more "
                           "clearly (a model trained with camgrid train --given-view-share, like the built-in model, "
-                          "follows it best at 0.5). recam ignores it (the model reads the source clean).")),
+                          "follows it more closely below 1; measured at 0.5). recam ignores it (the model reads the "
+                          "source clean).")),
             },
         }
 
