@@ -912,6 +912,21 @@ def test_novel_views_picture_draws_the_scenes_whose_objects_move_most(micro_mode
     assert out.stat().st_size > 0
 
 
+def test_wide_rig_consistency_scores_every_row_on_the_same_scenes(micro_model):
+    """benchmarks/tiny_wide_rig_consistency.py: the true views score about 0 px where anything is scored, every
+    row is a summary of the same held-out scenes, and the table has one line per row."""
+    bench = load_benchmark("tiny_wide_rig_consistency")
+    model = load_builtin(micro_model)
+    model.sampling = {**model.sampling, "steps": 2}
+    frames = torch.rand(2, 4, 3, 8, 8, 3)
+    assert torch.equal(bench.copied(frames)[:, 3], frames[:, 0])
+    rows = bench.consistency(model, scenes=2, arc_span=(150.0, 160.0))
+    assert list(rows)[:3] == ["true views", "true view 0 copied", "syncam"] and len(rows) == 6
+    truth = rows["true views"]
+    assert truth["reproj_px_median"] is None or truth["reproj_px_median"] < 1.0
+    assert bench.format_table(rows).count("\n") == 7
+
+
 def test_follow_cameras_benchmark_pairs_folders_on_the_same_held_out_scenes(micro_model):
     """benchmarks/tiny_follow_cameras.py: held-out scenes drawn with --arc-span are the same scenes on wider rigs;
     every folder is scored on the same scenes and noise, so a folder against itself is closer on no scene and
