@@ -30,38 +30,24 @@ from camgrid.synth.dataset import check_arc_span  # noqa: E402
 from camgrid.train.builtin import load_builtin  # noqa: E402
 from camgrid.train.cli import parse_arc_span  # noqa: E402
 from camgrid.train.evaluate import summarise  # noqa: E402
-from camgrid.train.nvs import source_of  # noqa: E402
-from camgrid.train.tables import HeldOut  # noqa: E402
+from camgrid.train.tables import HeldOut, generate, view0_copied  # noqa: E402
 
 BATCH = 8
 GIVEN_NOISE = 0.5          # the two-pass source's share of the grid's noise level
 FIRST_PASS_SEED = 1000     # the independent grid's noise, apart from the direct syncam grids'
 
 
-def generate(model, held: HeldOut, mode: str, seed: int = 0, source_frames=None) -> torch.Tensor:
-    """Frames [N, V, F, H, W, 3] of every held-out scene; source_frames: their view 0 given at GIVEN_NOISE."""
-    out = []
-    for s in range(0, len(held.captions), BATCH):
-        rows = slice(s, s + BATCH)
-        source = None if source_frames is None else source_of(model, source_frames[rows], 0, GIVEN_NOISE)
-        lat = model.generate_latents(held.captions[rows], held.cameras[rows], mode=mode, seed=seed + s,
-                                     source=source)
-        out.append(model.decode(lat))
-    return torch.cat(out)
-
-
-def copied(frames: torch.Tensor) -> torch.Tensor:
-    return frames[:, :1].expand_as(frames).contiguous()
-
-
 def consistency(model, scenes: int = 48, arc_span=(60.0, 160.0)) -> dict:
     """{row name: train/evaluate summarise of its grids} on `scenes` held-out scenes drawn on `arc_span` arcs."""
     held = HeldOut(model, scenes, 4, 0, arc_span)
-    first = generate(model, held, "independent", FIRST_PASS_SEED)
-    grids = {"true views": held.videos, "true view 0 copied": copied(held.videos),
-             "syncam": generate(model, held, "syncam"), "independent": first,
-             "independent's view 0 copied": copied(first),
-             "two-pass: syncam, independent's view 0 given": generate(model, held, "syncam", source_frames=first)}
+    settings = dict(model.sampling)
+    first = generate(model, held, "independent", settings, BATCH, FIRST_PASS_SEED)
+    grids = {"true views": held.videos, "true view 0 copied": view0_copied(held.videos),
+             "syncam": generate(model, held, "syncam", settings, BATCH, 0), "independent": first,
+             "independent's view 0 copied": view0_copied(first),
+             "two-pass: syncam, independent's view 0 given": generate(
+                 model, held, "syncam", settings, BATCH, 0, source_view=0, source_noise_scale=GIVEN_NOISE,
+                 source_videos=first)}
     rows = {name: summarise(held.metrics(frames)) for name, frames in grids.items()}
     held.close()
     return rows

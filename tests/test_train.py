@@ -919,7 +919,7 @@ def test_wide_rig_consistency_scores_every_row_on_the_same_scenes(micro_model):
     model = load_builtin(micro_model)
     model.sampling = {**model.sampling, "steps": 2}
     frames = torch.rand(2, 4, 3, 8, 8, 3)
-    assert torch.equal(bench.copied(frames)[:, 3], frames[:, 0])
+    assert torch.equal(bench.view0_copied(frames)[:, 3], frames[:, 0])
     rows = bench.consistency(model, scenes=2, arc_span=(150.0, 160.0))
     assert list(rows)[:3] == ["true views", "true view 0 copied", "syncam"] and len(rows) == 6
     truth = rows["true views"]

@@ -100,13 +100,15 @@ class HeldOut:
 
 
 def generate(model, held: HeldOut, mode: str, settings: dict, batch: int, seed: int, source_view=None,
-             source_noise_scale: float = 1.0):
+             source_noise_scale: float = 1.0, source_videos: Optional[torch.Tensor] = None):
     """Frames [N, V, F, H, W, 3] (CPU) of every held-out scene in `mode`; batch b's noise from seed + start.
-    source_view: that view's true video is given (train/nvs.py source_of, at source_noise_scale)."""
+    source_view: that view's true video is given (train/nvs.py source_of, at source_noise_scale), or that view
+    of `source_videos` [N, V, F, H, W, 3] instead of the truth (e.g. a generated grid's)."""
+    videos = held.videos if source_videos is None else source_videos
     out = []
     for start in range(0, len(held.captions), batch):
         rows = slice(start, start + batch)
-        source = source_of(model, held.videos[rows], source_view, source_noise_scale) \
+        source = source_of(model, videos[rows], source_view, source_noise_scale) \
             if source_view is not None else None
         lat = model.generate_latents(held.captions[rows], held.cameras[rows], mode=mode, seed=seed + start,
                                      source=source, **settings)
@@ -212,11 +214,15 @@ def _round_trips(model, held) -> torch.Tensor:
     return torch.stack(out)
 
 
+def view0_copied(frames: torch.Tensor) -> torch.Tensor:
+    """Grids [N, V, ...] whose every view is view 0: views that agree without following their cameras."""
+    return frames[:, :1].expand_as(frames).contiguous()
+
+
 def _controls(held, round_trips: torch.Tensor) -> dict:
     """The reprojection table's two controls (module docstring): exact geometry, and view 0 in every view."""
-    copies = round_trips[:, :1].expand_as(round_trips).contiguous()
     return {name: summarise(held.metrics(frames))
-            for name, frames in (("truth round trip", round_trips), ("view 0 copied", copies))}
+            for name, frames in (("truth round trip", round_trips), ("view 0 copied", view0_copied(round_trips)))}
 
 
 def _ae_ceiling(held, round_trips: torch.Tensor) -> dict:
