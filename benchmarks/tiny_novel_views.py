@@ -27,11 +27,10 @@ from camgrid_checkout import use_this_checkout  # noqa: E402  (this checkout as 
 use_this_checkout()
 
 from camgrid.model.checks import SOURCE_NOISE  # noqa: E402
-from camgrid.train.builtin import TEACHER_SAMPLING, load_builtin  # noqa: E402
+from camgrid.train.builtin import load_builtin  # noqa: E402
 from camgrid.train.demo import comparison_image  # noqa: E402
 from camgrid.train.media import save_image  # noqa: E402
 from camgrid.train.nvs import placement  # noqa: E402
-from camgrid.train.student import STUDENT_SAMPLING  # noqa: E402
 from camgrid.train.tables import HeldOut, generate  # noqa: E402
 
 DEFAULT_OUT = Path(__file__).resolve().parents[1] / "docs" / "tiny_model_novel_views.png"
@@ -89,8 +88,7 @@ def main() -> None:
     model = load_builtin(args.model, student=args.student)
     rows, report = novel_views(model, args.scenes, args.pool, args.mode, args.source_noise, args.seed)
     save_image(comparison_image(rows), args.out)
-    sampling = STUDENT_SAMPLING if args.student else TEACHER_SAMPLING
-    print(f"{args.mode}, view 0 given at {args.source_noise:g} of the noise level, {sampling['steps']} steps, "
+    print(f"{args.mode}, view 0 given at {args.source_noise:g} of the noise level, {model.sampling['steps']} steps, "
           f"noise seed {args.seed}; the {args.scenes} of the first {args.pool} held-out scenes whose objects move "
           "farthest between the views")
     for r in report:
