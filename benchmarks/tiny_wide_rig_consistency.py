@@ -10,7 +10,10 @@ true view 0 copied into every view; syncam from text; an independent grid and it
 two-pass pilot, syncam with that independent grid's view 0 given at half the noise level (SourceVideo
 noise_scale 0.5), which brings novel-view synthesis to text to grid. Median and mean reprojection error
 (train/evaluate.py summarise) with the observation counts; the rows score different observations (each
-its own detections), so they are not paired. The student (4 steps) unless --teacher. CPU: about 2 min at
+its own detections), so beside them the paired comparisons score each scene by its median error (train/claims.py
+grid_median) and report, over the scenes both grids score, the share where the first is lower and the
+signed-rank p: syncam against the true view 0 copied, the two-pass grids against copies of their own view 0 (the
+independent grid's), and two-pass against syncam. The student (4 steps) unless --teacher. CPU: about 2 min at
 48 scenes.
 """
 from __future__ import annotations
@@ -28,6 +31,7 @@ use_this_checkout()
 
 from camgrid.synth.dataset import check_arc_span  # noqa: E402
 from camgrid.train.builtin import load_builtin  # noqa: E402
+from camgrid.train.claims import grid_median, signed_rank_test  # noqa: E402
 from camgrid.train.cli import parse_arc_span  # noqa: E402
 from camgrid.train.evaluate import summarise  # noqa: E402
 from camgrid.train.tables import HeldOut, generate, view0_copied  # noqa: E402
@@ -35,22 +39,36 @@ from camgrid.train.tables import HeldOut, generate, view0_copied  # noqa: E402
 BATCH = 8
 GIVEN_NOISE = 0.5          # the two-pass source's share of the grid's noise level
 FIRST_PASS_SEED = 1000     # the independent grid's noise, apart from the direct syncam grids'
+TWO_PASS = "two-pass: syncam, independent's view 0 given"
+# (row, row it is compared with, scene by scene)
+PAIRS = (("syncam", "true view 0 copied"), (TWO_PASS, "independent's view 0 copied"), (TWO_PASS, "syncam"))
 
 
-def consistency(model, scenes: int = 48, arc_span=(60.0, 160.0)) -> dict:
-    """{row name: train/evaluate summarise of its grids} on `scenes` held-out scenes drawn on `arc_span` arcs."""
+def consistency(model, scenes: int = 48, arc_span=(60.0, 160.0), seed: int = 0) -> tuple[dict, dict]:
+    """({row name: train/evaluate summarise of its grids}, {(row, other): paired}) on `scenes` held-out scenes
+    drawn on `arc_span` arcs; `seed` offsets every generated grid's noise."""
     held = HeldOut(model, scenes, 4, 0, arc_span)
     settings = dict(model.sampling)
-    first = generate(model, held, "independent", settings, BATCH, FIRST_PASS_SEED)
+    first = generate(model, held, "independent", settings, BATCH, FIRST_PASS_SEED + seed)
     grids = {"true views": held.videos, "true view 0 copied": view0_copied(held.videos),
-             "syncam": generate(model, held, "syncam", settings, BATCH, 0), "independent": first,
+             "syncam": generate(model, held, "syncam", settings, BATCH, seed), "independent": first,
              "independent's view 0 copied": view0_copied(first),
-             "two-pass: syncam, independent's view 0 given": generate(
-                 model, held, "syncam", settings, BATCH, 0, source_view=0, source_noise_scale=GIVEN_NOISE,
-                 source_videos=first)}
+             TWO_PASS: generate(model, held, "syncam", settings, BATCH, seed, source_view=0,
+                                source_noise_scale=GIVEN_NOISE, source_videos=first)}
     rows = {name: summarise(held.metrics(frames)) for name, frames in grids.items()}
     held.close()
-    return rows
+    return rows, {(a, b): paired(rows[a], rows[b]) for a, b in PAIRS}
+
+
+def paired(row: dict, other: dict) -> dict:
+    """Scene by scene, the median error of `row`'s grid against `other`'s (scenes both score): the share where
+    `row` is lower, the signed-rank p and the number of scenes."""
+    pairs = [(grid_median(a), grid_median(b)) for a, b in zip(row["per_scene_errors"], other["per_scene_errors"])]
+    pairs = [(a, b) for a, b in pairs if a is not None and b is not None]
+    if not pairs:
+        return {"lower": None, "p": None, "n": 0}
+    return {"lower": sum(a < b for a, b in pairs) / len(pairs), "p": signed_rank_test([a - b for a, b in pairs]),
+            "n": len(pairs)}
 
 
 def format_table(rows: dict) -> str:
@@ -62,19 +80,31 @@ def format_table(rows: dict) -> str:
     return "\n".join(lines)
 
 
+def format_pairs(pairs: dict) -> str:
+    lines = ["| grids | against | lower on (scenes) | signed-rank p |", "|---|---|---:|---:|"]
+    for (a, b), r in pairs.items():
+        lower = "n/a" if r["lower"] is None else f"{r['lower']:.0%} of {r['n']}"
+        p = "n/a" if r["p"] is None else f"{r['p']:.3f}"
+        lines.append(f"| {a} | {b} | {lower} | {p} |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("model", nargs="?", default=None, help="model folder (default: the shipped assets/)")
     p.add_argument("--scenes", type=int, default=48)
     p.add_argument("--arc-span", default="60,160", help="LOW,HIGH degrees of the held-out orbit arcs")
     p.add_argument("--teacher", action="store_true", help="the 20-step teacher instead of the 4-step student")
+    p.add_argument("--seed", type=int, default=0, help="offset of every generated grid's noise seed")
     args = p.parse_args()
     arc_span = check_arc_span(parse_arc_span(args.arc_span))
     model = load_builtin(args.model, student=not args.teacher)
-    rows = consistency(model, args.scenes, arc_span)
+    rows, pairs = consistency(model, args.scenes, arc_span, args.seed)
     print(f"\n{args.scenes} held-out scenes on orbit arcs of {arc_span[0]:g}-{arc_span[1]:g} degrees, "
-          f"{'teacher' if args.teacher else 'student'}, {args.model or 'assets'}\n")
+          f"{'teacher' if args.teacher else 'student'}, noise seed {args.seed}, {args.model or 'assets'}\n")
     print(format_table(rows))
+    print("\nScene by scene (each scene's median error):\n")
+    print(format_pairs(pairs))
 
 
 if __name__ == "__main__":

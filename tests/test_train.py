@@ -920,11 +920,17 @@ def test_wide_rig_consistency_scores_every_row_on_the_same_scenes(micro_model):
     model.sampling = {**model.sampling, "steps": 2}
     frames = torch.rand(2, 4, 3, 8, 8, 3)
     assert torch.equal(bench.view0_copied(frames)[:, 3], frames[:, 0])
-    rows = bench.consistency(model, scenes=2, arc_span=(150.0, 160.0))
+    rows, pairs = bench.consistency(model, scenes=2, arc_span=(150.0, 160.0))
     assert list(rows)[:3] == ["true views", "true view 0 copied", "syncam"] and len(rows) == 6
     truth = rows["true views"]
     assert truth["reproj_px_median"] is None or truth["reproj_px_median"] < 1.0
     assert bench.format_table(rows).count("\n") == 7
+    # the paired comparisons: scene by scene, over the scenes both rows score
+    assert list(pairs) == list(bench.PAIRS) and bench.format_pairs(pairs).count("\n") == 1 + len(pairs)
+    for r in pairs.values():
+        assert r["n"] <= 2 and (r["lower"] is None) == (r["n"] == 0)
+    same = bench.paired(truth, truth)
+    assert same["lower"] in (None, 0.0) and same["p"] in (None, 1.0)
 
 
 def test_follow_cameras_benchmark_pairs_folders_on_the_same_held_out_scenes(micro_model):
