@@ -20,6 +20,9 @@ Run from the repository root, with the folders the two GPU calls returned:
    and `<!-- end:NAME -->` markers): the tables, the demo's output and timing, the README's results and the
    quick start's seconds.
 
+    python benchmarks/tiny_release.py --demo-only [--skip-teacher-demo] [--skip-seeds]
+runs steps 4-6 for the files already shipped (after a change to the demo).
+
     python benchmarks/tiny_release.py --tables DIR
 only replaces the tables: DIR's tables of the files already shipped (`python -m camgrid.train.tables --out DIR`,
 e.g. with a column added since) become benchmarks/tiny_tables.*, and the sections made from them are written
@@ -129,9 +132,11 @@ def readme_results(tables: dict, demo: dict, timing: dict) -> str:
     t = timing.get("student", {})
     lines = [f"**Built-in tiny model** (`python -m camgrid demo`: the few-step student, 4 Euler steps of a LoRA "
              f"distilled from the 20-step teacher; 4 cameras, \"a red sphere and a blue box\", 80×48, "
-             f"{t.get('wall_s', 0):.0f} s on 2 CPU cores): ground-truth render on top, then the same caption generated "
-             "by each mode (the first of its grids, middle frame).", "",
-             "![tiny model: ground truth and the four modes](docs/tiny_model_comparison.png)", ""]
+             f"{t.get('wall_s', 0):.0f} s on 2 CPU cores), middle frames: a ground-truth render on top; under it the "
+             "same scene's other three views drawn by syncam from its view 0 alone (compare them with the row "
+             "above); then the caption generated from text by each mode (the first of its grids).", "",
+             "![tiny model: ground truth, views generated from view 0, and the four modes from text]"
+             "(docs/tiny_model_comparison.png)", ""]
     if "teacher" in timing:
         lines += ["The 20-step teacher with guidance (`python -m camgrid demo --teacher`, "
                   f"{timing['teacher']['wall_s']:.0f} s):", "",
@@ -165,6 +170,12 @@ def readme_results(tables: dict, demo: dict, timing: dict) -> str:
     lines += ["", f"The demo's own comparison ({demo['grids']} grids per mode, same noise in every mode; a direction "
               "only when a paired signed-rank test decides, and it holds for seeds 0–4):", ""]
     lines += [f"- {c['line']}" for c in demo["claims"].values()]
+    nvs = demo.get("novel_views")
+    if nvs:
+        lines += ["", f"And whether the views follow their cameras ({nvs['scenes']} scenes of the caption on the demo's "
+                  f"rig, the first the picture's; view 0's video given at {nvs['noise_scale']:g} of the noise level; "
+                  "each object's distance from its true place in the other views against copying view 0, paired per "
+                  "scene under the same rule):", "", f"- {nvs['line']}"]
     return "\n".join(lines)
 
 
@@ -196,22 +207,8 @@ def refresh_tables(folder: Path) -> None:
     print(f"release: benchmarks/tiny_tables.*, {doc.name}'s tables and README's results updated")
 
 
-def main() -> None:
-    p = argparse.ArgumentParser()
-    p.add_argument("--teacher-files", type=Path, help="the folder call A's files came back to")
-    p.add_argument("--student-files", type=Path, help="the folder call B's files came back to")
-    p.add_argument("--tables", type=Path, metavar="DIR", help="only this: tables measured again on the files already "
-                   "shipped (python -m camgrid.train.tables --out DIR) replace benchmarks/tiny_tables.* and the "
-                   "sections made from them (TINY_MODEL's tables, README's results, the recorded demo timings)")
-    p.add_argument("--skip-teacher-demo", action="store_true")
-    p.add_argument("--skip-seeds", action="store_true", help="use call B's GPU record of the demo seeds")
-    p.add_argument("--ship-student-anyway", action="store_true",
-                   help="ship the student as the demo's default even if it misses the 15 %% quality bar")
-    args = p.parse_args()
-    if args.tables:
-        return refresh_tables(args.tables)
-    if not (args.teacher_files and args.student_files):
-        p.error("give --teacher-files and --student-files (a release), or --tables DIR (new tables only)")
+def ship_files(args) -> None:
+    """Steps 1-3: the bar, the model files into assets/, the tables and reports, the preview constants."""
     failures = student_holds(json.loads((args.student_files / "tables.json").read_text()))
     if failures and not args.ship_student_anyway:
         raise SystemExit("release: the student does not hold the teacher's quality (issue 13: within 15 %), so the "
@@ -230,12 +227,14 @@ def main() -> None:
         if (args.teacher_files / src).is_file():
             shutil.copyfile(args.teacher_files / src, BENCH / dst)
     check_tables_fingerprint()
-    work = Path(tempfile.mkdtemp())
-    fit = run(["camgrid.train.fit_preview", "--write"], work / "fit.log")
-    print(fit["log"])
-    timing = {}
+    print(run(["camgrid.train.fit_preview", "--write"], Path(tempfile.mkdtemp()) / "fit.log")["log"])
+
+
+def run_demos(skip_teacher: bool) -> dict:
+    """Step 4: the demos, timed; their metrics and pictures recorded. {who: timing with the log}."""
+    work, timing = Path(tempfile.mkdtemp()), {}
     for who, extra in (("student", []), ("teacher", ["--teacher"])):
-        if who == "teacher" and args.skip_teacher_demo:
+        if who == "teacher" and skip_teacher:
             continue
         out = work / who
         timing[who] = run(["camgrid", "demo", "--out", str(out), *extra], work / f"demo_{who}.log")
@@ -247,10 +246,11 @@ def main() -> None:
         shutil.copyfile(out / "comparison.png", DOCS / picture)
         if who == "student":
             shutil.copyfile(out / "rig.png", DOCS / "tiny_model_rig.png")
-    if args.skip_seeds:
-        shutil.copyfile(args.student_files / "tiny_demo_seeds.json", BENCH / "tiny_demo_seeds.json")
-    else:
-        print(run(["camgrid.train.demo_seeds"], work / "seeds.log")["log"])
+    return timing
+
+
+def write_sections(timing: dict) -> None:
+    """Step 6: the generated sections of TINY_MODEL.md and README.md."""
     doc = BENCH / "TINY_MODEL.md"
     text = splice(doc.read_text(), "tables", (BENCH / "tiny_tables.md").read_text())
     if (BENCH / "tiny_train.log").is_file():
@@ -272,7 +272,36 @@ def main() -> None:
     text = text.replace(text[text.index("<!-- generated:demo-seconds -->"):text.index("<!-- end:demo-seconds -->")],
                         f"<!-- generated:demo-seconds -->{5 * round(seconds / 5):.0f}")
     atomic_write(readme, text)
-    print(f"release: assets/, docs/ pictures, benchmarks/tiny_* and {doc} updated; run the test suite next")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--teacher-files", type=Path, help="the folder call A's files came back to")
+    p.add_argument("--student-files", type=Path, help="the folder call B's files came back to")
+    p.add_argument("--tables", type=Path, metavar="DIR", help="only this: tables measured again on the files already "
+                   "shipped (python -m camgrid.train.tables --out DIR) replace benchmarks/tiny_tables.* and the "
+                   "sections made from them (TINY_MODEL's tables, README's results, the recorded demo timings)")
+    p.add_argument("--demo-only", action="store_true", help="no new files: the demos, their pictures and records, the "
+                   "seeds and the sections made from them again, for the files already shipped (after a change to "
+                   "the demo)")
+    p.add_argument("--skip-teacher-demo", action="store_true")
+    p.add_argument("--skip-seeds", action="store_true", help="use call B's GPU record of the demo seeds")
+    p.add_argument("--ship-student-anyway", action="store_true",
+                   help="ship the student as the demo's default even if it misses the 15 %% quality bar")
+    args = p.parse_args()
+    if args.tables:
+        return refresh_tables(args.tables)
+    if not args.demo_only and not (args.teacher_files and args.student_files):
+        p.error("give --teacher-files and --student-files (a release), --tables DIR (new tables only) or --demo-only")
+    if not args.demo_only:
+        ship_files(args)
+    timing = run_demos(args.skip_teacher_demo)
+    if args.skip_seeds and not args.demo_only:
+        shutil.copyfile(args.student_files / "tiny_demo_seeds.json", BENCH / "tiny_demo_seeds.json")
+    elif not args.skip_seeds:
+        print(run(["camgrid.train.demo_seeds"], Path(tempfile.mkdtemp()) / "seeds.log")["log"])
+    write_sections(timing)
+    print("release: assets/, docs/ pictures, benchmarks/tiny_* and TINY_MODEL.md updated; run the test suite next")
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ from camgrid.train.builtin import model_fingerprint, student_available
 from camgrid.train.claims import (ALPHA, MIN_GRID_OBSERVATIONS, MIN_PAIRS, VERDICTS, claims, compare,
                                   signed_rank_test)
 from camgrid.train.demo import DEMO_CAPTION, DEMO_GRIDS
+from camgrid.train.demo_novel_views import novel_view_claim
 from camgrid.train.demo_seeds import RECORD
 
 
@@ -81,7 +82,8 @@ def test_claims_read_summaries_and_skip_modes_without_errors():
 def test_shipped_demo_verdicts_hold_for_seeds_0_to_4():
     """benchmarks/tiny_demo_seeds.json holds every grid's errors of the demo (default settings) for seeds 0-4,
     recorded by `python -m camgrid.train.demo_seeds` with the shipped files; the current rule applied to them
-    must not give a mode opposite directions on two seeds."""
+    must not give a mode opposite directions on two seeds; nor the novel-view check (view 0 given) against
+    copying view 0."""
     assert RECORD.is_file(), "no demo seed record: run `python -m camgrid.train.demo_seeds`"
     record = json.loads(RECORD.read_text())
     assert record["files"] == model_fingerprint(), (
@@ -93,7 +95,9 @@ def test_shipped_demo_verdicts_hold_for_seeds_0_to_4():
         summaries = {mode: {"per_scene_errors": grids} for mode, grids in entry["errors"].items()}
         for c in claims(summaries):
             verdicts.setdefault(c.mode, set()).add(c.verdict)
-    assert set(verdicts) == {"syncam", "hard", "soft"}
+        nvs = entry["novel_views"]   # the novel-view check (train/demo_novel_views.py) under the same rule
+        verdicts.setdefault("novel views", set()).add(novel_view_claim(nvs["place"], nvs["copy"]).verdict)
+    assert set(verdicts) == {"syncam", "hard", "soft", "novel views"}
     for mode, seen in verdicts.items():
         assert not {"lower", "higher"} <= seen, f"{mode}: the demo's direction changes between seeds: {seen}"
 

@@ -11,6 +11,7 @@ from camgrid.model.rig_preview import draw_rig
 from camgrid.train.autoencoder import TinyVideoAE
 from camgrid.train.builtin import BUILTIN_NAME, TEACHER_SAMPLING, builtin_available, load_builtin, save_builtin
 from camgrid.train.text import TinyTextEncoder, tokenize
+from camgrid.train.claims import VERDICTS
 from camgrid.train.config import TrainConfig, parse_budgets, parse_stages
 from camgrid.train.objective import flow_matching_loss
 from camgrid.train.stages import syncammaster_from
@@ -386,6 +387,35 @@ def test_demo_writes_metrics_for_all_modes(micro_model, tmp_path):
     assert metrics["ground_truth"]["found"] > 0.5    # the renderer's own frames: objects are there
     assert (tmp_path / "demo" / "rig.png").is_file() and (tmp_path / "demo" / "comparison.png").is_file()
     assert any((tmp_path / "demo" / "syncam").iterdir())
+    # the novel-view check: every scene scored on the same observations for the model and for the copy
+    nvs = metrics["novel_views"]
+    assert nvs["scenes"] == 8 and len(nvs["per_scene_place"]) == len(nvs["per_scene_copy"]) == 8
+    assert [len(p) for p in nvs["per_scene_place"]] == [len(c) for c in nvs["per_scene_copy"]]
+    assert nvs["verdict"] in VERDICTS and any(line.endswith(nvs["line"]) for line in lines)
+    assert any((tmp_path / "demo" / "view0_given").iterdir())
+
+
+def test_novel_view_check_scores_the_truth_as_placed_and_a_copy_as_the_copy(micro_model):
+    """train/nvs.py placement_errors on the true views puts every object where it is (about 0 px) and on four
+    copies of view 0 where copying puts it; the novel-view claim (the same rule as the demo's others) then says
+    'lower' for the truth against the copy."""
+    from camgrid.train.demo import _truth, demo_rig, novel_view_scene_seeds, DEMO_COLOURS, DEMO_SCENE_SEEDS
+    from camgrid.train.demo_novel_views import novel_view_claim
+    from camgrid.train.nvs import placement_errors
+    model = load_builtin(micro_model)
+    rig = demo_rig(model)
+    seeds = novel_view_scene_seeds(model.scene_style)
+    assert seeds[:3] == list(DEMO_SCENE_SEEDS[model.scene_style]) and len(set(seeds)) == len(seeds) == 8
+    place, copy = [], []
+    for seed in seeds[:6]:
+        truth, ids = _truth(model, rig, seed, return_ids=True)
+        error, copied, expected = placement_errors(truth, ids, DEMO_COLOURS)
+        assert 0 < error.numel() <= expected and float(error.max()) < 1.0 and float(copied.median()) > 2.0
+        as_copy, copied_again, _ = placement_errors(truth[:1].expand_as(truth), ids, DEMO_COLOURS)
+        assert torch.allclose(as_copy, copied_again, atol=1.0)
+        place.append(error.tolist()), copy.append(copied.tolist())
+    assert novel_view_claim(place, copy).verdict == "lower"
+    assert "than copying view 0" in novel_view_claim(place, copy).line()
 
 
 def test_rig_preview_size_and_content():

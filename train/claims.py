@@ -83,31 +83,36 @@ class Claim:
     baseline_median: Optional[float]
     observations: int
     baseline_observations: int
+    baseline: str = "independent"                 # what the mode is compared with, as the line names it
+    measure: str = "median reprojection error"    # what the percentage is of
 
     @property
     def percent(self) -> Optional[float]:
         """How much lower (positive) or higher (negative) the pooled median is, only for a decided verdict."""
-        if self.verdict not in ("lower", "higher") or not self.median or not self.baseline_median:
+        if self.verdict not in ("lower", "higher") or self.median is None or not self.baseline_median:
             return None
         return 100.0 * (1.0 - self.median / self.baseline_median)
 
     def line(self) -> str:
         sizes = f"{self.observations} vs {self.baseline_observations} observations"
         if self.verdict == "not enough observations":
-            return (f"{self.mode}: not enough observations to compare with independent ({self.pairs} grids with at "
-                    f"least {MIN_GRID_OBSERVATIONS} scored observations in both, {MIN_PAIRS} needed; {sizes})")
+            return (f"{self.mode}: not enough observations to compare with {self.baseline} ({self.pairs} grids with "
+                    f"at least {MIN_GRID_OBSERVATIONS} scored observations in both, {MIN_PAIRS} needed; {sizes})")
         test = f"lower in {self.wins} of {self.wins + self.losses} paired grids, signed-rank p = {self.p_value:.3f}"
         if self.verdict == "no clear difference":
-            return f"{self.mode}: no clear difference from independent ({test}; {sizes})"
+            return f"{self.mode}: no clear difference from {self.baseline} ({test}; {sizes})"
         pct = self.percent
-        return (f"{self.mode}: {abs(pct):.0f}% {self.verdict} median reprojection error than independent "
+        return (f"{self.mode}: {abs(pct):.0f}% {self.verdict} {self.measure} than {self.baseline} "
                 f"({self.median:.2f} vs {self.baseline_median:.2f} px; {test}; {sizes})")
 
 
 def compare(mode: str, grids: Sequence[Sequence[float]], baseline: Sequence[Sequence[float]],
-            median: Optional[float] = None, baseline_median: Optional[float] = None) -> Claim:
+            median: Optional[float] = None, baseline_median: Optional[float] = None,
+            baseline_name: str = "independent", measure: str = "median reprojection error") -> Claim:
     """The claim for `mode` against independent from per-grid error lists (grid k of both made from the same
-    noise); median / baseline_median: the pooled medians to report (default: over all the given errors)."""
+    noise); median / baseline_median: the pooled medians to report (default: over all the given errors).
+    Another comparison of paired per-grid errors under the same rule names its baseline and measure (the
+    demo's novel views: the objects' distances from their true places against copying view 0's layout)."""
     pooled = lambda gs: [e for g in gs for e in g]
     median = median_of(pooled(grids)) if median is None else median
     baseline_median = median_of(pooled(baseline)) if baseline_median is None else baseline_median
@@ -122,7 +127,7 @@ def compare(mode: str, grids: Sequence[Sequence[float]], baseline: Sequence[Sequ
     else:
         verdict = "no clear difference"
     return Claim(mode, verdict, len(pairs), wins, losses, p, median, baseline_median, len(pooled(grids)),
-                 len(pooled(baseline)))
+                 len(pooled(baseline)), baseline_name, measure)
 
 
 def median_of(values) -> Optional[float]:

@@ -2,9 +2,11 @@
 
 Runs the demo's scoring (train/demo.py `score_modes`: the default model, grids, caption and rig) for each seed
 and writes benchmarks/tiny_demo_seeds.json: every grid's reprojection errors per seed and mode, the verdicts of
-train/claims.py, the demo's settings, and the SHA-256 of the model files it ran. tests/test_claims.py recomputes
-the verdicts from the recorded errors with the current rule, checks that no mode's direction changes between
-the seeds, and that the record belongs to the shipped files (re-record after retraining or distilling).
+train/claims.py, the demo's settings, and the SHA-256 of the model files it ran; and the same for its novel-view
+check (train/demo_novel_views.py: per scene, the objects' distances from their true places and copying view 0's).
+tests/test_claims.py recomputes the verdicts from the recorded errors with the current rule, checks that no
+comparison's direction changes between the seeds, and that the record belongs to the shipped files (re-record
+after retraining or distilling).
 """
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ from typing import Sequence
 from ..model.files import atomic_write
 from .builtin import load_builtin, model_fingerprint
 from .claims import claims
-from .demo import DEMO_CAPTION, DEMO_GRIDS, demo_rig, load_demo_model, score_modes
+from .demo import DEMO_CAPTION, DEMO_GRIDS, demo_rig, load_demo_model, novel_views, score_modes
 from .student import STUDENT_FILE
 
 RECORD = Path(__file__).resolve().parent.parent / "benchmarks" / "tiny_demo_seeds.json"
@@ -35,9 +37,14 @@ def record_seeds(seeds: Sequence[int], model_dir=None, device="cpu", out: Path =
         t0 = time.time()
         summaries, _ = score_modes(model, rig, DEMO_CAPTION, DEMO_GRIDS, seed)
         verdicts = {c.mode: c.verdict for c in claims(summaries)}
+        nvs, _ = novel_views(model, rig, seed)
         result["seeds"][str(seed)] = {"verdicts": verdicts, "errors": {
             mode: [[round(e, 3) for e in grid] for grid in s.get("per_scene_errors", [])]
-            for mode, s in summaries.items()}}
+            for mode, s in summaries.items()},
+            "novel_views": None if nvs is None else {"verdict": nvs["verdict"], "place": nvs["per_scene_place"],
+                                                     "copy": nvs["per_scene_copy"]}}
+        if nvs is not None:
+            verdicts["novel views"] = nvs["verdict"]
         log(f"demo seeds: seed {seed}: {verdicts} ({time.time() - t0:.0f}s)")
     atomic_write(out, json.dumps(result, indent=None, separators=(",", ":")))
     log(f"demo seeds: wrote {out}")

@@ -70,9 +70,11 @@ def true_centroids(ids: torch.Tensor, count: int) -> tuple[torch.Tensor, torch.T
     return torch.stack(centres), torch.stack(counts) >= PLACE_MIN_PIXELS
 
 
-def placement(frames: torch.Tensor, ids: torch.Tensor, colours: Sequence[str], source_view: int = 0) -> dict:
-    """place_px / copy_px of one grid (see the module docstring), with the number of observations and the share
-    of truly visible objects the generated views did not draw ("missed"); None where nothing was observed."""
+def placement_errors(frames: torch.Tensor, ids: torch.Tensor, colours: Sequence[str],
+                     source_view: int = 0) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """One grid's observations (see the module docstring): (the distance of each generated object from its true
+    place [n], what copying the source view's layout gives on the same observations [n], how many were expected:
+    visible in the truth of the view and of the source view)."""
     true_c, visible = true_centroids(ids, len(colours))
     det = object_centroids(frames.float(), list(colours), min_pixels=PLACE_MIN_PIXELS)
     others = [v for v in range(frames.shape[0]) if v != source_view]
@@ -80,9 +82,15 @@ def placement(frames: torch.Tensor, ids: torch.Tensor, colours: Sequence[str], s
     seen = expected & det.found[:, others]
     error = (det.centroids[:, others] - true_c[:, others]).norm(dim=-1)[seen]
     copy = (true_c[:, source_view:source_view + 1] - true_c[:, others]).norm(dim=-1)[seen]
-    n_expected = int(expected.sum())
-    return {"place_px": median_of(error), "copy_px": median_of(copy), "placed": int(seen.sum()),
-            "missed": 1.0 - int(seen.sum()) / n_expected if n_expected else None}
+    return error, copy, int(expected.sum())
+
+
+def placement(frames: torch.Tensor, ids: torch.Tensor, colours: Sequence[str], source_view: int = 0) -> dict:
+    """place_px / copy_px of one grid (see the module docstring), with the number of observations and the share
+    of truly visible objects the generated views did not draw ("missed"); None where nothing was observed."""
+    error, copy, n_expected = placement_errors(frames, ids, colours, source_view)
+    return {"place_px": median_of(error), "copy_px": median_of(copy), "placed": int(error.numel()),
+            "missed": 1.0 - int(error.numel()) / n_expected if n_expected else None}
 
 
 def source_of(model, truth_videos: torch.Tensor, view: int = 0, noise_scale: float = 1.0) -> SourceVideo:
