@@ -21,14 +21,14 @@ def save_image(image: Image.Image, path, **options) -> Path:
     return atomic_save(path, lambda tmp: image.save(tmp, format=IMAGE_FORMATS[path.suffix.lower()], **options))
 
 
-def save_video(path, frames, fps: float) -> Path:
-    """frames [F, H, W, 3] -> an H.264 MP4 at `path` (model/video_io.write_video; ImportError without
-    imageio-ffmpeg)."""
+def save_video(path, frames, fps: float, preset=None) -> Path:
+    """frames [F, H, W, 3] -> an H.264 MP4 at `path` (model/video_io.write_video, x264 `preset`; ImportError
+    without imageio-ffmpeg)."""
     path = Path(path)
     with atomic_path(path) as tmp:
         staging = tmp.with_name(tmp.name + ".mp4")
         try:
-            write_video(staging, frames, fps=fps)
+            write_video(staging, frames, fps=fps, preset=preset)
             staging.replace(tmp)
         finally:
             staging.unlink(missing_ok=True)
