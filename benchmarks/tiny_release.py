@@ -133,8 +133,8 @@ def readme_results(tables: dict, demo: dict, timing: dict) -> str:
     lines = [f"**Built-in tiny model** (`python -m camgrid demo`: the few-step student, 4 Euler steps of a LoRA "
              f"distilled from the 20-step teacher; 4 cameras, \"a red sphere and a blue box\", 80×48, "
              f"{t.get('wall_s', 0):.0f} s on 2 CPU cores), middle frames: a ground-truth render on top; under it the "
-             "same scene's other three views drawn by syncam from its view 0 alone (compare them with the row "
-             "above); then the caption generated from text by each mode (the first of its grids).", "",
+             "same scene's other three views as syncam draws them when given that scene's view 0 (compare them with "
+             "the row above); then the caption generated from text by each mode (the first of its grids).", "",
              "![tiny model: ground truth, views generated from view 0, and the four modes from text]"
              "(docs/tiny_model_comparison.png)", ""]
     if "teacher" in timing:
