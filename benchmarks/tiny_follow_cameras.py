@@ -39,7 +39,7 @@ use_this_checkout()
 from camgrid.model.checks import SOURCE_NOISE  # noqa: E402
 from camgrid.synth.dataset import check_arc_span  # noqa: E402
 from camgrid.train.builtin import ASSETS_DIR, TEACHER_SAMPLING, load_builtin  # noqa: E402
-from camgrid.train.claims import signed_rank_test  # noqa: E402
+from camgrid.train.claims import closer_share  # noqa: E402
 from camgrid.train.cli import parse_arc_span  # noqa: E402
 from camgrid.train.nvs import summarise_scores  # noqa: E402
 from camgrid.train.student import STUDENT_FILE, STUDENT_SAMPLING  # noqa: E402
@@ -59,15 +59,6 @@ def summarise(scores: list) -> dict:
     row = summarise_scores(scores)
     place, copy = row["place_px"], row["copy_px"]
     return {**row, "ratio": place / copy if place is not None and copy else None}
-
-
-def closer_share(pairs: list) -> dict:
-    """[(a, b)] per scene, None where one is missing -> the share of scenes with a < b and the signed-rank p."""
-    pairs = [(a, b) for a, b in pairs if a is not None and b is not None]
-    if not pairs:
-        return {"closer": None, "p": None, "n": 0}
-    return {"closer": sum(a < b for a, b in pairs) / len(pairs), "p": signed_rank_test([a - b for a, b in pairs]),
-            "n": len(pairs)}
 
 
 def paired(scores: list, baseline: list) -> dict:

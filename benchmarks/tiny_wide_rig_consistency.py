@@ -31,7 +31,7 @@ use_this_checkout()
 
 from camgrid.synth.dataset import check_arc_span  # noqa: E402
 from camgrid.train.builtin import load_builtin  # noqa: E402
-from camgrid.train.claims import grid_median, signed_rank_test  # noqa: E402
+from camgrid.train.claims import closer_share, grid_median  # noqa: E402
 from camgrid.train.cli import parse_arc_span  # noqa: E402
 from camgrid.train.evaluate import summarise  # noqa: E402
 from camgrid.train.tables import HeldOut, generate, view0_copied  # noqa: E402
@@ -61,14 +61,10 @@ def consistency(model, scenes: int = 48, arc_span=(60.0, 160.0), seed: int = 0) 
 
 
 def paired(row: dict, other: dict) -> dict:
-    """Scene by scene, the median error of `row`'s grid against `other`'s (scenes both score): the share where
-    `row` is lower, the signed-rank p and the number of scenes."""
-    pairs = [(grid_median(a), grid_median(b)) for a, b in zip(row["per_scene_errors"], other["per_scene_errors"])]
-    pairs = [(a, b) for a, b in pairs if a is not None and b is not None]
-    if not pairs:
-        return {"lower": None, "p": None, "n": 0}
-    return {"lower": sum(a < b for a, b in pairs) / len(pairs), "p": signed_rank_test([a - b for a, b in pairs]),
-            "n": len(pairs)}
+    """Scene by scene, the median error of `row`'s grid against `other`'s (scenes both score): train/claims.py
+    closer_share (the share where `row` is lower, the signed-rank p, the number of scenes)."""
+    return closer_share([(grid_median(a), grid_median(b))
+                         for a, b in zip(row["per_scene_errors"], other["per_scene_errors"])])
 
 
 def format_table(rows: dict) -> str:
@@ -83,7 +79,7 @@ def format_table(rows: dict) -> str:
 def format_pairs(pairs: dict) -> str:
     lines = ["| grids | against | lower on (scenes) | signed-rank p |", "|---|---|---:|---:|"]
     for (a, b), r in pairs.items():
-        lower = "n/a" if r["lower"] is None else f"{r['lower']:.0%} of {r['n']}"
+        lower = "n/a" if r["closer"] is None else f"{r['closer']:.0%} of {r['n']}"
         p = "n/a" if r["p"] is None else f"{r['p']:.3f}"
         lines.append(f"| {a} | {b} | {lower} | {p} |")
     return "\n".join(lines)

@@ -11,7 +11,7 @@ from camgrid.model.rig_preview import draw_rig
 from camgrid.train.autoencoder import TinyVideoAE
 from camgrid.train.builtin import BUILTIN_NAME, TEACHER_SAMPLING, builtin_available, load_builtin, save_builtin
 from camgrid.train.text import TinyTextEncoder, tokenize
-from camgrid.train.claims import VERDICTS
+from camgrid.train.claims import VERDICTS, signed_rank_test
 from camgrid.train.config import TrainConfig, parse_budgets, parse_stages
 from camgrid.train.objective import flow_matching_loss
 from camgrid.train.stages import syncammaster_from
@@ -958,9 +958,9 @@ def test_wide_rig_consistency_scores_every_row_on_the_same_scenes(micro_model):
     # the paired comparisons: scene by scene, over the scenes both rows score
     assert list(pairs) == list(bench.PAIRS) and bench.format_pairs(pairs).count("\n") == 1 + len(pairs)
     for r in pairs.values():
-        assert r["n"] <= 2 and (r["lower"] is None) == (r["n"] == 0)
+        assert r["n"] <= 2 and (r["closer"] is None) == (r["n"] == 0)
     same = bench.paired(truth, truth)
-    assert same["lower"] in (None, 0.0) and same["p"] in (None, 1.0)
+    assert same["closer"] in (None, 0.0) and same["p"] in (None, 1.0)
 
 
 def test_follow_cameras_benchmark_pairs_folders_on_the_same_held_out_scenes(micro_model):
@@ -988,7 +988,7 @@ def test_follow_cameras_benchmark_pairs_folders_on_the_same_held_out_scenes(micr
     baseline = [{"place_px": p} for p in (3.0, 1.0, 2.0)]
     assert bench.paired(scores, baseline)["closer"] == 0.5 and bench.paired(scores, baseline)["n"] == 2
     assert bench.summarise(scores)["ratio"] == pytest.approx(1.5 / 6.0) and bench.summarise(scores)["placed"] == 9
-    assert bench.against_copy(scores) == {"closer": 1.0, "p": pytest.approx(bench.signed_rank_test([-5.0, -4.0])),
+    assert bench.against_copy(scores) == {"closer": 1.0, "p": pytest.approx(signed_rank_test([-5.0, -4.0])),
                                           "n": 2}
     assert all("vs_copy" in r[2] for r in rows) and "closer than the copy" in table
     # --student samples as the student was distilled (4 euler steps, no guidance) unless --steps says otherwise

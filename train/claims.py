@@ -130,6 +130,17 @@ def compare(mode: str, grids: Sequence[Sequence[float]], baseline: Sequence[Sequ
                  len(pooled(baseline)), baseline_name, measure)
 
 
+def closer_share(pairs: Sequence) -> dict:
+    """[(a, b)] per scene or grid (None where one is missing) -> {"closer": the share of pairs with a < b (a the
+    lower error or distance), "p": the signed-rank p of a - b, "n": the pairs counted}; None and 0 without any.
+    The benchmarks' scene-by-scene columns; the demo's claims add the rule above (MIN_PAIRS, ALPHA, log ratios)."""
+    pairs = [(a, b) for a, b in pairs if a is not None and b is not None]
+    if not pairs:
+        return {"closer": None, "p": None, "n": 0}
+    return {"closer": sum(a < b for a, b in pairs) / len(pairs), "p": signed_rank_test([a - b for a, b in pairs]),
+            "n": len(pairs)}
+
+
 def median_of(values) -> Optional[float]:
     """The median of `values` (a list or a 1-d tensor; None entries skipped; the mean of the middle two when
     their count is even); None when nothing is left."""
