@@ -1,7 +1,8 @@
 """Do the built-in model's views follow their cameras? Where novel-view synthesis puts the objects.
 
     python benchmarks/tiny_follow_cameras.py [DIR ...] [--modes independent,syncam] [--scenes 20] [--steps 20]
-                                            [--arc-span 60,160] [--source-noise 1] [--seed 0] [--student]
+                                            [--arc-span 60,160] [--view-order reversed] [--source-noise 1]
+                                            [--seed 0] [--student]
 
 For held-out scenes of each model's own data, view 0's true video is given (train/nvs.py: `replace_view`) and the
 model generates the other views for the scene's rig and caption, all folders from the same scenes and noise.
@@ -17,6 +18,9 @@ training runs from the same start can be told apart on one sample.
 
 `--arc-span LOW,HIGH`: held-out rigs whose orbit arcs span these degrees instead of the training default. Most
 default rigs are short arcs on which copying is nearly right (copy px about 6 of 80); on wide arcs it is not.
+`--view-order reversed`: the same held-out rigs with their views last to first (synth/dataset.py VIEW_ORDERS):
+the cameras and scenes are the same, only the view index no longer says which way the next camera moved, so a
+model that places objects by the index rather than by the cameras falls back to the copy (v5 does, TINY_MODEL.md).
 `--source-noise S`: the given view is held at S times the grid's noise level (SourceVideo.noise_scale; 1 is
 SynCamMaster's setting, a model trained with --given-view-share learned lower ones). The 20-step teacher unless
 --student (the 4-step LoRA beside each folder). CPU: about 2 min a mode and folder
@@ -37,7 +41,7 @@ from camgrid_checkout import use_this_checkout  # noqa: E402  (this checkout as 
 use_this_checkout()
 
 from camgrid.model.checks import SOURCE_NOISE  # noqa: E402
-from camgrid.synth.dataset import check_arc_span  # noqa: E402
+from camgrid.synth.dataset import VIEW_ORDERS, check_arc_span  # noqa: E402
 from camgrid.train.builtin import ASSETS_DIR, TEACHER_SAMPLING, load_builtin  # noqa: E402
 from camgrid.train.claims import closer_share  # noqa: E402
 from camgrid.train.cli import parse_arc_span  # noqa: E402
@@ -74,10 +78,10 @@ def against_copy(scores: list) -> dict:
 
 
 def measure(folders, modes, scenes: int, steps: Optional[int] = None, seed: int = 0, arc_span=None,
-            student: bool = False, device="cpu", source_noise: float = 1.0) -> list:
+            student: bool = False, device="cpu", source_noise: float = 1.0, view_order: str = "preset") -> list:
     """[(folder, mode, summary, paired against the first folder or None)] on the same held-out scenes."""
     first = load_builtin(folders[0], device=device)
-    held = HeldOut(first, scenes, 4, 0, arc_span)
+    held = HeldOut(first, scenes, 4, 0, arc_span, view_order)
     settings = sampling_settings(student, steps)
     rows, baseline = [], {}
     for folder in folders:
@@ -132,6 +136,8 @@ def main() -> None:
                    help="sampling steps (default: the teacher's 20, or the student's 4 with --student)")
     p.add_argument("--seed", type=int, default=0, help="noise seed")
     p.add_argument("--arc-span", default=None, help="LOW,HIGH degrees of the held-out orbit arcs")
+    p.add_argument("--view-order", default="preset", choices=VIEW_ORDERS,
+                   help="the held-out rigs' view order (reversed: the same cameras last to first)")
     p.add_argument("--source-noise", type=float, default=1.0, help="the given view's noise level / the grid's")
     p.add_argument("--student", action="store_true", help="the 4-step student LoRA beside each folder")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -142,8 +148,9 @@ def main() -> None:
     arc_span = check_arc_span(parse_arc_span(args.arc_span or ""))
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     rows = measure(args.models, modes, args.scenes, args.steps, args.seed, arc_span, args.student, args.device,
-                   args.source_noise)
+                   args.source_noise, args.view_order)
     rigs = f"orbit arcs {arc_span[0]:g}-{arc_span[1]:g} degrees" if arc_span else "the training rigs"
+    rigs += "" if args.view_order == "preset" else f", views in {args.view_order} order"
     print(f"\n{args.scenes} held-out scenes ({rigs}), view 0 given at {args.source_noise:g} of the noise level, "
           f"{sampling_settings(args.student, args.steps)['steps']} steps"
           f"{' (the student)' if args.student else ''}, noise seed {args.seed}\n")

@@ -18,7 +18,15 @@ from ..model.camera import CameraRig, default_intrinsics, make_preset
 from .render import render
 from .scenes import Scene, sample_scene, scene_style
 
-__all__ = ["SyntheticMultiViewDataset", "random_rig", "collate_samples", "default_arc_span", "check_arc_span"]
+__all__ = ["SyntheticMultiViewDataset", "random_rig", "collate_samples", "default_arc_span", "check_arc_span",
+           "VIEW_ORDERS", "reorder_views"]
+
+# The order of a rig's views. "preset": as the preset lays the cameras out (left to right along an orbit arc, low
+# to high in an elevation sweep, near to far in a dolly), so the view index alone says which way the next camera
+# moved; a model trained only on it can place objects by the index instead of reading the cameras (the built-in
+# v5 does: benchmarks/TINY_MODEL.md, eleventh session). "reversed": the same cameras last to first (a held-out
+# check of that). "shuffled": a random order per item, drawn apart from the scene, so the index says nothing.
+VIEW_ORDERS = ("preset", "reversed", "shuffled")
 
 DEFAULT_PRESETS = {"orbit_arc": 0.7, "elevation_sweep": 0.15, "dolly": 0.15}
 
@@ -70,6 +78,21 @@ def random_rig(rng: random.Random, num_views: int, num_frames: int, aspect: floa
     return _turn_about_vertical(rig, rng.uniform(-math.pi, math.pi), target).validate()
 
 
+def reorder_views(rig: CameraRig, order: str, rng: random.Random | None = None) -> CameraRig:
+    """`rig` with its views in VIEW_ORDERS `order` (shuffled: a permutation drawn from `rng`)."""
+    if order not in VIEW_ORDERS:
+        raise ValueError(f"view order {order!r} is not one of {VIEW_ORDERS}")
+    views = list(range(rig.num_views))
+    if order == "reversed":
+        views.reverse()
+    elif order == "shuffled":
+        (rng or random.Random(0)).shuffle(views)
+    if views == list(range(rig.num_views)):
+        return rig
+    return CameraRig(rig.c2w[views].clone(), rig.intrinsics[views].clone(), [rig.names[v] for v in views],
+                     rig.target.clone() if rig.target is not None else None)
+
+
 def check_arc_span(arc_span) -> tuple[float, float] | None:
     """(low, high) degrees with 0 < low <= high <= 360, or None (the default spans); refuses anything else."""
     if arc_span is None or len(arc_span) == 0:
@@ -96,12 +119,14 @@ class SyntheticMultiViewDataset(torch.utils.data.Dataset):
       index    int
     V varies between items, so batch with `collate_fn=collate_samples` (a list) or batch_size=None.
     `style` (synth/scenes.py SCENE_STYLES) sets the floor's checker size and the cameras' distance; the scenes,
-    presets and turns are the same in every style.
+    presets and turns are the same in every style. `view_order` (VIEW_ORDERS) orders each rig's views; the scenes
+    and cameras are the same in every order.
     """
 
     def __init__(self, length: int = 100_000, height: int = 48, width: int = 80, num_frames: int = 17,
                  min_views: int = 2, max_views: int = 8, seed: int = 0, presets: dict[str, float] | None = None,
-                 return_ids: bool = False, style: str = "standard", arc_span: tuple[float, float] | None = None):
+                 return_ids: bool = False, style: str = "standard", arc_span: tuple[float, float] | None = None,
+                 view_order: str = "preset"):
         if not 1 <= int(min_views) <= int(max_views):
             raise ValueError(f"need 1 <= min_views <= max_views, got min_views={min_views}, max_views={max_views}.")
         if int(length) < 1:
@@ -111,6 +136,9 @@ class SyntheticMultiViewDataset(torch.utils.data.Dataset):
         self.seed, self.presets, self.return_ids = int(seed), presets, bool(return_ids)
         self.style = scene_style(style)    # the same scenes and rigs in every style, seen as the style says
         self.arc_span = check_arc_span(arc_span)
+        if view_order not in VIEW_ORDERS:
+            raise ValueError(f"view_order {view_order!r} is not one of {VIEW_ORDERS}")
+        self.view_order = view_order
 
     def __len__(self) -> int:
         return self.length
@@ -128,8 +156,10 @@ class SyntheticMultiViewDataset(torch.utils.data.Dataset):
         scene = sample_scene(rng.randrange(2 ** 31), num_frames=self.num_frames,
                              checker_size=self.style.checker_size)
         num_views = rng.randint(self.min_views, self.max_views)
-        return scene, random_rig(rng, num_views, self.num_frames, self.width / self.height, self.presets,
-                                 self.style.camera_radius, self.arc_span)
+        rig = random_rig(rng, num_views, self.num_frames, self.width / self.height, self.presets,
+                         self.style.camera_radius, self.arc_span)
+        order_rng = random.Random(f"camgrid.synth.views:{self.seed}:{index % self.length}")   # the scene's draws stay
+        return scene, reorder_views(rig, self.view_order, order_rng)
 
     def __getitem__(self, index: int) -> dict:
         scene, rig = self.scene_and_rig(index)

@@ -305,3 +305,26 @@ def test_arc_span_widens_the_training_orbits_and_makes_copied_views_wrong():
     for bad in ((0, 90), (90, 60), (30, 400), ("a", 2), (30,)):
         with pytest.raises(ValueError, match="arc_span"):
             SyntheticMultiViewDataset(**kw, arc_span=bad)
+
+
+def test_view_orders_keep_the_scenes_and_cameras_and_only_reorder_the_views():
+    """view_order (camgrid train --view-order, tiny_follow_cameras --view-order): "reversed" is the preset rig's
+    views last to first, "shuffled" a permutation of them that is the same on every call and differs between
+    items; the scene is the same in every order, and the renders follow the views. Unknown orders are refused."""
+    kw = dict(length=12, height=16, width=24, num_frames=3, min_views=4, max_views=4, seed=3)
+    preset, reversed_, shuffled = (SyntheticMultiViewDataset(**kw, view_order=o)
+                                   for o in ("preset", "reversed", "shuffled"))
+    orders = set()
+    for i in range(12):
+        (scene, rig), (scene_r, rig_r), (scene_s, rig_s) = (d.scene_and_rig(i) for d in (preset, reversed_, shuffled))
+        assert scene == scene_r == scene_s
+        assert torch.equal(rig_r.c2w, rig.c2w.flip(0)) and rig_r.names == rig.names[::-1]
+        order = [rig.names.index(name) for name in rig_s.names]
+        assert sorted(order) == [0, 1, 2, 3] and torch.equal(rig_s.c2w, rig.c2w[order])
+        assert torch.equal(rig_s.intrinsics, rig.intrinsics[order])
+        assert shuffled.scene_and_rig(i)[1].names == rig_s.names                     # the same on every call
+        orders.add(tuple(order))
+    assert len(orders) > 3                                                           # items differ
+    assert torch.equal(reversed_[5]["videos"], preset[5]["videos"].flip(0))
+    with pytest.raises(ValueError, match="view_order"):
+        SyntheticMultiViewDataset(**kw, view_order="sideways")

@@ -12,6 +12,7 @@ from camgrid.train.autoencoder import TinyVideoAE
 from camgrid.train.builtin import BUILTIN_NAME, TEACHER_SAMPLING, builtin_available, load_builtin, save_builtin
 from camgrid.train.text import TinyTextEncoder, tokenize
 from camgrid.train.claims import VERDICTS, signed_rank_test
+from camgrid.synth.dataset import reorder_views
 from camgrid.train.config import TrainConfig, parse_budgets, parse_stages
 from camgrid.train.objective import flow_matching_loss
 from camgrid.train.stages import syncammaster_from
@@ -99,6 +100,25 @@ def test_arc_span_is_parsed_checked_and_reaches_the_training_data(tmp_path):
     assert any(line.startswith("data:") and "orbit arcs span 60-160 degrees" in line for line in logs), logs
 
 
+def test_view_order_is_parsed_checked_and_reaches_the_training_data(tmp_path):
+    """--view-order shuffled: the training rigs' views in a random order per scene (the index then says nothing
+    about where a camera is); parsed, refused by name when unknown, and the trainer's data line says so."""
+    import argparse
+    from camgrid.train.cli import add_arguments, config_from_args
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    assert config_from_args(parser.parse_args(["--view-order", "shuffled"])).view_order == "shuffled"
+    assert config_from_args(parser.parse_args([])).view_order == "preset"
+    with pytest.raises(InputError, match="--view-order"):
+        TrainConfig(**{**MICRO, "view_order": "sideways"})
+    logs = []
+    trainer = Trainer(TrainConfig(**{**MICRO, "out": str(tmp_path / "shuffled"), "steps": 1, "stages": ("ae",),
+                                     "view_order": "shuffled"}), log=logs.append)
+    trainer.run()
+    assert trainer.source.bank.dataset.view_order == "shuffled"
+    assert any(line.startswith("data:") and "views in shuffled order" in line for line in logs), logs
+
+
 def test_given_views_are_noised_less_and_left_out_of_the_loss(tmp_path):
     """--given-view-share: in that share of the samples one view is fed at u·σ (u < 1) and not scored. A model
     that recovers the noise from the grid's σ (x0 = 0: x = σ·noise, so it predicts x/σ) is exact on the views
@@ -129,7 +149,8 @@ def test_given_views_are_noised_less_and_left_out_of_the_loss(tmp_path):
     with pytest.raises(InputError, match="--given-view-share"):
         config_from_args(parser.parse_args(["--given-view-share", "1.5"]))
     from camgrid.train.cli import run
-    for flags in (["--given-view-share", "0.5"], ["--arc-span", "60,160"]):   # a real DiT's training has neither
+    for flags in (["--given-view-share", "0.5"], ["--arc-span", "60,160"], ["--view-order", "shuffled"]):
+        # a real DiT's training has none of them
         with pytest.raises(InputError, match=f"{flags[0]}: the built-in model's training only"):
             run(parser.parse_args(["--dit", str(tmp_path / "no.safetensors"), *flags]))
     logs = []
@@ -974,6 +995,11 @@ def test_follow_cameras_benchmark_pairs_folders_on_the_same_held_out_scenes(micr
                                                                        for i in range(6)]
     assert any(not torch.equal(model.camera_embedding(default.scene_and_rig(i)[1]),
                                model.camera_embedding(wide.scene_and_rig(i)[1])) for i in range(6))
+    flipped = model.scenes(6, 5, 4, view_order="reversed")   # --view-order reversed: the same cameras last to first
+    assert all(torch.equal(model.camera_embedding(flipped.scene_and_rig(i)[1]),
+                           model.camera_embedding(reorder_views(default.scene_and_rig(i)[1], "reversed")))
+               for i in range(6))
+    assert len(bench.measure([micro_model], ["syncam"], scenes=2, steps=2, view_order="reversed")) == 1
     rows = bench.measure([micro_model, micro_model], ["independent", "syncam"], scenes=3, steps=2)
     assert [(r[1], r[3] is None) for r in rows] == [("independent", True), ("syncam", True),
                                                     ("independent", False), ("syncam", False)]

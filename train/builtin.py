@@ -97,14 +97,16 @@ class TinyGridModel:
         of the standard style do not record it, so they stay byte-identical to the releases before styles."""
         return str(self.meta.get("scene_style", "standard"))
 
-    def scenes(self, count: int, seed: int, views: int = 4, arc_span=None) -> SyntheticMultiViewDataset:
+    def scenes(self, count: int, seed: int, views: int = 4, arc_span=None,
+               view_order: str = "preset") -> SyntheticMultiViewDataset:
         """`count` scenes of the data it learned, with rigs of `views` cameras: its resolution, frames and scene
         style; every held-out set (tables, evaluate, distill, the tiny_* benchmarks) draws them with its own seed.
         arc_span (LOW, HIGH degrees): orbit arcs of that span instead of the training default (wider arcs are
-        rigs on which copying one view into the others is wrong; the same scenes either way)."""
+        rigs on which copying one view into the others is wrong; the same scenes either way). view_order
+        (synth/dataset.py VIEW_ORDERS): the rigs' views in that order (the same scenes and cameras)."""
         return SyntheticMultiViewDataset(length=max(count, 1), height=self.height, width=self.width,
                                          num_frames=self.frames, min_views=views, max_views=views, seed=seed,
-                                         style=self.scene_style, arc_span=arc_span)
+                                         style=self.scene_style, arc_span=arc_span, view_order=view_order)
 
     @property
     def latent_frames(self) -> int:

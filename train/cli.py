@@ -16,6 +16,7 @@ import torch
 
 from ..model.checks import InputError
 from ..model.files import atomic_write
+from ..synth.dataset import VIEW_ORDERS
 from ..synth.scenes import SCENE_STYLES
 from .config import AMP_CHOICES, STAGES, TrainConfig, parse_budgets, parse_stages
 from .evaluate import evaluate, format_table
@@ -90,6 +91,10 @@ def add_builtin_model_arguments(parser: argparse.ArgumentParser, d: TrainConfig)
     parser.add_argument("--arc-span", default="", metavar="LOW,HIGH",
                         help="degrees an orbit arc of the training rigs spans in all (default: 20 to 30 per view); "
                              "wider arcs make views that merely look alike wrong (benchmarks/TINY_MODEL.md)")
+    parser.add_argument("--view-order", default=d.view_order, choices=VIEW_ORDERS,
+                        help="the order of the training rigs' views: preset (left to right along an arc, ...), or "
+                             "shuffled, so the view index says nothing about where a camera is and the model has to "
+                             "read the cameras (benchmarks/TINY_MODEL.md)")
     parser.add_argument("--given-view-share", type=float, default=d.given_view_share, metavar="P",
                         help="multi-view stages: in this share of the samples one view is noised less and not "
                              "scored, so the model learns to draw the others from it (novel-view synthesis; "
@@ -133,6 +138,7 @@ def config_from_args(args) -> TrainConfig:
                        shift=_given(args.shift, d.shift), train_shift=args.train_shift,
                        ae_scale_reg=args.ae_scale_reg, text_phrases=args.text_phrases, scene_style=args.scene_style,
                        arc_span=parse_arc_span(args.arc_span), given_view_share=args.given_view_share,
+                       view_order=args.view_order,
                        seed=_given(args.seed, d.seed),
                        amp=args.amp, ema=args.ema,
                        checkpoint_every=_given(args.checkpoint_every, d.checkpoint_every),
@@ -142,7 +148,7 @@ def config_from_args(args) -> TrainConfig:
 
 
 # options of the built-in model's training that a real DiT's (--dit) does not have: refused there, not ignored
-BUILTIN_ONLY = {"arc_span": "", "given_view_share": 0.0, "text_phrases": False}
+BUILTIN_ONLY = {"arc_span": "", "given_view_share": 0.0, "text_phrases": False, "view_order": "preset"}
 
 
 def run(args: argparse.Namespace) -> int:

@@ -9,7 +9,7 @@ import math
 from dataclasses import dataclass, field
 
 from ..model.checks import InputError
-from ..synth.dataset import check_arc_span
+from ..synth.dataset import VIEW_ORDERS, check_arc_span
 from ..synth.scenes import SCENE_STYLES
 
 AMP_CHOICES = ("auto", "bf16", "off")   # the DiT stages' autocast (train/objective.py mixed_precision)
@@ -36,6 +36,8 @@ class TrainConfig:
     scene_style: str = ""              # synth/scenes.py SCENE_STYLES ("": standard, or with --init the files')
     arc_span: tuple = ()               # degrees an orbit arc of the training rigs spans, (low, high) ((): the
                                        # default, 20 to 30 per view; synth/dataset.py); held-out scenes keep the default
+    view_order: str = "preset"         # the training rigs' view order (synth/dataset.py VIEW_ORDERS; "shuffled": the
+                                       # view index says nothing about where a camera is); held-out scenes keep "preset"
     given_view_share: float = 0.0      # multi-view stages: share of samples with one view noised less and not scored
                                        # (train/objective.py "Given views"; what novel-view synthesis asks)
     # model (the shipped recipe, benchmarks/TINY_MODEL.md "Built-in model v2": 6.8 M parameters, 13.6 MB in fp16)
@@ -89,6 +91,8 @@ class TrainConfig:
             self.arc_span = check_arc_span(self.arc_span) or ()
         except ValueError as exc:
             raise InputError(f"{exc} (--arc-span LOW,HIGH)") from None
+        if self.view_order not in VIEW_ORDERS:
+            raise InputError(f"view_order (--view-order): expected one of {VIEW_ORDERS}, got {self.view_order!r}")
         if not 0.0 <= float(self.given_view_share) <= 1.0:
             raise InputError(f"given_view_share (--given-view-share): expected a share in [0, 1], "
                              f"got {self.given_view_share}")

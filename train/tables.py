@@ -71,9 +71,9 @@ def _uint8(frames: torch.Tensor) -> np.ndarray:
 class HeldOut:
     """The held-out scenes: captions, cameras, true videos and object ids, and a pool for the metric."""
 
-    def __init__(self, model, count: int, views: int, workers: int, arc_span=None):
+    def __init__(self, model, count: int, views: int, workers: int, arc_span=None, view_order: str = "preset"):
         global _DATASET
-        _DATASET = model.scenes(count, EVAL_SEED, views, arc_span)
+        _DATASET = model.scenes(count, EVAL_SEED, views, arc_span, view_order)
         self.pool = mp.get_context("fork").Pool(workers, initializer=torch.set_num_threads, initargs=(1,)) \
             if workers > 0 else None
         pairs = [_DATASET.scene_and_rig(i) for i in range(count)]
