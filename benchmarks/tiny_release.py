@@ -285,7 +285,7 @@ def main() -> None:
                    "seeds and the sections made from them again, for the files already shipped (after a change to "
                    "the demo)")
     p.add_argument("--skip-teacher-demo", action="store_true")
-    p.add_argument("--skip-seeds", action="store_true", help="use call B's GPU record of the demo seeds")
+    p.add_argument("--skip-seeds", action="store_true", help="use call B's GPU record of the demo seeds (with --demo-only: keep the recorded one)")
     p.add_argument("--ship-student-anyway", action="store_true",
                    help="ship the student as the demo's default even if it misses the 15 %% quality bar")
     args = p.parse_args()

@@ -16,9 +16,8 @@ from typing import Optional, Sequence
 
 import torch
 
-from ..model.conditioning import SourceVideo
 from .claims import compare, median_of
-from .nvs import placement_errors
+from .nvs import placement_errors, source_of
 
 NOVEL_VIEW_MODE = "syncam"
 NOVEL_VIEW_NOISE = 0.5      # the given view's noise level / the grid's (1: SynCamMaster's replace_view)
@@ -40,10 +39,8 @@ def score_novel_views(model, rig, truth: torch.Tensor, ids: torch.Tensor, colour
     -> (summary, generated frames [N, V, F, H, W, 3]); the N grids are one batch, their noise from `seed`."""
     n = truth.shape[0]
     cameras = model.camera_embedding(rig)[None].expand(n, -1, -1, -1)
-    given = model.ae.encode(truth[:, 0].to(model.device))
-    source = SourceVideo(given, "replace_view", view=0, noise_scale=NOVEL_VIEW_NOISE)
     latents = model.generate_latents([caption] * n, cameras, mode=NOVEL_VIEW_MODE, steps=steps, cfg=cfg, seed=seed,
-                                     source=source)
+                                     source=source_of(model, truth, 0, NOVEL_VIEW_NOISE))
     frames = model.decode(latents)
     place, copy = [], []
     for grid, scene_ids, scene_colours in zip(frames, ids, colours):
