@@ -21,7 +21,8 @@ Backends (the table `IMPLEMENTATIONS` at the end of this file)
                 but slower than FA3 bf16 on the short view-stream sequences (7.99 vs 7.50 ms).
                 Opt-in only (`attention="fp8"`, loader node); `auto` never picks it.
     chunked     pure torch, query blocks sized from a memory budget, fp32 softmax per block:
-                peak extra memory O(block * Lk), never O(Lq * Lk). Default on CPU.
+                peak extra memory O(block * Lk), never O(Lq * Lk). On a CPU where PyTorch's SDPA would
+                run its math kernel (the full score matrix), auto's choice.
     flash_attn  flash_attn.flash_attn_func (Dao-AILab, FlashAttention-2), CUDA + fp16/bf16, head_dim <= 256.
     sage        sageattention.sageattn: INT8 Q K^T (per-block scales) and fp16 P V; CUDA + fp16/bf16,
                 head_dim 64 / 96 / 128. Changes the numerics (8-bit scores), so `auto` never picks it:
@@ -33,7 +34,8 @@ Backends (the table `IMPLEMENTATIONS` at the end of this file)
                 `auto_order(q)` that fits, else sdpa. Per device:
                   Hopper (sm 9.x)   flash_attn3, sdpa (cuDNN)   FA2 is skipped: 1.6x slower than cuDNN there
                   other CUDA GPUs   flash_attn, sdpa
-                  CPU               chunked
+                  CPU               sdpa when PyTorch runs it on its blocked flash kernel
+                                    (`cpu_sdpa_is_blocked`; 0.49-0.64x chunked's time), else chunked
                 A backend marked `exact=False` (fp8, sage) can never be in these lists (checked at import).
 
 Which backend runs, in order: the `backend` argument, then the innermost `attention_backend(...)`
@@ -72,6 +74,7 @@ from typing import Callable, Optional
 
 import torch
 import torch.nn.functional as F
+from torch.nn.attention import SDPBackend
 
 from ..kernels import fa3, fp8_attention, triton_available
 from ..kernels.grid_mask_attention import BACKENDS as GRID_MASK_METHODS
@@ -268,7 +271,10 @@ BACKENDS = ("auto",) + tuple(IMPLEMENTATIONS)  # the names users may choose (opt
 # What "auto" tries, in order, per kind of device (see `auto_order`); the first installed backend that takes
 # the inputs runs. Exact backends only: fp8 / sage change the output, so they are user choices, never a
 # silent speed-up. On Hopper FlashAttention-2 is left out: cuDNN's SDPA kernel ran 1.6x faster (H200).
-AUTO_ORDER = {"cpu": ("chunked",), "cuda": ("flash_attn", "sdpa"), "cuda_sm90": ("flash_attn3", "sdpa")}
+# On a CPU, PyTorch's SDPA runs its blocked flash kernel for unmasked inputs (workspace O(L), like chunked): on
+# the built-in model's shapes it took 0.49-0.64x chunked's time, and a batch of the demo's grids 0.86-0.93x
+# (2-core CPU, benchmarks/bench_cpu_attention.py). auto_order keeps it only where PyTorch says it picks that kernel.
+AUTO_ORDER = {"cpu": ("sdpa", "chunked"), "cuda": ("flash_attn", "sdpa"), "cuda_sm90": ("flash_attn3", "sdpa")}
 FALLBACK = "sdpa"  # the device's fused kernel: what runs when nothing else fits
 FP8_ATTENTION_ACCURACY = fp8_attention.MEASURED_ACCURACY  # for option tooltips (loader node)
 _inexact = sorted({n for order in AUTO_ORDER.values() for n in order if not IMPLEMENTATIONS[n].exact})
@@ -280,7 +286,22 @@ def auto_order(q: torch.Tensor) -> tuple[str, ...]:
     """The backends `auto` tries for q's device, fastest exact first."""
     if q.device.type == "cuda" and (fa3.device_capability(q.device) or (0, 0))[0] == 9:
         return AUTO_ORDER["cuda_sm90"]
-    return AUTO_ORDER.get(q.device.type, ())
+    order = AUTO_ORDER.get(q.device.type, ())
+    if q.device.type == "cpu" and not cpu_sdpa_is_blocked(q.dtype, q.shape[-1]):
+        order = tuple(name for name in order if name != "sdpa")   # its math kernel holds every score at once
+    return order
+
+
+@functools.lru_cache(maxsize=None)
+def cpu_sdpa_is_blocked(dtype: torch.dtype, head_dim: int) -> bool:
+    """Whether PyTorch's SDPA runs unmasked CPU inputs of this dtype and head size on its blocked flash kernel
+    (bounded memory) rather than its math kernel (the full score matrix). Asked of PyTorch itself, because the
+    rule moved between releases; an answer it cannot give counts as no."""
+    try:
+        probe = torch.zeros(1, 1, 1, head_dim, dtype=dtype)
+        return int(torch._fused_sdp_choice(probe, probe, probe)) == int(SDPBackend.FLASH_ATTENTION)
+    except Exception:  # a PyTorch without the private query, or a dtype it refuses
+        return False
 
 
 # --------------------------------------------------------------------------------------------

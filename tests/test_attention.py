@@ -128,10 +128,29 @@ def test_available_backends():
     assert set(names) <= set(A.BACKENDS)
 
 
-def test_auto_picks_chunked_on_cpu():
+def test_auto_on_cpu_picks_sdpa_only_where_pytorch_runs_its_blocked_kernel(monkeypatch):
+    """auto on a CPU: SDPA when PyTorch says it runs its flash kernel (bounded memory), else chunked, never
+    PyTorch's math kernel, which holds the whole score matrix."""
     for dtype in (torch.float32, torch.bfloat16):
-        q, _, _ = _qkv(1, 4, 4, 1, 32, dtype=dtype)
-        assert resolve_backend(q, "auto") == "chunked"
+        q, k, v = _qkv(1, 4, 4, 1, 32, dtype=dtype)
+        assert A.cpu_sdpa_is_blocked(dtype, 32)   # what torch>=2.4 does; a newer torch that stops must be noticed
+        assert resolve_backend(q, "auto") == "sdpa"
+        torch.testing.assert_close(attention(q, k, v), A.attention_naive(q, k, v), atol=2e-2, rtol=2e-2)
+    monkeypatch.setattr(A, "cpu_sdpa_is_blocked", lambda dtype, head_dim: False)
+    assert resolve_backend(q, "auto") == "chunked"
+    assert resolve_backend(q, "sdpa") == "sdpa"          # asked for by name, it still runs
+
+
+def test_cpu_sdpa_check_asks_pytorch(monkeypatch):
+    A.cpu_sdpa_is_blocked.cache_clear()
+    try:
+        monkeypatch.setattr(torch, "_fused_sdp_choice", lambda *a, **k: int(A.SDPBackend.MATH), raising=False)
+        assert not A.cpu_sdpa_is_blocked(torch.float32, 32)
+        A.cpu_sdpa_is_blocked.cache_clear()
+        monkeypatch.delattr(torch, "_fused_sdp_choice")   # a PyTorch without the query: chunked, to be safe
+        assert not A.cpu_sdpa_is_blocked(torch.float32, 32)
+    finally:
+        A.cpu_sdpa_is_blocked.cache_clear()
 
 
 def _fake_cuda_query(dtype, d=128):
@@ -191,9 +210,9 @@ def test_auto_on_hopper_picks_fa3_first_and_skips_fa2(monkeypatch):
 def test_auto_on_cpu_never_picks_fa3_even_when_installed(monkeypatch):
     _fake_fa3(monkeypatch)
     q, _, _ = _qkv(1, 4, 4, 1, 32, dtype=torch.bfloat16)
-    assert resolve_backend(q, "auto") == "chunked"
+    assert resolve_backend(q, "auto") == "sdpa"
     _no_fa3(monkeypatch)
-    assert resolve_backend(q, "auto") == "chunked"
+    assert resolve_backend(q, "auto") == "sdpa"
 
 
 def test_auto_lists_only_exact_backends():
@@ -314,6 +333,8 @@ def test_optional_backends_layout_and_fallback(monkeypatch):
 def test_default_and_context(monkeypatch):
     monkeypatch.setattr(A, "_default_backend", "auto")
     q, _, _ = _qkv(1, 4, 4, 1, 32)
+    assert resolve_backend(q) == "sdpa"
+    A.set_default_backend("chunked")
     assert resolve_backend(q) == "chunked"
     A.set_default_backend("sdpa")
     assert resolve_backend(q) == "sdpa"
@@ -463,7 +484,7 @@ def test_fused_grid_attention_picks_the_lse_kernel_of_the_dispatch_backend(monke
     monkeypatch.setattr(A, "grid_mask_attention", spy)
     q, k, v = _grid_qkv()
     ref = A.fused_grid_attention(q, k, v, 3, 2, 4, method="naive")
-    for backend, expected in (("auto", ("streams", "chunked")), ("chunked", ("streams", "chunked")),
+    for backend, expected in (("auto", ("streams", "aten")), ("chunked", ("streams", "chunked")),
                               ("sdpa", ("streams", "aten")), ("naive", ("naive", "chunked"))):
         seen.clear()
         with attention_backend(backend):
