@@ -49,11 +49,9 @@ def novel_views(model, scenes: int = 3, pool: int = 12, mode: str = "syncam", so
                 seed: int = 0) -> tuple:
     """(picture rows [(label, frames [V, F, H, W, 3])], per drawn scene {"scene", "caption", "place_px",
     "copy_px"})."""
-    held = HeldOut(model, pool, 4, 0)
-    picked = widest_scenes(held, scenes)
-    for name in ("captions", "colours"):
-        setattr(held, name, [getattr(held, name)[i] for i in picked])
-    held.cameras, held.videos, held.ids = held.cameras[picked], held.videos[picked], held.ids[picked]
+    everything = HeldOut(model, pool, 4, 0)
+    picked = widest_scenes(everything, scenes)
+    held = everything.subset(picked)
     frames = generate(model, held, mode, dict(model.sampling), len(picked), seed, source_view=0,
                       source_noise_scale=source_noise)
     rows, report = [], []

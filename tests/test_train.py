@@ -958,6 +958,10 @@ def test_novel_views_picture_draws_the_scenes_whose_objects_move_most(micro_mode
     held = bench.HeldOut(model, 4, 4, 0)
     widest = bench.widest_scenes(held, 4)
     assert sorted(widest) == [0, 1, 2, 3] and widest[:2] == [r["scene"] for r in report]
+    part = held.subset([2, 0])   # the narrowed held-out set: those scenes, in that order, the whole left alone
+    assert part.captions == [held.captions[2], held.captions[0]] and len(held.captions) == 4
+    for name in ("cameras", "videos", "ids"):
+        assert torch.equal(getattr(part, name), getattr(held, name)[[2, 0]])
     out = tmp_path / "nvs.png"
     bench.save_image(bench.comparison_image(rows), out)
     assert out.stat().st_size > 0

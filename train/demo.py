@@ -140,15 +140,21 @@ def _truth(model, rig, scene_seed: int, return_ids: bool = False):
     return render(scene, rig, model.height, model.width, return_ids=return_ids)
 
 
-def novel_views(model, rig, seed: int = 0, steps=None, cfg=None,
-                log=None) -> tuple[Optional[dict], Optional[torch.Tensor]]:
-    """train/demo_novel_views.py on the demo's scenes: (summary, generated frames), or (None, None) for a model
-    without NOVEL_VIEW_MODE."""
+def check_scenes(model, rig) -> tuple[torch.Tensor, torch.Tensor]:
+    """The novel-view check's scenes of the caption on `rig`, the demo scenes first: (frames [N, V, F, H, W, 3],
+    object ids [N, V, F, H, W])."""
+    rendered = [_truth(model, rig, s, return_ids=True) for s in novel_view_scene_seeds(model.scene_style)]
+    return torch.stack([r[0] for r in rendered]), torch.stack([r[1] for r in rendered])
+
+
+def novel_views(model, rig, seed: int = 0, steps=None, cfg=None, log=None,
+                scenes=None) -> tuple[Optional[dict], Optional[torch.Tensor]]:
+    """train/demo_novel_views.py on the demo's scenes (`scenes`: check_scenes' output, when already rendered):
+    (summary, generated frames), or (None, None) for a model without NOVEL_VIEW_MODE."""
     if NOVEL_VIEW_MODE not in model.modes():
         return None, None
-    rendered = [_truth(model, rig, s, return_ids=True) for s in novel_view_scene_seeds(model.scene_style)]
-    truth, ids = torch.stack([r[0] for r in rendered]), torch.stack([r[1] for r in rendered])
-    summary, frames = score_novel_views(model, rig, truth, ids, [DEMO_COLOURS] * len(rendered), DEMO_CAPTION, seed,
+    truth, ids = check_scenes(model, rig) if scenes is None else scenes
+    summary, frames = score_novel_views(model, rig, truth, ids, [DEMO_COLOURS] * len(truth), DEMO_CAPTION, seed,
                                         steps, cfg)
     if log is not None:
         log(f"demo: {describe_novel_views(summary)}")
@@ -232,7 +238,8 @@ def run_demo(out, model=None, caption: str = DEMO_CAPTION, views: int = 4, steps
     rig = demo_rig(model, views)
     save_image(draw_rig(rig), out / "rig.png")
     scene_seeds = DEMO_SCENE_SEEDS[model.scene_style]
-    truth = [_truth(model, rig, s) for s in scene_seeds]
+    scenes = check_scenes(model, rig) if NOVEL_VIEW_MODE in model.modes() else None   # the demo scenes come first
+    truth = list(scenes[0][:len(scene_seeds)]) if scenes is not None else [_truth(model, rig, s) for s in scene_seeds]
     summaries, first = score_modes(model, rig, caption, grids, seed, modes, steps, cfg, log)
     metrics = {"caption": caption, "model": "student" if model.is_student else "teacher",
                "sampling": {**model.sampling, **{k: v for k, v in (("steps", steps), ("cfg", cfg)) if v is not None}},
@@ -253,7 +260,7 @@ def run_demo(out, model=None, caption: str = DEMO_CAPTION, views: int = 4, steps
     metrics["recorded_claims"] = recorded
     for line in recorded:
         log(f"demo: {line}")
-    nvs, nvs_frames = novel_views(model, rig, seed, steps, cfg, log)
+    nvs, nvs_frames = novel_views(model, rig, seed, steps, cfg, log, scenes)
     metrics["novel_views"] = nvs
     if nvs is not None:
         log(f"demo: {nvs['line']}")

@@ -19,7 +19,8 @@ from typing import Sequence
 from ..model.files import atomic_write
 from .builtin import load_builtin, model_fingerprint
 from .claims import claims
-from .demo import DEMO_CAPTION, DEMO_GRIDS, demo_rig, load_demo_model, novel_views, score_modes
+from .demo import DEMO_CAPTION, DEMO_GRIDS, check_scenes, demo_rig, load_demo_model, novel_views, score_modes
+from .demo_novel_views import NOVEL_VIEW_MODE
 from .student import STUDENT_FILE
 
 RECORD = Path(__file__).resolve().parent.parent / "benchmarks" / "tiny_demo_seeds.json"
@@ -33,11 +34,12 @@ def record_seeds(seeds: Sequence[int], model_dir=None, device="cpu", out: Path =
     result = {"model": "student" if model.is_student else "teacher", "sampling": model.sampling,
               "grids": DEMO_GRIDS, "caption": DEMO_CAPTION, "device": str(device),
               "files": model_fingerprint(model_dir, student), "seeds": {}}
+    scenes = check_scenes(model, rig) if NOVEL_VIEW_MODE in model.modes() else None   # the same for every seed
     for seed in seeds:
         t0 = time.time()
         summaries, _ = score_modes(model, rig, DEMO_CAPTION, DEMO_GRIDS, seed)
         verdicts = {c.mode: c.verdict for c in claims(summaries)}
-        nvs, _ = novel_views(model, rig, seed)
+        nvs, _ = novel_views(model, rig, seed, scenes=scenes)
         result["seeds"][str(seed)] = {"verdicts": verdicts, "errors": {
             mode: [[round(e, 3) for e in grid] for grid in s.get("per_scene_errors", [])]
             for mode, s in summaries.items()},

@@ -18,6 +18,7 @@ skipped (and listed), the most important first (teacher 20, student 4, NVS, then
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import multiprocessing as mp
 import os
@@ -83,6 +84,13 @@ class HeldOut:
         rendered = self.map(_render_job, range(count))
         self.videos = torch.stack([torch.from_numpy(v) for v, _ in rendered]).float() / 255.0
         self.ids = torch.stack([torch.from_numpy(i).long() for _, i in rendered])
+
+    def subset(self, picked) -> "HeldOut":
+        """The scenes `picked` (indices) only, in that order; the pool is shared."""
+        part = copy.copy(self)
+        part.captions, part.colours = [self.captions[i] for i in picked], [self.colours[i] for i in picked]
+        part.cameras, part.videos, part.ids = self.cameras[picked], self.videos[picked], self.ids[picked]
+        return part
 
     def map(self, fn, jobs):
         return self.pool.map(fn, list(jobs), chunksize=1) if self.pool is not None else [fn(j) for j in jobs]
