@@ -32,3 +32,19 @@ def test_bench_attention_smoke_on_cpu(tmp_path, capsys):
         assert fused[name]["status"] == "ok" and fused[name]["rel_err"] < 0.01, fused[name]
     assert fused["hard: time + view stream, SDPA (cuDNN on GPU)"]["status"] == "ok"
     assert fused["joint: dense attention over all tokens"]["status"] == "ok"
+
+
+def test_bench_cpu_attention_rows_run_and_agree_with_fp64(tmp_path, capsys):
+    """benchmarks/bench_cpu_attention.py (what `auto` picks on a CPU): both backends run the quick start's
+    shapes and match fp64 attention to fp32 precision; the sampling section is left out (--modes "")."""
+    spec = importlib.util.spec_from_file_location("bench_cpu_attention", BENCH.parent / "bench_cpu_attention.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    assert bench.main(["--reps", "1", "--modes", "", "--json", str(tmp_path / "cpu.json")]) == 0
+    out = capsys.readouterr().out
+    assert "auto picks sdpa" in out and out.count("| ") > 3 * len(bench.DEMO_SHAPES)
+    import json
+    record = json.loads((tmp_path / "cpu.json").read_text())
+    assert len(record["shapes"]) == len(bench.DEMO_SHAPES) and record["sampling"] == []
+    for row in record["shapes"]:
+        assert row["chunked_max_err"] < 1e-5 and row["sdpa_max_err"] < 1e-5
