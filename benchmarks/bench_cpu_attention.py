@@ -89,7 +89,11 @@ def main(argv=None) -> int:
     ap.add_argument("--modes", default="independent,syncam,hard", help="demo modes to sample (empty: none)")
     ap.add_argument("--json", default=None)
     args = ap.parse_args(argv)
-    torch.set_grad_enabled(False)
+    with torch.no_grad():   # not set_grad_enabled(False): a caller (the tests) keeps its own autograd state
+        return report(args)
+
+
+def report(args) -> int:
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; "
           f"auto picks {A.resolve_backend(torch.zeros(1, 1, 1, 56))} for fp32 CPU inputs")
     shapes = shape_rows(args.reps)

@@ -4,6 +4,8 @@ import importlib.util
 import sys
 from pathlib import Path
 
+import torch
+
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_attention.py"
 
 
@@ -41,6 +43,7 @@ def test_bench_cpu_attention_rows_run_and_agree_with_fp64(tmp_path, capsys):
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
     assert bench.main(["--reps", "1", "--modes", "", "--json", str(tmp_path / "cpu.json")]) == 0
+    assert torch.is_grad_enabled()   # the benchmark left the caller's autograd on (later tests train)
     out = capsys.readouterr().out
     assert "auto picks sdpa" in out and out.count("| ") > 3 * len(bench.DEMO_SHAPES)
     import json
