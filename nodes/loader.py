@@ -19,7 +19,8 @@ DTYPES = {"auto": None, "bf16": torch.bfloat16, "fp16": torch.float16, "fp32": t
 ATTENTION = tuple(b for b in BACKENDS if b != "naive")  # naive is for tests only
 ATTENTION_TOOLTIP = ("Attention kernel. auto picks the fastest exact one available: FlashAttention-3 on Hopper GPUs "
                      "(H100 / H200) when tokenspeed-fa3 is installed, else PyTorch's SDPA (cuDNN; on the CPU its "
-                     "memory-bounded kernel, else chunked). flash_attn3 needs tokenspeed-fa3 (pip install tokenspeed-fa3). fp8: FP8 attention "
+                     "memory-bounded kernel, else chunked). flash_attn3 needs tokenspeed-fa3 "
+                     "(pip install tokenspeed-fa3). fp8: FP8 attention "
                      f"(Hopper, FA3; opt-in, {FP8_ATTENTION_ACCURACY}; faster on long sequences only). chunked "
                      "bounds memory on small GPUs; flash_attn / sage need those packages (sage is 8-bit too).")
 WEIGHT_STORAGE = ("default", "fp8_e4m3fn")

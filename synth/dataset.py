@@ -19,7 +19,7 @@ from .render import render
 from .scenes import Scene, sample_scene, scene_style
 
 __all__ = ["SyntheticMultiViewDataset", "random_rig", "collate_samples", "default_arc_span", "check_arc_span",
-           "VIEW_ORDERS", "reorder_views"]
+           "VIEW_ORDERS", "check_view_order", "reorder_views"]
 
 # The order of a rig's views. "preset": as the preset lays the cameras out (left to right along an orbit arc, low
 # to high in an elevation sweep, near to far in a dolly), so the view index alone says which way the next camera
@@ -80,10 +80,8 @@ def random_rig(rng: random.Random, num_views: int, num_frames: int, aspect: floa
 
 def reorder_views(rig: CameraRig, order: str, rng: random.Random | None = None) -> CameraRig:
     """`rig` with its views in VIEW_ORDERS `order` (shuffled: a permutation drawn from `rng`)."""
-    if order not in VIEW_ORDERS:
-        raise ValueError(f"view order {order!r} is not one of {VIEW_ORDERS}")
     views = list(range(rig.num_views))
-    if order == "reversed":
+    if check_view_order(order) == "reversed":
         views.reverse()
     elif order == "shuffled":
         (rng or random.Random(0)).shuffle(views)
@@ -91,6 +89,13 @@ def reorder_views(rig: CameraRig, order: str, rng: random.Random | None = None) 
         return rig
     return CameraRig(rig.c2w[views].clone(), rig.intrinsics[views].clone(), [rig.names[v] for v in views],
                      rig.target.clone() if rig.target is not None else None)
+
+
+def check_view_order(order: str) -> str:
+    """`order` when it is one of VIEW_ORDERS; refuses anything else."""
+    if order not in VIEW_ORDERS:
+        raise ValueError(f"view_order: expected one of {VIEW_ORDERS}, got {order!r}")
+    return order
 
 
 def check_arc_span(arc_span) -> tuple[float, float] | None:
@@ -136,9 +141,7 @@ class SyntheticMultiViewDataset(torch.utils.data.Dataset):
         self.seed, self.presets, self.return_ids = int(seed), presets, bool(return_ids)
         self.style = scene_style(style)    # the same scenes and rigs in every style, seen as the style says
         self.arc_span = check_arc_span(arc_span)
-        if view_order not in VIEW_ORDERS:
-            raise ValueError(f"view_order {view_order!r} is not one of {VIEW_ORDERS}")
-        self.view_order = view_order
+        self.view_order = check_view_order(view_order)
 
     def __len__(self) -> int:
         return self.length

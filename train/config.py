@@ -9,7 +9,7 @@ import math
 from dataclasses import dataclass, field
 
 from ..model.checks import InputError
-from ..synth.dataset import VIEW_ORDERS, check_arc_span
+from ..synth.dataset import check_arc_span, check_view_order
 from ..synth.scenes import SCENE_STYLES
 
 AMP_CHOICES = ("auto", "bf16", "off")   # the DiT stages' autocast (train/objective.py mixed_precision)
@@ -91,8 +91,10 @@ class TrainConfig:
             self.arc_span = check_arc_span(self.arc_span) or ()
         except ValueError as exc:
             raise InputError(f"{exc} (--arc-span LOW,HIGH)") from None
-        if self.view_order not in VIEW_ORDERS:
-            raise InputError(f"view_order (--view-order): expected one of {VIEW_ORDERS}, got {self.view_order!r}")
+        try:
+            check_view_order(self.view_order)
+        except ValueError as exc:
+            raise InputError(f"{exc} (--view-order)") from None
         if not 0.0 <= float(self.given_view_share) <= 1.0:
             raise InputError(f"given_view_share (--given-view-share): expected a share in [0, 1], "
                              f"got {self.given_view_share}")
