@@ -124,6 +124,8 @@ class GridDiTBlock(nn.Module):
         if cfg.variant in ("syncammaster", "recammaster"):
             self.cam_encoder = nn.Linear(12, dim)
             self.projector = nn.Linear(dim, dim)
+            if cfg.camera_rays:
+                self.ray_encoder = nn.Linear(6, dim)   # per-token Plücker rays (DiTConfig.camera_rays)
         if cfg.variant == "syncammaster":
             self.norm_mvs = LayerNorm32(dim, eps=eps, elementwise_affine=False)
             self.modulation_mvs = nn.Parameter(torch.randn(1, 3, dim) / dim ** 0.5)
@@ -133,6 +135,10 @@ class GridDiTBlock(nn.Module):
     @property
     def has_camera(self) -> bool:
         return hasattr(self, "cam_encoder")
+
+    @property
+    def has_rays(self) -> bool:
+        return hasattr(self, "ray_encoder")
 
     def modulation_of(self, e) -> Modulation:
         """e [N, 6, d] float32 timestep projection per row -> this block's Modulation."""

@@ -215,7 +215,7 @@ def detect_config(name: str, infos: Mapping, meta: Mapping, num_heads: Optional[
     if differences:
         raise CheckpointError(f"{name}: its '{METADATA_CONFIG_KEY}' metadata does not match its weights: "
                               f"{'; '.join(differences[:4])}. The file is damaged or was edited: save or download it again")
-    return stored.replace(variant=inferred.variant)
+    return stored.replace(variant=inferred.variant, camera_rays=inferred.camera_rays)
 
 
 def expected_shapes(config: DiTConfig) -> dict:

@@ -35,6 +35,9 @@ class DiTConfig:
     cross_attn_norm: bool = True
     # which extra modules exist (docs/ARCHITECTURE.md §3.2 Variants); "wan" = plain Wan2.1 T2V
     variant: str = "wan"
+    # a Plücker ray encoder per block beside the camera encoder (the built-in model; ignored by variants without
+    # a camera encoder). Its rays come from the 12-d extrinsics (model/camera/encoding.py extrinsics_rays).
+    camera_rays: bool = False
     name: str = field(default="custom", compare=False)
 
     def __post_init__(self):
@@ -49,6 +52,8 @@ class DiTConfig:
             raise ValueError(f"DiTConfig: eps must be a small positive number, got {self.eps!r}")
         if type(self.cross_attn_norm) is not bool:
             raise ValueError(f"DiTConfig: cross_attn_norm must be true or false, got {self.cross_attn_norm!r}")
+        if type(self.camera_rays) is not bool:
+            raise ValueError(f"DiTConfig: camera_rays must be true or false, got {self.camera_rays!r}")
         if self.variant not in VARIANTS:
             raise ValueError(f"DiTConfig: variant must be one of {VARIANTS}, got {self.variant!r}")
         if not isinstance(self.name, str):
@@ -86,20 +91,21 @@ class DiTConfig:
     @classmethod
     def from_json(cls, text: str) -> "DiTConfig":
         """The config `to_json` wrote. Every shape field must be present (a partial config would silently
-        take the 1.3B defaults); `name` and `variant` may be missing; unknown fields are ignored."""
+        take the 1.3B defaults); `name`, `variant` and `camera_rays` may be missing; unknown fields are ignored."""
         try:
             d = json.loads(text)
         except (ValueError, RecursionError):
             raise ValueError("the config is not valid JSON") from None
         if not isinstance(d, dict):
             raise ValueError(f"the config must be a JSON object, got {type(d).__name__}")
-        required = [f.name for f in dataclasses.fields(cls) if f.name not in ("name", "variant")]
+        optional = ("name", "variant", "camera_rays")
+        required = [f.name for f in dataclasses.fields(cls) if f.name not in optional]
         missing = [k for k in required if k not in d]
         if missing:
             raise ValueError(f"the config lacks {', '.join(missing)}")
         if isinstance(d["patch_size"], list):
             d["patch_size"] = tuple(d["patch_size"])
-        return cls(**{k: d[k] for k in required + ["name", "variant"] if k in d})
+        return cls(**{k: d[k] for k in required + list(optional) if k in d})
 
 
 PRESETS: dict[str, DiTConfig] = {
@@ -160,6 +166,7 @@ def infer_config(shapes: Mapping[str, object], num_heads: int | None = None) -> 
         dim=dim, ffn_dim=ffn_dim, num_heads=num_heads, num_layers=block_count(shapes), in_dim=in_dim,
         out_dim=head_out // math.prod(patch), text_dim=text_dim, freq_dim=freq_dim, patch_size=patch,
         cross_attn_norm="blocks.0.norm3.weight" in shapes, variant=detect_variant(shapes),
+        camera_rays="blocks.0.ray_encoder.weight" in shapes,
     )
     return cfg.replace(name=cfg.size_name)
 

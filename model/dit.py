@@ -47,6 +47,7 @@ from ..kernels.layernorm_modulate import layer_norm_modulate
 from ..kernels.rope import rope_cos_sin
 from .attention import FUSED_METHODS, attention_backend, fused_grid_attention
 from .block import GridDiTBlock, TokenGrid, from_view_stream, per_row, to_view_stream
+from .camera.encoding import extrinsics_rays
 from .checks import InputError, raise_problem, require_finite
 from .config import DiTConfig
 from .distributed import gathered, run_mode
@@ -140,6 +141,19 @@ class GridDiT(nn.Module):
         """Whether trained soft-sync layers are loaded (mode soft needs them)."""
         return self.has_sync_weights and self.blocks[0].sync.soft is not None
 
+    def add_ray_encoders(self) -> None:
+        """Turn DiTConfig.camera_rays on: every block with a camera encoder gets a zero-initialised ray encoder,
+        so the model's outputs are unchanged until it is trained (a variant without camera encoder gets them
+        when it is given one)."""
+        self.config = self.config.replace(camera_rays=True)
+        for block in self.blocks:
+            if block.has_camera and not block.has_rays:
+                ref = block.cam_encoder.weight
+                block.ray_encoder = nn.Linear(6, self.config.dim, device=ref.device, dtype=ref.dtype)
+                nn.init.zeros_(block.ray_encoder.weight)
+                nn.init.zeros_(block.ray_encoder.bias)
+                block.ray_encoder.requires_grad_(ref.requires_grad)
+
     def base_state_dict(self) -> dict:
         """The state dict in original Wan layout, without camgrid sync layers (saved separately)."""
         return {k: v for k, v in self.state_dict().items() if ".sync." not in k}
@@ -230,10 +244,15 @@ class GridDiT(nn.Module):
         """Per-view tokens -> output patches [(B V), C, T, H, W] (float32)."""
         return self.unpatchify(self.head(tokens, per_row(t, grid.views)), (grid.frames, grid.height, grid.width))
 
-    def camera_features(self, block, camera_rows, hw):
-        """camera_rows [N, T, 12] -> [N, T*hw, d]: one embedding per latent frame, broadcast over pixels."""
+    def camera_features(self, block, camera_rows, grid: TokenGrid):
+        """camera_rows [N, T, 12] -> [N, T*hw, d]: one embedding per latent frame, broadcast over the pixels, plus
+        (a block with a ray encoder) one per token from the Plücker ray through its pixel (DiTConfig.camera_rays)."""
         c = block.cam_encoder(camera_rows.to(block.cam_encoder.weight.dtype)).float()
-        return c[:, :, None, :].expand(-1, -1, hw, -1).reshape(c.shape[0], -1, c.shape[-1])
+        c = c[:, :, None, :].expand(-1, -1, grid.hw, -1)
+        if block.has_rays:
+            rays = extrinsics_rays(camera_rows, grid.height, grid.width)           # [N, T, hw, 6]
+            c = c + block.ray_encoder(rays.to(block.ray_encoder.weight.dtype)).float()
+        return c.reshape(c.shape[0], -1, c.shape[-1])
 
     def rope(self, frames, grid: TokenGrid, device):
         """(cos, sin) for rows of `frames` x grid.height x grid.width tokens (frames: a count or positions)."""
@@ -394,18 +413,18 @@ class GridDiT(nn.Module):
             return fused_grid_attention(q, k, v, grid.views, grid.frames, grid.hw, method)
 
         for block in self._blocks(inp):
-            cam = self.camera_features(block, camera_rows, grid.hw) if camera_rows is not None else None
+            cam = self.camera_features(block, camera_rows, grid) if camera_rows is not None else None
             tokens = self._step(block.forward_fused, tokens, e, block.cross_attn.text_kv(inp.context), rope, attend,
                                 grid, cam)
         return self.head_out(tokens, inp.t, grid)
 
     # --- the block steps of the modes (what `_step` checkpoints) -------------------------------------
     def _syncam_step(self, block, tokens, e, inp: GridInputs, rope, rope_mvs, camera_rows, grid: TokenGrid):
-        cam = self.camera_features(block, camera_rows, grid.hw)
+        cam = self.camera_features(block, camera_rows, grid)
         return block.forward_syncam(tokens, e, block.cross_attn.text_kv(inp.context), rope, rope_mvs, cam, grid)
 
     def _recam_step(self, block, tokens, e, inp: GridInputs, rope, camera_rows, grid: TokenGrid):
-        cam = self.camera_features(block, camera_rows, grid.hw)
+        cam = self.camera_features(block, camera_rows, grid)
         return block(tokens, e, block.cross_attn.text_kv(inp.context), rope, cam=cam, use_projector=True)
 
     def _hard_step(self, block, tokens, inp: GridInputs, s: TwoStreams):
@@ -433,7 +452,7 @@ class GridDiT(nn.Module):
         """One block on the view stream and on the time stream (shared weights, one text k/v); both out
         in the canonical layout. The camera embedding enters the view stream's self-attention input."""
         text = block.cross_attn.text_kv(inp.context)
-        cam = self.camera_features(block, s.camera_rows, s.grid.hw) if s.camera_rows is not None else None
+        cam = self.camera_features(block, s.camera_rows, s.grid) if s.camera_rows is not None else None
         cam_view = to_view_stream(cam, s.grid) if cam is not None else None
         y_view = block(to_view_stream(x_view, s.grid), s.e_view, text, s.rope_view, cam=cam_view)
         y_time = block(x_time, s.e_time, text, s.rope_time)

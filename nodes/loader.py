@@ -118,6 +118,8 @@ class CamGridModelLoader:
         model = load_grid_dit(path, device="cpu", options=options)
         if info["layout"].startswith("diffusers"):
             notes.append(f"converted from {info['layout']} layout")
+        if info["config"].camera_rays:
+            notes.append("reads per-token camera rays")
         loaded = LoadedModel(model=model, name=dit_name, variant=model.variant, size=info["size"], dtype=target,
                              attention=attention, sync_weights=sync_name, block_swap=block_swap,
                              weight_storage=weight_storage, row_chunks=row_chunks, ffn_chunk=ffn_chunk, notes=notes)

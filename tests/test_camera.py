@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from camgrid.model.camera.encoding import NOMINAL_HFOV_DEGREES, extrinsics_rays
 from camgrid.model.camera import (
     PRESETS, RECAMMASTER_TRAJECTORIES, SYNCAMMASTER_EXAMPLE_PAIRS, TRANSLATION_SCALE, CameraRig, CameraRigError,
     default_intrinsics, dolly, elevation_sweep, from_opencv_c2w, latent_frame_count, load_rig, look_at,
@@ -388,6 +389,22 @@ def test_plucker_world_point_lies_on_its_pixel_ray():
     # a neighbouring pixel's ray misses the point
     d2, m2 = rays[0, 3:, 1, row, col + 1], rays[0, :3, 1, row, col + 1]
     assert (torch.linalg.cross(point, d2) - m2).abs().max() > 1e-3
+
+
+def test_extrinsics_rays_are_the_rigs_plucker_rays_at_the_nominal_field_of_view():
+    """The built-in model's rays, made from the 12-d relative extrinsics alone, are exactly plucker_rays of the
+    same rig made relative to view 0 (translation scaled), had its cameras the nominal 60-degree field of view."""
+    height, width = 6, 10
+    rig = orbit_arc(num_views=3, azimuth_span_deg=50, radius=3.0, num_frames=9)
+    rig.intrinsics = default_intrinsics(3, NOMINAL_HFOV_DEGREES, aspect=width / height)
+    emb = relative_extrinsics(rig, "syncammaster", "view0")                     # [V, T, 12]
+    got = extrinsics_rays(emb, height, width)
+    assert got.shape == (3, 3, height * width, 6) and got.dtype == torch.float32
+    want = plucker_rays(rig, height, width, reference="view0", translation_scale="syncammaster")
+    want = want.permute(0, 2, 3, 4, 1).flatten(2, 3)                           # [V, T, h*w, 6]
+    torch.testing.assert_close(got, want, rtol=0, atol=1e-5)
+    # another field of view gives other rays: the nominal one is what the model reads
+    assert (extrinsics_rays(emb, height, width, hfov_degrees=50.0) - want).abs().max() > 1e-2
 
 
 # ------------------------------------------------------------------------------------------------

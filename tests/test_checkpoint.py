@@ -476,6 +476,10 @@ def test_loader_node_notes_a_converted_layout_only_when_it_converted(loader_mode
     _, converted = CamGridModelLoader().load("diffusers.safetensors", "fp32", "auto")
     assert "converted from" not in original
     assert "converted from diffusers layout" in converted
+    rays_model = tiny_model("syncammaster", seed=21, camera_rays=True)
+    save_grid_dit(rays_model, loader_models / "diffusion_models" / "rays.safetensors")
+    _, rays = CamGridModelLoader().load("rays.safetensors", "fp32", "auto")
+    assert "camera rays" in rays and "camera rays" not in original
 
 
 def test_loader_node_options_reach_the_model(loader_models):

@@ -116,7 +116,10 @@ def _models():
     randomize(synced, seed=3)   # non-zero hard gates and soft layers
     return {"wan": tiny_model("wan", num_heads=HEADS), "synced": synced,
             "syncammaster": tiny_model("syncammaster", num_heads=HEADS),
-            "recammaster": tiny_model("recammaster", num_heads=HEADS)}
+            "recammaster": tiny_model("recammaster", num_heads=HEADS),
+            # per-token camera rays (DiTConfig.camera_rays): each rank encodes its own tokens' rays
+            "syncam_rays": tiny_model("syncammaster", num_heads=HEADS, camera_rays=True),
+            "recam_rays": tiny_model("recammaster", num_heads=HEADS, camera_rays=True)}
 
 
 # (mode, model, inputs it takes, strategy)
@@ -125,7 +128,8 @@ CASES = [("independent", "wan", (), "views"), ("independent", "wan", (), "sequen
          ("recam", "recammaster", ("camera", "source"), "sequence"),
          ("syncam", "syncammaster", ("camera",), "streams"), ("hard", "wan", (), "streams"),
          ("hard", "synced", (), "streams"), ("hard", "syncammaster", ("camera",), "streams"),
-         ("soft", "synced", (), "streams")]
+         ("soft", "synced", (), "streams"), ("recam", "recam_rays", ("camera", "source"), "sequence"),
+         ("syncam", "syncam_rays", ("camera",), "streams"), ("hard", "syncam_rays", ("camera",), "streams")]
 
 
 def _forward(model, mode, inp, uses):

@@ -47,6 +47,8 @@ class TrainConfig:
     num_layers: int = 6
     text_dim: int = 64
     text_phrases: bool = False         # the text encoder binds each colour to its shape (train/text.py)
+    camera_rays: bool = False          # the DiT reads a Plücker ray per token too (DiTConfig.camera_rays; with --init
+                                       # a model without them gets zero-initialised ray encoders)
     latent_dim: int = 8
     ae_width: int = 64
     sync_rank: int = 32

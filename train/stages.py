@@ -5,7 +5,8 @@
   video   a single-view video DiT (variant "wan") + the tiny text encoder, flow matching (train/objective.py)
           on one view of every sample (captions dropped 10% of the time, for classifier-free guidance);
   syncam  SynCamMaster's modules on the frozen video DiT, initialised as the official code does (mvs_attn
-          copied from self_attn, modulation_mvs from modulation[:, :3], zero projector and cam_encoder, so
+          copied from self_attn, modulation_mvs from modulation[:, :3], zero projector, cam_encoder (and
+          ray_encoder, with cfg.camera_rays), so
           the new model starts equal to the video one); mode "syncam" on multi-view samples;
   hard    4Real-Video's two-stream fine-tune: the WHOLE DiT (base blocks, SynCamMaster modules, hard gates;
           the soft layers too when "soft" is one of cfg.two_stream_modes) in the two-stream modes, taken in
@@ -43,7 +44,7 @@ from .loop import StagePlan
 from .objective import flow_matching_loss, mixed_precision
 from .sources import GridSource
 
-SYNCAM_PARTS = ("cam_encoder", "projector", "mvs_attn", "modulation_mvs")
+SYNCAM_PARTS = ("cam_encoder", "projector", "mvs_attn", "modulation_mvs", "ray_encoder")   # those a block has
 ANCHOR_MODES = ("syncam", "independent")
 AE_OBJECT_WEIGHT = 4.0      # object pixels weigh 1 + this: they carry what the consistency metric measures
 AE_LATENT_NOISE = 0.05      # x the latents' std: a decoder robust to slightly-off latents
@@ -70,7 +71,7 @@ def syncammaster_from(base: GridDiT) -> GridDiT:
         for block in model.blocks:
             block.mvs_attn.load_state_dict(block.self_attn.state_dict())
             block.modulation_mvs.copy_(block.modulation[:, :3])
-            for layer in (block.projector, block.cam_encoder):
+            for layer in (block.projector, block.cam_encoder) + ((block.ray_encoder,) if block.has_rays else ()):
                 torch.nn.init.zeros_(layer.weight)
                 torch.nn.init.zeros_(layer.bias)
     return model
@@ -183,7 +184,8 @@ def plan_syncam(s: StageInputs) -> StagePlan:
     dit.train()
     for block in dit.blocks:
         for name in SYNCAM_PARTS:
-            getattr(block, name).requires_grad_(True)
+            if hasattr(block, name):
+                getattr(block, name).requires_grad_(True)
     return StagePlan("syncam", lambda _: multiview_loss(dit, s.source, s.cfg, ("syncam",)),
                      [{"params": list(dit.parameters())}], {"dit": dit}, s.cfg.lr, s.cfg.budget("syncam"),
                      ema_decay=s.cfg.ema)

@@ -38,7 +38,8 @@ def new_models(cfg: TrainConfig, device: torch.device) -> TinyGridModel:
     text = TinyTextEncoder(cfg.text_dim, phrases=cfg.text_phrases).to(device)
     dit_config = DiTConfig(dim=cfg.dim, ffn_dim=cfg.ffn_dim, num_heads=cfg.num_heads, num_layers=cfg.num_layers,
                            in_dim=cfg.latent_dim, out_dim=cfg.latent_dim, text_dim=cfg.text_dim, freq_dim=64,
-                           patch_size=(1, cfg.patch, cfg.patch), variant="wan", name="camgrid-tiny")
+                           patch_size=(1, cfg.patch, cfg.patch), variant="wan", camera_rays=cfg.camera_rays,
+                           name="camgrid-tiny")
     dit = GridDiT(dit_config).to(device)
     meta = {"height": cfg.height, "width": cfg.width, "frames": cfg.frames, "shift": cfg.shift}
     if cfg.data_style != "standard":   # see TinyGridModel.scene_style
@@ -67,7 +68,10 @@ def initial_models(cfg: TrainConfig, device: torch.device) -> TinyGridModel:
         raise InputError(f"--init {cfg.init}: the run's {text} differ from the model files'; give the files' values "
                          "(--height / --width / --frames / --shift / --scene-style / --text-phrases) or train a new "
                          "model without --init")
+    if cfg.camera_rays and not models.dit.config.camera_rays:
+        models.dit.add_ray_encoders()
     c = models.dit.config
+    cfg.camera_rays = c.camera_rays
     cfg.dim, cfg.ffn_dim, cfg.num_heads, cfg.num_layers = c.dim, c.ffn_dim, c.num_heads, c.num_layers
     cfg.patch = c.patch_size[1]
     cfg.text_dim, cfg.latent_dim, cfg.ae_width = c.text_dim, c.in_dim, models.ae.width

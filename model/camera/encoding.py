@@ -13,7 +13,7 @@ import torch
 
 from ..checks import FRAME_STRIDE
 from .limits import RAY_GRID, RIG_FRAMES, TRANSLATION_SCALE_RANGE, CameraRigError
-from .rig import CameraRig, check_poses
+from .rig import CameraRig, check_poses, default_intrinsics
 from .values import float_array
 
 # Translation scale of each model's camera encoder, in embedding units per metre.
@@ -120,6 +120,48 @@ def relative_extrinsics(rig: CameraRig, translation_scale: Union[float, str] = "
     return rel[..., :3, :4].reshape(*rel.shape[:2], 12).to(torch.float32)
 
 
+def pixel_directions(intrinsics: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """Camera-frame directions (x, y, 1) through the pixel centres of a height x width grid: [..., h, w, 3].
+
+    intrinsics [..., 4]: (fx, fy, cx, cy) as fractions of the image width / height (`CameraRig.intrinsics`)."""
+    k = intrinsics[..., None, None, :]
+    u = (torch.arange(width, dtype=k.dtype, device=k.device) + 0.5) / width      # pixel centres, fraction of width
+    v = (torch.arange(height, dtype=k.dtype, device=k.device) + 0.5) / height
+    x = (u[None, :] - k[..., 2]) / k[..., 0]                                     # [..., 1, w]
+    y = (v[:, None] - k[..., 3]) / k[..., 1]                                     # [..., h, 1]
+    x, y = torch.broadcast_tensors(x, y)
+    return torch.stack([x, y, torch.ones_like(x)], -1)
+
+
+def plucker(rotation: torch.Tensor, origin: torch.Tensor, d_cam: torch.Tensor) -> torch.Tensor:
+    """Plücker rays (o x d, d) [..., h, w, 6] of camera-frame directions d_cam [..., h, w, 3] for cameras with
+    camera-to-world rotation [..., 3, 3] and centre [..., 3] (leading dims broadcast); d is made unit length."""
+    d = torch.einsum("...ij,...hwj->...hwi", rotation, d_cam)
+    d = d / d.norm(dim=-1, keepdim=True)
+    o = origin[..., None, None, :].expand_as(d)
+    return torch.cat([torch.linalg.cross(o, d), d], -1)
+
+
+# The built-in model's rays (`extrinsics_rays`) assume this horizontal field of view and a centred principal point:
+# the 12-d encoding carries no intrinsics, and its training rigs span 50-70 degrees (synth/dataset.py).
+NOMINAL_HFOV_DEGREES = 60.0
+
+
+def extrinsics_rays(extrinsics: torch.Tensor, height: int, width: int,
+                    hfov_degrees: float = NOMINAL_HFOV_DEGREES) -> torch.Tensor:
+    """Plücker rays [..., height * width, 6] (float32) through the pixel centres of a height x width grid, from
+    12-d relative extrinsics [..., 12] (`relative_extrinsics`: the camera's c2w [R | t] in the reference's frame,
+    translation scaled), for a pinhole camera with square pixels and a horizontal field of view of hfov_degrees.
+
+    What a model with a ray encoder adds per token: two rays meet exactly when their Plücker vectors'
+    reciprocal product is zero, a bilinear form that attention's q.k can learn, so the views' geometry is
+    readable pixel by pixel rather than from one embedding per frame."""
+    k = default_intrinsics(1, hfov_degrees, aspect=width / height)[0].to(torch.float32).to(extrinsics.device)
+    pose = extrinsics.float().unflatten(-1, (3, 4))
+    rays = plucker(pose[..., :3], pose[..., 3], pixel_directions(k, height, width))
+    return rays.flatten(-3, -2)
+
+
 def plucker_rays(rig: CameraRig, height: int, width: int, num_latent_frames: int | None = None,
                  reference: Reference | None = None, translation_scale: Union[float, str] = 1.0) -> torch.Tensor:
     """Plücker rays (o x d, d) through every pixel centre: float32 [V, 6, T_lat, height, width].
@@ -133,15 +175,6 @@ def plucker_rays(rig: CameraRig, height: int, width: int, num_latent_frames: int
     c2w = _latent_c2w(rig, num_latent_frames)
     if reference is not None:
         c2w = _relative_poses(c2w, reference, resolve_scale(translation_scale))
-    k = rig.intrinsics
-    u = (torch.arange(width, dtype=torch.float64) + 0.5) / width     # pixel centres, fraction of width
-    v = (torch.arange(height, dtype=torch.float64) + 0.5) / height
-    x = (u[None, None, :] - k[:, 2, None, None]) / k[:, 0, None, None]  # [V, 1, w]
-    y = (v[None, :, None] - k[:, 3, None, None]) / k[:, 1, None, None]  # [V, h, 1]
-    x, y = torch.broadcast_tensors(x, y)
-    d_cam = torch.stack([x, y, torch.ones_like(x)], -1)                  # [V, h, w, 3]
-    d = torch.einsum("vtij,vhwj->vthwi", c2w[..., :3, :3], d_cam)
-    d = d / d.norm(dim=-1, keepdim=True)
-    o = c2w[..., :3, 3][:, :, None, None, :].expand_as(d)
-    rays = torch.cat([torch.linalg.cross(o, d), d], -1)                  # [V, T, h, w, 6]
+    d_cam = pixel_directions(rig.intrinsics, height, width)             # [V, h, w, 3]
+    rays = plucker(c2w[..., :3, :3], c2w[..., :3, 3], d_cam[:, None])     # [V, T, h, w, 6]
     return rays.permute(0, 4, 1, 2, 3).contiguous().to(torch.float32)

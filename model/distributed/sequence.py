@@ -27,6 +27,7 @@ import torch
 from ...kernels.gated_residual import gated_residual
 from ..attention import attention
 from ..block import per_row
+from ..camera.encoding import extrinsics_rays
 from ..layers import norm_heads
 from .comm import Group, shard_bounds, shard_sizes
 
@@ -82,6 +83,9 @@ def _forward_sequences(model, inp, group: Group, seq, camera_rows, out_frames: i
         cam = None
         if camera_rows is not None:   # model.camera_features for this rank's tokens only
             cam = block.cam_encoder(camera_rows.to(block.cam_encoder.weight.dtype)).float()[:, frame_of_token]
+            if block.has_rays:
+                rays = extrinsics_rays(camera_rows, grid.height, grid.width).flatten(1, 2)[:, lo:hi]
+                cam = cam + block.ray_encoder(rays.to(block.ray_encoder.weight.dtype)).float()
         tokens = _block(block, tokens, e, block.cross_attn.text_kv(inp.context), rope, cam, camera_rows is not None,
                         group, token_sizes)
     out = group.gather(model.head(tokens, per_row(inp.t, grid.views)), 1, token_sizes)

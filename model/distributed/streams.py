@@ -126,7 +126,7 @@ def run_streams(model, block, x_view, x_time, inp, s: LocalStreams):
     text = block.cross_attn.text_kv(inp.context)
     cam_view = None
     if s.camera_view_rows is not None and sh.local_frames:
-        cam = model.camera_features(block, s.camera_view_rows, sh.grid.hw)   # [(B V), (T_r hw), d]
+        cam = model.camera_features(block, s.camera_view_rows, sh.grid)   # [(B V), (T_r hw), d]
         cam_view = to_view_stream(cam, dataclasses.replace(sh.grid, frames=sh.local_frames))
     y_view = _rows(lambda xv: block(xv, s.e_view, text, s.rope_view, cam=cam_view), sh.time_to_view(x_view))
     y_time = _rows(lambda xt: block(xt, s.e_time, text, s.rope_time), x_time)
@@ -180,7 +180,7 @@ def forward_syncam(model, inp, group: Group) -> torch.Tensor:
     tokens = s.tokens
     for block in model._blocks(inp):
         text = block.cross_attn.text_kv(inp.context)
-        cam = model.camera_features(block, s.camera_rows, s.shards.grid.hw) if tokens.shape[0] else None
+        cam = model.camera_features(block, s.camera_rows, s.shards.grid) if tokens.shape[0] else None
         tokens = syncam_block(block, tokens, s, text, cam)
     return head_and_gather(model, tokens, inp, s)
 
