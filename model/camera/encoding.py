@@ -6,6 +6,7 @@ Relative encoding: `P = inv(C_ref) @ C_i` with the translation times the model's
 """
 from __future__ import annotations
 
+import functools
 import numbers
 from typing import Union
 
@@ -156,10 +157,19 @@ def extrinsics_rays(extrinsics: torch.Tensor, height: int, width: int,
     What a model with a ray encoder adds per token: two rays meet exactly when their Plücker vectors'
     reciprocal product is zero, a bilinear form that attention's q.k can learn, so the views' geometry is
     readable pixel by pixel rather than from one embedding per frame."""
-    k = default_intrinsics(1, hfov_degrees, aspect=width / height)[0].to(torch.float32).to(extrinsics.device)
     pose = extrinsics.float().unflatten(-1, (3, 4))
-    rays = plucker(pose[..., :3], pose[..., 3], pixel_directions(k, height, width))
-    return rays.flatten(-3, -2)
+    d_cam = nominal_pixel_directions(height, width, float(hfov_degrees), extrinsics.device)
+    return plucker(pose[..., :3], pose[..., 3], d_cam).flatten(-3, -2)
+
+
+@functools.lru_cache(maxsize=32)
+def nominal_pixel_directions(height: int, width: int, hfov_degrees: float, device: torch.device) -> torch.Tensor:
+    """`pixel_directions` of the nominal camera (float32 [h, w, 3] on `device`), made once per grid: every block of
+    every step asks for the same one, and building it copies the intrinsics from the host. Callers do not modify
+    it. Like kernels/rope.py's tables it outlives the call that made it, so it is never an inference tensor."""
+    with torch.inference_mode(False):
+        k = default_intrinsics(1, hfov_degrees, aspect=width / height)[0].to(torch.float32)
+        return pixel_directions(k, height, width).to(device)
 
 
 def plucker_rays(rig: CameraRig, height: int, width: int, num_latent_frames: int | None = None,
