@@ -15,7 +15,7 @@ from camgrid.train.builtin import load_builtin
 from camgrid.train.config import TrainConfig
 from camgrid.train.trainer import Trainer
 from grid_helpers import randomize, tiny_model
-from test_train import MICRO
+from test_train import MICRO, micro_model  # noqa: F401  (micro_model: test_train's fixture)
 
 CAMERA_MODES = [("syncammaster", "syncam"), ("syncammaster", "hard"), ("syncammaster", "soft"),
                 ("syncammaster", "fused"), ("recammaster", "recam")]
@@ -98,10 +98,3 @@ def test_camera_rays_are_added_by_init_trained_by_syncam_and_kept_in_the_files(t
     add_arguments(parser)
     with pytest.raises(InputError, match="--camera-rays: the built-in model's training only"):
         run(parser.parse_args(["--dit", str(tmp_path / "x.safetensors"), "--camera-rays"]))
-
-
-@pytest.fixture(scope="module")
-def micro_model(tmp_path_factory):
-    out = tmp_path_factory.mktemp("micro")
-    Trainer(TrainConfig(**{**MICRO, "out": str(out), "steps": 1}), log=lambda *_: None).run()
-    return out
