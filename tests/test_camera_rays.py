@@ -98,3 +98,21 @@ def test_camera_rays_are_added_by_init_trained_by_syncam_and_kept_in_the_files(t
     add_arguments(parser)
     with pytest.raises(InputError, match="--camera-rays: the built-in model's training only"):
         run(parser.parse_args(["--dit", str(tmp_path / "x.safetensors"), "--camera-rays"]))
+
+
+def test_ray_lr_scale_speeds_only_the_ray_encoders(tmp_path, micro_model):
+    """--ray-lr-scale: Adam's first step from zero is lr * scale per weight, so the ray encoders move `scale` times
+    as far, while every other module of the syncam stage moves as it would at scale 1."""
+    def one_step(scale):
+        out = tmp_path / f"scale{scale}"
+        Trainer(TrainConfig(**{**MICRO, "out": str(out), "steps": 1, "lr": 1e-3, "init": str(micro_model),
+                               "stages": ("syncam",), "camera_rays": True, "ray_lr_scale": scale}),
+                log=lambda *_: None).run()
+        return load_builtin(out).dit.blocks[0]
+
+    slow, fast = one_step(1.0), one_step(10.0)
+    ratio = fast.ray_encoder.weight.abs().max() / slow.ray_encoder.weight.abs().max()
+    assert abs(float(ratio) - 10.0) < 0.1
+    assert torch.equal(slow.cam_encoder.weight, fast.cam_encoder.weight)
+    with pytest.raises(InputError, match="--ray-lr-scale"):
+        TrainConfig(**{**MICRO, "ray_lr_scale": 0.0})

@@ -49,6 +49,8 @@ class TrainConfig:
     text_phrases: bool = False         # the text encoder binds each colour to its shape (train/text.py)
     camera_rays: bool = False          # the DiT reads a Plücker ray per token too (DiTConfig.camera_rays; with --init
                                        # a model without them gets zero-initialised ray encoders)
+    ray_lr_scale: float = 1.0          # syncam stage: the ray encoders learn at lr * this (they start at zero and
+                                       # barely moved in 400 CPU steps at 1: benchmarks/TINY_MODEL.md)
     latent_dim: int = 8
     ae_width: int = 64
     sync_rank: int = 32
@@ -100,6 +102,8 @@ class TrainConfig:
         if not 0.0 <= float(self.given_view_share) <= 1.0:
             raise InputError(f"given_view_share (--given-view-share): expected a share in [0, 1], "
                              f"got {self.given_view_share}")
+        if not float(self.ray_lr_scale) > 0.0:
+            raise InputError(f"ray_lr_scale (--ray-lr-scale): expected a factor above 0, got {self.ray_lr_scale}")
         if self.scene_style and self.scene_style not in SCENE_STYLES:
             raise InputError(f"scene_style (--scene-style): expected one of {sorted(SCENE_STYLES)}, "
                              f"got {self.scene_style!r}")

@@ -186,9 +186,12 @@ def plan_syncam(s: StageInputs) -> StagePlan:
         for name in SYNCAM_PARTS:
             if hasattr(block, name):
                 getattr(block, name).requires_grad_(True)
+    rays = [p for block in dit.blocks if block.has_rays for p in block.ray_encoder.parameters()]
+    ray_ids = {id(p) for p in rays}
+    groups = [{"params": [p for p in dit.parameters() if id(p) not in ray_ids]},
+              {"params": rays, "lr_scale": s.cfg.ray_lr_scale}]
     return StagePlan("syncam", lambda _: multiview_loss(dit, s.source, s.cfg, ("syncam",)),
-                     [{"params": list(dit.parameters())}], {"dit": dit}, s.cfg.lr, s.cfg.budget("syncam"),
-                     ema_decay=s.cfg.ema)
+                     groups, {"dit": dit}, s.cfg.lr, s.cfg.budget("syncam"), ema_decay=s.cfg.ema)
 
 
 def plan_hard(s: StageInputs) -> StagePlan:
