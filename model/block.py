@@ -31,6 +31,7 @@ from ..kernels.gated_residual import gated_residual
 from ..kernels.layernorm_modulate import layer_norm_modulate
 from .config import DiTConfig
 from .layers import CrossAttention, LayerNorm32, SelfAttention, TextKV
+from .relative_pose_attention import ViewPoses
 
 
 # ---------------------------------------------------------------------------------------------
@@ -145,50 +146,58 @@ class GridDiTBlock(nn.Module):
         return Modulation(*(self.modulation.float() + e).chunk(6, dim=1))
 
     # --- the forwards ---------------------------------------------------------------------------
-    def forward(self, x, e, text: TextKV, rope, cam=None, use_projector=False):
+    def forward(self, x, e, text: TextKV, rope, cam=None, use_projector=False, poses: Optional[ViewPoses] = None):
         """One Wan block on rows x [N, L, d] (float32 residual stream); x itself is not modified.
 
         e: [N, 6, d] float32 timestep projection per row. text: this block's text k/v (CrossAttention.text_kv).
         rope: (cos, sin) of the row layout. cam: optional [N, L, d] camera features added to the
         self-attention input (ReCamMaster; the view stream of hard / soft with a camera encoder).
-        use_projector: ReCamMaster's projector on the self-attention output.
+        use_projector: ReCamMaster's projector on the self-attention output. poses: the rows' ViewPoses (the view
+        stream of a DiTConfig.relative_cameras model): the self-attention's queries and keys are posed.
         """
-        return self.over_row_chunks(partial(self.forward_rows, rope=rope, use_projector=use_projector), x, e, text, cam)
+        return self.over_row_chunks(partial(self.forward_rows, rope=rope, use_projector=use_projector), x, e, text, cam,
+                                    poses=poses)
 
-    def forward_rows(self, x, e, text, cam=None, *, rope, use_projector=False):
+    def forward_rows(self, x, e, text, cam=None, *, rope, use_projector=False, poses=None):
         m = self.modulation_of(e)
-        x = self.self_attn_residual(x, m, rope, cam, use_projector)  # 1.
-        return self.cross_ffn_residual(x, m, text)                   # 2. and 3.
+        attend = None if poses is None else poses.attention()
+        x = self.self_attn_residual(x, m, rope, cam, use_projector, attend)  # 1.
+        return self.cross_ffn_residual(x, m, text)                           # 2. and 3.
 
-    def forward_syncam(self, x, e, text: TextKV, rope, rope_mvs, cam, grid: TokenGrid):
+    def forward_syncam(self, x, e, text: TextKV, rope, rope_mvs, cam, grid: TokenGrid, poses=None):
         """SynCamMaster block on time-stream rows x [(B V), (T hw), d], e per row:
             1.  x = x + gate_msa * self_attn(LN(x) * (1 + scale_msa) + shift_msa, rope)       time-stream rows
             1b. x = x + gate_mvs * projector(mvs_attn(LN_mvs(x) * (1 + scale_mvs) + shift_mvs + cam, rope_mvs))
                                                                                   view-stream rows
             2., 3. cross-attention and FFN as in every block                                  time-stream rows
-        With `row_chunks` set, each step runs on at most that many rows of its own layout."""
+        With `row_chunks` set, each step runs on at most that many rows of its own layout. poses: the views'
+        ViewPoses of a DiTConfig.relative_cameras model (GridDiT.multiview_positions)."""
         inplace = not torch.is_grad_enabled()
         x = self.over_row_chunks(lambda xr, er, _text, _cam: self.self_attn_residual(xr, self.modulation_of(er), rope),
                                  x, e, text)
-        x = self.multiview_residual(x, e, cam, rope_mvs, grid)
+        x = self.multiview_residual(x, e, cam, rope_mvs, grid, poses)
         return self.over_row_chunks(lambda xr, er, tr, _cam: self.cross_ffn_residual(xr, self.modulation_of(er), tr),
                                     x, e, text, out=x if inplace else None)
 
-    def forward_fused(self, x, e, text: TextKV, rope, attend, grid: TokenGrid, cam=None):
+    def forward_fused(self, x, e, text: TextKV, rope, attend, grid: TokenGrid, cam=None,
+                      poses: Optional[ViewPoses] = None):
         """4Real-Video-V2 fused block on time-stream rows x [(B V), (T hw), d], e [(B V), 6, d] per row:
             1.     x = x + gate_msa * self_attn(LN(x) * (1 + scale_msa) + shift_msa (+ cam), rope)
                    on whole-grid rows [B, (V T hw), d], attend = the grid-masked attention (same view or
                    same time), rope with frame index view*T + time
             2., 3. cross-attention and FFN as in every block, once, on the time-stream rows
         The modulation is per batch element, so the whole-grid rows take every view's (equal) row of e.
+        poses: the whole-grid rows' ViewPoses (a DiTConfig.relative_cameras model), one per (view, time) frame.
         With `row_chunks` set, step 1 runs on at most that many batch elements, steps 2 and 3 on at most
         that many views at a time."""
         b, v, n = grid.batch, grid.views, x.shape[1]
         e_grid = e[::v]  # [B, 6, d]: rows of one batch element share their timestep
         cam_grid = None if cam is None else cam.reshape(b, v * n, -1)
-        y = self.over_row_chunks(
-            lambda xr, er, _text, cr: self.self_attn_residual(xr, self.modulation_of(er), rope, cr, attend=attend),
-            x.reshape(b, v * n, -1), e_grid, text, cam_grid).view(b * v, n, -1)
+        def step(xr, er, _text, cr, poses=None):
+            posed = attend if poses is None else poses.attention(attend)
+            return self.self_attn_residual(xr, self.modulation_of(er), rope, cr, attend=posed)
+
+        y = self.over_row_chunks(step, x.reshape(b, v * n, -1), e_grid, text, cam_grid, poses=poses).view(b * v, n, -1)
         inplace = not torch.is_grad_enabled()
         return self.over_row_chunks(lambda xr, er, tr, _cam: self.cross_ffn_residual(xr, self.modulation_of(er), tr),
                                     y, e, text, out=y if inplace else None)
@@ -215,7 +224,7 @@ class GridDiTBlock(nn.Module):
         y = self.ffn_forward(self.modulated(x, self.norm2, m.shift_mlp, m.scale_mlp))
         return gated_residual(x, m.gate_mlp, y, inplace=inplace)
 
-    def multiview_residual(self, x, e, cam, rope_mvs, grid: TokenGrid):
+    def multiview_residual(self, x, e, cam, rope_mvs, grid: TokenGrid, poses=None):
         """1b. SynCamMaster's multi-view attention on view-stream rows (every view at one latent frame).
 
         x [(B V), (T hw), d] stays in the time-stream layout: each span of (batch elements, latent frames)
@@ -236,7 +245,12 @@ class GridDiTBlock(nn.Module):
             span = dataclasses.replace(grid, batch=b1 - b0, frames=t1 - t0)
             xs = x[rows, cols]  # a view: [(b v), (t hw), d] of this span
             h = self.modulated(xs, self.norm_mvs, shift[rows], scale[rows], None if cam is None else cam[rows, cols])
-            y = from_view_stream(self.projector(self.mvs_attn(to_view_stream(h, span), rope_mvs)), span)
+            if poses is None:
+                y = self.mvs_attn(to_view_stream(h, span), rope_mvs)
+            else:   # this span's view-stream rows, contiguous: one batch element or whole ones
+                span_poses = poses.rows(b0 * t + t0, (b1 - 1) * t + t1)
+                y = self.mvs_attn(to_view_stream(h, span), rope_mvs, span_poses.attention())
+            y = from_view_stream(self.projector(y), span)
             if inplace:
                 gated_residual(xs, gate[rows], y, inplace=True)
             elif len(spans) == 1:
@@ -245,18 +259,23 @@ class GridDiTBlock(nn.Module):
                 out[rows, cols] = gated_residual(xs, gate[rows], y)
         return out
 
-    def over_row_chunks(self, step, x, e, text: TextKV, cam=None, out=None):
+    def over_row_chunks(self, step, x, e, text: TextKV, cam=None, out=None, poses: Optional[ViewPoses] = None):
         """step(x_rows, e_rows, text_rows, cam_rows) -> new rows, on all N rows of x at once, or (with
         `row_chunks` set) chunk by chunk into `out` (a new [N, L, d] tensor unless given; a step that
-        updated out's rows in place is not copied). Rows are independent: the result is the same."""
+        updated out's rows in place is not copied). Rows are independent: the result is the same.
+        With `poses` the step also gets poses=the rows' ViewPoses."""
         n, c = x.shape[0], self.row_chunks
+
+        def posed(r0, r1):
+            return {} if poses is None else {"poses": poses.rows(r0, r1)}
+
         if c is None or n <= c:
-            return step(x, e, text.rows(0, n, n), cam)
+            return step(x, e, text.rows(0, n, n), cam, **posed(0, n))
         out = torch.empty_like(x) if out is None else out
         for r0 in range(0, n, c):
             r1 = min(n, r0 + c)
             y = step(x[r0:r1], e[r0:r1] if e.shape[0] == n else e, text.rows(r0, r1, n),
-                     None if cam is None else cam[r0:r1])
+                     None if cam is None else cam[r0:r1], **posed(r0, r1))
             if y.data_ptr() != out[r0:r1].data_ptr():
                 out[r0:r1] = y
         return out

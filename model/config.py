@@ -38,6 +38,10 @@ class DiTConfig:
     # a Plücker ray encoder per block beside the camera encoder (the built-in model; ignored by variants without
     # a camera encoder). Its rays come from the 12-d extrinsics (model/camera/encoding.py extrinsics_rays).
     camera_rays: bool = False
+    # the multi-view attention reads each view pair's relative camera pose where SynCamMaster's reads the view
+    # index (model/relative_pose_attention.py; the built-in model; no weights of its own, so only the
+    # file's metadata records it)
+    relative_cameras: bool = False
     name: str = field(default="custom", compare=False)
 
     def __post_init__(self):
@@ -52,8 +56,9 @@ class DiTConfig:
             raise ValueError(f"DiTConfig: eps must be a small positive number, got {self.eps!r}")
         if type(self.cross_attn_norm) is not bool:
             raise ValueError(f"DiTConfig: cross_attn_norm must be true or false, got {self.cross_attn_norm!r}")
-        if type(self.camera_rays) is not bool:
-            raise ValueError(f"DiTConfig: camera_rays must be true or false, got {self.camera_rays!r}")
+        for key in ("camera_rays", "relative_cameras"):
+            if type(getattr(self, key)) is not bool:
+                raise ValueError(f"DiTConfig: {key} must be true or false, got {getattr(self, key)!r}")
         if self.variant not in VARIANTS:
             raise ValueError(f"DiTConfig: variant must be one of {VARIANTS}, got {self.variant!r}")
         if not isinstance(self.name, str):
@@ -91,14 +96,15 @@ class DiTConfig:
     @classmethod
     def from_json(cls, text: str) -> "DiTConfig":
         """The config `to_json` wrote. Every shape field must be present (a partial config would silently
-        take the 1.3B defaults); `name`, `variant` and `camera_rays` may be missing; unknown fields are ignored."""
+        take the 1.3B defaults); `name`, `variant`, `camera_rays` and `relative_cameras` may be missing; unknown
+        fields are ignored."""
         try:
             d = json.loads(text)
         except (ValueError, RecursionError):
             raise ValueError("the config is not valid JSON") from None
         if not isinstance(d, dict):
             raise ValueError(f"the config must be a JSON object, got {type(d).__name__}")
-        optional = ("name", "variant", "camera_rays")
+        optional = ("name", "variant", "camera_rays", "relative_cameras")
         required = [f.name for f in dataclasses.fields(cls) if f.name not in optional]
         missing = [k for k in required if k not in d]
         if missing:

@@ -53,6 +53,7 @@ from .config import DiTConfig
 from .distributed import gathered, run_mode
 from .layers import LayerNorm32
 from .modes import MODES, mode_problem
+from .relative_pose_attention import ViewPoses, pose_matrices
 from .timestep import sinusoid_embedding
 
 # modes that read camera embeddings (when the model has a camera encoder)
@@ -98,6 +99,7 @@ class TwoStreams:
     e_time: torch.Tensor                  # [(B V), 6, d] timestep projection per time-stream row
     e_view: torch.Tensor                  # [(B T), 6, d] per view-stream row
     camera_rows: Optional[torch.Tensor]   # [(B V), T, 12] when the model has a camera encoder
+    view_poses: Optional[ViewPoses] = None   # the view stream's, with DiTConfig.relative_cameras and cameras
 
 
 class GridDiT(nn.Module):
@@ -254,6 +256,15 @@ class GridDiT(nn.Module):
             c = c + block.ray_encoder(rays.to(block.ray_encoder.weight.dtype)).float()
         return c.reshape(c.shape[0], -1, c.shape[-1])
 
+    def multiview_positions(self, camera_rows, grid: TokenGrid, device):
+        """(rope, poses) of the multi-view attention's view-stream rows: RoPE over the view index and no poses,
+        or (DiTConfig.relative_cameras) every view at position 0 and the views' pose matrices
+        (model/relative_pose_attention.py pose_matrices)."""
+        if not self.config.relative_cameras:
+            return self.rope(grid.views, grid, device), None
+        poses = None if camera_rows is None else pose_matrices(camera_rows, grid.batch, grid.views)
+        return self.rope([0] * grid.views, grid, device), poses   # no cameras: nothing tells the views apart
+
     def rope(self, frames, grid: TokenGrid, device):
         """(cos, sin) for rows of `frames` x grid.height x grid.width tokens (frames: a count or positions)."""
         return rope_cos_sin(frames, grid.height, grid.width, self.config.head_dim, device=device)
@@ -349,11 +360,11 @@ class GridDiT(nn.Module):
         (RoPE frame axis = view index), fed with the camera embedding."""
         tokens, grid = self.embed_grid(inp.x)
         rope = self.rope(grid.frames, grid, tokens.device)
-        rope_mvs = self.rope(grid.views, grid, tokens.device)
         e = per_row(inp.t_mod, grid.views)
         camera_rows = inp.camera.flatten(0, 1)
+        rope_mvs, poses = self.multiview_positions(camera_rows, grid, tokens.device)
         for block in self._blocks(inp):
-            tokens = self._step(self._syncam_step, block, tokens, e, inp, rope, rope_mvs, camera_rows, grid)
+            tokens = self._step(self._syncam_step, block, tokens, e, inp, rope, rope_mvs, camera_rows, grid, poses)
         return self.head_out(tokens, inp.t, grid)
 
     def _forward_recam(self, inp: GridInputs):
@@ -403,10 +414,15 @@ class GridDiT(nn.Module):
         the fused attention is the one attention and it mixes views, so it gets it, for every token (hard's
         time stream sees no camera; here the same-view pairs see their own view's embedding too)."""
         tokens, grid = self.embed_grid(inp.x)
-        # view-major frames: frame (view a, time t) is the (a*T + t)-th, so its RoPE index is its position
-        rope = self.rope(grid.views * grid.frames, grid, tokens.device)
-        e = per_row(inp.t_mod, grid.views)
         camera_rows = inp.camera.flatten(0, 1) if inp.camera is not None and self.has_camera_encoder else None
+        poses = None
+        if self.config.relative_cameras:   # the views differ by their poses only: RoPE index = time, in every view
+            rope = self.rope(list(range(grid.frames)) * grid.views, grid, tokens.device)
+            if camera_rows is not None:
+                poses = pose_matrices(camera_rows, grid.batch, grid.views, layout="grid")
+        else:   # view-major frames: frame (view a, time t) is the (a*T + t)-th, so its RoPE index is its position
+            rope = self.rope(grid.views * grid.frames, grid, tokens.device)
+        e = per_row(inp.t_mod, grid.views)
         method = self.fused_attention
 
         def attend(q, k, v):
@@ -415,13 +431,15 @@ class GridDiT(nn.Module):
         for block in self._blocks(inp):
             cam = self.camera_features(block, camera_rows, grid) if camera_rows is not None else None
             tokens = self._step(block.forward_fused, tokens, e, block.cross_attn.text_kv(inp.context), rope, attend,
-                                grid, cam)
+                                grid, cam, poses)
         return self.head_out(tokens, inp.t, grid)
 
     # --- the block steps of the modes (what `_step` checkpoints) -------------------------------------
-    def _syncam_step(self, block, tokens, e, inp: GridInputs, rope, rope_mvs, camera_rows, grid: TokenGrid):
+    def _syncam_step(self, block, tokens, e, inp: GridInputs, rope, rope_mvs, camera_rows, grid: TokenGrid,
+                     poses=None):
         cam = self.camera_features(block, camera_rows, grid)
-        return block.forward_syncam(tokens, e, block.cross_attn.text_kv(inp.context), rope, rope_mvs, cam, grid)
+        return block.forward_syncam(tokens, e, block.cross_attn.text_kv(inp.context), rope, rope_mvs, cam, grid,
+                                    poses)
 
     def _recam_step(self, block, tokens, e, inp: GridInputs, rope, camera_rows, grid: TokenGrid):
         cam = self.camera_features(block, camera_rows, grid)
@@ -443,10 +461,11 @@ class GridDiT(nn.Module):
     def _two_streams(self, inp: GridInputs) -> TwoStreams:
         tokens, grid = self.embed_grid(inp.x)
         use_camera = inp.camera is not None and self.has_camera_encoder
-        return TwoStreams(tokens, grid, rope_time=self.rope(grid.frames, grid, tokens.device),
-                          rope_view=self.rope(grid.views, grid, tokens.device),
+        camera_rows = inp.camera.flatten(0, 1) if use_camera else None
+        rope_view, poses = self.multiview_positions(camera_rows, grid, tokens.device)
+        return TwoStreams(tokens, grid, rope_time=self.rope(grid.frames, grid, tokens.device), rope_view=rope_view,
                           e_time=per_row(inp.t_mod, grid.views), e_view=per_row(inp.t_mod, grid.frames),
-                          camera_rows=inp.camera.flatten(0, 1) if use_camera else None)
+                          camera_rows=camera_rows, view_poses=poses)
 
     def _run_streams(self, block, x_view, x_time, inp: GridInputs, s: TwoStreams):
         """One block on the view stream and on the time stream (shared weights, one text k/v); both out
@@ -454,7 +473,7 @@ class GridDiT(nn.Module):
         text = block.cross_attn.text_kv(inp.context)
         cam = self.camera_features(block, s.camera_rows, s.grid) if s.camera_rows is not None else None
         cam_view = to_view_stream(cam, s.grid) if cam is not None else None
-        y_view = block(to_view_stream(x_view, s.grid), s.e_view, text, s.rope_view, cam=cam_view)
+        y_view = block(to_view_stream(x_view, s.grid), s.e_view, text, s.rope_view, cam=cam_view, poses=s.view_poses)
         y_time = block(x_time, s.e_time, text, s.rope_time)
         return from_view_stream(y_view, s.grid), y_time
 

@@ -120,6 +120,8 @@ class CamGridModelLoader:
             notes.append(f"converted from {info['layout']} layout")
         if info["config"].camera_rays:
             notes.append("reads per-token camera rays")
+        if info["config"].relative_cameras:
+            notes.append("views told apart by their relative camera poses")
         loaded = LoadedModel(model=model, name=dit_name, variant=model.variant, size=info["size"], dtype=target,
                              attention=attention, sync_weights=sync_name, block_swap=block_swap,
                              weight_storage=weight_storage, row_chunks=row_chunks, ffn_chunk=ffn_chunk, notes=notes)

@@ -480,6 +480,10 @@ def test_loader_node_notes_a_converted_layout_only_when_it_converted(loader_mode
     save_grid_dit(rays_model, loader_models / "diffusion_models" / "rays.safetensors")
     _, rays = CamGridModelLoader().load("rays.safetensors", "fp32", "auto")
     assert "camera rays" in rays and "camera rays" not in original
+    save_grid_dit(tiny_model("syncammaster", seed=21, relative_cameras=True),
+                  loader_models / "diffusion_models" / "relative.safetensors")
+    _, relative = CamGridModelLoader().load("relative.safetensors", "fp32", "auto")
+    assert "relative camera poses" in relative and "relative camera poses" not in rays
 
 
 def test_loader_node_options_reach_the_model(loader_models):

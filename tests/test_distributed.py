@@ -119,7 +119,9 @@ def _models():
             "recammaster": tiny_model("recammaster", num_heads=HEADS),
             # per-token camera rays (DiTConfig.camera_rays): each rank encodes its own tokens' rays
             "syncam_rays": tiny_model("syncammaster", num_heads=HEADS, camera_rays=True),
-            "recam_rays": tiny_model("recammaster", num_heads=HEADS, camera_rays=True)}
+            "recam_rays": tiny_model("recammaster", num_heads=HEADS, camera_rays=True),
+            # relative poses in the view stream (DiTConfig.relative_cameras): each rank poses its own frames' rows
+            "syncam_relative": tiny_model("syncammaster", num_heads=HEADS, relative_cameras=True)}
 
 
 # (mode, model, inputs it takes, strategy)
@@ -129,7 +131,8 @@ CASES = [("independent", "wan", (), "views"), ("independent", "wan", (), "sequen
          ("syncam", "syncammaster", ("camera",), "streams"), ("hard", "wan", (), "streams"),
          ("hard", "synced", (), "streams"), ("hard", "syncammaster", ("camera",), "streams"),
          ("soft", "synced", (), "streams"), ("recam", "recam_rays", ("camera", "source"), "sequence"),
-         ("syncam", "syncam_rays", ("camera",), "streams"), ("hard", "syncam_rays", ("camera",), "streams")]
+         ("syncam", "syncam_rays", ("camera",), "streams"), ("hard", "syncam_rays", ("camera",), "streams"),
+         ("syncam", "syncam_relative", ("camera",), "streams"), ("hard", "syncam_relative", ("camera",), "streams")]
 
 
 def _forward(model, mode, inp, uses):

@@ -99,6 +99,10 @@ def add_builtin_model_arguments(parser: argparse.ArgumentParser, d: TrainConfig)
                         help="the DiT also reads each token's camera ray (Plücker coordinates from the cameras' "
                              "extrinsics), not only one camera embedding per frame; with --init a model without ray "
                              "encoders gets them, zero-initialised (recorded in the files)")
+    parser.add_argument("--relative-cameras", action="store_true",
+                        help="the multi-view attention reads each pair of views' relative camera pose where it read "
+                             "the view index (model/relative_pose_attention.py); with --init the model is switched "
+                             "to it and has to learn it (recorded in the files)")
     parser.add_argument("--ray-lr-scale", type=float, default=d.ray_lr_scale, metavar="X",
                         help="syncam stage: the camera-ray encoders learn at --lr times this (they start at zero)")
     parser.add_argument("--given-view-share", type=float, default=d.given_view_share, metavar="P",
@@ -145,6 +149,7 @@ def config_from_args(args) -> TrainConfig:
                        ae_scale_reg=args.ae_scale_reg, text_phrases=args.text_phrases, scene_style=args.scene_style,
                        arc_span=parse_arc_span(args.arc_span), given_view_share=args.given_view_share,
                        view_order=args.view_order, camera_rays=args.camera_rays, ray_lr_scale=args.ray_lr_scale,
+                       relative_cameras=args.relative_cameras,
                        seed=_given(args.seed, d.seed),
                        amp=args.amp, ema=args.ema,
                        checkpoint_every=_given(args.checkpoint_every, d.checkpoint_every),
@@ -155,7 +160,8 @@ def config_from_args(args) -> TrainConfig:
 
 # options of the built-in model's training that a real DiT's (--dit) does not have: refused there, not ignored
 BUILTIN_ONLY = {"arc_span": "", "given_view_share": 0.0, "text_phrases": False, "view_order": "preset",
-                "camera_rays": False, "ray_lr_scale": 1.0}
+                "camera_rays": False, "ray_lr_scale": 1.0,
+                "relative_cameras": False}
 
 
 def run(args: argparse.Namespace) -> int:

@@ -49,6 +49,8 @@ class TrainConfig:
     text_phrases: bool = False         # the text encoder binds each colour to its shape (train/text.py)
     camera_rays: bool = False          # the DiT reads a Plücker ray per token too (DiTConfig.camera_rays; with --init
                                        # a model without them gets zero-initialised ray encoders)
+    relative_cameras: bool = False     # the multi-view attention reads relative camera poses, not the view index
+                                       # (DiTConfig.relative_cameras; with --init the model is switched to it)
     ray_lr_scale: float = 1.0          # syncam stage: the ray encoders learn at lr * this (they start at zero and
                                        # barely moved in 400 CPU steps at 1: benchmarks/TINY_MODEL.md)
     latent_dim: int = 8

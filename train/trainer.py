@@ -39,7 +39,7 @@ def new_models(cfg: TrainConfig, device: torch.device) -> TinyGridModel:
     dit_config = DiTConfig(dim=cfg.dim, ffn_dim=cfg.ffn_dim, num_heads=cfg.num_heads, num_layers=cfg.num_layers,
                            in_dim=cfg.latent_dim, out_dim=cfg.latent_dim, text_dim=cfg.text_dim, freq_dim=64,
                            patch_size=(1, cfg.patch, cfg.patch), variant="wan", camera_rays=cfg.camera_rays,
-                           name="camgrid-tiny")
+                           relative_cameras=cfg.relative_cameras, name="camgrid-tiny")
     dit = GridDiT(dit_config).to(device)
     meta = {"height": cfg.height, "width": cfg.width, "frames": cfg.frames, "shift": cfg.shift}
     if cfg.data_style != "standard":   # see TinyGridModel.scene_style
@@ -70,8 +70,10 @@ def initial_models(cfg: TrainConfig, device: torch.device) -> TinyGridModel:
                          "model without --init")
     if cfg.camera_rays and not models.dit.config.camera_rays:
         models.dit.add_ray_encoders()
+    if cfg.relative_cameras and not models.dit.config.relative_cameras:
+        models.dit.config = models.dit.config.replace(relative_cameras=True)
     c = models.dit.config
-    cfg.camera_rays = c.camera_rays
+    cfg.camera_rays, cfg.relative_cameras = c.camera_rays, c.relative_cameras
     cfg.dim, cfg.ffn_dim, cfg.num_heads, cfg.num_layers = c.dim, c.ffn_dim, c.num_heads, c.num_layers
     cfg.patch = c.patch_size[1]
     cfg.text_dim, cfg.latent_dim, cfg.ae_width = c.text_dim, c.in_dim, models.ae.width

@@ -21,6 +21,7 @@ import torch
 
 from ...kernels.gated_residual import gated_residual
 from ..block import TokenGrid, to_view_stream
+from ..relative_pose_attention import ViewPoses
 from .comm import Group, shard_bounds, shard_sizes
 
 
@@ -90,6 +91,7 @@ class LocalStreams:
     e_view: torch.Tensor                   # [(B T_r), 6, d]
     camera_rows: Optional[torch.Tensor]    # [(B V_r), T, 12]: this rank's views, every frame (syncam)
     camera_view_rows: Optional[torch.Tensor]  # [(B V), T_r, 12]: every view at this rank's frames
+    view_poses: Optional[ViewPoses] = None    # of this rank's view-stream rows (DiTConfig.relative_cameras)
 
 
 def repeat_rows(t: torch.Tensor, rows: int) -> torch.Tensor:
@@ -108,11 +110,14 @@ def local_streams(model, inp, group: Group) -> LocalStreams:
         tokens = inp.x.new_empty(0, grid.frames * grid.hw, model.config.dim, dtype=torch.float32)
     use_camera = inp.camera is not None and model.has_camera_encoder
     device = inp.x.device
+    camera_view_rows = inp.camera[:, :, shards.frames].flatten(0, 1) if use_camera else None
+    # RoPE of the view stream and (relative cameras) the poses of this rank's view-stream rows
+    rope_view, view_poses = model.multiview_positions(camera_view_rows, grid, device)
     return LocalStreams(
-        shards, tokens, rope_time=model.rope(grid.frames, grid, device), rope_view=model.rope(grid.views, grid, device),
+        shards, tokens, rope_time=model.rope(grid.frames, grid, device), rope_view=rope_view,
         e_time=repeat_rows(inp.t_mod, shards.local_views), e_view=repeat_rows(inp.t_mod, shards.local_frames),
         camera_rows=inp.camera[:, shards.views].flatten(0, 1) if use_camera else None,
-        camera_view_rows=inp.camera[:, :, shards.frames].flatten(0, 1) if use_camera else None)
+        camera_view_rows=camera_view_rows, view_poses=view_poses)
 
 
 def _rows(fn, x):
@@ -128,7 +133,8 @@ def run_streams(model, block, x_view, x_time, inp, s: LocalStreams):
     if s.camera_view_rows is not None and sh.local_frames:
         cam = model.camera_features(block, s.camera_view_rows, sh.grid)   # [(B V), (T_r hw), d]
         cam_view = to_view_stream(cam, dataclasses.replace(sh.grid, frames=sh.local_frames))
-    y_view = _rows(lambda xv: block(xv, s.e_view, text, s.rope_view, cam=cam_view), sh.time_to_view(x_view))
+    y_view = _rows(lambda xv: block(xv, s.e_view, text, s.rope_view, cam=cam_view, poses=s.view_poses),
+                   sh.time_to_view(x_view))
     y_time = _rows(lambda xt: block(xt, s.e_time, text, s.rope_time), x_time)
     return sh.view_to_time(y_view), y_time
 
@@ -196,7 +202,8 @@ def syncam_block(block, x, s: LocalStreams, text, cam):
             lambda xr, er, _t, _c: block.self_attn_residual(xr, block.modulation_of(er), s.rope_time), x, e, text)
         shift, scale, gate = (block.modulation_mvs.float() + e[:, :3]).chunk(3, dim=1)
         h = block.modulated(x, block.norm_mvs, shift, scale, cam)
-    y_view = _rows(lambda hv: block.projector(block.mvs_attn(hv, s.rope_view)), s.shards.time_to_view(h))
+    attend = None if s.view_poses is None else s.view_poses.attention()
+    y_view = _rows(lambda hv: block.projector(block.mvs_attn(hv, s.rope_view, attend)), s.shards.time_to_view(h))
     y = s.shards.view_to_time(y_view)
     if not has_rows:
         return x
