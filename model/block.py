@@ -245,12 +245,9 @@ class GridDiTBlock(nn.Module):
             span = dataclasses.replace(grid, batch=b1 - b0, frames=t1 - t0)
             xs = x[rows, cols]  # a view: [(b v), (t hw), d] of this span
             h = self.modulated(xs, self.norm_mvs, shift[rows], scale[rows], None if cam is None else cam[rows, cols])
-            if poses is None:
-                y = self.mvs_attn(to_view_stream(h, span), rope_mvs)
-            else:   # this span's view-stream rows, contiguous: one batch element or whole ones
-                span_poses = poses.rows(b0 * t + t0, (b1 - 1) * t + t1)
-                y = self.mvs_attn(to_view_stream(h, span), rope_mvs, span_poses.attention())
-            y = from_view_stream(self.projector(y), span)
+            # this span's view-stream rows are contiguous (one batch element, or whole ones)
+            attend = None if poses is None else poses.rows(b0 * t + t0, (b1 - 1) * t + t1).attention()
+            y = from_view_stream(self.projector(self.mvs_attn(to_view_stream(h, span), rope_mvs, attend)), span)
             if inplace:
                 gated_residual(xs, gate[rows], y, inplace=True)
             elif len(spans) == 1:

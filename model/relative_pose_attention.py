@@ -49,13 +49,12 @@ def pose_matrices(camera_rows: torch.Tensor, batch: int, views: int, layout: str
     """camera_rows [(B V), T, 12] (camera-to-reference [R | t], row-major) -> the query matrices P^T and key
     matrices P^-1 = C, P = C^-1 the world-to-camera pose (rigid, inverted in closed form, so no input can make it
     singular), float32, for rows of `layout`: "view_stream" [(B T), V, 4, 4] or "grid" [B, (V T), 4, 4]."""
-    n, t, _ = camera_rows.shape
-    poses = camera_rows.float().reshape(batch, views, t, 3, 4)
-    rot, trans = poses[..., :3], poses[..., 3:]
+    poses = camera_rows.float().reshape(batch, views, camera_rows.shape[1], 3, 4)
+    rot_t, trans = poses[..., :3].transpose(-1, -2), poses[..., 3:]
     bottom = torch.zeros_like(poses[..., :1, :])
     bottom[..., 0, 3] = 1.0
     c2w = torch.cat([poses, bottom], dim=-2)
-    w2c = torch.cat([torch.cat([rot.transpose(-1, -2), -rot.transpose(-1, -2) @ trans], dim=-1), bottom], dim=-2)
+    w2c = torch.cat([torch.cat([rot_t, -rot_t @ trans], dim=-1), bottom], dim=-2)
     query, key = w2c.transpose(-1, -2), c2w                                          # [B, V, T, 4, 4]
     if layout == "grid":
         return ViewPoses(query.flatten(1, 2).contiguous(), key.flatten(1, 2).contiguous())
