@@ -13,6 +13,7 @@ import contextlib
 import importlib
 import sys
 
+from .model import host_allocator
 from .model.checks import CamGridError, output_folder, torch_device
 
 # --- subcommand registry --------------------------------------------------------------------------
@@ -47,6 +48,8 @@ def _check_common_arguments(args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    # one job per process here, so freed CPU tensors may keep their memory (model/host_allocator.py)
+    host_allocator.keep_freed_memory()
     top = argparse.ArgumentParser(prog="python -m camgrid",
                                   description="camgrid: synchronized multi-camera and 4D video generation")
     sub = top.add_subparsers(dest="command", metavar="COMMAND")
