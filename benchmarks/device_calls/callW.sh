@@ -13,6 +13,7 @@ timeout $(left) python3 -m camgrid train --init assets --device cuda --out /tmp/
   --lr 4e-4 --ema 0.998 --arc-span 60,160 --given-view-share 0.5 --view-order shuffled --stages syncam \
   --stage-budgets syncam=${S:-50} --checkpoint-every 100000 --no-progress > $OUT/train.txt 2>&1
 echo "train rc=$? at $(el) s"; tail -4 $OUT/train.txt
+cp /tmp/W/camgrid-tiny.safetensors /tmp/W/camgrid-tiny-sync.safetensors $OUT/ 2>/dev/null  # for tiny_wide_rig_consistency here
 timeout $(left) python3 benchmarks/tiny_follow_cameras.py /tmp/W assets --modes syncam --scenes 32 --steps 20 \
   --source-noise 0.5 --arc-span 60,160 --device cuda > $OUT/follow_wide.txt 2>&1
 echo "follow at $(el) s"; tail -6 $OUT/follow_wide.txt
