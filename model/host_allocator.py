@@ -19,9 +19,10 @@ import sys
 
 OPT_OUT = "CAMGRID_KEEP_FREED_MEMORY"
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3     # glibc's malloc.h
-# mallopt takes an int; a glibc that refuses a threshold above 32 MiB gets the 32 MiB one (one run of the demo
-# above with it: 41.4 s, 5.4 s of system time)
-MMAP_THRESHOLDS = (2**31 - 1, 32 * 2**20)
+LARGEST = 2**31 - 1                             # mallopt takes an int
+# a glibc that refuses an mmap threshold above 32 MiB gets the 32 MiB one (one run of the demo above with it:
+# 41.4 s, 5.4 s of system time)
+MMAP_THRESHOLDS = (LARGEST, 32 * 2**20)
 
 
 def _glibc_mallopt():
@@ -50,4 +51,4 @@ def keep_freed_memory() -> bool:
     # 128 KiB or wherever it stood), which maps even more blocks afresh (the demo took twice as long)
     if not any(mallopt(M_MMAP_THRESHOLD, value) for value in MMAP_THRESHOLDS):
         return False
-    return bool(mallopt(M_TRIM_THRESHOLD, 2**31 - 1))
+    return bool(mallopt(M_TRIM_THRESHOLD, LARGEST))

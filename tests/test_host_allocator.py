@@ -1,5 +1,6 @@
 """model/host_allocator.py: the command line keeps freed CPU tensors' memory in the process (glibc)."""
 import json
+import os
 import subprocess
 import sys
 
@@ -26,7 +27,6 @@ print(json.dumps({"kept": kept, "faults": resource.getrusage(resource.RUSAGE_SEL
 
 
 def _child(mode: str, **env) -> dict:
-    import os
     out = subprocess.run([sys.executable, "-c", CHILD, mode], capture_output=True, text=True, check=True,
                          env={**os.environ, **env})
     return json.loads(out.stdout.strip().splitlines()[-1])
