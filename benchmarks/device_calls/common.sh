@@ -1,0 +1,16 @@
+# Sourced by the device-call scripts of the sixteenth session on (callX.sh, callY.sh), from the repository root on
+# the device with `.gpu` carried: it holds the diffusers wheel (`pip download --no-deps diffusers==0.42.1 -d .gpu`).
+# Gives: T0 and END (seconds the script may use), el (seconds since the start), left (seconds left, at least 5),
+# diffusers on the path, this checkout importable as `camgrid`, pack (everything under /tmp/R into
+# $OUT/results.tar: at most 8 files come back from $OUT) and run NAME CMD... (CMD's output into /tmp/R/NAME.txt
+# within the time left, its tail, then pack).
+T0=$(date +%s); END=${END:-585}
+el() { echo $(( $(date +%s) - T0 )); }
+left() { local l=$(( END - $(el) )); [ $l -lt 5 ] && l=5; echo $l; }
+python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .gpu/diffusers-*.whl || exit 1
+mkdir -p /tmp/pp /tmp/R && ln -sfn "$PWD" /tmp/pp/camgrid
+export PYTHONPATH=/tmp/site:/tmp/pp PYTHONUNBUFFERED=1
+nvidia-smi --query-gpu=name --format=csv,noheader
+pack() { (cd /tmp && tar -cf $OUT/results.tar R); }
+run() { local n=$1; shift; timeout $(left) "$@" > /tmp/R/$n.txt 2>&1; echo "$n rc=$? at $(el) s"
+  tail -${TAIL:-8} /tmp/R/$n.txt; pack; }
