@@ -1,6 +1,6 @@
 """Text to grid on wide rigs: are the built-in model's views more consistent than copies of one view?
 
-    python benchmarks/tiny_wide_rig_consistency.py [DIR] [--scenes 48] [--arc-span 60,160] [--teacher]
+    python benchmarks/tiny_wide_rig_consistency.py [DIR [OTHER ...]] [--scenes 48] [--arc-span 60,160] [--teacher]
 
 On the training rigs (short arcs) four copies of view 0 score a lower reprojection error than any generated
 mode (the tables' copy control), so a low error there cannot tell views that follow their cameras from views
@@ -13,7 +13,8 @@ noise_scale 0.5), which brings novel-view synthesis to text to grid. Median and 
 its own detections), so beside them the paired comparisons score each scene by its median error (train/claims.py
 grid_median) and report, over the scenes both grids score, the share where the first is lower and the
 signed-rank p: syncam against the true view 0 copied, the two-pass grids against copies of their own view 0 (the
-independent grid's), and two-pass against syncam. The student (4 steps) unless --teacher. CPU: about 2 min at
+independent grid's), and two-pass against syncam; with OTHER folders, their syncam grids (the same scenes and
+noise) against DIR's and against the copy. The student (4 steps) unless --teacher. CPU: about 2 min at
 48 scenes; --device cuda where there is one.
 """
 from __future__ import annotations
@@ -44,10 +45,13 @@ TWO_PASS = "two-pass: syncam, independent's view 0 given"
 PAIRS = (("syncam", "true view 0 copied"), (TWO_PASS, "independent's view 0 copied"), (TWO_PASS, "syncam"))
 
 
-def consistency(model, scenes: int = 48, arc_span=(60.0, 160.0), seed: int = 0) -> tuple[dict, dict]:
+def consistency(model, scenes: int = 48, arc_span=(60.0, 160.0), seed: int = 0, others=(),
+                workers: int = 0) -> tuple[dict, dict]:
     """({row name: train/evaluate summarise of its grids}, {(row, other): paired}) on `scenes` held-out scenes
-    drawn on `arc_span` arcs; `seed` offsets every generated grid's noise."""
-    held = HeldOut(model, scenes, 4, 0, arc_span)
+    drawn on `arc_span` arcs; `seed` offsets every generated grid's noise. `others`: (name, model) pairs whose
+    syncam grids, from the same noise on the same scenes, become rows "syncam, NAME", each paired with the first
+    model's syncam."""
+    held = HeldOut(model, scenes, 4, workers, arc_span)
     settings = dict(model.sampling)
     first = generate(model, held, "independent", settings, BATCH, FIRST_PASS_SEED + seed)
     grids = {"true views": held.videos, "true view 0 copied": view0_copied(held.videos),
@@ -55,9 +59,13 @@ def consistency(model, scenes: int = 48, arc_span=(60.0, 160.0), seed: int = 0) 
              "independent's view 0 copied": view0_copied(first),
              TWO_PASS: generate(model, held, "syncam", settings, BATCH, seed, source_view=0,
                                 source_noise_scale=GIVEN_NOISE, source_videos=first)}
+    pairs = list(PAIRS)
+    for name, other in others:
+        grids[f"syncam, {name}"] = generate(other, held, "syncam", dict(other.sampling), BATCH, seed)
+        pairs += [("syncam", f"syncam, {name}"), (f"syncam, {name}", "true view 0 copied")]
     rows = {name: summarise(held.metrics(frames)) for name, frames in grids.items()}
     held.close()
-    return rows, {(a, b): paired(rows[a], rows[b]) for a, b in PAIRS}
+    return rows, {(a, b): paired(rows[a], rows[b]) for a, b in pairs}
 
 
 def paired(row: dict, other: dict) -> dict:
@@ -87,18 +95,22 @@ def format_pairs(pairs: dict) -> str:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("model", nargs="?", default=None, help="model folder (default: the shipped assets/)")
+    p.add_argument("models", nargs="*", default=[None],
+                   help="model folders (default: the shipped assets/); the syncam grids of the second and later "
+                        "ones are compared with the first's, scene by scene")
     p.add_argument("--scenes", type=int, default=48)
     p.add_argument("--arc-span", default="60,160", help="LOW,HIGH degrees of the held-out orbit arcs")
     p.add_argument("--teacher", action="store_true", help="the 20-step teacher instead of the 4-step student")
     p.add_argument("--seed", type=int, default=0, help="offset of every generated grid's noise seed")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--workers", type=int, default=0, help="processes scoring the grids")
     args = p.parse_args()
     arc_span = check_arc_span(parse_arc_span(args.arc_span))
-    model = load_builtin(args.model, device=args.device, student=not args.teacher)
-    rows, pairs = consistency(model, args.scenes, arc_span, args.seed)
+    model, *others = (load_builtin(m, device=args.device, student=not args.teacher) for m in args.models)
+    names = [str(m or "assets") for m in args.models]
+    rows, pairs = consistency(model, args.scenes, arc_span, args.seed, list(zip(names[1:], others)), args.workers)
     print(f"\n{args.scenes} held-out scenes on orbit arcs of {arc_span[0]:g}-{arc_span[1]:g} degrees, "
-          f"{'teacher' if args.teacher else 'student'}, noise seed {args.seed}, {args.model or 'assets'}\n")
+          f"{'teacher' if args.teacher else 'student'}, noise seed {args.seed}, {names[0]}\n")
     print(format_table(rows))
     print("\nScene by scene (each scene's median error):\n")
     print(format_pairs(pairs))

@@ -986,6 +986,12 @@ def test_wide_rig_consistency_scores_every_row_on_the_same_scenes(micro_model):
         assert r["n"] <= 2 and (r["closer"] is None) == (r["n"] == 0)
     same = bench.paired(truth, truth)
     assert same["closer"] in (None, 0.0) and same["p"] in (None, 1.0)
+    # another folder's syncam grids come from the same noise on the same scenes: the model against itself scores
+    # every scene alike, so its pair is lower on none; and it is paired with the copy as the first model's is
+    rows, pairs = bench.consistency(model, scenes=2, arc_span=(150.0, 160.0), others=[("again", model)])
+    assert len(rows) == 7 and rows["syncam, again"]["per_scene_errors"] == rows["syncam"]["per_scene_errors"]
+    assert pairs[("syncam", "syncam, again")]["closer"] in (None, 0.0)
+    assert pairs[("syncam, again", "true view 0 copied")] == pairs[("syncam", "true view 0 copied")]
 
 
 def test_follow_cameras_benchmark_pairs_folders_on_the_same_held_out_scenes(micro_model):
