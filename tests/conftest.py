@@ -6,10 +6,17 @@ folder holding one link, `camgrid -> <repository root>`, first on sys.path and o
 subprocesses). The repository root itself is never put on sys.path: its folders (`kernels`, `model`, ...)
 would shadow installed distributions of those names (see camgrid/__init__.py).
 """
+import os
 import sys
 from pathlib import Path
 
 import pytest
+
+# Tests call the command line's main() in this process (test_cli_errors, test_pipeline, ...), and main() first
+# raises glibc's malloc thresholds for the rest of the process (model/host_allocator.py). Turned off here, so
+# every test runs under glibc's defaults whatever ran before it (test_rig_fuzz measures memory growth);
+# test_host_allocator.py turns it back on for its own tests and children.
+os.environ["CAMGRID_KEEP_FREED_MEMORY"] = "0"
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT / "tools"))

@@ -10,7 +10,14 @@ from camgrid.model import host_allocator
 
 GLIBC = host_allocator._glibc_mallopt() is not None
 
-# in a child process, so this test process keeps glibc's defaults: page faults of allocating, touching and
+
+@pytest.fixture(autouse=True)
+def allocator_not_opted_out(monkeypatch):
+    """conftest.py opts the test process out; these tests and their children need the default (on)."""
+    monkeypatch.delenv(host_allocator.OPT_OUT, raising=False)
+
+# in a child process, so this test process keeps glibc's defaults (the tests below that call keep_freed_memory in
+# this process give it a fake mallopt): page faults of allocating, touching and
 # freeing a 64 MiB tensor 20 times, with or without keep_freed_memory()
 CHILD = """
 import json, resource, sys, torch
