@@ -1,14 +1,11 @@
 #!/bin/bash
-# Prepared in the fifteenth session, not run (the device time left could not start a machine). Run from the
-# repository root on the device with `.gpu` carried, holding the diffusers wheel (`pip download --no-deps
-# diffusers==0.42.1 -d .gpu`); assets/ is v6. S = the syncam stage's seconds; END = the seconds the script may use.
+# Prepared in the fifteenth session, never run: the sixteenth session's call X (callX.sh) trained the wide arcs on
+# all three sync stages instead. Run from the repository root on the device with `.gpu` carried (common.sh);
+# assets/ is v6. S = the syncam stage's seconds; END = the seconds the script may use.
 # Pilot (issue 15, next step): v6's syncam stage trained briefly on wide-arc rigs, then following on wide arcs.
-T0=$(date +%s); END=${END:-140}
-el() { echo $(( $(date +%s) - T0 )); }
-left() { local l=$(( END - $(el) )); [ $l -lt 5 ] && l=5; echo $l; }
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .gpu/diffusers-*.whl || exit 1
-mkdir -p /tmp/pp /tmp/W && ln -sfn "$PWD" /tmp/pp/camgrid
-export PYTHONPATH=/tmp/site:/tmp/pp PYTHONUNBUFFERED=1
+END=${END:-140}
+source benchmarks/device_calls/common.sh
+mkdir -p /tmp/W
 timeout $(left) python3 -m camgrid train --init assets --device cuda --out /tmp/W --workers 13 --samples 30000 --batch 96 \
   --lr 4e-4 --ema 0.998 --arc-span 60,160 --given-view-share 0.5 --view-order shuffled --stages syncam \
   --stage-budgets syncam=${S:-50} --checkpoint-every 100000 --no-progress > $OUT/train.txt 2>&1
