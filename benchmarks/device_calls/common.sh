@@ -1,5 +1,6 @@
 # Sourced by the device-call scripts from the sixteenth session on (callX.sh, callY.sh, callZ.sh; callW.sh), from
-# the repository root on the device with `.gpu` carried: it holds the diffusers wheel (`pip download --no-deps diffusers==0.42.1 -d .gpu`).
+# the repository root on the device with `.gpu` carried: it holds the diffusers wheel (`pip download --no-deps
+# diffusers==0.42.1 -d .gpu`).
 # Gives: T0 and END (seconds the script may use), el (seconds since the start), left (seconds left, at least 5),
 # diffusers on the path, this checkout importable as `camgrid`, pack (everything under /tmp/R into
 # $OUT/results.tar: at most 8 files come back from $OUT) and run NAME CMD... (CMD's output into /tmp/R/NAME.txt
