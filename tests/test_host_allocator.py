@@ -16,9 +16,10 @@ def allocator_not_opted_out(monkeypatch):
     """conftest.py opts the test process out; these tests and their children need the default (on)."""
     monkeypatch.delenv(host_allocator.OPT_OUT, raising=False)
 
+
 # in a child process, so this test process keeps glibc's defaults (the tests below that call keep_freed_memory in
-# this process give it a fake mallopt): page faults of allocating, touching and
-# freeing a 64 MiB tensor 20 times, with or without keep_freed_memory()
+# this process replace glibc's mallopt): page faults of allocating, touching and freeing a 64 MiB tensor 20 times,
+# with or without keep_freed_memory()
 CHILD = """
 import json, resource, sys, torch
 from camgrid.model import host_allocator
