@@ -1,0 +1,26 @@
+#!/bin/bash
+# Seventeenth session, second device call (issue 15): call 17a's teacher (.gpu/A: its three model files and its
+# first student) gets its student distilled further and the 96-scene tables (both into /tmp/R/S, the folder
+# tiny_release.py --student-files takes); then, against v7 (assets/) in the same run: following a given view 0 in
+# syncam, hard and soft (noise seeds 0 and 1), syncam in reversed order, the student; text to grid on wide rigs
+# (teacher and student, noise seed 0, 96 scenes); camera use.
+# env: DB (distillation seconds), END
+source benchmarks/device_calls/common.sh
+T=.gpu/A; mkdir -p /tmp/R/S
+run distill python3 -m camgrid.train.distill --model $T --out /tmp/R/S --budget ${DB:-100} \
+  --init-student $T/camgrid-tiny-4step-lora.safetensors
+cp /tmp/R/S/camgrid-tiny-4step-lora.safetensors $T/ || exit 1     # every row below measures this student
+B=$(( $(left) - 260 )); [ $B -gt 150 ] && B=150
+run tables python3 -m camgrid.train.tables --model $T --out /tmp/R/S --scenes 96 --budget $B --source-noise 0.5
+follow() { local n=$1; shift; TAIL=8 run follow_$n python3 benchmarks/tiny_follow_cameras.py $T assets \
+  --scenes 32 --source-noise 0.5 --device cuda "$@"; }
+wide() { TAIL=14 run wide_$1 python3 benchmarks/tiny_wide_rig_consistency.py $T assets --scenes 96 --device cuda \
+  --workers 12 "${@:2}"; }
+follow all --modes syncam,hard,soft
+wide student_s0
+follow student --modes syncam --student
+wide teacher_s0 --teacher
+follow reversed --modes syncam --view-order reversed
+follow hardsoft_s1 --modes hard,soft --seed 1
+run camera_use python3 benchmarks/tiny_camera_use.py $T assets --scenes 24 --device cuda
+echo "done at $(el) s"
