@@ -1,0 +1,38 @@
+"""benchmarks/tiny_floor_probe.py: its floor measure tells two sharp levels from blur and noise, and its
+pixel-square latent space is an exact round trip."""
+import math
+
+import torch
+
+from grid_helpers import load_benchmark
+
+probe = load_benchmark("tiny_floor_probe")
+
+
+def test_otsu_eta_is_one_for_two_levels_and_two_over_pi_for_a_gaussian():
+    g = torch.Generator().manual_seed(0)
+    two_levels = torch.where(torch.rand(4000, generator=g) < 0.5, 0.4, 0.6)
+    assert probe.otsu_eta(two_levels) > 0.999
+    assert abs(probe.otsu_eta(torch.randn(20000, generator=g)) - 2 / math.pi) < 0.02
+    assert math.isnan(probe.otsu_eta(torch.rand(49, generator=g)))
+    assert math.isnan(probe.otsu_eta(torch.full((100,), 0.5)))
+
+
+def test_the_rendered_floor_scores_near_one_and_the_same_floor_as_noise_does_not():
+    frames = probe.floor_frames(4)[:, 0]                     # [4, 48, 80, 3]
+    assert frames.shape == (4, probe.HEIGHT, probe.WIDTH, 3)
+    assert probe.near_floor_eta(frames) > 0.95
+    near = frames[:, probe.NEAR_FLOOR_TOP:]
+    g = torch.Generator().manual_seed(1)
+    gravel = near.mean() + near.std() * torch.randn(near.shape[:-1] + (1,), generator=g).expand_as(near)
+    noisy = frames.clone()
+    noisy[:, probe.NEAR_FLOOR_TOP:] = gravel.clamp(0, 1)
+    assert probe.near_floor_eta(noisy) < 0.72
+
+
+def test_pixel_squares_round_trip_exactly_on_the_token_grid():
+    frames = probe.floor_frames(3)                           # [3, 1, 48, 80, 3]
+    space = probe.PixelSquares(frames)
+    z = space.encode(frames)
+    assert z.shape == (3, 48, 1, probe.HEIGHT // 4, probe.WIDTH // 4)
+    assert torch.allclose(space.decode(z), frames, atol=1e-5)
