@@ -3,6 +3,7 @@ floor alone")
 
     python benchmarks/tiny_floor_probe.py [--space ae|pixels] [--init scratch|assets] [--budget 1500] \
         [--samples 8192] [--batch 64] [--eval-every 400] [--out DIR]
+    python benchmarks/tiny_floor_probe.py --shipped 8     (the shipped student's floors, for comparison)
 
 The data: floor-only frames (no objects), one view, one frame, 48x80, each from a random training camera of the
 standard style (synth/dataset.py random_rig). The renderer needs an object, so each scene holds a sphere of
@@ -42,7 +43,7 @@ use_this_checkout()
 
 from camgrid.model.dit import GridDiT  # noqa: E402
 from camgrid.model.sampling import sample_grid  # noqa: E402
-from camgrid.synth.dataset import random_rig  # noqa: E402
+from camgrid.synth.dataset import SyntheticMultiViewDataset, random_rig  # noqa: E402
 from camgrid.synth.render import render  # noqa: E402
 from camgrid.synth.scenes import Scene, SceneObject  # noqa: E402
 from camgrid.train.builtin import load_builtin  # noqa: E402
@@ -51,6 +52,7 @@ from camgrid.train.objective import flow_matching_loss  # noqa: E402
 HEIGHT, WIDTH, NEAR_FLOOR_TOP = 48, 80, 36
 GREY_MAX_CHROMA = 0.12     # max - min of a pixel's RGB: the floor and sky are grey
 SAMPLES, HELD_OUT = 16, 16
+HELD_OUT_SEED = 321        # tiny_noise_left's and tiny_ae_latents' held-out scenes
 
 
 def floor_frames(count: int, seed: int = 7) -> torch.Tensor:
@@ -150,6 +152,27 @@ class FloorProbe:
         return near_floor_eta(samples)
 
 
+@torch.no_grad()
+def shipped_floor(scenes: int, mode: str = "syncam") -> dict:
+    """The near-floor eta of the shipped model's grids (the 4-step student, from each held-out scene's caption
+    and rig; frames 0, 8 and 16 of every view; objects are left out as not grey), beside the scenes' truth and
+    round trip."""
+    model = load_builtin(None, student=True)
+    data = SyntheticMultiViewDataset(length=scenes, height=HEIGHT, width=WIDTH, min_views=4, max_views=4,
+                                     seed=HELD_OUT_SEED)
+    truth = torch.stack([data[i]["videos"] for i in range(scenes)])             # [N, 4, 17, H, W, 3]
+    items = [data.scene_and_rig(i) for i in range(scenes)]
+    cameras = torch.stack([model.camera_embedding(rig) for _, rig in items])
+    generated = model.decode(model.generate_latents([scene.caption for scene, _ in items], cameras, mode=mode))
+    round_trip = torch.stack([model.ae.decode(model.ae.encode(views)) for views in truth])
+
+    def frames(x):
+        return x[:, :, [0, 8, 16]].reshape(-1, HEIGHT, WIDTH, 3)
+    return {"frames": len(frames(truth)), "truth_eta": round(near_floor_eta(frames(truth)), 3),
+            "round_trip_eta": round(near_floor_eta(frames(round_trip)), 3),
+            f"student_{mode}_eta": round(near_floor_eta(frames(generated)), 3)}
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--space", default="ae", choices=("ae", "pixels"))
@@ -160,7 +183,12 @@ def main() -> None:
     p.add_argument("--lr", type=float, default=4e-4)
     p.add_argument("--eval-every", type=int, default=400)
     p.add_argument("--out", type=Path, default=None, help="folder for the samples (default: none saved)")
+    p.add_argument("--shipped", type=int, default=0, metavar="SCENES",
+                   help="only measure the shipped student's floors on this many held-out scenes, then stop")
     args = p.parse_args()
+    if args.shipped:
+        print(json.dumps(shipped_floor(args.shipped)))
+        return
     if args.init == "assets" and args.space != "ae":
         raise SystemExit("--init assets needs --space ae: the shipped DiT reads the autoencoder's latents")
     torch.manual_seed(0)
