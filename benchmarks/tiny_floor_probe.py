@@ -3,7 +3,7 @@ floor alone")
 
     python benchmarks/tiny_floor_probe.py [--space ae|pixels] [--init scratch|assets] [--budget 1500] \
         [--samples 8192] [--batch 64] [--eval-every 400] [--out DIR]
-    python benchmarks/tiny_floor_probe.py --shipped 8     (the shipped student's floors, for comparison)
+    python benchmarks/tiny_floor_probe.py --shipped 8 [--model DIR] [--teacher]   (a built-in model's floors in whole scenes)
 
 The data: floor-only frames (no objects), one view, one frame, 48x80, each from a random training camera of the
 standard style (synth/dataset.py random_rig). The renderer needs an object, so each scene holds a sphere of
@@ -47,6 +47,7 @@ from camgrid.synth.dataset import SyntheticMultiViewDataset, random_rig  # noqa:
 from camgrid.synth.render import render  # noqa: E402
 from camgrid.synth.scenes import Scene, SceneObject  # noqa: E402
 from camgrid.train.builtin import load_builtin  # noqa: E402
+from camgrid.train.demo import load_demo_model  # noqa: E402
 from camgrid.train.objective import flow_matching_loss  # noqa: E402
 
 HEIGHT, WIDTH, NEAR_FLOOR_TOP = 48, 80, 36
@@ -153,24 +154,26 @@ class FloorProbe:
 
 
 @torch.no_grad()
-def shipped_floor(scenes: int, mode: str = "syncam") -> dict:
-    """The near-floor eta of the shipped model's grids (the 4-step student, from each held-out scene's caption
+def shipped_floor(scenes: int, mode: str = "syncam", model_dir=None, teacher: bool = False,
+                  device: str = "cpu") -> dict:
+    """The near-floor eta of a built-in model's grids (assets/ or `model_dir`; the 4-step student when its LoRA is
+    there and not `teacher`, else the 20-step teacher; from each held-out scene's caption
     and rig; frames 0, 8 and 16 of every view; objects are left out as not grey), beside the scenes' truth and
     round trip."""
-    model = load_builtin(None, student=True)
+    model = load_demo_model(model_dir, device=device, teacher=teacher, log=lambda *a: None)
     data = SyntheticMultiViewDataset(length=scenes, height=HEIGHT, width=WIDTH, min_views=4, max_views=4,
                                      seed=HELD_OUT_SEED)
     truth = torch.stack([data[i]["videos"] for i in range(scenes)])             # [N, 4, 17, H, W, 3]
     items = [data.scene_and_rig(i) for i in range(scenes)]
     cameras = torch.stack([model.camera_embedding(rig) for _, rig in items])
     generated = model.decode(model.generate_latents([scene.caption for scene, _ in items], cameras, mode=mode))
-    round_trip = torch.stack([model.ae.decode(model.ae.encode(views)) for views in truth])
+    round_trip = torch.stack([model.ae.decode(model.ae.encode(views)).cpu() for views in truth])
 
     def frames(x):
         return x[:, :, [0, 8, 16]].reshape(-1, HEIGHT, WIDTH, 3)
     return {"frames": len(frames(truth)), "truth_eta": round(near_floor_eta(frames(truth)), 3),
             "round_trip_eta": round(near_floor_eta(frames(round_trip)), 3),
-            f"student_{mode}_eta": round(near_floor_eta(frames(generated)), 3)}
+            f"{'student' if model.is_student else 'teacher'}_{mode}_eta": round(near_floor_eta(frames(generated)), 3)}
 
 
 def main() -> None:
@@ -185,9 +188,13 @@ def main() -> None:
     p.add_argument("--out", type=Path, default=None, help="folder for the samples (default: none saved)")
     p.add_argument("--shipped", type=int, default=0, metavar="SCENES",
                    help="only measure the shipped student's floors on this many held-out scenes, then stop")
+    p.add_argument("--model", default=None, help="with --shipped: this model folder instead of assets/")
+    p.add_argument("--teacher", action="store_true", help="with --shipped: the 20-step teacher, not the student")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="with --shipped")
     args = p.parse_args()
     if args.shipped:
-        print(json.dumps(shipped_floor(args.shipped)))
+        print(json.dumps(shipped_floor(args.shipped, model_dir=args.model, teacher=args.teacher,
+                                       device=args.device)))
         return
     if args.init == "assets" and args.space != "ae":
         raise SystemExit("--init assets needs --space ae: the shipped DiT reads the autoencoder's latents")

@@ -8,6 +8,7 @@ rendered aspect (the presets default to Wan's 832x480).
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import random
 from typing import Sequence
@@ -111,6 +112,14 @@ def check_arc_span(arc_span) -> tuple[float, float] | None:
     return low, high
 
 
+def check_empty_share(share) -> float:
+    """`share` as a float in [0, 1) (1 would leave no object to learn), or ValueError."""
+    share = float(share)
+    if not 0.0 <= share < 1.0:
+        raise ValueError(f"empty_share: expected a share in [0, 1), got {share}")
+    return share
+
+
 class SyntheticMultiViewDataset(torch.utils.data.Dataset):
     """Map-style dataset of synthetic multi-view videos; item `i` is the same on every call and machine.
 
@@ -125,13 +134,15 @@ class SyntheticMultiViewDataset(torch.utils.data.Dataset):
     V varies between items, so batch with `collate_fn=collate_samples` (a list) or batch_size=None.
     `style` (synth/scenes.py SCENE_STYLES) sets the floor's checker size and the cameras' distance; the scenes,
     presets and turns are the same in every style. `view_order` (VIEW_ORDERS) orders each rig's views; the scenes
-    and cameras are the same in every order.
+    and cameras are the same in every order. `empty_share` (a share in [0, 1)) empties that share of the items of
+    their objects, the ground alone under the item's cameras with the empty caption, so a model sees floors to learn
+    from (benchmarks/TINY_MODEL.md "The floor alone"); the other items are those of `empty_share=0`.
     """
 
     def __init__(self, length: int = 100_000, height: int = 48, width: int = 80, num_frames: int = 17,
                  min_views: int = 2, max_views: int = 8, seed: int = 0, presets: dict[str, float] | None = None,
                  return_ids: bool = False, style: str = "standard", arc_span: tuple[float, float] | None = None,
-                 view_order: str = "preset"):
+                 view_order: str = "preset", empty_share: float = 0.0):
         if not 1 <= int(min_views) <= int(max_views):
             raise ValueError(f"need 1 <= min_views <= max_views, got min_views={min_views}, max_views={max_views}.")
         if int(length) < 1:
@@ -142,6 +153,7 @@ class SyntheticMultiViewDataset(torch.utils.data.Dataset):
         self.style = scene_style(style)    # the same scenes and rigs in every style, seen as the style says
         self.arc_span = check_arc_span(arc_span)
         self.view_order = check_view_order(view_order)
+        self.empty_share = check_empty_share(empty_share)
 
     def __len__(self) -> int:
         return self.length
@@ -162,7 +174,12 @@ class SyntheticMultiViewDataset(torch.utils.data.Dataset):
         rig = random_rig(rng, num_views, self.num_frames, self.width / self.height, self.presets,
                          self.style.camera_radius, self.arc_span)
         order_rng = random.Random(f"camgrid.synth.views:{self.seed}:{index % self.length}")   # the scene's draws stay
+        if self.empty_share and self._is_empty(index % self.length):   # after every draw above: the rest stay
+            scene = dataclasses.replace(scene, objects=())
         return scene, reorder_views(rig, self.view_order, order_rng)
+
+    def _is_empty(self, index: int) -> bool:
+        return random.Random(f"camgrid.synth.empty:{self.seed}:{index}").random() < self.empty_share
 
     def __getitem__(self, index: int) -> dict:
         scene, rig = self.scene_and_rig(index)

@@ -138,7 +138,8 @@ class SceneObject:
 
 @dataclass(frozen=True)
 class Scene:
-    """2-4 coloured primitives over a grey checkered ground, `num_frames` frames by default."""
+    """2-4 coloured primitives over a grey checkered ground, `num_frames` frames by default (no objects: the
+    ground alone, the empty scenes of `SyntheticMultiViewDataset(empty_share=...)`)."""
 
     objects: tuple[SceneObject, ...]
     num_frames: int = 17
@@ -161,11 +162,15 @@ class Scene:
     def tracks(self, num_frames: int | None = None) -> torch.Tensor:
         """Ground-truth world-space object centres: float64 [num_objects, F, 3]."""
         t = clip_times(self.num_frames if num_frames is None else num_frames)
+        if not self.objects:
+            return torch.zeros(0, len(t), 3, dtype=torch.float64)
         return torch.stack([o.centres(t) for o in self.objects])
 
     def yaws(self, num_frames: int | None = None) -> torch.Tensor:
         """Yaw of every object at every frame: float64 [num_objects, F]."""
         t = clip_times(self.num_frames if num_frames is None else num_frames)
+        if not self.objects:
+            return torch.zeros(0, len(t), dtype=torch.float64)
         return torch.stack([o.yaws(t) for o in self.objects])
 
 

@@ -307,6 +307,27 @@ def test_arc_span_widens_the_training_orbits_and_makes_copied_views_wrong():
             SyntheticMultiViewDataset(**kw, arc_span=bad)
 
 
+def test_empty_scenes_show_the_floor_alone_and_leave_the_other_items_as_they_were():
+    """empty_share (camgrid train --empty-scene-share): about that share of the items has no objects (the ground
+    under the item's own cameras, the empty caption, no tracks, no object pixels); every other item is the item of
+    empty_share=0, pixel for pixel. Shares outside [0, 1) are refused by name."""
+    kw = dict(length=40, height=16, width=24, num_frames=3, min_views=2, max_views=2, seed=3, return_ids=True)
+    full, some = SyntheticMultiViewDataset(**kw), SyntheticMultiViewDataset(**kw, empty_share=0.5)
+    empty = [i for i in range(40) if some.scene_and_rig(i)[0].num_objects == 0]
+    assert 10 <= len(empty) <= 30 and all(full.scene_and_rig(i)[0].num_objects >= 2 for i in empty)
+    item = some[empty[0]]
+    assert item["caption"] == "" and item["colours"] == [] and item["tracks"].shape == (0, 3, 3)
+    assert int((item["ids"] >= 0).sum()) == 0
+    assert torch.equal(some.scene_and_rig(empty[0])[1].c2w, full.scene_and_rig(empty[0])[1].c2w)   # its cameras
+    assert not torch.equal(item["videos"], full[empty[0]]["videos"])                # the objects are gone
+    kept = next(i for i in range(40) if i not in empty)
+    assert torch.equal(some[kept]["videos"], full[kept]["videos"]) and some[kept]["caption"] == full[kept]["caption"]
+    assert all(SyntheticMultiViewDataset(**kw).scene_and_rig(i)[0].num_objects >= 2 for i in range(40))
+    for bad in (-0.1, 1.0, 2):
+        with pytest.raises(ValueError, match="empty_share"):
+            SyntheticMultiViewDataset(**kw, empty_share=bad)
+
+
 def test_view_orders_keep_the_scenes_and_cameras_and_only_reorder_the_views():
     """view_order (camgrid train --view-order, tiny_follow_cameras --view-order): "reversed" is the preset rig's
     views last to first, "shuffled" a permutation of them that is the same on every call and differs between

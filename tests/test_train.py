@@ -119,6 +119,27 @@ def test_view_order_is_parsed_checked_and_reaches_the_training_data(tmp_path):
     assert any(line.startswith("data:") and "views in shuffled order" in line for line in logs), logs
 
 
+def test_empty_scene_share_is_parsed_checked_and_reaches_the_training_data(tmp_path):
+    """--empty-scene-share: that share of the training scenes is the floor alone (synth/dataset.py empty_share);
+    parsed, refused by name outside [0, 1), refused for a real DiT's training, and the data line says so."""
+    import argparse
+    from camgrid.train.cli import add_arguments, config_from_args, run
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    assert config_from_args(parser.parse_args(["--empty-scene-share", "0.25"])).empty_scene_share == 0.25
+    assert config_from_args(parser.parse_args([])).empty_scene_share == 0.0
+    with pytest.raises(InputError, match="--empty-scene-share"):
+        config_from_args(parser.parse_args(["--empty-scene-share", "1"]))
+    with pytest.raises(InputError, match="--empty-scene-share: the built-in model's training only"):
+        run(parser.parse_args(["--dit", str(tmp_path / "no.safetensors"), "--empty-scene-share", "0.25"]))
+    logs = []
+    trainer = Trainer(TrainConfig(**{**MICRO, "out": str(tmp_path / "empty"), "steps": 1, "stages": ("ae",),
+                                     "empty_scene_share": 0.5}), log=logs.append)
+    trainer.run()
+    assert trainer.source.bank.dataset.empty_share == 0.5
+    assert any(line.startswith("data:") and "0.5 of the scenes empty" in line for line in logs), logs
+
+
 def test_given_views_are_noised_less_and_left_out_of_the_loss(tmp_path):
     """--given-view-share: in that share of the samples one view is fed at u·σ (u < 1) and not scored. A model
     that recovers the noise from the grid's σ (x0 = 0: x = σ·noise, so it predicts x/σ) is exact on the views

@@ -109,6 +109,10 @@ def add_builtin_model_arguments(parser: argparse.ArgumentParser, d: TrainConfig)
                         help="multi-view stages: in this share of the samples one view is noised less and not "
                              "scored, so the model learns to draw the others from it (novel-view synthesis; "
                              "sample with SourceVideo(noise_scale=...) below 1)")
+    parser.add_argument("--empty-scene-share", type=float, default=d.empty_scene_share, metavar="P",
+                        help="this share of the training scenes has no objects: the floor alone under the scene's "
+                             "cameras, with the empty caption, so the DiT sees floors to learn from "
+                             "(benchmarks/TINY_MODEL.md \"The floor alone\"; 0: none)")
     parser.add_argument("--ae-scale-reg", type=float, default=d.ae_scale_reg,
                         help="built-in model, stage ae: weight of the loss that the latents pooled 2x decode to the "
                              "frames pooled 2x (smoother latents a DiT models more easily; 0: off)")
@@ -148,6 +152,7 @@ def config_from_args(args) -> TrainConfig:
                        shift=_given(args.shift, d.shift), train_shift=args.train_shift,
                        ae_scale_reg=args.ae_scale_reg, text_phrases=args.text_phrases, scene_style=args.scene_style,
                        arc_span=parse_arc_span(args.arc_span), given_view_share=args.given_view_share,
+                       empty_scene_share=args.empty_scene_share,
                        view_order=args.view_order, camera_rays=args.camera_rays, ray_lr_scale=args.ray_lr_scale,
                        relative_cameras=args.relative_cameras,
                        seed=_given(args.seed, d.seed),
@@ -159,7 +164,8 @@ def config_from_args(args) -> TrainConfig:
 
 
 # options of the built-in model's training that a real DiT's (--dit) does not have: refused there, not ignored
-BUILTIN_ONLY = {"arc_span": "", "given_view_share": 0.0, "text_phrases": False, "view_order": "preset",
+BUILTIN_ONLY = {"arc_span": "", "given_view_share": 0.0, "empty_scene_share": 0.0, "text_phrases": False,
+                "view_order": "preset",
                 "camera_rays": False, "ray_lr_scale": 1.0, "relative_cameras": False}
 
 

@@ -9,7 +9,7 @@ import math
 from dataclasses import dataclass, field
 
 from ..model.checks import InputError
-from ..synth.dataset import check_arc_span, check_view_order
+from ..synth.dataset import check_arc_span, check_empty_share, check_view_order
 from ..synth.scenes import SCENE_STYLES
 
 AMP_CHOICES = ("auto", "bf16", "off")   # the DiT stages' autocast (train/objective.py mixed_precision)
@@ -40,6 +40,8 @@ class TrainConfig:
                                        # view index says nothing about where a camera is); held-out scenes keep "preset"
     given_view_share: float = 0.0      # multi-view stages: share of samples with one view noised less and not scored
                                        # (train/objective.py "Given views"; what novel-view synthesis asks)
+    empty_scene_share: float = 0.0     # share of the training scenes with no objects: the floor alone, empty caption
+                                       # (benchmarks/TINY_MODEL.md "The floor alone"); held-out scenes keep theirs
     # model (the shipped recipe, benchmarks/TINY_MODEL.md "Built-in model v2": 6.8 M parameters, 13.6 MB in fp16)
     dim: int = 224
     ffn_dim: int = 896
@@ -101,6 +103,10 @@ class TrainConfig:
             check_view_order(self.view_order)
         except ValueError as exc:
             raise InputError(f"{exc} (--view-order)") from None
+        try:
+            check_empty_share(self.empty_scene_share)
+        except ValueError as exc:
+            raise InputError(f"{exc} (--empty-scene-share)") from None
         if not 0.0 <= float(self.given_view_share) <= 1.0:
             raise InputError(f"given_view_share (--given-view-share): expected a share in [0, 1], "
                              f"got {self.given_view_share}")

@@ -49,11 +49,12 @@ def _render_global(index: int) -> dict:
 class SampleBank:
     def __init__(self, num_samples: int, views: int, height: int, width: int, frames: int, seed: int = 0,
                  workers: int = 0, style: str = "standard", arc_span: tuple | None = None,
-                 view_order: str = "preset"):
+                 view_order: str = "preset", empty_share: float = 0.0):
         global _WORKER_DATASET
         self.dataset = SyntheticMultiViewDataset(length=num_samples, height=height, width=width, num_frames=frames,
                                                  min_views=views, max_views=views, seed=seed, return_ids=True,
-                                                 style=style, arc_span=arc_span, view_order=view_order)
+                                                 style=style, arc_span=arc_span, view_order=view_order,
+                                                 empty_share=empty_share)
         self.target = int(num_samples)
         self.items: list[dict] = []
         self.latents: list[torch.Tensor] = []   # per item [V, C, T, h, w], filled by encode_pending

@@ -72,7 +72,7 @@ class SyntheticSource:
         self.encode_video, self.encode_text = encode_video, encode_text
         self.rng = random.Random(cfg.seed)
         self.bank = SampleBank(cfg.samples, cfg.views, cfg.height, cfg.width, cfg.frames, cfg.seed, cfg.workers,
-                               cfg.data_style, cfg.arc_span, cfg.view_order)
+                               cfg.data_style, cfg.arc_span, cfg.view_order, cfg.empty_scene_share)
         if cfg.workers > 0:
             torch.set_num_threads(max(1, min(torch.get_num_threads(), 2)))   # leave the cores to the renderers
 
@@ -84,7 +84,9 @@ class SyntheticSource:
         more = "more in the background" if self.bank.workers else "more in this process as training draws them"
         log(f"data: {len(self.bank)} samples rendered in {time.time() - t0:.1f}s, {more}"
             + (f"; orbit arcs span {spans[0]:g}-{spans[1]:g} degrees" if spans else "")
-            + (f"; views in {self.bank.dataset.view_order} order" if self.bank.dataset.view_order != "preset" else ""))
+            + (f"; views in {self.bank.dataset.view_order} order" if self.bank.dataset.view_order != "preset" else "")
+            + (f"; {self.bank.dataset.empty_share:g} of the scenes empty (the floor alone, empty caption)"
+               if self.bank.dataset.empty_share else ""))
 
     def __len__(self) -> int:
         return len(self.bank)
