@@ -109,7 +109,7 @@ class PixelSquares:
 class FloorProbe:
     """The data in one latent space, a DiT of the shipped config, its EMA, and the evaluation."""
 
-    def __init__(self, space_name: str, init: str, samples: int, lr: float, out):
+    def __init__(self, space_name: str, init: str, samples: int, lr: float, out, seed: int = 0):
         frames = floor_frames(samples + HELD_OUT)
         model = load_builtin(None)
         with torch.no_grad():
@@ -117,7 +117,7 @@ class FloorProbe:
             latents = torch.cat([self.space.encode(frames[i:i + 256]) for i in range(0, len(frames), 256)])
             self.truth, self.round_trip = frames[-HELD_OUT:, 0], self.space.decode(latents[-HELD_OUT:])[:, 0]
         self.train_latents, self.channels = latents[:samples], latents.shape[1]
-        self.context, self.shift, self.out = model.encode_prompt([""]), float(model.shift), out
+        self.context, self.shift, self.out, self.seed = model.encode_prompt([""]), float(model.shift), out, seed
         self.dit = GridDiT(model.dit.config.replace(variant="wan", camera_rays=False, relative_cameras=False,
                                                     in_dim=self.channels, out_dim=self.channels))
         if init == "assets":
@@ -146,7 +146,7 @@ class FloorProbe:
         """The EMA's samples (the same noise every time): their near-floor eta."""
         grid = sample_grid(self.ema, (SAMPLES, 1, self.channels, 1, HEIGHT // 4, WIDTH // 4),
                            self.context.expand(SAMPLES, -1, -1), None, mode="independent", steps=20, cfg=1.0,
-                           shift=self.shift, seed=0)
+                           shift=self.shift, seed=self.seed)
         samples = self.space.decode(grid[:, 0])[:, 0]
         if self.out:
             torch.save(samples, self.out / f"samples_{step}.pt")
@@ -185,6 +185,7 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--lr", type=float, default=4e-4)
     p.add_argument("--eval-every", type=int, default=400)
+    p.add_argument("--seed", type=int, default=0, help="the DiT's initial weights, its batches and the samples' noise")
     p.add_argument("--out", type=Path, default=None, help="folder for the samples (default: none saved)")
     p.add_argument("--shipped", type=int, default=0, metavar="SCENES",
                    help="only measure the shipped student's floors on this many held-out scenes, then stop")
@@ -198,8 +199,8 @@ def main() -> None:
         return
     if args.init == "assets" and args.space != "ae":
         raise SystemExit("--init assets needs --space ae: the shipped DiT reads the autoencoder's latents")
-    torch.manual_seed(0)
-    probe = FloorProbe(args.space, args.init, args.samples, args.lr, args.out)
+    torch.manual_seed(args.seed)
+    probe = FloorProbe(args.space, args.init, args.samples, args.lr, args.out, args.seed)
     print(json.dumps({"space": args.space, "init": args.init, "truth_eta": round(near_floor_eta(probe.truth), 3),
                       "round_trip_eta": round(near_floor_eta(probe.round_trip), 3)}), flush=True)
     t0, losses = time.time(), []
