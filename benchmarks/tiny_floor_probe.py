@@ -2,12 +2,12 @@
 floor alone")
 
     python benchmarks/tiny_floor_probe.py [--space ae|pixels] [--init scratch|assets] [--budget 1500] \
-        [--samples 8192] [--batch 64] [--eval-every 400] [--out DIR]
-    python benchmarks/tiny_floor_probe.py --shipped 8 [--model DIR] [--teacher]   (a built-in model's floors in whole scenes)
+        [--samples 8192] [--batch 64] [--eval-every 400] [--seed 0] [--out DIR]
+    python benchmarks/tiny_floor_probe.py --shipped 8 [--model DIR] [--teacher]
+        (the second: a built-in model's floors in whole scenes, generated from held-out captions and rigs)
 
 The data: floor-only frames (no objects), one view, one frame, 48x80, each from a random training camera of the
-standard style (synth/dataset.py random_rig). The renderer needs an object, so each scene holds a sphere of
-10 micrometres, below a pixel. The model: the shipped DiT's config (patch 2, width and depth), variant "wan"
+standard style (synth/dataset.py random_rig), rendered with no objects. The model: the shipped DiT's config (patch 2, width and depth), variant "wan"
 (no camera), trained by flow matching in mode independent with the shipped shift and the empty caption;
 AdamW at 4e-4, an EMA of 0.995 that is sampled (20 UniPC steps, guidance 1, 16 samples, the same noise every
 time) every `--eval-every` steps and at the end of `--budget` seconds.
@@ -18,7 +18,7 @@ learned latent space. --init "assets" starts from the shipped DiT's base weights
 
 The measure, `eta`: in the frame's bottom 12 rows (near floor, where a checker square is largest), the grey
 pixels' brightness split at Otsu's threshold. Between-class variance / total variance, median over the 16
-samples. Two sharp levels give 1, a Gaussian blur of them 2/pi = 0.64. The truth and the latent space's round trip
+samples. Two sharp levels give 1, Gaussian noise 2/pi = 0.64. The truth and the latent space's round trip
 (16 held-out frames) are printed first: the round trip is the ceiling. One JSON line per evaluation. Samples
 are saved to --out as samples_<step>.pt ([16, 48, 80, 3], 0..1) with truth.pt and round_trip.pt. CPU: about
 0.9 s a step at batch 64 on 2 cores.
@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import os
 import random
 import sys
 import time
@@ -45,7 +46,7 @@ from camgrid.model.dit import GridDiT  # noqa: E402
 from camgrid.model.sampling import sample_grid  # noqa: E402
 from camgrid.synth.dataset import SyntheticMultiViewDataset, random_rig  # noqa: E402
 from camgrid.synth.render import render  # noqa: E402
-from camgrid.synth.scenes import Scene, SceneObject  # noqa: E402
+from camgrid.synth.scenes import Scene  # noqa: E402
 from camgrid.train.builtin import load_builtin  # noqa: E402
 from camgrid.train.demo import load_demo_model  # noqa: E402
 from camgrid.train.objective import flow_matching_loss  # noqa: E402
@@ -58,10 +59,16 @@ HELD_OUT_SEED = 321        # tiny_noise_left's and tiny_ae_latents' held-out sce
 
 def floor_frames(count: int, seed: int = 7) -> torch.Tensor:
     """[count, 1, H, W, 3]: the floor from `count` random training cameras."""
-    speck = SceneObject("sphere", "red", (1e-5,) * 3, (0.0, 0.0), (), (), ())
-    scene = Scene(objects=(speck,), num_frames=1)
+    scene = Scene(objects=(), num_frames=1)
     rng = random.Random(seed)
     return torch.stack([render(scene, random_rig(rng, 1, 1, WIDTH / HEIGHT), HEIGHT, WIDTH)[0] for _ in range(count)])
+
+
+def save(tensor: torch.Tensor, path: Path) -> None:
+    """torch.save through a temporary file in the same folder, so a reader never sees half a file."""
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(tensor, tmp)
+    os.replace(tmp, path)
 
 
 def otsu_eta(values: torch.Tensor) -> float:
@@ -127,8 +134,8 @@ class FloorProbe:
         self.opt = torch.optim.AdamW(self.dit.parameters(), lr=lr, weight_decay=0.0)
         if out:
             out.mkdir(parents=True, exist_ok=True)
-            torch.save(self.truth, out / "truth.pt")
-            torch.save(self.round_trip, out / "round_trip.pt")
+            save(self.truth, out / "truth.pt")
+            save(self.round_trip, out / "round_trip.pt")
 
     def step(self, batch: int) -> float:
         x0 = self.train_latents[torch.randint(len(self.train_latents), (batch,))][:, None]   # [B, 1, C, 1, h, w]
@@ -149,7 +156,7 @@ class FloorProbe:
                            shift=self.shift, seed=self.seed)
         samples = self.space.decode(grid[:, 0])[:, 0]
         if self.out:
-            torch.save(samples, self.out / f"samples_{step}.pt")
+            save(samples, self.out / f"samples_{step}.pt")
         return near_floor_eta(samples)
 
 
