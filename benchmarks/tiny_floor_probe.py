@@ -2,14 +2,16 @@
 floor alone")
 
     python benchmarks/tiny_floor_probe.py [--space ae|pixels] [--init scratch|assets] [--budget 1500] \
-        [--samples 8192] [--batch 64] [--eval-every 400] [--seed 0] [--out DIR]
+        [--samples 8192] [--batch 64] [--eval-every 400] [--style standard|close] [--seed 0] [--out DIR]
     python benchmarks/tiny_floor_probe.py --shipped 8 [--model DIR] [--teacher]
-        (the second: a built-in model's floors in whole scenes, generated from held-out captions and rigs)
+        (the second: a built-in model's floors in whole scenes, generated from held-out captions and rigs of the
+        model's own scene style)
 
-The data: floor-only frames (no objects), one view, one frame, 48x80, each from a random training camera of the
-standard style (synth/dataset.py random_rig), rendered with no objects. The model: the shipped DiT's config (patch 2, width and depth), variant "wan"
-(no camera), trained by flow matching in mode independent with the shipped shift and the empty caption;
-AdamW at 4e-4, an EMA of 0.995 that is sampled (20 UniPC steps, guidance 1, 16 samples, the same noise every
+The data: floor-only frames (rendered with no objects), one view, one frame, 48x80, each from a random training
+camera of `--style` (default standard: 0.5 m checkers seen from 3-4.5 m, the finer floor; synth/dataset.py
+random_rig). The model: the shipped DiT's config (patch 2, width and
+depth), variant "wan" (no camera), trained by flow matching in mode independent with the shipped shift and the
+empty caption; AdamW at 4e-4, an EMA of 0.995 that is sampled (20 UniPC steps, guidance 1, 16 samples, the same noise every
 time) every `--eval-every` steps and at the end of `--budget` seconds.
 
 --space: the latents it learns. "ae" is the shipped autoencoder's (8 channels at 12x20). "pixels" puts each 4x4
@@ -28,7 +30,6 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import os
 import random
 import sys
 import time
@@ -43,10 +44,11 @@ from camgrid_checkout import use_this_checkout  # noqa: E402  (this checkout as 
 use_this_checkout()
 
 from camgrid.model.dit import GridDiT  # noqa: E402
+from camgrid.model.files import atomic_save  # noqa: E402
 from camgrid.model.sampling import sample_grid  # noqa: E402
-from camgrid.synth.dataset import SyntheticMultiViewDataset, random_rig  # noqa: E402
+from camgrid.synth.dataset import random_rig  # noqa: E402
 from camgrid.synth.render import render  # noqa: E402
-from camgrid.synth.scenes import Scene  # noqa: E402
+from camgrid.synth.scenes import SCENE_STYLES, Scene, scene_style  # noqa: E402
 from camgrid.train.builtin import load_builtin  # noqa: E402
 from camgrid.train.demo import load_demo_model  # noqa: E402
 from camgrid.train.objective import flow_matching_loss  # noqa: E402
@@ -57,18 +59,17 @@ SAMPLES, HELD_OUT = 16, 16
 HELD_OUT_SEED = 321        # tiny_noise_left's and tiny_ae_latents' held-out scenes
 
 
-def floor_frames(count: int, seed: int = 7) -> torch.Tensor:
-    """[count, 1, H, W, 3]: the floor from `count` random training cameras."""
-    scene = Scene(objects=(), num_frames=1)
+def floor_frames(count: int, seed: int = 7, style: str = "standard") -> torch.Tensor:
+    """[count, 1, H, W, 3]: the floor of scene style `style` from `count` random training cameras of that style."""
+    look = scene_style(style)
+    scene = Scene(objects=(), num_frames=1, checker_size=look.checker_size)
     rng = random.Random(seed)
-    return torch.stack([render(scene, random_rig(rng, 1, 1, WIDTH / HEIGHT), HEIGHT, WIDTH)[0] for _ in range(count)])
+    return torch.stack([render(scene, random_rig(rng, 1, 1, WIDTH / HEIGHT, radius=look.camera_radius), HEIGHT,
+                               WIDTH)[0] for _ in range(count)])
 
 
 def save(tensor: torch.Tensor, path: Path) -> None:
-    """torch.save through a temporary file in the same folder, so a reader never sees half a file."""
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(tensor, tmp)
-    os.replace(tmp, path)
+    atomic_save(path, lambda tmp: torch.save(tensor, tmp))
 
 
 def otsu_eta(values: torch.Tensor) -> float:
@@ -116,8 +117,9 @@ class PixelSquares:
 class FloorProbe:
     """The data in one latent space, a DiT of the shipped config, its EMA, and the evaluation."""
 
-    def __init__(self, space_name: str, init: str, samples: int, lr: float, out, seed: int = 0):
-        frames = floor_frames(samples + HELD_OUT)
+    def __init__(self, space_name: str, init: str, samples: int, lr: float, out, seed: int = 0,
+                 style: str = "standard"):
+        frames = floor_frames(samples + HELD_OUT, style=style)
         model = load_builtin(None)
         with torch.no_grad():
             self.space = model.ae if space_name == "ae" else PixelSquares(frames[:samples])
@@ -168,8 +170,7 @@ def shipped_floor(scenes: int, mode: str = "syncam", model_dir=None, teacher: bo
     and rig; frames 0, 8 and 16 of every view; objects are left out as not grey), beside the scenes' truth and
     round trip."""
     model = load_demo_model(model_dir, device=device, teacher=teacher, log=lambda *a: None)
-    data = SyntheticMultiViewDataset(length=scenes, height=HEIGHT, width=WIDTH, min_views=4, max_views=4,
-                                     seed=HELD_OUT_SEED)
+    data = model.scenes(scenes, HELD_OUT_SEED)           # the model's resolution, frames and scene style
     truth = torch.stack([data[i]["videos"] for i in range(scenes)])             # [N, 4, 17, H, W, 3]
     items = [data.scene_and_rig(i) for i in range(scenes)]
     cameras = torch.stack([model.camera_embedding(rig) for _, rig in items])
@@ -177,7 +178,7 @@ def shipped_floor(scenes: int, mode: str = "syncam", model_dir=None, teacher: bo
     round_trip = torch.stack([model.ae.decode(model.ae.encode(views)).cpu() for views in truth])
 
     def frames(x):
-        return x[:, :, [0, 8, 16]].reshape(-1, HEIGHT, WIDTH, 3)
+        return x[:, :, [0, 8, 16]].flatten(0, 2)
     return {"frames": len(frames(truth)), "truth_eta": round(near_floor_eta(frames(truth)), 3),
             "round_trip_eta": round(near_floor_eta(frames(round_trip)), 3),
             f"{'student' if model.is_student else 'teacher'}_{mode}_eta": round(near_floor_eta(frames(generated)), 3)}
@@ -192,6 +193,8 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--lr", type=float, default=4e-4)
     p.add_argument("--eval-every", type=int, default=400)
+    p.add_argument("--style", default="standard", choices=sorted(SCENE_STYLES),
+                   help="the floor's scene style (the shipped model learned 'close': 1 m checkers from 2.2-3.2 m)")
     p.add_argument("--seed", type=int, default=0, help="the DiT's initial weights, its batches and the samples' noise")
     p.add_argument("--out", type=Path, default=None, help="folder for the samples (default: none saved)")
     p.add_argument("--shipped", type=int, default=0, metavar="SCENES",
@@ -207,7 +210,7 @@ def main() -> None:
     if args.init == "assets" and args.space != "ae":
         raise SystemExit("--init assets needs --space ae: the shipped DiT reads the autoencoder's latents")
     torch.manual_seed(args.seed)
-    probe = FloorProbe(args.space, args.init, args.samples, args.lr, args.out, args.seed)
+    probe = FloorProbe(args.space, args.init, args.samples, args.lr, args.out, args.seed, args.style)
     print(json.dumps({"space": args.space, "init": args.init, "truth_eta": round(near_floor_eta(probe.truth), 3),
                       "round_trip_eta": round(near_floor_eta(probe.round_trip), 3)}), flush=True)
     t0, losses = time.time(), []

@@ -28,6 +28,8 @@ def test_the_rendered_floor_scores_near_one_and_the_same_floor_as_noise_does_not
     noisy = frames.clone()
     noisy[:, probe.NEAR_FLOOR_TOP:] = gravel.clamp(0, 1)
     assert probe.near_floor_eta(noisy) < 0.72
+    close = probe.floor_frames(4, style="close")[:, 0]           # the shipped model's style: other checkers, sharp
+    assert not torch.equal(close, frames) and probe.near_floor_eta(close) > 0.95
 
 
 def test_pixel_squares_round_trip_exactly_on_the_token_grid():
