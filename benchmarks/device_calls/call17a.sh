@@ -6,13 +6,7 @@
 # env: S H F (stage seconds), SPAN (the training arcs), DB (distillation seconds), END
 source benchmarks/device_calls/common.sh
 S=${S:-120}; H=${H:-200}; F=${F:-100}; SPAN=${SPAN:-20,160}
-mkdir -p /tmp/T
-run train python3 -m camgrid train --init assets --device cuda --out /tmp/T --workers 13 --samples 30000 --batch 96 \
-  --lr 4e-4 --ema 0.998 --camera-rays --relative-cameras --given-view-share 0.5 --view-order shuffled \
-  --arc-span $SPAN --stages syncam,hard,soft --stage-budgets syncam=$S,hard=$H,soft=$F --checkpoint-every 100000 \
-  --no-progress
-cp /tmp/T/camgrid-tiny.safetensors /tmp/T/camgrid-tiny-sync.safetensors /tmp/T/camgrid-tiny-text-ae.safetensors $OUT/
-cp /tmp/T/loss.csv /tmp/T/progress.json /tmp/R/ 2>/dev/null; pack
+train_further --arc-span $SPAN --stages syncam,hard,soft --stage-budgets syncam=$S,hard=$H,soft=$F
 DB=${DB:-$(( $(left) - 15 ))}
 run distill python3 -m camgrid.train.distill --model /tmp/T --out /tmp/T --budget $DB \
   --init-student assets/camgrid-tiny-4step-lora.safetensors

@@ -8,13 +8,8 @@
 # env: P (the empty share), V S H F (stage seconds), END
 source benchmarks/device_calls/common.sh
 P=${P:-0.25}; V=${V:-200}; S=${S:-120}; H=${H:-80}; F=${F:-40}
-mkdir -p /tmp/T
-run train python3 -m camgrid train --init assets --device cuda --out /tmp/T --workers 13 --samples 30000 --batch 96 \
-  --lr 4e-4 --ema 0.998 --camera-rays --relative-cameras --given-view-share 0.5 --view-order shuffled \
-  --arc-span 20,160 --empty-scene-share $P --stages video,syncam,hard,soft \
-  --stage-budgets video=$V,syncam=$S,hard=$H,soft=$F --checkpoint-every 100000 --no-progress
-cp /tmp/T/camgrid-tiny.safetensors /tmp/T/camgrid-tiny-sync.safetensors /tmp/T/camgrid-tiny-text-ae.safetensors $OUT/
-cp /tmp/T/loss.csv /tmp/T/progress.json /tmp/R/ 2>/dev/null; pack
+train_further --arc-span 20,160 --empty-scene-share $P --stages video,syncam,hard,soft \
+  --stage-budgets video=$V,syncam=$S,hard=$H,soft=$F
 run floor_new python3 benchmarks/tiny_floor_probe.py --shipped 24 --teacher --model /tmp/T
 run floor_v7 python3 benchmarks/tiny_floor_probe.py --shipped 24 --teacher
 TAIL=8 run follow python3 benchmarks/tiny_follow_cameras.py /tmp/T assets --modes syncam --scenes 32 \

@@ -3,8 +3,8 @@
 # diffusers==0.42.1 -d .gpu`).
 # Gives: T0 and END (seconds the script may use), el (seconds since the start), left (seconds left, at least 5),
 # diffusers on the path, this checkout importable as `camgrid`, pack (everything under /tmp/R into
-# $OUT/results.tar: at most 8 files come back from $OUT) and run NAME CMD... (CMD's output into /tmp/R/NAME.txt
-# within the time left, its tail, then pack).
+# $OUT/results.tar: at most 8 files come back from $OUT), run NAME CMD... (CMD's output into /tmp/R/NAME.txt
+# within the time left, its tail, then pack) and train_further (below).
 T0=$(date +%s); END=${END:-585}
 el() { echo $(( $(date +%s) - T0 )); }
 left() { local l=$(( END - $(el) )); [ $l -lt 5 ] && l=5; echo $l; }
@@ -15,3 +15,12 @@ nvidia-smi --query-gpu=name --format=csv,noheader
 pack() { (cd /tmp && tar -cf $OUT/results.tar R); }
 run() { local n=$1; shift; timeout $(left) "$@" > /tmp/R/$n.txt 2>&1; echo "$n rc=$? at $(el) s"
   tail -${TAIL:-8} /tmp/R/$n.txt; pack; }
+# train_further FLAGS...: assets/ trained further into /tmp/T with v7's recipe (call X: rays, relative cameras,
+# given views, shuffled views; FLAGS add the arcs, stages and budgets), then the three model files into $OUT and the
+# loss log into the results
+train_further() { mkdir -p /tmp/T
+  run train python3 -m camgrid train --init assets --device cuda --out /tmp/T --workers 13 --samples 30000 \
+    --batch 96 --lr 4e-4 --ema 0.998 --camera-rays --relative-cameras --given-view-share 0.5 --view-order shuffled \
+    --checkpoint-every 100000 --no-progress "$@"
+  cp /tmp/T/camgrid-tiny.safetensors /tmp/T/camgrid-tiny-sync.safetensors /tmp/T/camgrid-tiny-text-ae.safetensors $OUT/
+  cp /tmp/T/loss.csv /tmp/T/progress.json /tmp/R/ 2>/dev/null; pack; }
