@@ -3,7 +3,7 @@ floor alone")
 
     python benchmarks/tiny_floor_probe.py [--space ae|pixels] [--init scratch|assets] [--budget 1500] \
         [--samples 8192] [--batch 64] [--eval-every 400] [--style standard|close] [--seed 0] [--out DIR]
-    python benchmarks/tiny_floor_probe.py --shipped 8 [--model DIR] [--teacher]
+    python benchmarks/tiny_floor_probe.py --shipped 8 [--model DIR] [--teacher] [--cfg G] [--empty] [--pictures PNG]
         (the second: a built-in model's floors in whole scenes, generated from held-out captions and rigs of the
         model's own scene style)
 
@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import json
 import random
 import sys
@@ -37,6 +38,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
 from camgrid_checkout import use_this_checkout  # noqa: E402  (this checkout as `camgrid`, whatever is installed)
@@ -118,20 +120,22 @@ class FloorProbe:
     """The data in one latent space, a DiT of the shipped config, its EMA, and the evaluation."""
 
     def __init__(self, space_name: str, init: str, samples: int, lr: float, out, seed: int = 0,
-                 style: str = "standard"):
+                 style: str = "standard", device: str = "cpu"):
         frames = floor_frames(samples + HELD_OUT, style=style)
         model = load_builtin(None)
         with torch.no_grad():
             self.space = model.ae if space_name == "ae" else PixelSquares(frames[:samples])
             latents = torch.cat([self.space.encode(frames[i:i + 256]) for i in range(0, len(frames), 256)])
             self.truth, self.round_trip = frames[-HELD_OUT:, 0], self.space.decode(latents[-HELD_OUT:])[:, 0]
-        self.train_latents, self.channels = latents[:samples], latents.shape[1]
-        self.context, self.shift, self.out, self.seed = model.encode_prompt([""]), float(model.shift), out, seed
+        self.train_latents, self.channels = latents[:samples].to(device), latents.shape[1]
+        self.context, self.shift = model.encode_prompt([""]).to(device), float(model.shift)
+        self.out, self.seed = out, seed
         self.dit = GridDiT(model.dit.config.replace(variant="wan", camera_rays=False, relative_cameras=False,
                                                     in_dim=self.channels, out_dim=self.channels))
         if init == "assets":
             missing, _ = self.dit.load_state_dict(model.dit.base_state_dict(), strict=False)
             assert not missing, missing
+        self.dit.to(device)
         self.ema = copy.deepcopy(self.dit).eval().requires_grad_(False)
         self.opt = torch.optim.AdamW(self.dit.parameters(), lr=lr, weight_decay=0.0)
         if out:
@@ -140,7 +144,8 @@ class FloorProbe:
             save(self.round_trip, out / "round_trip.pt")
 
     def step(self, batch: int) -> float:
-        x0 = self.train_latents[torch.randint(len(self.train_latents), (batch,))][:, None]   # [B, 1, C, 1, h, w]
+        pick = torch.randint(len(self.train_latents), (batch,), device=self.train_latents.device)
+        x0 = self.train_latents[pick][:, None]   # [B, 1, C, 1, h, w]
         loss = flow_matching_loss(self.dit, x0, self.context.expand(batch, -1, -1), self.shift, mode="independent")
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -156,7 +161,7 @@ class FloorProbe:
         grid = sample_grid(self.ema, (SAMPLES, 1, self.channels, 1, HEIGHT // 4, WIDTH // 4),
                            self.context.expand(SAMPLES, -1, -1), None, mode="independent", steps=20, cfg=1.0,
                            shift=self.shift, seed=self.seed)
-        samples = self.space.decode(grid[:, 0])[:, 0]
+        samples = self.space.decode(grid[:, 0].cpu())[:, 0]
         if self.out:
             save(samples, self.out / f"samples_{step}.pt")
         return near_floor_eta(samples)
@@ -164,24 +169,35 @@ class FloorProbe:
 
 @torch.no_grad()
 def shipped_floor(scenes: int, mode: str = "syncam", model_dir=None, teacher: bool = False,
-                  device: str = "cpu") -> dict:
+                  device: str = "cpu", cfg=None, empty: bool = False, pictures=None) -> dict:
     """The near-floor eta of a built-in model's grids (assets/ or `model_dir`; the 4-step student when its LoRA is
-    there and not `teacher`, else the 20-step teacher; from each held-out scene's caption
-    and rig; frames 0, 8 and 16 of every view; objects are left out as not grey), beside the scenes' truth and
-    round trip."""
+    there and not `teacher`, else the 20-step teacher, at its own guidance unless `cfg`; from each held-out scene's
+    caption and rig; frames 0, 8 and 16 of every view; objects are left out as not grey), beside the scenes' truth
+    and round trip. `empty`: the same rigs with the objects taken out (the floor alone, the empty caption), where
+    no shadow or object edge enters the measure. `pictures`: a PNG path for the truth, the round trip and the grids
+    (rows; frame 8 of every view of the first 4 scenes in each)."""
     model = load_demo_model(model_dir, device=device, teacher=teacher, log=lambda *a: None)
     data = model.scenes(scenes, HELD_OUT_SEED)           # the model's resolution, frames and scene style
-    truth = torch.stack([data[i]["videos"] for i in range(scenes)])             # [N, 4, 17, H, W, 3]
     items = [data.scene_and_rig(i) for i in range(scenes)]
+    if empty:
+        items = [(dataclasses.replace(scene, objects=()), rig) for scene, rig in items]
+    truth = torch.stack([render(scene, rig, model.height, model.width) for scene, rig in items])  # [N, 4, F, H, W, 3]
     cameras = torch.stack([model.camera_embedding(rig) for _, rig in items])
-    generated = model.decode(model.generate_latents([scene.caption for scene, _ in items], cameras, mode=mode))
+    generated = model.decode(model.generate_latents([scene.caption for scene, _ in items], cameras, mode=mode,
+                                                    cfg=cfg))
     round_trip = torch.stack([model.ae.decode(model.ae.encode(views)).cpu() for views in truth])
 
     def frames(x):
         return x[:, :, [0, 8, 16]].flatten(0, 2)
-    return {"frames": len(frames(truth)), "truth_eta": round(near_floor_eta(frames(truth)), 3),
+    if pictures:
+        rows = [torch.cat(list(x[:4, :, 8].flatten(0, 1)), 1) for x in (truth, round_trip, generated)]
+        image = Image.fromarray((torch.cat(rows, 0).clamp(0, 1).numpy() * 255).round().astype("uint8"))
+        atomic_save(Path(pictures), lambda tmp: image.save(tmp, format="PNG"))
+    name = f"{'student' if model.is_student else 'teacher'}_{mode}{'_empty' if empty else ''}_eta"
+    return {"frames": len(frames(truth)), "cfg": model.sampling["cfg"] if cfg is None else cfg,
+            "truth_eta": round(near_floor_eta(frames(truth)), 3),
             "round_trip_eta": round(near_floor_eta(frames(round_trip)), 3),
-            f"{'student' if model.is_student else 'teacher'}_{mode}_eta": round(near_floor_eta(frames(generated)), 3)}
+            name: round(near_floor_eta(frames(generated)), 3)}
 
 
 def main() -> None:
@@ -201,16 +217,23 @@ def main() -> None:
                    help="only measure the shipped student's floors on this many held-out scenes, then stop")
     p.add_argument("--model", default=None, help="with --shipped: this model folder instead of assets/")
     p.add_argument("--teacher", action="store_true", help="with --shipped: the 20-step teacher, not the student")
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="with --shipped")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
+                   help="where the DiT trains and samples (the data and the autoencoder stay on the CPU)")
+    p.add_argument("--cfg", type=float, default=None, help="with --shipped: this guidance, not the model's own")
+    p.add_argument("--pictures", type=Path, default=None, metavar="PNG",
+                   help="with --shipped: save truth, round trip and generated frames (first 4 scenes) here")
+    p.add_argument("--empty", action="store_true",
+                   help="with --shipped: the held-out rigs with no objects (the floor alone, the empty caption)")
     args = p.parse_args()
     if args.shipped:
         print(json.dumps(shipped_floor(args.shipped, model_dir=args.model, teacher=args.teacher,
-                                       device=args.device)))
+                                       device=args.device, cfg=args.cfg, empty=args.empty,
+                                       pictures=args.pictures)))
         return
     if args.init == "assets" and args.space != "ae":
         raise SystemExit("--init assets needs --space ae: the shipped DiT reads the autoencoder's latents")
     torch.manual_seed(args.seed)
-    probe = FloorProbe(args.space, args.init, args.samples, args.lr, args.out, args.seed, args.style)
+    probe = FloorProbe(args.space, args.init, args.samples, args.lr, args.out, args.seed, args.style, args.device)
     print(json.dumps({"space": args.space, "init": args.init, "truth_eta": round(near_floor_eta(probe.truth), 3),
                       "round_trip_eta": round(near_floor_eta(probe.round_trip), 3)}), flush=True)
     t0, losses = time.time(), []

@@ -38,3 +38,15 @@ def test_pixel_squares_round_trip_exactly_on_the_token_grid():
     z = space.encode(frames)
     assert z.shape == (3, 48, 1, probe.HEIGHT // 4, probe.WIDTH // 4)
     assert torch.allclose(space.decode(z), frames, atol=1e-5)
+
+
+def test_shipped_floor_on_empty_rigs_measures_bare_floors_and_saves_its_pictures(tmp_path):
+    """--shipped --empty: the held-out rigs with their objects taken out, whose truth is bare floor (near 1, where
+    whole scenes' shadows keep it near 0.83), and --pictures writes truth, round trip and grids as rows."""
+    png = tmp_path / "floor.png"
+    empty = probe.shipped_floor(1, empty=True, pictures=png)
+    assert empty["truth_eta"] > 0.95 and 0.6 < empty["student_syncam_empty_eta"] <= 1.0
+    assert empty["cfg"] == 1.0                                           # the student's own guidance
+    with probe.Image.open(png) as image:
+        assert image.size == (4 * probe.WIDTH, 3 * probe.HEIGHT)          # 4 views of 1 scene; 3 rows
+    assert not list(tmp_path.glob(".*.tmp"))

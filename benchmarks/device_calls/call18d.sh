@@ -1,0 +1,33 @@
+#!/bin/bash
+# Eighteenth session (issue 15: the floor). On the 2-core CPU the floor probe (tiny_floor_probe.py) reached only
+# light and dark camouflage patches, not checker squares, in about 1,000 steps, whatever its eta said. Here the same
+# probe trains for the whole call on the GPU (about 100 times the steps), in parallel: the close style of the
+# shipped model from its weights and from scratch, the standard style from its weights, and 4x4 pixel squares
+# from scratch. Does the DiT ever draw the lattice, given the steps? Returns each run's JSON lines and its
+# samples at every evaluation as PNG rows (tools: floor_samples_png below).
+# env: EVAL (steps between evaluations), END; DEVICE and SAMPLES only to try it on a CPU
+source benchmarks/device_calls/common.sh
+EVAL=${EVAL:-2500}; B=$(( $(left) - 100 ))
+probe() { local n=$1; shift; mkdir -p /tmp/F/$n
+  timeout $(left) python3 benchmarks/tiny_floor_probe.py --device ${DEVICE:-cuda} --budget $B --eval-every $EVAL --samples ${SAMPLES:-8192} \
+    --out /tmp/F/$n "$@" > /tmp/R/$n.txt 2>&1; echo "$n rc=$? at $(el) s"; tail -3 /tmp/R/$n.txt; }
+probe close_assets --style close --init assets &
+probe close_scratch --style close --init scratch &
+probe standard_assets --style standard --init assets &
+probe close_pixels --style close --space pixels &
+wait
+python3 - <<'PY'
+# every .pt of a run as one PNG: a row of its first 8 frames (truth, round trip, then the samples by step)
+import pathlib, re, torch
+from PIL import Image
+for run in sorted(pathlib.Path("/tmp/F").iterdir()):
+    names = sorted(run.glob("*.pt"), key=lambda p: (p.stem != "truth", p.stem != "round_trip",
+                                                    int(re.sub(r"\D", "", p.stem) or 0)))
+    rows = [torch.cat(list(torch.load(p)[:8]), 1) for p in names]
+    if rows:
+        img = (torch.cat(rows, 0).numpy() * 255).astype("uint8")
+        Image.fromarray(img).save(f"/tmp/R/{run.name}.png")
+        print(run.name, [p.stem for p in names])
+PY
+pack
+echo "done at $(el) s"
