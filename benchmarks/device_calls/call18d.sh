@@ -1,16 +1,17 @@
 #!/bin/bash
 # Eighteenth session (issue 15: the floor). On the 2-core CPU the floor probe (tiny_floor_probe.py) reached only
-# light and dark camouflage patches, not checker squares, in about 1,000 steps, whatever its eta said. Here the same
-# probe trains for the whole call on the GPU (about 100 times the steps), in parallel: the close style of the
-# shipped model from its weights and from scratch, the standard style from its weights, and 4x4 pixel squares
-# from scratch. Does the DiT ever draw the lattice, given the steps? Returns each run's JSON lines and its
-# samples at every evaluation as PNG rows (tools: floor_samples_png below).
+# light and dark camouflage patches, not checker squares, in about 1,000 steps, whatever its eta said. Here the
+# same probe trains for the whole call on the GPU (many times the CPU's steps: the model is small), four runs side
+# by side: the close style of the shipped model from its weights and from scratch, the standard style from its
+# weights, and 4x4 pixel squares from scratch. Does the DiT ever draw the lattice, given the steps? Returns each
+# run's JSON lines and its samples at every evaluation as one PNG (the python step at the end).
 # env: EVAL (steps between evaluations), END; DEVICE and SAMPLES only to try it on a CPU
 source benchmarks/device_calls/common.sh
-EVAL=${EVAL:-2500}; B=$(( $(left) - 100 ))
+EVAL=${EVAL:-1500}; B=$(( $(left) - 100 ))
 probe() { local n=$1; shift; mkdir -p /tmp/F/$n
-  timeout $(left) python3 benchmarks/tiny_floor_probe.py --device ${DEVICE:-cuda} --budget $B --eval-every $EVAL --samples ${SAMPLES:-8192} \
-    --out /tmp/F/$n "$@" > /tmp/R/$n.txt 2>&1; echo "$n rc=$? at $(el) s"; tail -3 /tmp/R/$n.txt; }
+  timeout $(left) python3 benchmarks/tiny_floor_probe.py --device ${DEVICE:-cuda} --budget $B --eval-every $EVAL \
+    --samples ${SAMPLES:-8192} --out /tmp/F/$n "$@" > /tmp/R/$n.txt 2>&1
+  echo "$n rc=$? at $(el) s"; tail -3 /tmp/R/$n.txt; }
 probe close_assets --style close --init assets &
 probe close_scratch --style close --init scratch &
 probe standard_assets --style standard --init assets &
