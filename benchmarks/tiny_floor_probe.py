@@ -95,6 +95,12 @@ def near_floor_eta(frames: torch.Tensor) -> float:
     return float(etas.nanmedian())
 
 
+def object_share(frames: torch.Tensor) -> float:
+    """The share of pixels that are not grey (the objects; floor, sky and shadows are grey), over all frames [..., 3]:
+    how much of the frame the objects cover, which guidance inflates."""
+    return round(float(((frames.max(-1).values - frames.min(-1).values) >= GREY_MAX_CHROMA).float().mean()), 3)
+
+
 class PixelSquares:
     """Each 4x4 pixel square as 48 channels, normalised per channel: the token grid of the autoencoder's latents,
     with no learned latent space."""
@@ -174,7 +180,8 @@ def shipped_floor(scenes: int, mode: str = "syncam", model_dir=None, teacher: bo
     there and not `teacher`, else the 20-step teacher, at its own guidance unless `cfg`; from each held-out scene's
     caption and rig; frames 0, 8 and 16 of every view; objects are left out as not grey), beside the scenes' truth
     and round trip. `empty`: the same rigs with the objects taken out (the floor alone, the empty caption), where
-    no shadow or object edge enters the measure. `pictures`: a PNG path for the truth, the round trip and the grids
+    no shadow or object edge enters the measure. Also the share of the frames the objects cover (`object_share`),
+    truth and generated. `pictures`: a PNG path for the truth, the round trip and the grids
     (rows; frame 8 of every view of the first 4 scenes in each)."""
     model = load_demo_model(model_dir, device=device, teacher=teacher, log=lambda *a: None)
     data = model.scenes(scenes, HELD_OUT_SEED)           # the model's resolution, frames and scene style
@@ -197,7 +204,8 @@ def shipped_floor(scenes: int, mode: str = "syncam", model_dir=None, teacher: bo
     return {"frames": len(frames(truth)), "cfg": model.sampling["cfg"] if cfg is None else cfg,
             "truth_eta": round(near_floor_eta(frames(truth)), 3),
             "round_trip_eta": round(near_floor_eta(frames(round_trip)), 3),
-            name: round(near_floor_eta(frames(generated)), 3)}
+            name: round(near_floor_eta(frames(generated)), 3),
+            "object_share": {"truth": object_share(truth), "generated": object_share(generated)}}
 
 
 def main() -> None:

@@ -46,7 +46,15 @@ def test_shipped_floor_on_empty_rigs_measures_bare_floors_and_saves_its_pictures
     png = tmp_path / "floor.png"
     empty = probe.shipped_floor(1, empty=True, pictures=png)
     assert empty["truth_eta"] > 0.95 and 0.6 < empty["student_syncam_empty_eta"] <= 1.0
+    assert empty["object_share"]["truth"] == 0.0 and 0.0 <= empty["object_share"]["generated"] < 1.0
     assert empty["cfg"] == 1.0                                           # the student's own guidance
     with probe.Image.open(png) as image:
         assert image.size == (4 * probe.WIDTH, 3 * probe.HEIGHT)          # 4 views of 1 scene; 3 rows
     assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_object_share_counts_the_coloured_pixels_only():
+    frames = torch.full((2, 10, 10, 3), 0.5)                     # grey: floor, sky, shadow
+    frames[0, :5, :, 0] = 0.9                                    # half of one frame red
+    assert probe.object_share(frames) == 0.25
+    assert probe.object_share(probe.floor_frames(2)) == 0.0
