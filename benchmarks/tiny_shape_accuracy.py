@@ -1,7 +1,7 @@
 """Does the built-in model draw a sphere where its caption says sphere, and a box where it says box?
 
     python benchmarks/tiny_shape_accuracy.py [DIR ...] [--scenes 24] [--train-scenes 64] [--mode syncam] [--steps N]
-                                             [--seed 0] [--student]
+                                             [--seed 0] [--student] [--cfg G ...]
 
 The judge is a small CNN that tells a sphere from a box by one object's silhouette and shading (a 16x16 crop of
 its colour mask and brightness, synth/metric.py's colour segmentation). It is trained per model folder on that
@@ -129,7 +129,8 @@ def sphere_share(net, x) -> float:
         return float((net(x).argmax(1) == SHAPES.index("sphere")).float().mean())
 
 
-def measure(model, scenes: int = 24, train_scenes: int = 64, mode: str = "syncam", steps=None, seed: int = 0) -> dict:
+def measure(model, scenes: int = 24, train_scenes: int = 64, mode: str = "syncam", steps=None, seed: int = 0,
+            cfg=None) -> dict:
     train_scenes_, _, train_frames = round_trips(model, model.scenes(train_scenes, TRAIN_SEED), train_scenes)
     x, y, _ = labelled_crops(train_frames, train_scenes_)
     if len(y) < 2 * MIN_PIXELS:
@@ -140,7 +141,7 @@ def measure(model, scenes: int = 24, train_scenes: int = 64, mode: str = "syncam
     gx, gy, gmixed = labelled_crops(held_frames, held_scenes)
     cams = torch.stack([model.camera_embedding(r) for r in held_rigs])
     with torch.no_grad():
-        lat = model.generate_latents([s.caption for s in held_scenes], cams, mode, steps=steps,
+        lat = model.generate_latents([s.caption for s in held_scenes], cams, mode, steps=steps, cfg=cfg,
                                     seed=NOISE_SEED + seed)
     generated = list(model.decode(lat))
     px, py, pmixed = labelled_crops(generated, held_scenes)
@@ -158,19 +159,23 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=None, help="sampling steps (default: the model's)")
     p.add_argument("--seed", type=int, default=0, help="held-out scenes and noise: 0 is the recorded sample")
     p.add_argument("--student", action="store_true", help="generate with the folder's few-step student")
+    p.add_argument("--cfg", type=float, nargs="+", default=[None], metavar="G",
+                   help="guidance values to generate with, a row each (default: the model's own)")
     args = p.parse_args()
     print(f"shape accuracy ({args.scenes} held-out scenes x 4 views, frames {JUDGED_FRAMES}, mode {args.mode}; "
           f"the judge trained on {args.train_scenes} scenes' round trips; seed {args.seed}"
           f"{'; the few-step student' if args.student else ''})\n")
-    print("| folder | round trip: all | round trip: mixed | generated: all | generated: mixed "
+    print("| folder | guidance | round trip: all | round trip: mixed | generated: all | generated: mixed "
           "| generated judged sphere |")
-    print("|---|---:|---:|---:|---:|---:|")
+    print("|---|---:|---:|---:|---:|---:|---:|")
     for folder in args.models:
         model = load_builtin(folder, student=args.student)
-        r = measure(model, args.scenes, args.train_scenes, args.mode, args.steps, args.seed)
-        cell = lambda key: f"{r[key][0]:.3f} (n={r[key][1]})"   # noqa: E731
-        print(f"| {folder or 'assets'} | {cell('truth')} | {cell('truth_mixed')} | {cell('generated')} "
-              f"| {cell('generated_mixed')} | {r['generated_sphere_share']:.2f} |")
+        for cfg in args.cfg:
+            r = measure(model, args.scenes, args.train_scenes, args.mode, args.steps, args.seed, cfg)
+            cell = lambda key: f"{r[key][0]:.3f} (n={r[key][1]})"   # noqa: E731
+            print(f"| {folder or 'assets'} | {model.sampling['cfg'] if cfg is None else cfg:g} | {cell('truth')} "
+                  f"| {cell('truth_mixed')} | {cell('generated')} | {cell('generated_mixed')} "
+                  f"| {r['generated_sphere_share']:.2f} |", flush=True)
 
 
 if __name__ == "__main__":
