@@ -130,7 +130,9 @@ def sphere_share(net, x) -> float:
 
 
 def measure(model, scenes: int = 24, train_scenes: int = 64, mode: str = "syncam", steps=None, seed: int = 0,
-            cfg=None) -> dict:
+            cfgs=(None,)) -> list[dict]:
+    """One result per guidance in `cfgs` (None: the model's own), all judged by one judge on the same held-out
+    scenes and noise."""
     train_scenes_, _, train_frames = round_trips(model, model.scenes(train_scenes, TRAIN_SEED), train_scenes)
     x, y, _ = labelled_crops(train_frames, train_scenes_)
     if len(y) < 2 * MIN_PIXELS:
@@ -139,15 +141,18 @@ def measure(model, scenes: int = 24, train_scenes: int = 64, mode: str = "syncam
     net = train_judge(x, y)
     held_scenes, held_rigs, held_frames = round_trips(model, model.scenes(scenes, HELD_OUT_SEED + seed), scenes)
     gx, gy, gmixed = labelled_crops(held_frames, held_scenes)
+    truth = {"train_crops": len(y), "truth": accuracy(net, gx, gy), "truth_mixed": accuracy(net, gx, gy, gmixed)}
     cams = torch.stack([model.camera_embedding(r) for r in held_rigs])
-    with torch.no_grad():
-        lat = model.generate_latents([s.caption for s in held_scenes], cams, mode, steps=steps, cfg=cfg,
-                                    seed=NOISE_SEED + seed)
-    generated = list(model.decode(lat))
-    px, py, pmixed = labelled_crops(generated, held_scenes)
-    return {"train_crops": len(y), "truth": accuracy(net, gx, gy), "truth_mixed": accuracy(net, gx, gy, gmixed),
-            "generated": accuracy(net, px, py), "generated_mixed": accuracy(net, px, py, pmixed),
-            "generated_sphere_share": sphere_share(net, px)}
+    results = []
+    for cfg in cfgs:
+        with torch.no_grad():
+            lat = model.generate_latents([s.caption for s in held_scenes], cams, mode, steps=steps, cfg=cfg,
+                                        seed=NOISE_SEED + seed)
+        px, py, pmixed = labelled_crops(list(model.decode(lat)), held_scenes)
+        results.append({**truth, "cfg": model.sampling["cfg"] if cfg is None else cfg,
+                        "generated": accuracy(net, px, py), "generated_mixed": accuracy(net, px, py, pmixed),
+                        "generated_sphere_share": sphere_share(net, px)})
+    return results
 
 
 def main() -> None:
@@ -170,12 +175,10 @@ def main() -> None:
     print("|---|---:|---:|---:|---:|---:|---:|")
     for folder in args.models:
         model = load_builtin(folder, student=args.student)
-        for cfg in args.cfg:
-            r = measure(model, args.scenes, args.train_scenes, args.mode, args.steps, args.seed, cfg)
+        for r in measure(model, args.scenes, args.train_scenes, args.mode, args.steps, args.seed, args.cfg):
             cell = lambda key: f"{r[key][0]:.3f} (n={r[key][1]})"   # noqa: E731
-            print(f"| {folder or 'assets'} | {model.sampling['cfg'] if cfg is None else cfg:g} | {cell('truth')} "
-                  f"| {cell('truth_mixed')} | {cell('generated')} | {cell('generated_mixed')} "
-                  f"| {r['generated_sphere_share']:.2f} |", flush=True)
+            print(f"| {folder or 'assets'} | {r['cfg']:g} | {cell('truth')} | {cell('truth_mixed')} "
+                  f"| {cell('generated')} | {cell('generated_mixed')} | {r['generated_sphere_share']:.2f} |")
 
 
 if __name__ == "__main__":

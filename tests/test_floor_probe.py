@@ -58,3 +58,14 @@ def test_object_share_counts_the_coloured_pixels_only():
     frames[0, :5, :, 0] = 0.9                                    # half of one frame red
     assert probe.object_share(frames) == 0.25
     assert probe.object_share(probe.floor_frames(2)) == 0.0
+
+
+def test_the_probe_keeps_a_picture_of_its_samples_beside_them(tmp_path):
+    """--out: samples.png holds the first 8 frames of the truth, the round trip and every evaluation, a row each."""
+    fp = probe.FloorProbe("ae", "assets", samples=8, lr=4e-4, out=tmp_path, style="close")
+    fp.step(2)
+    for step in (1, 2):
+        assert 0.5 < fp.evaluate(step) <= 1.0
+    assert (tmp_path / "samples_2.pt").exists()
+    with probe.Image.open(tmp_path / "samples.png") as image:
+        assert image.size == (8 * probe.WIDTH, 4 * probe.HEIGHT)

@@ -165,8 +165,7 @@ def config_from_args(args) -> TrainConfig:
 
 # options of the built-in model's training that a real DiT's (--dit) does not have: refused there, not ignored
 BUILTIN_ONLY = {"arc_span": "", "given_view_share": 0.0, "empty_scene_share": 0.0, "text_phrases": False,
-                "view_order": "preset",
-                "camera_rays": False, "ray_lr_scale": 1.0, "relative_cameras": False}
+                "view_order": "preset", "camera_rays": False, "ray_lr_scale": 1.0, "relative_cameras": False}
 
 
 def run(args: argparse.Namespace) -> int:
