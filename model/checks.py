@@ -126,6 +126,8 @@ DENOISE = Limit(0.01, 1.0, hint="1 generates from noise, lower keeps more of the
 SEED = Limit(0, 0xFFFFFFFFFFFFFFFF, integer=True, hint="any 64-bit unsigned integer")
 SAMPLING_LIMITS = {"steps": STEPS, "cfg": CFG, "video_cfg": VIDEO_CFG, "shift": SHIFT, "denoise": DENOISE,
                    "seed": SEED}
+# an advanced setting: CamGrid Sampler Options' widget, not the sampler's (checked by SamplerOptions)
+CFG_MAX_SIGMA = Limit(0.0, 1.0, hint="the highest noise level (0-1) that gets text guidance; 1 guides every step")
 
 
 def check_sampling(label: Callable[[str], str] = str, **values) -> dict:

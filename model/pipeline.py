@@ -167,7 +167,7 @@ class Pipeline:
             ("recam" | "replace_view" | "first_row"; default recam for ReCamMaster, else replace_view)
             on view `source_view`, held at `source_noise` x the noise level (SourceVideo.noise_scale; 1: SynCamMaster).
             cfg / shift None: 5, or a schedule preset's. fast: schedule=, sigmas=, cache=, cache_threshold=,
-            cache_start=, cache_end= (`SamplerOptions`).
+            cache_start=, cache_end=, cfg_max_sigma= (`SamplerOptions`).
         options: a checked `SamplerOptions` (the command line makes one before loading); when given it replaces
             steps, cfg, shift, seed, scheduler, guidance, video_cfg, batch_cfg and the fast settings. Other
             arguments: see `sampling.sample_grid`. `self.last_stats` says afterwards which steps ran the DiT.
@@ -286,6 +286,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--steps", type=int, default=50)
     p.add_argument("--cfg", type=float, default=None, help="text guidance scale (1 = no CFG; default 5, or the "
                                                           "--schedule preset's: 1 for the distilled ones)")
+    p.add_argument("--cfg-max-sigma", type=float, default=1.0,
+                   help="text guidance only at noise levels at or below this (0-1; 1 = every step): 0.8 leaves "
+                        "the first, layout-setting steps unguided, so guidance does not inflate the objects")
     p.add_argument("--shift", type=float, default=None, help="flow shift of the sigma schedule (default 5)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--scheduler", default="unipc", choices=SCHEDULERS)
@@ -365,7 +368,8 @@ def check_generate_args(args: argparse.Namespace) -> GenerateJob:
     numbers, sizes, files, the DiT's variant against the mode, the rig, and the source video (read here)."""
     if args.sigmas is not None:
         args.sigmas = parse_sigmas(args.sigmas, "--sigmas")
-    options = SamplerOptions(label=cli_flag, steps=args.steps, cfg=args.cfg, video_cfg=args.video_cfg,
+    options = SamplerOptions(label=cli_flag, steps=args.steps, cfg=args.cfg, cfg_max_sigma=args.cfg_max_sigma,
+                             video_cfg=args.video_cfg,
                              shift=args.shift, seed=args.seed, scheduler=args.scheduler, guidance=args.guidance,
                              batch_cfg=args.batch_cfg, windows=context_windows.from_arguments(args),
                              **fast_settings(args))

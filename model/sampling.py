@@ -23,6 +23,10 @@ Guidance (the unconditional text is the negative prompt's embedding):
                  s_v = video_cfg. "No video" is defined in `conditioning` (zero latent for recam,
                  pure noise in the source view for replace_view / first_row).
 With `batch_cfg` the guidance branches run as one forward (concatenated along B), else one each.
+`cfg_max_sigma` < 1 limits text guidance to the steps at or below that noise level (Kynkaenniemi et al. 2024,
+"Applying guidance in a limited interval"): guidance at the highest noise levels, where the layout is set,
+inflates the objects (benchmarks/TINY_MODEL.md, "Guidance in a limited interval"); the steps above it run the
+text branch alone (one forward), and two_scale keeps its video scale there with s_t = 1.
 
 Noise is drawn on the CPU from `seed` and then moved, so a seed gives the same video on any device.
 
@@ -44,7 +48,7 @@ from typing import Any, Callable, Optional, Sequence, Union
 import numpy as np
 import torch
 
-from .checks import DENOISE, SHIFT, STEPS, InputError, NonFiniteError, check_sampling, require_finite
+from .checks import CFG_MAX_SIGMA, DENOISE, SHIFT, STEPS, InputError, NonFiniteError, check_sampling, require_finite
 from .conditioning import SourceVideo, SourceVideoError, noised_source, null_source_latent, pad_text, replace_view
 from .context_windows import ContextWindows, windowed_velocity
 from .modes import source_problem
@@ -71,6 +75,7 @@ class SamplerOptions:
     steps, denoise:  steps that run; denoise < 1 refines `init_latent` (ComfyUI's rule).
     cfg:             text guidance scale (s_t of two_scale); 1 skips the negative branch. None: 5, or the
                      schedule preset's recommendation (1 for the CFG-distilled presets).
+    cfg_max_sigma:   text guidance only at noise levels sigma <= this (1: every step; see the module docstring).
     shift:           flow shift of the schedule (None: 5, or the preset's).   scheduler: "unipc" | "euler" | "lcm".
     guidance:        "text" | "two_scale" (needs a source video; s_v = video_cfg).
     batch_cfg:       run the guidance branches as one forward.   seed: the noise seed.
@@ -87,6 +92,7 @@ class SamplerOptions:
 
     steps: int = 50
     cfg: Optional[float] = None
+    cfg_max_sigma: float = 1.0
     shift: Optional[float] = None
     scheduler: str = "unipc"
     seed: int = 0
@@ -112,6 +118,7 @@ class SamplerOptions:
         # the settings' limits are model/checks.py's (the node's widgets and the CLI show the same ranges)
         checked = check_sampling(label, steps=self.steps, cfg=self.cfg, video_cfg=self.video_cfg, shift=self.shift,
                                  denoise=self.denoise, seed=self.seed)
+        checked["cfg_max_sigma"] = CFG_MAX_SIGMA.check(label("cfg_max_sigma"), self.cfg_max_sigma)
         for name, value in checked.items():
             object.__setattr__(self, name, value)
         if self.scheduler not in SCHEDULERS:
@@ -404,13 +411,14 @@ def guided_velocity(plan: SamplingPlan, x: torch.Tensor, sigma: float) -> torch.
     for each guidance branch (one batched forward with batch_cfg), combined by the plan's guidance."""
     o = plan.options
     timestep = torch.full((1,), NUM_TRAIN_TIMESTEPS * sigma, device=x.device, dtype=torch.float32)
+    text_guided = sigma <= o.cfg_max_sigma
     if o.guidance == "two_scale":
         x_null = x
         if plan.source.replaces_a_view:  # "no video": the source view carries its pure noise
             x_null = replace_view(x, plan.source.view, plan.noise[:, plan.source.view])
         v_null, v_video, v_video_text = plan.predict([x_null, x, x], timestep)
-        return two_scale_guidance(v_null, v_video, v_video_text, o.video_cfg, o.cfg)
-    if o.uses_negative:
+        return two_scale_guidance(v_null, v_video, v_video_text, o.video_cfg, o.cfg if text_guided else 1.0)
+    if o.uses_negative and text_guided:
         v_cond, v_uncond = plan.predict([x, x], timestep)
         return text_guidance(v_cond, v_uncond, o.cfg)
     return plan.predict([x], timestep)[0]
@@ -466,8 +474,8 @@ def sample_grid(model, shape_or_noise: Union[Sequence[int], torch.Tensor], conte
     interrupt(): checked before every step and every DiT block; it raises to stop, or returns True
         to raise `SamplingInterrupted`.
     options / settings: a `SamplerOptions`, and / or its fields by name (steps=, cfg=, shift=, scheduler=,
-        seed=, denoise=, guidance=, video_cfg=, batch_cfg=, text_length=, windows=; schedule=, sigmas=, cache=,
-        cache_threshold=, cache_start=, cache_end=).
+        seed=, denoise=, guidance=, video_cfg=, batch_cfg=, text_length=, windows=, cfg_max_sigma=; schedule=,
+        sigmas=, cache=, cache_threshold=, cache_start=, cache_end=).
     stats: a `SamplingStats` to fill: the schedule that ran, and which steps ran the DiT (`stats.summary()`).
     """
     options = SamplerOptions.build(options, **settings)

@@ -1,5 +1,5 @@
-"""CamGridSamplerOptions: few-step schedules, custom sigmas and the step cache, for CamGrid Sampler's
-optional `options` input (docs/ARCHITECTURE.md §5 Sampling).
+"""CamGridSamplerOptions: few-step schedules, custom sigmas, the step cache and the noise levels that get text
+guidance, for CamGrid Sampler's optional `options` input (docs/ARCHITECTURE.md §5 Sampling).
 
 A node of its own, as ComfyUI core feeds SIGMAS / SAMPLER sockets to SamplerCustom and WanVideoWrapper feeds
 `cache_args` to its sampler: these are advanced settings, and the sampler's widget list stays short. What the
@@ -7,7 +7,7 @@ options mean (and where the presets' numbers come from): model/schedules.py, mod
 """
 from __future__ import annotations
 
-from ..model.checks import raise_problem
+from ..model.checks import CFG_MAX_SIGMA, raise_problem
 from ..model.sampling import SamplerOptions
 from ..model.schedules import CUSTOM, PRESETS, SCHEDULES, parse_sigmas, check_sigmas
 from ..model.step_cache import CACHE_LIMITS, CACHES, check_cache
@@ -58,6 +58,11 @@ class CamGridSamplerOptions:
                 "cache_end": ("FLOAT", CACHE_LIMITS["cache_end"].widget(default=1.0, step=0.01,
                               tooltip="Fraction of the steps after which the model always runs (the last step "
                               "always does).")),
+                "cfg_max_sigma": ("FLOAT", CFG_MAX_SIGMA.widget(default=1.0, step=0.05,
+                                  tooltip="Text guidance (the sampler's cfg) only at noise levels at or below this "
+                                  "(1: every step). The first, noisiest steps set the layout, and guidance there "
+                                  "makes objects larger than the prompt's; 0.8 leaves them unguided (and runs one "
+                                  "model pass instead of two on them).")),
             },
             "optional": {
                 "sigmas_in": ("SIGMAS", {"tooltip": "schedule custom: ComfyUI SIGMAS from another node (e.g. a "
@@ -77,14 +82,15 @@ class CamGridSamplerOptions:
         # cache_start / cache_end are named for their order rule, so their limits are checked here too
         return options_problem(schedule, cache, cache_start, cache_end) or True
 
-    def build(self, schedule, sigmas, cache, cache_threshold, cache_start, cache_end, sigmas_in=None):
+    def build(self, schedule, sigmas, cache, cache_threshold, cache_start, cache_end, cfg_max_sigma=1.0,
+              sigmas_in=None):
         raise_problem(options_problem(schedule, cache, cache_start, cache_end))
         check_cache(cache, cache_threshold, cache_start, cache_end)
         custom = None
         if schedule == CUSTOM:
             custom = check_sigmas(sigmas_in, "sigmas_in") if sigmas_in is not None else parse_sigmas(sigmas)
         settings = dict(schedule=schedule, sigmas=custom, cache=cache, cache_threshold=cache_threshold,
-                        cache_start=cache_start, cache_end=cache_end)
+                        cache_start=cache_start, cache_end=cache_end, cfg_max_sigma=cfg_max_sigma)
         SamplerOptions(**settings)  # every rule checked once, here, before the sampler runs
         return (settings,)
 

@@ -94,6 +94,7 @@ GENERATE_REPRODUCERS = {
     "cfg nan": (["--cfg", "nan"], "--cfg"),
     "shift nan": (["--shift", "nan"], "--shift"),
     "video-cfg inf": (["--video-cfg", "inf"], "--video-cfg"),
+    "cfg-max-sigma 2": (["--cfg-max-sigma", "2"], "--cfg-max-sigma"),
     "seed -1": (["--seed", "-1"], "--seed"),
     "fps 0": (["--fps", "0"], "--fps"),
     "views 0": (["--views", "0"], "--views"),

@@ -18,6 +18,7 @@ from camgrid.nodes.latent import CamGridEmptyLatent, CamGridSourceVideo
 from camgrid.nodes.loader import CamGridModelLoader
 from camgrid.nodes.rig import CamGridCameraEncode, CamGridLoadRig, CamGridRig, CamGridRigPreview
 from camgrid.nodes.sampler import CamGridSampler
+from camgrid.nodes.sampler_options import CamGridSamplerOptions
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "host"))
 from standin_pack import StandInCLIP, StandInVAE  # noqa: E402
@@ -412,6 +413,8 @@ def test_sampler_widgets_carry_the_library_limits():
     spec = {**CamGridSampler.INPUT_TYPES()["required"], **CamGridSampler.INPUT_TYPES()["optional"]}
     for name, limit in checks.SAMPLING_LIMITS.items():
         assert (spec[name][1]["min"], spec[name][1]["max"]) == (limit.low, limit.high), name
+    advanced = CamGridSamplerOptions.INPUT_TYPES()["required"]["cfg_max_sigma"][1]
+    assert (advanced["min"], advanced["max"]) == (checks.CFG_MAX_SIGMA.low, checks.CFG_MAX_SIGMA.high)
 
 
 def _decode(**kw):

@@ -444,3 +444,39 @@ def test_source_auto_is_decided_by_the_mode():
     out = sample_grid(model, SHAPE, torch.ones(1, 3, 4), None, mode="hard", cfg=1.0, steps=1, scheduler="euler",
                       source=SourceVideo(torch.full((1, 16, 2, 4, 4), 3.0), "auto", view=1))
     assert torch.equal(out[:, 1], torch.full((1, 16, 2, 4, 4), 3.0))  # replace_view: the view is the source
+
+
+@pytest.mark.parametrize("batch_cfg", [True, False])
+def test_cfg_max_sigma_guides_only_the_steps_at_or_below_it(batch_cfg):
+    """Euler, shift 1, 2 steps: sigma 1 (above 0.8: the text branch alone, one forward) then 0.5 (guided)."""
+    model = FakeModel("wan")
+    cond, neg = torch.ones(1, 3, 4), torch.full((1, 3, 4), 2.0)
+    shape, cfg = (1, 1, 16, 2, 4, 4), 3.0
+    out = sample_grid(model, shape, cond, neg, mode="independent", steps=2, shift=1.0, cfg=cfg, cfg_max_sigma=0.8,
+                      scheduler="euler", batch_cfg=batch_cfg, seed=4)
+    v_text, v_guided = 10.0, 20.0 + cfg * (10.0 - 20.0)
+    torch.testing.assert_close(out, make_noise(shape, 4) - 0.5 * v_text - 0.5 * v_guided, atol=1e-4, rtol=0)
+    first, rest = model.calls[0], model.calls[1:]
+    assert first[1].shape[0] == 1 and float(first[1].mean()) == 1.0          # the text branch only
+    assert len(rest) == (1 if batch_cfg else 2) and sum(c[1].shape[0] for c in rest) == 2
+    everywhere = sample_grid(FakeModel("wan"), shape, cond, neg, mode="independent", steps=2, shift=1.0, cfg=cfg,
+                             scheduler="euler", seed=4)
+    torch.testing.assert_close(everywhere, make_noise(shape, 4) - v_guided, atol=1e-4, rtol=0)
+
+
+def test_cfg_max_sigma_keeps_two_scales_video_guidance():
+    model = FakeModel()
+    src = SourceVideo(torch.full((1, 16, 2, 4, 4), 3.0), "recam")
+    cond, neg = torch.ones(1, 3, 4), torch.full((1, 3, 4), 2.0)
+    out = sample_grid(model, (1, 1, 16, 2, 4, 4), cond, neg, mode="recam", source=src, steps=1, cfg=7.5,
+                      video_cfg=1.8, guidance="two_scale", scheduler="euler", seed=4, cfg_max_sigma=0.5)
+    v_null, v_video, v_video_text = 20.0, 320.0, 310.0     # at sigma 1 > 0.5: s_t = 1, s_v = 1.8 stays
+    expected_v = float(two_scale_guidance(torch.tensor(v_null), torch.tensor(v_video), torch.tensor(v_video_text),
+                                          1.8, 1.0))
+    torch.testing.assert_close(out, make_noise((1, 1, 16, 2, 4, 4), 4) - expected_v, atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize("bad", [-0.1, 1.5, float("nan")])
+def test_cfg_max_sigma_outside_0_1_is_refused(bad):
+    with pytest.raises(InputError, match="cfg_max_sigma"):
+        SamplerOptions(cfg=3.0, cfg_max_sigma=bad)

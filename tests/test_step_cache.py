@@ -218,6 +218,14 @@ def test_options_node_feeds_the_sampler(monkeypatch, models_dir):  # noqa: F811
     assert from_socket["sigmas"] == pytest.approx((0.9, 0.2, 0.0))
     with pytest.raises(InputError, match="sigmas"):
         CamGridSamplerOptions().build("custom", "1, 0.5", "none", 0.1, 0.2, 1.0)
+    interval = CamGridSamplerOptions().build("default", "", "none", 0.1, 0.2, 1.0, cfg_max_sigma=0.8)[0]
+    assert interval["cfg_max_sigma"] == 0.8
+    calls = record_calls(model.model)
+    run_sampler(model, camera=False, steps=4, cfg=2.0, options=interval)
+    # shift 5: sigmas 1, 0.94, 0.83 run the text branch alone, 0.63 both branches in one forward
+    assert [(shape[0], round(t / 1000, 2)) for shape, t in calls] == [(1, 1.0), (1, 0.94), (1, 0.83), (2, 0.62)]
+    with pytest.raises(InputError, match="cfg_max_sigma"):
+        CamGridSamplerOptions().build("default", "", "none", 0.1, 0.2, 1.0, cfg_max_sigma=1.2)
     assert "cache_start" in CamGridSamplerOptions.VALIDATE_INPUTS(cache_start=0.9, cache_end=0.1)
     assert "cache_end" in CamGridSamplerOptions.VALIDATE_INPUTS(cache_end=1.5)
     assert CamGridSamplerOptions.VALIDATE_INPUTS(schedule="rcm_4step", cache="easycache") is True

@@ -39,7 +39,7 @@ from ..model.checks import InputError, output_folder
 from ..model.files import atomic_write
 from ..model.lora import apply_lora
 from ..model.sampling import SamplerOptions, denoise, guided_velocity, prepare, prepare_scheduler
-from .builtin import load_builtin
+from .builtin import TEACHER_SAMPLING, load_builtin
 from .evaluate import COMPARED_MODES
 from .loop import LoopSettings, StagePlan, run_stage
 from .losslog import LossLog
@@ -87,11 +87,13 @@ def prompts(model, count: int, views: int = 4, seed: int = DISTILL_SEED) -> tupl
     return [scene.caption for scene, _ in items], torch.stack([model.camera_embedding(rig) for _, rig in items])
 
 
-def teacher_points(model, captions: list, cameras: torch.Tensor, mode: str, cfg: float, seed: int,
+def teacher_points(model, captions: list, cameras: torch.Tensor, mode: str, guidance: dict, seed: int,
                    sigmas: torch.Tensor) -> torch.Tensor:
-    """One batch: the teacher's 20-step sample of each grid, recorded at `sigmas` -> [B, K + 1, V, C, T, h, w]."""
+    """One batch: the teacher's 20-step sample of each grid with `guidance` (cfg, cfg_max_sigma), recorded at
+    `sigmas` -> [B, K + 1, V, C, T, h, w]."""
     b, v = cameras.shape[:2]
-    options = SamplerOptions(steps=TEACHER_STEPS, cfg=cfg, shift=model.shift, scheduler=TEACHER_SCHEDULER, seed=seed)
+    options = SamplerOptions(steps=TEACHER_STEPS, shift=model.shift, scheduler=TEACHER_SCHEDULER, seed=seed,
+                             **guidance)
     plan = prepare(model.dit, model.latent_shape(v, b), model.encode_prompt(captions), model.encode_prompt([""] * b),
                    mode=mode, camera=cameras.to(model.device), options=options)
     teacher = plan.sigmas[:-1]
@@ -113,7 +115,7 @@ def teacher_points(model, captions: list, cameras: torch.Tensor, mode: str, cfg:
 
 
 @torch.no_grad()
-def teacher_trajectories(model, mode: str, captions: list, cameras: torch.Tensor, cfg: float, batch: int,
+def teacher_trajectories(model, mode: str, captions: list, cameras: torch.Tensor, guidance: dict, batch: int,
                          sigmas: torch.Tensor, seed: int = 0, deadline: Optional[float] = None,
                          log=print) -> Trajectories:
     """A trajectory in `mode` for each prompt (captions, cameras [N, V, T, 12]), or for the first ones when
@@ -124,7 +126,8 @@ def teacher_trajectories(model, mode: str, captions: list, cameras: torch.Tensor
         if deadline is not None and points and time.time() > deadline:
             log(f"distill: {mode}: time is up after {start} trajectories")
             break
-        points.append(teacher_points(model, captions[start:start + batch], cameras[start:start + batch], mode, cfg,
+        points.append(teacher_points(model, captions[start:start + batch], cameras[start:start + batch], mode,
+                                     guidance,
                                      seed + start, sigmas))
     points = torch.cat(points)
     n = points.shape[0]
@@ -203,12 +206,12 @@ def student_psnr(student_dit, held: Trajectories, sigmas: torch.Tensor) -> float
     return latent_psnr(euler_sample(student_dit, held, sigmas, student_velocity), held.points[:, -1])
 
 
-def validation_scores(student_dit, teacher, validation, sigmas, cfg: float, log=print) -> dict:
+def validation_scores(student_dit, teacher, validation, sigmas, guidance: dict, log=print) -> dict:
     """Per mode: latent PSNR against the 20-step teacher's end point of the held-out trajectories, for the student's
     4 Euler steps and for the teacher itself sampled in 4 steps (what distillation has to beat)."""
     scores = {}
     for held in validation:
-        teacher4 = teacher_four_steps(teacher, held, cfg)
+        teacher4 = teacher_four_steps(teacher, held, guidance)
         scores[held.mode] = {"student_4step_psnr": student_psnr(student_dit, held, sigmas),
                              "teacher_4step_psnr": latent_psnr(teacher4, held.points[:, -1])}
         log(f"distill: {held.mode}: latent PSNR against the 20-step teacher: student 4 steps "
@@ -229,15 +232,39 @@ def warm_start(dit, init_student, validation: list, sigmas: torch.Tensor, log=pr
     return scores
 
 
-def distill(teacher_dir, out, budget: float = 240.0, trajectories: int = 512, cfg: float = 3.0, batch: int = 32,
-            teacher_batch: int = 64, rank: int = 32, lr: float = 5e-4, device="cpu", amp: str = "auto",
-            seed: int = 0, log=print, max_steps: int = 10 ** 9, validation_grids: int = VALIDATION_GRIDS,
-            init_student=None) -> dict:
-    """Distil the model in `teacher_dir` into STUDENT_FILE in `out`, within about `budget` seconds. `init_student`:
+def every_mode_trajectories(model, modes, count: int, validation_grids: int, guidance: dict, teacher_batch: int,
+                            sigmas, seed: int, t0: float, budget: float, log=print) -> tuple[list, list]:
+    """The teacher's trajectories for `count` + `validation_grids` prompts in every mode, split into (training,
+    held-out) lists of Trajectories. They get at most TRAJECTORY_SHARE of the budget from t0, shared by the modes
+    in proportion to their cost."""
+    weights = [MODE_COST[m] for m in modes]
+    deadlines = [t0 + TRAJECTORY_SHARE * budget * sum(weights[:k + 1]) / sum(weights) for k in range(len(modes))]
+    captions, cameras = prompts(model, count + validation_grids)
+    train, validation = [], []
+    for mode, deadline in zip(modes, deadlines):
+        traj = teacher_trajectories(model, mode, captions, cameras, guidance, teacher_batch, sigmas, seed=seed,
+                                    deadline=deadline, log=log)
+        fit, held = traj.split(max(1, min(validation_grids, len(traj) // 4)))
+        train.append(fit)
+        validation.append(held)
+        log(f"distill: {mode}: {len(fit)} + {len(held)} teacher trajectories ({time.time() - t0:.0f}s)")
+    return train, validation
+
+
+def distill(teacher_dir, out, budget: float = 240.0, trajectories: int = 512, cfg: float = TEACHER_SAMPLING["cfg"],
+            batch: int = 32, teacher_batch: int = 64, rank: int = 32, lr: float = 5e-4, device="cpu",
+            amp: str = "auto", seed: int = 0, log=print, max_steps: int = 10 ** 9,
+            validation_grids: int = VALIDATION_GRIDS, init_student=None,
+            cfg_max_sigma: float = TEACHER_SAMPLING.get("cfg_max_sigma", 1.0)) -> dict:
+    """Distil the model in `teacher_dir` into STUDENT_FILE in `out`, within about `budget` seconds; the teacher
+    samples with guidance `cfg` at the noise levels up to `cfg_max_sigma` (the built-in teacher's own by default),
+    and the student bakes that in. `init_student`:
     a student LoRA (of an earlier teacher of the same size) to start from instead of zero deltas: when the
     teacher was trained further, its old student is most of the way there, and a short run on few trajectories
     (a CPU, say) finishes the job; the report then also scores that starting point."""
     t0 = time.time()
+    guidance = {"cfg": cfg, "cfg_max_sigma": cfg_max_sigma}
+    SamplerOptions(**guidance)   # refused here, before the teacher loads, when out of range
     out = output_folder(out)
     device = torch.device(device)
     if device.type == "cuda":
@@ -246,18 +273,8 @@ def distill(teacher_dir, out, budget: float = 240.0, trajectories: int = 512, cf
     model = load_builtin(teacher_dir, device=device)
     modes = [m for m in COMPARED_MODES if m in model.modes()]
     sigmas = student_sigmas(model.shift)
-    # trajectories get at most TRAJECTORY_SHARE of the budget, shared by the modes in proportion to their cost
-    weights = [MODE_COST[m] for m in modes]
-    deadlines = [t0 + TRAJECTORY_SHARE * budget * sum(weights[:k + 1]) / sum(weights) for k in range(len(modes))]
-    captions, cameras = prompts(model, trajectories + validation_grids)
-    train, validation = [], []
-    for mode, deadline in zip(modes, deadlines):
-        traj = teacher_trajectories(model, mode, captions, cameras, cfg, teacher_batch, sigmas, seed=seed,
-                                    deadline=deadline, log=log)
-        fit, held = traj.split(max(1, min(validation_grids, len(traj) // 4)))
-        train.append(fit)
-        validation.append(held)
-        log(f"distill: {mode}: {len(fit)} + {len(held)} teacher trajectories ({time.time() - t0:.0f}s)")
+    train, validation = every_mode_trajectories(model, modes, trajectories, validation_grids, guidance, teacher_batch,
+                                                sigmas, seed, t0, budget, log)
     t_traj = time.time() - t0
     dit = model.dit
     params = attach_student(dit, rank=rank)
@@ -274,13 +291,14 @@ def distill(teacher_dir, out, budget: float = 240.0, trajectories: int = 512, cf
         log_file.close()
     dit.eval().requires_grad_(False)
     dit.attention_backend = None
-    lora = export_student(dit, out / STUDENT_FILE, meta={"teacher_cfg": cfg, "rank": rank,
+    lora = export_student(dit, out / STUDENT_FILE, meta={"teacher_cfg": cfg, "teacher_cfg_max_sigma": cfg_max_sigma,
+                                                         "rank": rank,
                                                          "method": "trajectory-segment distillation"})
     check = check_export(teacher_dir, lora, dit, validation[-1], sigmas, device)
     log(f"distill: wrote {lora} ({lora.stat().st_size / 1e6:.2f} MB, {check['patched']} weights patched; merged by "
         f"apply_lora it matches the trained student to {check['relative_error']:.1e})")
-    scores = validation_scores(dit, load_builtin(teacher_dir, device=device), validation, sigmas, cfg, log)
-    report = {"teacher": str(teacher_dir), "cfg": cfg, "rank": rank, "lr": lr, "batch": batch, "modes": modes,
+    scores = validation_scores(dit, load_builtin(teacher_dir, device=device), validation, sigmas, guidance, log)
+    report = {"teacher": str(teacher_dir), **guidance, "rank": rank, "lr": lr, "batch": batch, "modes": modes,
               "sigmas": sigmas.tolist(), "trajectories": {t.mode: len(t) for t in train},
               "seconds": {"trajectories": t_traj, "total": time.time() - t0},
               "steps": losses[-1][0] if losses else 0, "last_loss": losses[-1][1] if losses else None,
@@ -291,11 +309,11 @@ def distill(teacher_dir, out, budget: float = 240.0, trajectories: int = 512, cf
     return report
 
 
-def teacher_four_steps(teacher, held: Trajectories, cfg: float) -> torch.Tensor:
-    """The teacher itself at the student's schedule (4 Euler steps, with guidance): what distillation beats."""
+def teacher_four_steps(teacher, held: Trajectories, guidance: dict) -> torch.Tensor:
+    """The teacher itself at the student's schedule (4 Euler steps, with `guidance`): what distillation beats."""
     b, v = held.cameras.shape[:2]
-    options = SamplerOptions(steps=STUDENT_SAMPLING["steps"], cfg=cfg, shift=teacher.shift,
-                             scheduler=STUDENT_SAMPLING["scheduler"])
+    options = SamplerOptions(steps=STUDENT_SAMPLING["steps"], shift=teacher.shift,
+                             scheduler=STUDENT_SAMPLING["scheduler"], **guidance)
     plan = prepare(teacher.dit, held.points[:, 0], held.context, teacher.encode_prompt([""] * b), mode=held.mode,
                    camera=held.cameras, options=options)
     return denoise(plan)
@@ -306,7 +324,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="folder for the student LoRA, distill.json and its loss log")
     parser.add_argument("--budget", type=float, default=240.0, help="seconds for the whole distillation")
     parser.add_argument("--trajectories", type=int, default=512, help="teacher trajectories per mode (at most)")
-    parser.add_argument("--cfg", type=float, default=3.0, help="the teacher's guidance, baked into the student")
+    parser.add_argument("--cfg", type=float, default=TEACHER_SAMPLING["cfg"],
+                        help="the teacher's guidance, baked into the student (default: the built-in teacher's)")
+    parser.add_argument("--cfg-max-sigma", type=float, default=TEACHER_SAMPLING.get("cfg_max_sigma", 1.0),
+                        help="the teacher guides only the noise levels up to this (default: the built-in teacher's)")
     parser.add_argument("--batch", type=int, default=32, help="grids per student step")
     parser.add_argument("--teacher-batch", type=int, default=64, help="grids per teacher sampling batch")
     parser.add_argument("--rank", type=int, default=32, help="LoRA rank")
@@ -326,7 +347,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     distill(args.model, args.out, args.budget, args.trajectories, args.cfg, args.batch, args.teacher_batch, args.rank,
             args.lr, args.device, args.amp, args.seed, validation_grids=args.validation,
-            init_student=args.init_student)
+            init_student=args.init_student, cfg_max_sigma=args.cfg_max_sigma)
     return 0
 
 
