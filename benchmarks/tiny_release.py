@@ -134,8 +134,9 @@ def readme_results(tables: dict, demo: dict, timing: dict) -> str:
              f"distilled from the 20-step teacher; 4 cameras, \"a red sphere and a blue box\", 80×48, "
              f"{t.get('wall_s', 0):.0f} s on 2 CPU cores), middle frames: a ground-truth render on top; under it the "
              "same scene's other three views as syncam draws them when given that scene's view 0 (compare them with "
-             "the row above); then the caption generated from text by each mode (the first of its grids).", "",
-             "![tiny model: ground truth, views generated from view 0, and the four modes from text]"
+             "the row above); then the caption generated from text by each mode (the first of its grids); last, from "
+             "text in two passes: the independent grid's view 0 given to syncam the same way.", "",
+             "![tiny model: ground truth, views generated from view 0, the four modes from text, and two passes]"
              "(docs/tiny_model_comparison.png)", ""]
     if "teacher" in timing:
         lines += ["The 20-step teacher with guidance (`python -m camgrid demo --teacher`, "

@@ -41,6 +41,17 @@ def test_a_clear_difference_is_claimed_with_its_direction_sizes_and_percentage()
     assert compare("hard", base, better).verdict == "higher"
 
 
+def test_a_paired_verdict_the_pooled_medians_contradict_gets_no_percentage():
+    """Seen in a demo run: soft lower than independent in 6 of 7 grids (p = 0.047) while its pooled median was
+    higher (4.98 vs 4.87 px), printed as '2% lower ... (4.98 vs 4.87 px)'. The line must not contradict itself."""
+    grids = [[1.0] * 3] * 8 + [[2.2] * 60]   # lower in 8 grids, a little higher in the one with most observations
+    base = [[2.0] * 3] * 9
+    c = compare("soft", grids, base)
+    assert c.verdict == "lower" and c.median > c.baseline_median
+    assert c.percent is None and "%" not in c.line() and "not in the pooled medians" in c.line()
+    assert "2.20 vs 2.00 px" in c.line() and "lower in 8 of 9 paired grids" in c.line()
+
+
 def test_too_few_pairs_say_not_enough_observations_without_a_percentage():
     rng = random.Random(1)
     few = compare("soft", _grids(rng, 1.0, MIN_PAIRS - 1), _grids(rng, 9.0, MIN_PAIRS - 1))

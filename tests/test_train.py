@@ -434,7 +434,26 @@ def test_demo_writes_metrics_for_all_modes(micro_model, tmp_path):
     assert nvs["scenes"] == 8 and len(nvs["per_scene_place"]) == len(nvs["per_scene_copy"]) == 8
     assert [len(p) for p in nvs["per_scene_place"]] == [len(c) for c in nvs["per_scene_copy"]]
     assert nvs["verdict"] in VERDICTS and any(line.endswith(nvs["line"]) for line in lines)
-    assert any((tmp_path / "demo" / "view0_given").iterdir())
+    assert any((tmp_path / "demo" / "view0_given").iterdir()) and any((tmp_path / "demo" / "two_passes").iterdir())
+
+
+def test_two_pass_grid_keeps_the_first_pass_view_0_and_draws_the_others(micro_model):
+    """The demo's text-to-grid in two passes: view 0 of the first pass is given to syncam, so the grid's view 0
+    is that view (through the autoencoder: the sampler ends on the given latent) and the other views are drawn."""
+    from camgrid.train.demo import DEMO_CAPTION, demo_rig
+    from camgrid.train.demo_novel_views import NOVEL_VIEW_NOISE, two_pass_grid
+    model = load_builtin(micro_model)
+    rig = demo_rig(model)
+    first = model.generate(DEMO_CAPTION, rig, mode="independent", steps=2, seed=5)
+    asked, generate_latents = [], model.generate_latents
+    model.generate_latents = lambda *a, **k: asked.append(k) or generate_latents(*a, **k)
+    grid = two_pass_grid(model, rig, DEMO_CAPTION, first, seed=3, steps=2)
+    assert grid.shape == first.shape
+    (call,) = asked
+    assert call["mode"] == "syncam" and call["seed"] == 3 and call["source"].how == "replace_view"
+    assert call["source"].view == 0 and call["source"].noise_scale == NOVEL_VIEW_NOISE
+    round_trip = model.ae.decode(model.ae.encode(first[None, 0]))[0]
+    torch.testing.assert_close(grid[0], round_trip, atol=1e-5, rtol=0)
 
 
 def test_novel_view_check_scores_the_truth_as_placed_and_a_copy_as_the_copy(micro_model):

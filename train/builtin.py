@@ -47,7 +47,9 @@ SYNC_FILE = "camgrid-tiny-sync.safetensors"
 TEXT_AE_FILE = "camgrid-tiny-text-ae.safetensors"
 DEFAULT_META = {"height": 48, "width": 80, "frames": 17, "shift": 3.0}
 # the teacher's sample_grid settings (the student's: train/student.py STUDENT_SAMPLING). Guidance 3: the
-# scale the student bakes in and the demo compares at (benchmarks/TINY_MODEL.md).
+# scale the student bakes in and the demo compares at. On every step: guiding only the noise levels up to 0.8
+# (cfg_max_sigma) draws the objects at their true size, but v7 and its student were then less consistent from
+# text and no better at shapes (benchmarks/TINY_MODEL.md, "Guidance in a limited interval").
 TEACHER_SAMPLING = {"steps": 20, "cfg": 3.0, "scheduler": "unipc"}
 
 
@@ -148,13 +150,13 @@ class TinyGridModel:
         b, v = cameras.shape[:2]
         if b != len(captions):
             raise ValueError(f"{len(captions)} captions for {b} camera sets; give one caption per grid")
-        settings = {**self.sampling, **{k: val for k, val in (("steps", steps), ("cfg", cfg), ("scheduler", scheduler))
-                                        if val is not None}}
+        settings = {**self.sampling, **fast,
+                    **{k: val for k, val in (("steps", steps), ("cfg", cfg), ("scheduler", scheduler)) if val is not None}}
         ctx = self.encode_prompt(captions)
         neg = self.encode_prompt([""] * b) if settings["cfg"] != 1.0 else None
         return sample_grid(self.dit, self.latent_shape(v, b), ctx, neg, mode=mode, camera=cameras.to(self.device),
                            shift=self.shift if shift is None else float(shift), seed=seed,
-                           callback=callback, source=source, stats=stats, **settings, **fast)
+                           callback=callback, source=source, stats=stats, **settings)
 
     @torch.no_grad()
     def decode(self, latents: torch.Tensor) -> torch.Tensor:

@@ -10,7 +10,9 @@ multi-view mode against independent:
   3. otherwise a two-sided exact Wilcoxon signed-rank test on the pairs' log ratios log(mode / independent)
      (zeros dropped; exact by enumeration of the rank sums, so it holds for 6 pairs as for 60): at p < ALPHA
      the mode is "lower" or "higher" than independent, and only then is a percentage printed (from the pooled
-     medians of all scored observations); above ALPHA: "no clear difference", without a percentage. The
+     medians of all scored observations, and only when they point the same way as the paired grids: the pooled
+     median weighs the grids with more observations more, so it can disagree, and the line then says so
+     without a percentage); above ALPHA: "no clear difference", without a percentage. The
      signed-rank test rather than the sign test: with the demo's 8 grids the sign test decides only at 8 of 8,
      the signed-rank test also when the one grid the other way is a near tie.
 
@@ -88,10 +90,12 @@ class Claim:
 
     @property
     def percent(self) -> Optional[float]:
-        """How much lower (positive) or higher (negative) the pooled median is, only for a decided verdict."""
+        """How much lower (positive) or higher (negative) the pooled median is, only for a decided verdict that
+        the pooled medians agree with."""
         if self.verdict not in ("lower", "higher") or self.median is None or not self.baseline_median:
             return None
-        return 100.0 * (1.0 - self.median / self.baseline_median)
+        pct = 100.0 * (1.0 - self.median / self.baseline_median)
+        return pct if (pct > 0) == (self.verdict == "lower") and pct != 0 else None
 
     def line(self) -> str:
         sizes = f"{self.observations} vs {self.baseline_observations} observations"
@@ -102,6 +106,9 @@ class Claim:
         if self.verdict == "no clear difference":
             return f"{self.mode}: no clear difference from {self.baseline} ({test}; {sizes})"
         pct = self.percent
+        if pct is None:   # the paired grids decide one way, the pooled medians do not follow
+            return (f"{self.mode}: {self.verdict} {self.measure} than {self.baseline} grid by grid, but not in the "
+                    f"pooled medians ({self.median:.2f} vs {self.baseline_median:.2f} px; {test}; {sizes})")
         return (f"{self.mode}: {abs(pct):.0f}% {self.verdict} {self.measure} than {self.baseline} "
                 f"({self.median:.2f} vs {self.baseline_median:.2f} px; {test}; {sizes})")
 
