@@ -449,7 +449,7 @@ def builtin_demo(defs, title):
     description = ("The embedded tiny model: four synchronized 80x48 views of a synthetic scene (\"a red sphere and a "
                    "blue box\") in seconds on a CPU. Nothing to download. It runs the 4-step student "
                    "(few_step_student on: steps 4, cfg 1, euler); for the 20-step teacher turn it off and set "
-                   "steps 20, cfg 2, unipc.")
+                   "steps 20, cfg 3, unipc.")
     text = "\n".join([f"## {title}", "", description, "", LIVE_PREVIEW, "", "Outputs go to `ComfyUI/output/camgrid/`."])
     wf.note(0, "About", text)
     builtin = wf.add("CamGridBuiltinModel", 1, use_sync_layers=True, few_step_student=True)

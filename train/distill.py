@@ -3,8 +3,9 @@
 Method: trajectory-segment distillation (piecewise rectified-flow / "PeRFlow"-style knowledge distillation).
   1. Teacher trajectories: for prompts and rigs of the training distribution (captions and cameras only,
      nothing is rendered), the teacher samples a grid from noise with its own 20-step UniPC schedule and
-     classifier-free guidance, in every grid mode; the latent is recorded at the student's noise levels,
-     which are four of the teacher's own (train/student.py): x(1) = noise, x(0.9), x(0.75), x(0.5), x(0).
+     classifier-free guidance (cfg, on the steps up to cfg_max_sigma), in every grid mode; the latent is recorded
+     at the student's noise levels, which are four of the teacher's own (train/student.py): x(1) = noise, x(0.9),
+     x(0.75), x(0.5), x(0).
   2. Student: the teacher DiT with LoRA + small full deltas (student.attach_student), trained so that ONE
      Euler step from a recorded point lands on the next one: its velocity at (x_i, sigma_i), conditional
      branch only, regresses v* = (x_{i+1} - x_i) / (sigma_{i+1} - sigma_i) (so guidance is baked in and
@@ -127,8 +128,7 @@ def teacher_trajectories(model, mode: str, captions: list, cameras: torch.Tensor
             log(f"distill: {mode}: time is up after {start} trajectories")
             break
         points.append(teacher_points(model, captions[start:start + batch], cameras[start:start + batch], mode,
-                                     guidance,
-                                     seed + start, sigmas))
+                                     guidance, seed + start, sigmas))
     points = torch.cat(points)
     n = points.shape[0]
     return Trajectories(mode, points, model.encode_prompt(captions[:n]), cameras[:n].to(model.device))
