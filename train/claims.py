@@ -95,7 +95,8 @@ class Claim:
         if self.verdict not in ("lower", "higher") or self.median is None or not self.baseline_median:
             return None
         pct = 100.0 * (1.0 - self.median / self.baseline_median)
-        return pct if (pct > 0) == (self.verdict == "lower") and pct != 0 else None
+        agrees = pct > 0 if self.verdict == "lower" else pct < 0
+        return pct if agrees else None
 
     def line(self) -> str:
         sizes = f"{self.observations} vs {self.baseline_observations} observations"

@@ -203,8 +203,7 @@ def recorded_claims(model, tables: Path = RECORDED_TABLES) -> list[str]:
 def describe_sampling(model) -> str:
     s = model.sampling
     who = "few-step student" if model.is_student else "teacher"
-    below = f" at noise levels up to {s['cfg_max_sigma']:g}" if s.get("cfg_max_sigma", 1.0) < 1.0 else ""
-    return f"{who}: {s['steps']} {s['scheduler']} steps, guidance {s['cfg']:g}{below}"
+    return f"{who}: {s['steps']} {s['scheduler']} steps, guidance {s['cfg']:g}"
 
 
 @torch.no_grad()
