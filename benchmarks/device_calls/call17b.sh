@@ -6,7 +6,7 @@
 # (teacher and student, noise seed 0, 96 scenes); camera use.
 # env: DB (distillation seconds), END
 source benchmarks/device_calls/common.sh
-T=.gpu/A; mkdir -p /tmp/R/S
+T=/tmp/A; mkdir -p /tmp/R/S && cp -r .gpu/A $T && chmod -R u+w $T   # a writable copy: the student is replaced below
 run distill python3 -m camgrid.train.distill --model $T --out /tmp/R/S --budget ${DB:-100} \
   --init-student $T/camgrid-tiny-4step-lora.safetensors
 cp /tmp/R/S/camgrid-tiny-4step-lora.safetensors $T/ || exit 1     # every row below measures this student

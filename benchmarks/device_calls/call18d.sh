@@ -5,17 +5,17 @@
 # by side: the close style of the shipped model from its weights and from scratch, the standard style from its
 # weights, and 4x4 pixel squares from scratch. Does the DiT ever draw the lattice, given the steps? Returns each
 # run's JSON lines and its samples.png (truth, round trip, then the samples at every evaluation).
-# env: EVAL (steps between evaluations), END; DEVICE and SAMPLES only to try it on a CPU
+# env: EVAL (steps between evaluations), END, PROBES (which of the four runs, by name; default all); DEVICE and
+# SAMPLES only to try it on a CPU
 source benchmarks/device_calls/common.sh
 EVAL=${EVAL:-1500}; B=$(( $(left) - 100 ))
 probe() { local n=$1; shift; mkdir -p /tmp/F/$n
   timeout $(left) python3 benchmarks/tiny_floor_probe.py --device ${DEVICE:-cuda} --budget $B --eval-every $EVAL \
     --samples ${SAMPLES:-8192} --out /tmp/F/$n "$@" > /tmp/R/$n.txt 2>&1
   echo "$n rc=$? at $(el) s"; tail -3 /tmp/R/$n.txt; }
-probe close_assets --style close --init assets &
-probe close_scratch --style close --init scratch &
-probe standard_assets --style standard --init assets &
-probe close_pixels --style close --space pixels &
+declare -A ARGS=([close_assets]="--style close --init assets" [close_scratch]="--style close --init scratch"
+  [standard_assets]="--style standard --init assets" [close_pixels]="--style close --space pixels")
+for n in ${PROBES:-close_assets close_scratch standard_assets close_pixels}; do probe $n ${ARGS[$n]} & done
 wait
 for run in /tmp/F/*; do cp $run/samples.png /tmp/R/$(basename $run).png; done
 pack
