@@ -6,12 +6,8 @@
 # (teacher and student, noise seed 0, 96 scenes); camera use.
 # env: DB (distillation seconds), END
 source benchmarks/device_calls/common.sh
-T=/tmp/A; mkdir -p /tmp/R/S && cp -r .gpu/A $T && chmod -R u+w $T   # a writable copy: the student is replaced below
-run distill python3 -m camgrid.train.distill --model $T --out /tmp/R/S --budget ${DB:-100} \
-  --init-student $T/camgrid-tiny-4step-lora.safetensors
-cp /tmp/R/S/camgrid-tiny-4step-lora.safetensors $T/ || exit 1     # every row below measures this student
-B=$(( $(left) - 260 )); [ $B -gt 150 ] && B=150
-run tables python3 -m camgrid.train.tables --model $T --out /tmp/R/S --scenes 96 --budget $B --source-noise 0.5
+T=/tmp/A; cp -r .gpu/A $T && chmod -R u+w $T   # a writable copy: its student is replaced
+student_and_tables $T $T/camgrid-tiny-4step-lora.safetensors ${DB:-100} 260
 follow() { local n=$1; shift; TAIL=8 run follow_$n python3 benchmarks/tiny_follow_cameras.py $T assets \
   --scenes 32 --source-noise 0.5 --device cuda "$@"; }
 wide() { TAIL=14 run wide_$1 python3 benchmarks/tiny_wide_rig_consistency.py $T assets --scenes 96 --device cuda \

@@ -9,12 +9,8 @@
 # rigs and given a view; then, while time lasts, call 17a's teacher (.gpu/A) against v7 given a view.
 # env: DB (distillation seconds), END
 source benchmarks/device_calls/common.sh
-V=/tmp/V; mkdir -p $V /tmp/R/S && cp assets/camgrid-tiny*.safetensors $V/
-run distill python3 -m camgrid.train.distill --model $V --out /tmp/R/S --budget ${DB:-110} \
-  --init-student assets/camgrid-tiny-4step-lora.safetensors
-cp /tmp/R/S/camgrid-tiny-4step-lora.safetensors $V/ || exit 1      # every row below measures this student
-B=$(( $(left) - 200 )); [ $B -gt 150 ] && B=150
-run tables python3 -m camgrid.train.tables --model $V --out /tmp/R/S --scenes 96 --budget $B --source-noise 0.5
+V=/tmp/V; mkdir -p $V && cp assets/camgrid-tiny*.safetensors $V/
+student_and_tables $V assets/camgrid-tiny-4step-lora.safetensors ${DB:-110} 200
 TAIL=14 run wide_student_s0 python3 benchmarks/tiny_wide_rig_consistency.py $V assets --scenes 96 --device cuda \
   --workers 12
 TAIL=8 run follow_student python3 benchmarks/tiny_follow_cameras.py $V assets --scenes 32 --source-noise 0.5 \

@@ -6,12 +6,8 @@
 # probe of the floor (call18d.sh) needs a call of its own: two scripts on one machine starved each other (call20a).
 # env: DB (distillation seconds), END
 source benchmarks/device_calls/common.sh
-V=/tmp/V; mkdir -p $V /tmp/R/S && cp assets/camgrid-tiny*.safetensors $V/
-run distill python3 -m camgrid.train.distill --model $V --out /tmp/R/S --budget ${DB:-220} \
-  --init-student assets/camgrid-tiny-4step-lora.safetensors
-cp /tmp/R/S/camgrid-tiny-4step-lora.safetensors $V/ || exit 1      # every row below measures this student
-B=$(( $(left) - 60 )); [ $B -gt 160 ] && B=160
-run tables python3 -m camgrid.train.tables --model $V --out /tmp/R/S --scenes 96 --budget $B --source-noise 0.5
+V=/tmp/V; mkdir -p $V && cp assets/camgrid-tiny*.safetensors $V/
+student_and_tables $V assets/camgrid-tiny-4step-lora.safetensors ${DB:-220} 60
 TAIL=8 run follow_student python3 benchmarks/tiny_follow_cameras.py $V assets --scenes 32 --source-noise 0.5 \
   --device cuda --modes syncam,hard,soft --student
 echo "done at $(el) s"

@@ -4,7 +4,7 @@
 # Gives: T0 and END (seconds the script may use), el (seconds since the start), left (seconds left, at least 5),
 # diffusers on the path, this checkout importable as `camgrid`, pack (everything under /tmp/R into
 # $OUT/results.tar: at most 8 files come back from $OUT), run NAME CMD... (CMD's output into /tmp/R/NAME.txt
-# within the time left, its tail, then pack) and train_further (below).
+# within the time left, its tail, then pack), train_further and student_and_tables (below).
 T0=$(date +%s); END=${END:-585}
 el() { echo $(( $(date +%s) - T0 )); }
 left() { local l=$(( END - $(el) )); [ $l -lt 5 ] && l=5; echo $l; }
@@ -25,3 +25,12 @@ train_further() { mkdir -p /tmp/T
     --checkpoint-every 100000 --no-progress "$@"
   cp /tmp/T/camgrid-tiny.safetensors /tmp/T/camgrid-tiny-sync.safetensors /tmp/T/camgrid-tiny-text-ae.safetensors $OUT/
   cp /tmp/T/loss.csv /tmp/T/progress.json /tmp/R/ 2>/dev/null; pack; }
+# student_and_tables MODEL INIT DB RESERVE: MODEL's student distilled further from the LoRA file INIT for DB
+# seconds into /tmp/R/S and copied into MODEL (every row after it measures this student), then MODEL's 96-scene
+# tables into /tmp/R/S in what is left but RESERVE seconds, at most 150 (/tmp/R/S is what tiny_release.py
+# --student-files takes)
+student_and_tables() { local model=$1 init=$2 db=$3 reserve=$4; mkdir -p /tmp/R/S
+  run distill python3 -m camgrid.train.distill --model $model --out /tmp/R/S --budget $db --init-student $init
+  cp /tmp/R/S/camgrid-tiny-4step-lora.safetensors $model/ || exit 1
+  local b=$(( $(left) - reserve )); [ $b -gt 150 ] && b=150
+  run tables python3 -m camgrid.train.tables --model $model --out /tmp/R/S --scenes 96 --budget $b --source-noise 0.5; }
