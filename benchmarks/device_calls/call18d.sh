@@ -5,6 +5,8 @@
 # by side: the close style of the shipped model from its weights and from scratch, the standard style from its
 # weights, and 4x4 pixel squares from scratch. Does the DiT ever draw the lattice, given the steps? Returns each
 # run's JSON lines and its samples.png (truth, round trip, then the samples at every evaluation).
+# On an NVIDIA H100 one run makes about 20 steps a second (call 20c, benchmarks/TINY_MODEL.md "v8"): a whole call
+# gives one run about 9,000 steps, so PROBES=close_assets (or two runs) asks the question with the most steps.
 # env: EVAL (steps between evaluations), END, PROBES (which of the four runs, by name; default all); DEVICE and
 # SAMPLES only to try it on a CPU
 source benchmarks/device_calls/common.sh
