@@ -72,7 +72,8 @@ def two_pass_grid(model, rig, caption: str, first_pass: torch.Tensor, seed: int 
     the independent mode's) is given to syncam the way the truth's view 0 is above, and syncam draws the other
     views around it -> frames [V, F, H, W, 3]. From text alone syncam's views agree mostly by looking alike; given
     a view they follow their cameras (benchmarks/TINY_MODEL.md: on wide rigs the two passes scored lower than
-    copies of their own view 0, and than syncam from text in three of four samples)."""
+    copies of their own view 0 with v7 and v8; lower than syncam from text in three of four samples with v7, not
+    clearly with v8)."""
     cameras = model.camera_embedding(rig)[None]
     latents = model.generate_latents([caption], cameras, mode=NOVEL_VIEW_MODE, steps=steps, cfg=cfg, seed=seed,
                                      source=source_of(model, first_pass[None], 0, NOVEL_VIEW_NOISE))

@@ -8,8 +8,7 @@
 T0=$(date +%s); END=${END:-585}
 el() { echo $(( $(date +%s) - T0 )); }
 left() { local l=$(( END - $(el) )); [ $l -lt 5 ] && l=5; echo $l; }
-[ -d /tmp/site/diffusers ] ||     # once per machine: two scripts of one call may both source this file
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .gpu/diffusers-*.whl || exit 1
+python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .gpu/diffusers-*.whl || exit 1
 mkdir -p /tmp/pp /tmp/R && ln -sfn "$PWD" /tmp/pp/camgrid
 export PYTHONPATH=/tmp/site:/tmp/pp PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name --format=csv,noheader
