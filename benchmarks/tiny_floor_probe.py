@@ -20,8 +20,11 @@ learned latent space. --init "assets" starts from the shipped DiT's base weights
 
 The measure, `eta`: in the frame's bottom 12 rows (near floor, where a checker square is largest), the grey
 pixels' brightness split at Otsu's threshold. Between-class variance / total variance, median over the 16
-samples. Two sharp levels give 1, Gaussian noise 2/pi = 0.64. The truth and the latent space's round trip
-(16 held-out frames) are printed first: the round trip is the ceiling. One JSON line per evaluation. Samples
+samples. Two sharp levels give 1, Gaussian noise 2/pi = 0.64. eta cannot tell checkers from camouflage (two tones
+in blobs), so `lattice` asks for the squares: the share of the bottom 20 rows' pixels that agree with the best match
+in a bank of 4,096 true floors of the style (floor_lattice.py; median over the samples; noise 0.5, camouflage about
+0.74). The truth and the latent space's round trip (16 held-out frames) are printed first: the round trip is the
+ceiling. One JSON line per evaluation. Samples
 are saved to --out as samples_<step>.pt ([16, 48, 80, 3], 0..1) with truth.pt and round_trip.pt, and samples.png
 shows the first 8 of each: truth, round trip, then a row per evaluation. CPU: about
 0.9 s a step at batch 64 on 2 cores.
@@ -42,33 +45,25 @@ import torch.nn.functional as F
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 from camgrid_checkout import use_this_checkout  # noqa: E402  (this checkout as `camgrid`, whatever is installed)
 
 use_this_checkout()
 
+from floor_lattice import LatticeBank, floor_frames, is_grey  # noqa: E402
+
 from camgrid.model.dit import GridDiT  # noqa: E402
 from camgrid.model.files import atomic_save  # noqa: E402
 from camgrid.model.sampling import sample_grid  # noqa: E402
-from camgrid.synth.dataset import random_rig  # noqa: E402
 from camgrid.synth.render import render  # noqa: E402
-from camgrid.synth.scenes import SCENE_STYLES, Scene, scene_style  # noqa: E402
+from camgrid.synth.scenes import SCENE_STYLES  # noqa: E402
 from camgrid.train.builtin import load_builtin  # noqa: E402
 from camgrid.train.demo import load_demo_model  # noqa: E402
 from camgrid.train.objective import flow_matching_loss  # noqa: E402
 
 HEIGHT, WIDTH, NEAR_FLOOR_TOP = 48, 80, 36
-GREY_MAX_CHROMA = 0.12     # max - min of a pixel's RGB: the floor and sky are grey
 SAMPLES, HELD_OUT = 16, 16
 HELD_OUT_SEED = 321        # tiny_noise_left's and tiny_ae_latents' held-out scenes
-
-
-def floor_frames(count: int, seed: int = 7, style: str = "standard") -> torch.Tensor:
-    """[count, 1, H, W, 3]: the floor of scene style `style` from `count` random training cameras of that style."""
-    look = scene_style(style)
-    scene = Scene(objects=(), num_frames=1, checker_size=look.checker_size)
-    rng = random.Random(seed)
-    return torch.stack([render(scene, random_rig(rng, 1, 1, WIDTH / HEIGHT, radius=look.camera_radius), HEIGHT,
-                               WIDTH)[0] for _ in range(count)])
 
 
 def save(tensor: torch.Tensor, path: Path) -> None:
@@ -88,16 +83,16 @@ def otsu_eta(values: torch.Tensor) -> float:
     return float(between.max() / v.var(unbiased=False))
 
 
-def is_grey(frames: torch.Tensor) -> torch.Tensor:
-    """[..., 3] -> [...]: the pixels whose colour spread is under GREY_MAX_CHROMA (floor, sky, shadows; not objects)."""
-    return (frames.max(-1).values - frames.min(-1).values) < GREY_MAX_CHROMA
-
-
 def near_floor_eta(frames: torch.Tensor) -> float:
     """Median over frames [N, H, W, 3] of the Otsu eta of the grey pixels in the bottom rows."""
     f = frames[:, NEAR_FLOOR_TOP:]
     etas = torch.tensor([otsu_eta(lum[g]) for lum, g in zip(f.mean(-1), is_grey(f))])
     return float(etas.nanmedian())
+
+
+def floor_scores(frames: torch.Tensor, bank: LatticeBank) -> dict:
+    """The near-floor eta (two tones) and the lattice match against `bank` (checkers) of frames [N, H, W, 3]."""
+    return {"eta": round(near_floor_eta(frames), 3), "lattice": bank.median(frames)}
 
 
 def object_share(frames: torch.Tensor) -> float:
@@ -138,7 +133,7 @@ class FloorProbe:
     """The data in one latent space, a DiT of the shipped config, its EMA, and the evaluation."""
 
     def __init__(self, space_name: str, init: str, samples: int, lr: float, out, seed: int = 0,
-                 style: str = "standard", device: str = "cpu"):
+                 style: str = "standard", device: str = "cpu", bank: int = 4096):
         frames = floor_frames(samples + HELD_OUT, style=style)
         model = load_builtin(None)
         with torch.no_grad():
@@ -147,7 +142,7 @@ class FloorProbe:
             self.truth, self.round_trip = frames[-HELD_OUT:, 0], self.space.decode(latents[-HELD_OUT:])[:, 0]
         self.train_latents, self.channels = latents[:samples].to(device), latents.shape[1]
         self.context, self.shift = model.encode_prompt([""]).to(device), float(model.shift)
-        self.out, self.seed = out, seed
+        self.out, self.seed, self.bank = out, seed, LatticeBank(style, bank)
         self.dit = GridDiT(model.dit.config.replace(variant="wan", camera_rays=False, relative_cameras=False,
                                                     in_dim=self.channels, out_dim=self.channels))
         if init == "assets":
@@ -175,8 +170,8 @@ class FloorProbe:
         return loss.item()
 
     @torch.no_grad()
-    def evaluate(self, step: int) -> float:
-        """The EMA's samples (the same noise every time): their near-floor eta."""
+    def evaluate(self, step: int) -> dict:
+        """The EMA's samples (the same noise every time): their near-floor eta and lattice match."""
         grid = sample_grid(self.ema, (SAMPLES, 1, self.channels, 1, HEIGHT // 4, WIDTH // 4),
                            self.context.expand(SAMPLES, -1, -1), None, mode="independent", steps=20, cfg=1.0,
                            shift=self.shift, seed=self.seed)
@@ -185,13 +180,13 @@ class FloorProbe:
             save(samples, self.out / f"samples_{step}.pt")
             self.sheet.append(samples[:8])
             save_rows_png(self.sheet, self.out / "samples.png")
-        return near_floor_eta(samples)
+        return floor_scores(samples, self.bank)
 
 
 @torch.no_grad()
 def shipped_floor(scenes: int, mode: str = "syncam", model_dir=None, teacher: bool = False,
-                  device: str = "cpu", cfg=None, empty: bool = False, pictures=None) -> dict:
-    """The near-floor eta of a built-in model's grids (assets/ or `model_dir`; the 4-step student when its LoRA is
+                  device: str = "cpu", cfg=None, empty: bool = False, pictures=None, bank: int = 4096) -> dict:
+    """The near-floor eta and lattice match of a built-in model's grids (assets/ or `model_dir`; the 4-step student when its LoRA is
     there and not `teacher`, else the 20-step teacher, at its own guidance unless `cfg`; from each held-out scene's
     caption and rig; frames 0, 8 and 16 of every view; objects are left out as not grey), beside the scenes' truth
     and round trip. `empty`: the same rigs with the objects taken out (the floor alone, the empty caption), where
@@ -213,11 +208,13 @@ def shipped_floor(scenes: int, mode: str = "syncam", model_dir=None, teacher: bo
         return x[:, :, [0, 8, 16]].flatten(0, 2)
     if pictures:
         save_rows_png([x[:4, :, 8].flatten(0, 1) for x in (truth, round_trip, generated)], Path(pictures))
-    name = f"{'student' if model.is_student else 'teacher'}_{mode}{'_empty' if empty else ''}_eta"
+    name = f"{'student' if model.is_student else 'teacher'}_{mode}{'_empty' if empty else ''}"
+    lattice_bank = LatticeBank(model.scene_style, bank, model.height, model.width)
+    scores = {key: floor_scores(frames(x), lattice_bank) for key, x in (("truth", truth), ("round_trip", round_trip),
+                                                                  (name, generated))}
     return {"frames": len(frames(truth)), "cfg": model.sampling["cfg"] if cfg is None else cfg,
-            "truth_eta": round(near_floor_eta(frames(truth)), 3),
-            "round_trip_eta": round(near_floor_eta(frames(round_trip)), 3),
-            name: round(near_floor_eta(frames(generated)), 3),
+            **{f"{key}_eta": score["eta"] for key, score in scores.items()},
+            "lattice": {key: score["lattice"] for key, score in scores.items()},
             "object_share": {"truth": object_share(truth), "generated": object_share(generated)}}
 
 
@@ -243,26 +240,28 @@ def main() -> None:
     p.add_argument("--cfg", type=float, default=None, help="with --shipped: this guidance, not the model's own")
     p.add_argument("--pictures", type=Path, default=None, metavar="PNG",
                    help="with --shipped: save truth, round trip and generated frames (first 4 scenes) here")
+    p.add_argument("--bank", type=int, default=4096, help="true floors the lattice match searches")
     p.add_argument("--empty", action="store_true",
                    help="with --shipped: the held-out rigs with no objects (the floor alone, the empty caption)")
     args = p.parse_args()
     if args.shipped:
         print(json.dumps(shipped_floor(args.shipped, model_dir=args.model, teacher=args.teacher,
                                        device=args.device, cfg=args.cfg, empty=args.empty,
-                                       pictures=args.pictures)))
+                                       pictures=args.pictures, bank=args.bank)))
         return
     if args.init == "assets" and args.space != "ae":
         raise SystemExit("--init assets needs --space ae: the shipped DiT reads the autoencoder's latents")
     torch.manual_seed(args.seed)
-    probe = FloorProbe(args.space, args.init, args.samples, args.lr, args.out, args.seed, args.style, args.device)
-    print(json.dumps({"space": args.space, "init": args.init, "truth_eta": round(near_floor_eta(probe.truth), 3),
-                      "round_trip_eta": round(near_floor_eta(probe.round_trip), 3)}), flush=True)
+    probe = FloorProbe(args.space, args.init, args.samples, args.lr, args.out, args.seed, args.style, args.device,
+                       args.bank)
+    print(json.dumps({"space": args.space, "init": args.init, "truth": floor_scores(probe.truth, probe.bank),
+                      "round_trip": floor_scores(probe.round_trip, probe.bank)}), flush=True)
     t0, losses = time.time(), []
 
     def report() -> None:
         recent = losses[-100:]
         print(json.dumps({"step": len(losses), "s": round(time.time() - t0),
-                          "loss": round(sum(recent) / len(recent), 4), "eta": round(probe.evaluate(len(losses)), 3)}),
+                          "loss": round(sum(recent) / len(recent), 4), **probe.evaluate(len(losses))}),
               flush=True)
 
     while time.time() - t0 < args.budget:

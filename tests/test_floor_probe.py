@@ -44,8 +44,9 @@ def test_shipped_floor_on_empty_rigs_measures_bare_floors_and_saves_its_pictures
     """--shipped --empty: the held-out rigs with their objects taken out, whose truth is bare floor (near 1, where
     whole scenes' shadows keep it near 0.83), and --pictures writes truth, round trip and grids as rows."""
     png = tmp_path / "floor.png"
-    empty = probe.shipped_floor(1, empty=True, pictures=png)
+    empty = probe.shipped_floor(1, empty=True, pictures=png, bank=64)
     assert empty["truth_eta"] > 0.95 and 0.6 < empty["student_syncam_empty_eta"] <= 1.0
+    assert 0.45 < empty["lattice"]["student_syncam_empty"] <= 1.0 and empty["lattice"]["truth"] > 0.7
     assert empty["object_share"]["truth"] == 0.0 and 0.0 <= empty["object_share"]["generated"] < 1.0
     assert empty["cfg"] == 1.0                                           # the student's own guidance
     with probe.Image.open(png) as image:
@@ -62,10 +63,11 @@ def test_object_share_counts_the_coloured_pixels_only():
 
 def test_the_probe_keeps_a_picture_of_its_samples_beside_them(tmp_path):
     """--out: samples.png holds the first 8 frames of the truth, the round trip and every evaluation, a row each."""
-    fp = probe.FloorProbe("ae", "assets", samples=8, lr=4e-4, out=tmp_path, style="close")
+    fp = probe.FloorProbe("ae", "assets", samples=8, lr=4e-4, out=tmp_path, style="close", bank=64)
     fp.step(2)
     for step in (1, 2):
-        assert 0.5 < fp.evaluate(step) <= 1.0
+        scores = fp.evaluate(step)
+        assert 0.5 < scores["eta"] <= 1.0 and 0.45 < scores["lattice"] <= 1.0
     assert (tmp_path / "samples_2.pt").exists()
     with probe.Image.open(tmp_path / "samples.png") as image:
         assert image.size == (8 * probe.WIDTH, 4 * probe.HEIGHT)
