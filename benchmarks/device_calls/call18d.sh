@@ -7,6 +7,8 @@
 # run's JSON lines and its samples.png (truth, round trip, then the samples at every evaluation).
 # On an NVIDIA H100 one run makes about 20 steps a second (call 20c, benchmarks/TINY_MODEL.md "v8"): a whole call
 # gives one run about 9,000 steps, so PROBES=close_assets (or two runs) asks the question with the most steps.
+# Call 21a ran `PROBES=close_assets EVAL=1500 END=570`: 10,090 steps, and the lattice appears (its lattice match
+# 0.749 at 1,500 steps, 0.839 at 10,090, truth 0.870; TINY_MODEL.md "The lattice, given the steps").
 # env: EVAL (steps between evaluations), END, PROBES (which of the four runs, by name; default all); DEVICE and
 # SAMPLES only to try it on a CPU
 source benchmarks/device_calls/common.sh

@@ -4,6 +4,7 @@
 # one for most of the call, then the 96-scene tables (into /tmp/R/S: what tiny_release.py --student-files takes,
 # with assets/ as --teacher-files) and the student following a given view against the shipped student. The
 # probe of the floor (call18d.sh) needs a call of its own: two scripts on one machine starved each other (call20a).
+# Ran as call 21b (twenty-first session, END=560): its student shipped as v8.1's (TINY_MODEL.md "v8.1").
 # env: DB (distillation seconds), END
 source benchmarks/device_calls/common.sh
 V=/tmp/V; mkdir -p $V && cp assets/camgrid-tiny*.safetensors $V/
