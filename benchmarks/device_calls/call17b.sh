@@ -4,9 +4,11 @@
 # tiny_release.py --student-files takes); then, against v7 (assets/) in the same run: following a given view 0 in
 # syncam, hard and soft (noise seeds 0 and 1), syncam in reversed order, the student; text to grid on wide rigs
 # (teacher and student, noise seed 0, 96 scenes); camera use.
-# env: DB (distillation seconds), END
+# Also the third call of the twenty-second session's plan (call22b.sh): SRC=.gpu/C, a teacher and a student to
+# start from in place of .gpu/A, measured against assets/.
+# env: DB (distillation seconds), SRC (default .gpu/A), END
 source benchmarks/device_calls/common.sh
-T=/tmp/A; cp -r .gpu/A $T && chmod -R u+w $T   # a writable copy: its student is replaced
+T=/tmp/A; cp -r ${SRC:-.gpu/A} $T && chmod -R u+w $T   # a writable copy: its student is replaced
 student_and_tables $T $T/camgrid-tiny-4step-lora.safetensors ${DB:-100} 260
 follow() { local n=$1; shift; TAIL=8 run follow_$n python3 benchmarks/tiny_follow_cameras.py $T assets \
   --scenes 32 --source-noise 0.5 --device cuda "$@"; }

@@ -15,11 +15,11 @@ nvidia-smi --query-gpu=name --format=csv,noheader
 pack() { (cd /tmp && tar -cf $OUT/results.tar R); }
 run() { local n=$1; shift; timeout $(left) "$@" > /tmp/R/$n.txt 2>&1; echo "$n rc=$? at $(el) s"
   tail -${TAIL:-8} /tmp/R/$n.txt; pack; }
-# train_further FLAGS...: assets/ trained further into /tmp/T with v7's recipe (call X: rays, relative cameras,
-# given views, shuffled views; FLAGS add the arcs, stages and budgets), then the three model files into $OUT and the
-# loss log into the results
+# train_further FLAGS...: assets/ (or FLAGS' --init DIR) trained further into /tmp/T with v7's recipe (call X:
+# rays, relative cameras, given views, shuffled views; FLAGS add the arcs, stages and budgets), then the three model files into $OUT and the
+# loss log into the results (DEVICE=cpu only to try a script here)
 train_further() { mkdir -p /tmp/T
-  run train python3 -m camgrid train --init assets --device cuda --out /tmp/T --workers 13 --samples 30000 \
+  run train python3 -m camgrid train --init assets --device ${DEVICE:-cuda} --out /tmp/T --workers 13 --samples 30000 \
     --batch 96 --lr 4e-4 --ema 0.998 --camera-rays --relative-cameras --given-view-share 0.5 --view-order shuffled \
     --checkpoint-every 100000 --no-progress "$@"
   cp /tmp/T/camgrid-tiny.safetensors /tmp/T/camgrid-tiny-sync.safetensors /tmp/T/camgrid-tiny-text-ae.safetensors $OUT/
@@ -33,3 +33,7 @@ student_and_tables() { local model=$1 init=$2 db=$3 reserve=$4; mkdir -p /tmp/R/
   cp /tmp/R/S/camgrid-tiny-4step-lora.safetensors $model/ || exit 1
   local b=$(( $(left) - reserve )); [ $b -gt 150 ] && b=150
   run tables python3 -m camgrid.train.tables --model $model --out /tmp/R/S --scenes 96 --budget $b --source-noise 0.5; }
+# teacher_floors NAME DIR [FLAGS]: the floors of DIR's 20-step teacher on SCENES held-out scenes (default 16):
+# lattice match, eta and object share (tiny_floor_probe.py --shipped; FLAGS e.g. --empty)
+teacher_floors() { TAIL=1 run floor_$1 python3 benchmarks/tiny_floor_probe.py --shipped ${SCENES:-16} --teacher \
+  --device ${DEVICE:-cuda} --model "${@:2}"; }
