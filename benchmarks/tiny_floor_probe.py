@@ -2,7 +2,8 @@
 floor alone")
 
     python benchmarks/tiny_floor_probe.py [--space ae|pixels] [--init scratch|assets] [--budget 1500] \
-        [--samples 8192] [--batch 64] [--eval-every 400] [--style standard|close] [--seed 0] [--out DIR]
+        [--samples 8192] [--batch 64] [--eval-every 400] [--style standard|close] [--seed 0] [--out DIR] \
+        [--save-model DIR]
     python benchmarks/tiny_floor_probe.py --shipped 8 [--model DIR] [--teacher] [--cfg G] [--empty] [--pictures PNG]
         (the second: a built-in model's floors in whole scenes, generated from held-out captions and rigs of the
         model's own scene style)
@@ -57,7 +58,7 @@ from camgrid.model.files import atomic_save  # noqa: E402
 from camgrid.model.sampling import sample_grid  # noqa: E402
 from camgrid.synth.render import render  # noqa: E402
 from camgrid.synth.scenes import SCENE_STYLES  # noqa: E402
-from camgrid.train.builtin import load_builtin  # noqa: E402
+from camgrid.train.builtin import load_builtin, save_builtin  # noqa: E402
 from camgrid.train.demo import load_demo_model  # noqa: E402
 from camgrid.train.objective import flow_matching_loss  # noqa: E402
 
@@ -169,6 +170,15 @@ class FloorProbe:
                 pe.lerp_(pt, 1 - 0.995)
         return loss.item()
 
+    def save_model(self, directory: Path) -> dict:
+        """The shipped model's files with the EMA as their base DiT, the camera, ray and sync parts as shipped: the
+        floor learned here, for the trainer's later stages to start from (`camgrid train --init DIR`). Returns the
+        files' paths."""
+        model = load_builtin(None)
+        _, unexpected = model.dit.load_state_dict(self.ema.state_dict(), strict=False)
+        assert not unexpected, unexpected
+        return save_builtin(model, directory)
+
     @torch.no_grad()
     def evaluate(self, step: int) -> dict:
         """The EMA's samples (the same noise every time): their near-floor eta and lattice match."""
@@ -241,6 +251,8 @@ def main() -> None:
     p.add_argument("--pictures", type=Path, default=None, metavar="PNG",
                    help="with --shipped: save truth, round trip and generated frames (first 4 scenes) here")
     p.add_argument("--bank", type=int, default=4096, help="true floors the lattice match searches")
+    p.add_argument("--save-model", type=Path, default=None, metavar="DIR",
+                   help="at the end, write the shipped model's files with the trained DiT as their base (--space ae)")
     p.add_argument("--empty", action="store_true",
                    help="with --shipped: the held-out rigs with no objects (the floor alone, the empty caption)")
     args = p.parse_args()
@@ -249,8 +261,9 @@ def main() -> None:
                                        device=args.device, cfg=args.cfg, empty=args.empty,
                                        pictures=args.pictures, bank=args.bank)))
         return
-    if args.init == "assets" and args.space != "ae":
-        raise SystemExit("--init assets needs --space ae: the shipped DiT reads the autoencoder's latents")
+    if (args.init == "assets" or args.save_model) and args.space != "ae":
+        raise SystemExit("--init assets and --save-model need --space ae: the shipped DiT reads the autoencoder's "
+                         "latents")
     torch.manual_seed(args.seed)
     probe = FloorProbe(args.space, args.init, args.samples, args.lr, args.out, args.seed, args.style, args.device,
                        args.bank)
@@ -270,6 +283,8 @@ def main() -> None:
             report()
     if len(losses) % args.eval_every:
         report()
+    if args.save_model:
+        print(json.dumps({"saved": {k: str(v) for k, v in probe.save_model(args.save_model).items()}}), flush=True)
 
 
 if __name__ == "__main__":

@@ -71,3 +71,21 @@ def test_the_probe_keeps_a_picture_of_its_samples_beside_them(tmp_path):
     assert (tmp_path / "samples_2.pt").exists()
     with probe.Image.open(tmp_path / "samples.png") as image:
         assert image.size == (8 * probe.WIDTH, 4 * probe.HEIGHT)
+
+
+def test_save_model_writes_the_shipped_model_with_the_trained_dit_as_its_base(tmp_path):
+    """--save-model: the probe's DiT (its moving average) becomes the base of a model folder the trainer can --init
+    from; the camera, ray and sync parts stay the shipped ones."""
+    fp = probe.FloorProbe("ae", "assets", samples=8, lr=1e-2, out=None, style="close", bank=8)
+    fp.step(2)
+    fp.ema.load_state_dict(fp.dit.state_dict())               # one step moved the EMA by 0.5 %: take the weights
+    paths = fp.save_model(tmp_path / "floor")
+    assert sorted(p.name for p in paths.values()) == sorted(
+        ["camgrid-tiny.safetensors", "camgrid-tiny-sync.safetensors", "camgrid-tiny-text-ae.safetensors"])
+    saved, shipped = probe.load_builtin(tmp_path / "floor").dit.state_dict(), probe.load_builtin(None).dit.state_dict()
+    trained = fp.dit.state_dict()
+    assert set(saved) == set(shipped)
+    moved = [k for k in trained if not torch.equal(shipped[k], saved[k])]
+    assert moved and all(torch.allclose(saved[k], trained[k].half().float(), atol=1e-3) for k in trained)
+    assert all(torch.equal(saved[k], shipped[k]) for k in saved if k not in trained)   # camera, rays, sync
+    assert any(k not in trained for k in saved)

@@ -7,12 +7,22 @@
 # model's own rate. The loss log says the steps a second; then the teacher's floors (lattice match, eta, object
 # share) on the same held-out scenes, against v8.1's on the GPU. Returns the three model files: the next call
 # (call22b.sh) brings the objects back from them with the normal video stage and trains the sync stages.
-# env: V (video-stage seconds), P (empty share), BATCH, SAMPLES, SCENES (held-out scenes measured), END; DEVICE=cpu
-# only to try it here
+# ROUTE=probe instead trains the base DiT with the floor probe's own loop (floors alone, one frame, batch 64, the
+# empty caption; tiny_floor_probe.py --save-model), for when the trainer's rate stays low.
+# env: V (training seconds), P (empty share), BATCH, SAMPLES, ROUTE (trainer or probe), SCENES (held-out scenes
+# measured), END; DEVICE=cpu only to try it here
 source benchmarks/device_calls/common.sh
-V=${V:-$(( $(left) - 150 ))}   # the measures below take about 100 s on an H100
-train_further --stages video --stage-budgets video=$V --empty-scene-share ${P:-0.9} --batch ${BATCH:-4} \
-  --samples ${SAMPLES:-3000}
+if [ "${ROUTE:-trainer}" = probe ]; then   # the floor probe's own loop (21 steps a second in call 21a)
+  V=${V:-$(( $(left) - 230 ))}   # its setup (rendering its floors and bank) and the measures below
+  mkdir -p /tmp/T
+  run probe python3 benchmarks/tiny_floor_probe.py --device ${DEVICE:-cuda} --style close --init assets \
+    --budget $V --eval-every 3000 --save-model /tmp/T
+  cp /tmp/T/camgrid-tiny*.safetensors $OUT/
+else
+  V=${V:-$(( $(left) - 150 ))}   # the measures below take about 100 s on an H100
+  train_further --stages video --stage-budgets video=$V --empty-scene-share ${P:-0.9} --batch ${BATCH:-4} \
+    --samples ${SAMPLES:-3000}
+fi
 teacher_floors new /tmp/T
 teacher_floors new_empty /tmp/T --empty
 teacher_floors v81 assets
