@@ -13,13 +13,13 @@
 # measured), END; DEVICE=cpu only to try it here
 source benchmarks/device_calls/common.sh
 if [ "${ROUTE:-trainer}" = probe ]; then   # the floor probe's own loop (21 steps a second in call 21a)
-  V=${V:-$(( $(left) - 230 ))}   # its setup (rendering its floors and bank) and the measures below
+  V=${V:-$(( $(left) - 260 ))}   # its setup (rendering its floors and bank, about 75 s) and the measures below
   mkdir -p /tmp/T
   run probe python3 benchmarks/tiny_floor_probe.py --device ${DEVICE:-cuda} --style close --init assets \
     --budget $V --eval-every 3000 --save-model /tmp/T
   cp /tmp/T/camgrid-tiny*.safetensors $OUT/
 else
-  V=${V:-$(( $(left) - 150 ))}   # the measures below take about 100 s on an H100
+  V=${V:-$(( $(left) - 190 ))}   # the trainer's setup (about 20 s) and the measures below (about 140 s)
   train_further --stages video --stage-budgets video=$V --empty-scene-share ${P:-0.9} --batch ${BATCH:-4} \
     --samples ${SAMPLES:-3000}
 fi

@@ -16,8 +16,8 @@ pack() { (cd /tmp && tar -cf $OUT/results.tar R); }
 run() { local n=$1; shift; timeout $(left) "$@" > /tmp/R/$n.txt 2>&1; echo "$n rc=$? at $(el) s"
   tail -${TAIL:-8} /tmp/R/$n.txt; pack; }
 # train_further FLAGS...: assets/ (or FLAGS' --init DIR) trained further into /tmp/T with v7's recipe (call X:
-# rays, relative cameras, given views, shuffled views; FLAGS add the arcs, stages and budgets), then the three model files into $OUT and the
-# loss log into the results (DEVICE=cpu only to try a script here)
+# rays, relative cameras, given views, shuffled views; FLAGS add the arcs, stages and budgets), then the three
+# model files into $OUT and the loss log into the results (DEVICE=cpu only to try a script here)
 train_further() { mkdir -p /tmp/T
   run train python3 -m camgrid train --init assets --device ${DEVICE:-cuda} --out /tmp/T --workers 13 --samples 30000 \
     --batch 96 --lr 4e-4 --ema 0.998 --camera-rays --relative-cameras --given-view-share 0.5 --view-order shuffled \
