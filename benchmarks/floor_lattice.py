@@ -40,16 +40,25 @@ def is_grey(frames: torch.Tensor) -> torch.Tensor:
     return (frames.max(-1).values - frames.min(-1).values) < GREY_MAX_CHROMA
 
 
-def otsu_threshold(values: torch.Tensor) -> float:
-    """The split of `values` into two levels with the largest between-level variance (nan for fewer than 50 or
-    constant values)."""
+def otsu_split(values: torch.Tensor):
+    """Otsu's two-level split of `values`: the values sorted (float64) and, for every split after the i-th of them,
+    the share-weighted between-level variance; None for fewer than 50 or constant values."""
     v = values.flatten().double().sort().values
     n = v.numel()
     if n < 50 or v[0] == v[-1]:
-        return float("nan")
+        return None
     c = v.cumsum(0)
     k = torch.arange(1, n, dtype=torch.float64)
-    between = k * (n - k) * (c[:-1] / k - (c[-1] - c[:-1]) / (n - k)) ** 2
+    return v, (k / n) * ((n - k) / n) * (c[:-1] / k - (c[-1] - c[:-1]) / (n - k)) ** 2
+
+
+def otsu_threshold(values: torch.Tensor) -> float:
+    """The split of `values` into two levels with the largest between-level variance (nan for fewer than 50 or
+    constant values)."""
+    split = otsu_split(values)
+    if split is None:
+        return float("nan")
+    v, between = split
     i = int(between.argmax())
     return float((v[i] + v[i + 1]) / 2)
 

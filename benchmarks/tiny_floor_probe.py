@@ -51,7 +51,7 @@ from camgrid_checkout import use_this_checkout  # noqa: E402  (this checkout as 
 
 use_this_checkout()
 
-from floor_lattice import LatticeBank, floor_frames, is_grey  # noqa: E402
+from floor_lattice import LatticeBank, floor_frames, is_grey, otsu_split  # noqa: E402
 
 from camgrid.model.dit import GridDiT  # noqa: E402
 from camgrid.model.files import atomic_save  # noqa: E402
@@ -73,14 +73,10 @@ def save(tensor: torch.Tensor, path: Path) -> None:
 
 def otsu_eta(values: torch.Tensor) -> float:
     """Between-class / total variance of the best split of `values` into two levels (nan for fewer than 50)."""
-    v = values.flatten().double().sort().values
-    n = v.numel()
-    if n < 50 or v.var() == 0:
+    split = otsu_split(values)
+    if split is None:
         return float("nan")
-    c = v.cumsum(0)
-    k = torch.arange(1, n, dtype=torch.float64)
-    m0, m1 = c[:-1] / k, (c[-1] - c[:-1]) / (n - k)
-    between = (k / n) * ((n - k) / n) * (m0 - m1) ** 2
+    v, between = split
     return float(between.max() / v.var(unbiased=False))
 
 
