@@ -249,11 +249,13 @@ def main() -> None:
     p.add_argument("--bank", type=int, default=4096, help="true floors the lattice match searches")
     p.add_argument("--save-model", type=Path, default=None, metavar="DIR",
                    help="at the end, write the shipped model's files with the trained DiT as their base (--space ae)")
+    p.add_argument("--mode", default="syncam", choices=("independent", "syncam", "hard", "soft"),
+                   help="with --shipped: the mode the grids are generated in (independent: the base DiT alone)")
     p.add_argument("--empty", action="store_true",
                    help="with --shipped: the held-out rigs with no objects (the floor alone, the empty caption)")
     args = p.parse_args()
     if args.shipped:
-        print(json.dumps(shipped_floor(args.shipped, model_dir=args.model, teacher=args.teacher,
+        print(json.dumps(shipped_floor(args.shipped, args.mode, model_dir=args.model, teacher=args.teacher,
                                        device=args.device, cfg=args.cfg, empty=args.empty,
                                        pictures=args.pictures, bank=args.bank)))
         return

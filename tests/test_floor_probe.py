@@ -1,5 +1,6 @@
 """benchmarks/tiny_floor_probe.py: its floor measure tells two sharp levels from blur and noise, and its
 pixel-square latent space is an exact round trip."""
+import json
 import math
 
 import torch
@@ -89,3 +90,12 @@ def test_save_model_writes_the_shipped_model_with_the_trained_dit_as_its_base(tm
     assert moved and all(torch.allclose(saved[k], trained[k].half().float(), atol=1e-3) for k in trained)
     assert all(torch.equal(saved[k], shipped[k]) for k in saved if k not in trained)   # camera, rays, sync
     assert any(k not in trained for k in saved)
+
+
+def test_the_command_line_measures_the_mode_it_is_given(monkeypatch, capsys):
+    """--shipped --mode independent: the base DiT's floors (its grids named by the mode)."""
+    monkeypatch.setattr(probe.sys, "argv", ["tiny_floor_probe.py", "--shipped", "1", "--mode", "independent",
+                                            "--bank", "16", "--device", "cpu"])
+    probe.main()
+    scores = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert "independent" in " ".join(scores["lattice"]) and "syncam" not in " ".join(scores["lattice"])
