@@ -1,4 +1,5 @@
 """Trainer, built-in model, demo and rig preview (CPU, micro sizes)."""
+import dataclasses
 import json
 
 import numpy as np
@@ -138,6 +139,40 @@ def test_empty_scene_share_is_parsed_checked_and_reaches_the_training_data(tmp_p
     trainer.run()
     assert trainer.source.bank.dataset.empty_share == 0.5
     assert any(line.startswith("data:") and "0.5 of the scenes empty" in line for line in logs), logs
+
+
+def test_image_weight_mixes_a_one_frame_loss_into_the_video_stage(tmp_path, monkeypatch):
+    """--image-weight W: the video stage's loss is (1 - W) x the clips' + W x that of other clips' first latent frame
+    alone (an image's latent, [B, 1, C, 1, h, w]); parsed, and refused by name outside [0, 1)."""
+    import argparse
+    from camgrid.train import stages
+    from camgrid.train.cli import add_arguments, config_from_args
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    assert config_from_args(parser.parse_args(["--image-weight", "0.25"])).image_weight == 0.25
+    assert config_from_args(parser.parse_args([])).image_weight == 0.0
+    for bad in ("1", "-0.1"):
+        with pytest.raises(InputError, match="--image-weight"):
+            config_from_args(parser.parse_args(["--image-weight", bad]))
+    trainer = Trainer(TrainConfig(**{**MICRO, "out": str(tmp_path / "img"), "steps": 1, "stages": ("ae",)}),
+                      log=lambda *a: None)
+    trainer.run()    # renders the data and trains the autoencoder the video stage's latents come from
+    shapes = []
+
+    def recorded(dit, x0, context, shift, **kw):
+        shapes.append(tuple(x0.shape))
+        return torch.tensor(1.0 if len(shapes) == 1 else 5.0)
+    monkeypatch.setattr(stages, "flow_matching_loss", recorded)
+    cfg = dataclasses.replace(trainer.cfg, image_weight=0.25)
+    plan = stages.plan_video(stages.StageInputs(trainer.models, trainer.source, cfg, log=lambda *a: None))
+    assert float(plan.step(0)) == pytest.approx(0.75 * 1.0 + 0.25 * 5.0)
+    clips, images = shapes
+    assert clips[0] == images[0] == MICRO["batch"] * MICRO["views"] and clips[1] == images[1] == 1
+    assert clips[3] == trainer.models.ae.latent_frames(MICRO["frames"]) > 1 and images[3] == 1
+    assert clips[2:3] + clips[4:] == images[2:3] + images[4:]
+    shapes.clear()
+    plan = stages.plan_video(stages.StageInputs(trainer.models, trainer.source, trainer.cfg, log=lambda *a: None))
+    assert float(plan.step(0)) == 1.0 and len(shapes) == 1         # W = 0: the clips alone, no second draw
 
 
 def test_given_views_are_noised_less_and_left_out_of_the_loss(tmp_path):

@@ -113,6 +113,10 @@ def add_builtin_model_arguments(parser: argparse.ArgumentParser, d: TrainConfig)
                         help="this share of the training scenes has no objects: the floor alone under the scene's "
                              "cameras, with the empty caption, so the DiT sees floors to learn from "
                              "(benchmarks/TINY_MODEL.md \"The floor alone\"; 0: none)")
+    parser.add_argument("--image-weight", type=float, default=d.image_weight, metavar="W",
+                        help="video stage: this share of the loss from single frames (each clip's first latent "
+                             "frame, as Wan trains on images beside videos; a floor learned on single frames held "
+                             "where clips alone lost it: benchmarks/TINY_MODEL.md; 0: clips only)")
     parser.add_argument("--ae-scale-reg", type=float, default=d.ae_scale_reg,
                         help="built-in model, stage ae: weight of the loss that the latents pooled 2x decode to the "
                              "frames pooled 2x (smoother latents a DiT models more easily; 0: off)")
@@ -152,7 +156,7 @@ def config_from_args(args) -> TrainConfig:
                        shift=_given(args.shift, d.shift), train_shift=args.train_shift,
                        ae_scale_reg=args.ae_scale_reg, text_phrases=args.text_phrases, scene_style=args.scene_style,
                        arc_span=parse_arc_span(args.arc_span), given_view_share=args.given_view_share,
-                       empty_scene_share=args.empty_scene_share,
+                       empty_scene_share=args.empty_scene_share, image_weight=args.image_weight,
                        view_order=args.view_order, camera_rays=args.camera_rays, ray_lr_scale=args.ray_lr_scale,
                        relative_cameras=args.relative_cameras,
                        seed=_given(args.seed, d.seed),

@@ -42,6 +42,9 @@ class TrainConfig:
                                        # (train/objective.py "Given views"; what novel-view synthesis asks)
     empty_scene_share: float = 0.0     # share of the training scenes with no objects: the floor alone, empty caption
                                        # (benchmarks/TINY_MODEL.md "The floor alone"); held-out scenes keep theirs
+    image_weight: float = 0.0          # video stage: this share of the loss from single frames (a second draw of
+                                       # clips, their first latent frame only: a causal autoencoder encodes it from the
+                                       # first frame alone), as Wan trains on images beside videos
     # model (the shipped recipe, benchmarks/TINY_MODEL.md "Built-in model v2": 6.8 M parameters, 13.6 MB in fp16)
     dim: int = 224
     ffn_dim: int = 896
@@ -107,6 +110,9 @@ class TrainConfig:
             check_empty_share(self.empty_scene_share)
         except ValueError as exc:
             raise InputError(f"{exc} (--empty-scene-share)") from None
+        if not 0.0 <= float(self.image_weight) < 1.0:
+            raise InputError(f"image_weight (--image-weight): expected a share of the loss in [0, 1), got "
+                             f"{self.image_weight}")
         if not 0.0 <= float(self.given_view_share) <= 1.0:
             raise InputError(f"given_view_share (--given-view-share): expected a share in [0, 1], "
                              f"got {self.given_view_share}")

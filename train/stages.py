@@ -170,8 +170,17 @@ def plan_video(s: StageInputs) -> StagePlan:
     def step(_):
         batch = s.source.grid_batch(cfg.batch * cfg.views, single_view=True)
         with mixed_precision(cfg.device, cfg.amp):
-            return flow_matching_loss(dit, batch.latents, batch.context, cfg.training_shift)
+            loss = flow_matching_loss(dit, batch.latents, batch.context, cfg.training_shift)
+            if not cfg.image_weight:
+                return loss
+            # images beside videos: the first latent frame of other clips, which a causal autoencoder (ours, Wan's)
+            # encodes from their first frame alone, so it is an image's latent
+            images = s.source.grid_batch(cfg.batch * cfg.views, single_view=True)
+            image_loss = flow_matching_loss(dit, images.latents[:, :, :, :1], images.context, cfg.training_shift)
+        return (1.0 - cfg.image_weight) * loss + cfg.image_weight * image_loss
 
+    if cfg.image_weight:
+        s.log(f"stage video: {cfg.image_weight:g} of the loss from single frames (other clips' first latent frame)")
     params = list(dit.parameters()) + list(text.parameters())
     return StagePlan("video", step, [{"params": params}], {"dit": dit, "text": text}, cfg.lr, cfg.budget("video"),
                      ema_decay=cfg.ema)
