@@ -4,16 +4,19 @@
 # truth 0.909) but has forgotten the objects (object share 0). Here the recipe's video stage brings them back in
 # two segments of V seconds, the teacher's floors and object share measured after each: does the lattice survive
 # the objects' return? Returns the second segment's three model files.
-# env: V (seconds per segment), SCENES, END; DEVICE=cpu TRY="--batch 2 --workers 1 --samples 64" only to try it
-# here
+# Ran once (NVIDIA H100, 560 s): the lattice went 0.842 -> 0.775 -> 0.767 in whole scenes as the objects came back
+# (benchmarks/TINY_MODEL.md "Floors learned on single frames"). With FLAGS="--image-weight 0.5" (and .gpu/B holding call
+# 23a's files again) it asks whether single frames beside the clips keep the lattice.
+# env: V (seconds per segment), FLAGS (more trainer flags), SCENES, END; DEVICE=cpu FLAGS="--batch 2 --workers 1
+# --samples 64" only to try it here
 source benchmarks/device_calls/common.sh
 [ -f .gpu/B/camgrid-tiny.safetensors ] || { echo "call23b: .gpu/B holds no model files (call23a.sh's)"; exit 1; }
-V=${V:-$(( ($(left) - 150) / 2 ))}   # each segment's setup (about 20 s) and two measures (about 25 s each)
+V=${V:-$(( ($(left) - 190) / 2 ))}   # each segment's setup (about 20 s) and two measures (25-30 s each)
 measure() { teacher_floors $1 /tmp/T --pictures /tmp/R/$1.png
   teacher_floors $1_ind_empty /tmp/T --empty --mode independent --pictures /tmp/R/$1_ind_empty.png; }
-train_further --init .gpu/B --stages video --stage-budgets video=$V $TRY
+train_further --init .gpu/B --stages video --stage-budgets video=$V $FLAGS
 mv /tmp/R/loss.csv /tmp/R/loss_1.csv; measure seg1
 rm -rf /tmp/T1 && mv /tmp/T /tmp/T1   # a fresh --out for the second segment
-train_further --init /tmp/T1 --stages video --stage-budgets video=$V $TRY
+train_further --init /tmp/T1 --stages video --stage-budgets video=$V $FLAGS
 mv /tmp/R/loss.csv /tmp/R/loss_2.csv; measure seg2
 echo "done at $(el) s"
