@@ -143,10 +143,11 @@ def test_empty_scene_share_is_parsed_checked_and_reaches_the_training_data(tmp_p
 
 def test_image_weight_mixes_a_one_frame_loss_into_the_video_stage(tmp_path, monkeypatch):
     """--image-weight W: the video stage's loss is (1 - W) x the clips' + W x that of other clips' first latent frame
-    alone (an image's latent, [B, 1, C, 1, h, w]); parsed, and refused by name outside [0, 1)."""
+    alone (an image's latent, [B, 1, C, 1, h, w]); parsed, refused by name outside [0, 1) and for a real DiT's training
+    (its own stages would ignore it)."""
     import argparse
     from camgrid.train import stages
-    from camgrid.train.cli import add_arguments, config_from_args
+    from camgrid.train.cli import add_arguments, config_from_args, run
     parser = argparse.ArgumentParser()
     add_arguments(parser)
     assert config_from_args(parser.parse_args(["--image-weight", "0.25"])).image_weight == 0.25
@@ -154,6 +155,8 @@ def test_image_weight_mixes_a_one_frame_loss_into_the_video_stage(tmp_path, monk
     for bad in ("1", "-0.1"):
         with pytest.raises(InputError, match="--image-weight"):
             config_from_args(parser.parse_args(["--image-weight", bad]))
+    with pytest.raises(InputError, match="--image-weight: the built-in model's training only"):
+        run(parser.parse_args(["--dit", str(tmp_path / "no.safetensors"), "--image-weight", "0.5"]))
     trainer = Trainer(TrainConfig(**{**MICRO, "out": str(tmp_path / "img"), "steps": 1, "stages": ("ae",)}),
                       log=lambda *a: None)
     trainer.run()    # renders the data and trains the autoencoder the video stage's latents come from

@@ -114,9 +114,9 @@ def add_builtin_model_arguments(parser: argparse.ArgumentParser, d: TrainConfig)
                              "cameras, with the empty caption, so the DiT sees floors to learn from "
                              "(benchmarks/TINY_MODEL.md \"The floor alone\"; 0: none)")
     parser.add_argument("--image-weight", type=float, default=d.image_weight, metavar="W",
-                        help="video stage: this share of the loss from single frames (each clip's first latent "
-                             "frame, as Wan trains on images beside videos; a floor learned on single frames held "
-                             "where clips alone lost it: benchmarks/TINY_MODEL.md; 0: clips only)")
+                        help="video stage: this share of the loss from single frames (other clips' first latent "
+                             "frame, as Wan trains on images beside videos; the floor's lattice came from single "
+                             "frames, not from clips: benchmarks/TINY_MODEL.md; 0: clips only)")
     parser.add_argument("--ae-scale-reg", type=float, default=d.ae_scale_reg,
                         help="built-in model, stage ae: weight of the loss that the latents pooled 2x decode to the "
                              "frames pooled 2x (smoother latents a DiT models more easily; 0: off)")
@@ -168,8 +168,9 @@ def config_from_args(args) -> TrainConfig:
 
 
 # options of the built-in model's training that a real DiT's (--dit) does not have: refused there, not ignored
-BUILTIN_ONLY = {"arc_span": "", "given_view_share": 0.0, "empty_scene_share": 0.0, "text_phrases": False,
-                "view_order": "preset", "camera_rays": False, "ray_lr_scale": 1.0, "relative_cameras": False}
+BUILTIN_ONLY = {"arc_span": "", "given_view_share": 0.0, "empty_scene_share": 0.0, "image_weight": 0.0,
+                "text_phrases": False, "view_order": "preset", "camera_rays": False, "ray_lr_scale": 1.0,
+                "relative_cameras": False}
 
 
 def run(args: argparse.Namespace) -> int:
