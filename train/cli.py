@@ -115,8 +115,9 @@ def add_builtin_model_arguments(parser: argparse.ArgumentParser, d: TrainConfig)
                              "(benchmarks/TINY_MODEL.md \"The floor alone\"; 0: none)")
     parser.add_argument("--image-weight", type=float, default=d.image_weight, metavar="W",
                         help="video stage: this share of the loss from single frames (other clips' first latent "
-                             "frame, as Wan trains on images beside videos; the floor's lattice came from single "
-                             "frames, not from clips: benchmarks/TINY_MODEL.md; 0: clips only)")
+                             "frame, as Wan trains on images beside videos; 0: clips only). The floor's lattice "
+                             "came from single frames of the floor alone; whole scenes' frames did not keep it in a "
+                             "CPU pilot (benchmarks/TINY_MODEL.md)")
     parser.add_argument("--ae-scale-reg", type=float, default=d.ae_scale_reg,
                         help="built-in model, stage ae: weight of the loss that the latents pooled 2x decode to the "
                              "frames pooled 2x (smoother latents a DiT models more easily; 0: off)")

@@ -5,8 +5,8 @@
 # two segments of V seconds, the teacher's floors and object share measured after each: does the lattice survive
 # the objects' return? Returns the second segment's three model files.
 # Ran once (NVIDIA H100, 560 s): the lattice went 0.842 -> 0.775 -> 0.767 in whole scenes as the objects came back
-# (benchmarks/TINY_MODEL.md "Floors learned on single frames"). With FLAGS="--image-weight 0.5" (and .gpu/B holding call
-# 23a's files again) it asks whether single frames beside the clips keep the lattice.
+# (benchmarks/TINY_MODEL.md "Floors learned on single frames"). FLAGS adds trainer flags to both segments (a CPU pilot
+# of --image-weight 0.5 kept no more of the lattice than clips alone).
 # env: V (seconds per segment), FLAGS (more trainer flags), SCENES, END; DEVICE=cpu FLAGS="--batch 2 --workers 1
 # --samples 64" only to try it here
 source benchmarks/device_calls/common.sh
