@@ -167,16 +167,17 @@ def plan_video(s: StageInputs) -> StagePlan:
     dit.train().requires_grad_(True)
     text.train().requires_grad_(True)
 
+    n = cfg.batch * cfg.views
+
     def step(_):
-        batch = s.source.grid_batch(cfg.batch * cfg.views, single_view=True)
+        # with images, one draw of twice the clips: the second half gives only its first latent frame, which a
+        # causal autoencoder (ours, Wan's) encodes from the first frame alone, so it is an image's latent
+        batch = s.source.grid_batch(2 * n if cfg.image_weight else n, single_view=True)
         with mixed_precision(cfg.device, cfg.amp):
-            loss = flow_matching_loss(dit, batch.latents, batch.context, cfg.training_shift)
+            loss = flow_matching_loss(dit, batch.latents[:n], batch.context[:n], cfg.training_shift)
             if not cfg.image_weight:
                 return loss
-            # images beside videos: the first latent frame of other clips, which a causal autoencoder (ours, Wan's)
-            # encodes from their first frame alone, so it is an image's latent
-            images = s.source.grid_batch(cfg.batch * cfg.views, single_view=True)
-            image_loss = flow_matching_loss(dit, images.latents[:, :, :, :1], images.context, cfg.training_shift)
+            image_loss = flow_matching_loss(dit, batch.latents[n:, :, :, :1], batch.context[n:], cfg.training_shift)
         return (1.0 - cfg.image_weight) * loss + cfg.image_weight * image_loss
 
     if cfg.image_weight:
