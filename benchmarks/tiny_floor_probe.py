@@ -4,7 +4,8 @@ floor alone")
     python benchmarks/tiny_floor_probe.py [--space ae|pixels] [--init scratch|assets] [--budget 1500] \
         [--samples 8192] [--batch 64] [--eval-every 400] [--style standard|close] [--seed 0] [--out DIR] \
         [--save-model DIR]
-    python benchmarks/tiny_floor_probe.py --shipped 8 [--model DIR] [--teacher] [--cfg G] [--empty] [--pictures PNG]
+    python benchmarks/tiny_floor_probe.py --shipped 8 [--model DIR] [--teacher] [--cfg G] [--empty] [--pictures PNG] \
+        [--mode syncam|independent|hard|soft] [--bank 4096]
         (the second: a built-in model's floors in whole scenes, generated from held-out captions and rigs of the
         model's own scene style)
 
@@ -36,7 +37,6 @@ import argparse
 import copy
 import dataclasses
 import json
-import random
 import sys
 import time
 from pathlib import Path
@@ -192,13 +192,13 @@ class FloorProbe:
 @torch.no_grad()
 def shipped_floor(scenes: int, mode: str = "syncam", model_dir=None, teacher: bool = False,
                   device: str = "cpu", cfg=None, empty: bool = False, pictures=None, bank: int = 4096) -> dict:
-    """The near-floor eta and lattice match of a built-in model's grids (assets/ or `model_dir`; the 4-step student when its LoRA is
-    there and not `teacher`, else the 20-step teacher, at its own guidance unless `cfg`; from each held-out scene's
-    caption and rig; frames 0, 8 and 16 of every view; objects are left out as not grey), beside the scenes' truth
-    and round trip. `empty`: the same rigs with the objects taken out (the floor alone, the empty caption), where
-    no shadow or object edge enters the measure. Also the share of the frames the objects cover (`object_share`),
-    truth and generated. `pictures`: a PNG path for the truth, the round trip and the grids
-    (rows; frame 8 of every view of the first 4 scenes in each)."""
+    """The near-floor eta and lattice match of a built-in model's grids in `mode` (assets/ or `model_dir`; the 4-step
+    student when its LoRA is there and not `teacher`, else the 20-step teacher, at its own guidance unless `cfg`;
+    from each held-out scene's caption and rig; frames 0, 8 and 16 of every view; objects are left out as not
+    grey), beside the scenes' truth and round trip. `empty`: the same rigs with the objects taken out (the floor
+    alone, the empty caption), where no shadow or object edge enters the measure. Also the share of the frames the
+    objects cover (`object_share`), truth and generated. `pictures`: a PNG path for the truth, the round trip and
+    the grids (rows; frame 8 of every view of the first 4 scenes in each)."""
     model = load_demo_model(model_dir, device=device, teacher=teacher, log=lambda *a: None)
     data = model.scenes(scenes, HELD_OUT_SEED)           # the model's resolution, frames and scene style
     items = [data.scene_and_rig(i) for i in range(scenes)]

@@ -5,13 +5,15 @@
 # Here the probe's own loop (single frames, constant learning rate) from v8.1's base, saved as a model folder
 # (tiny_floor_probe.py --save-model), and then that base's 17-frame clips from the 20-step teacher on the empty
 # held-out rigs, in mode independent (the base DiT alone) and syncam, and on whole scenes: does a floor learned on
-# frames carry over to video? Returns the three model files and, in results.tar, the probe's samples and pictures.
+# frames carry over to video? Returns the three model files and, in results.tar, the probe's samples.png and the
+# pictures.
 # env: V (probe seconds), SCENES, END; DEVICE=cpu only to try it here
 source benchmarks/device_calls/common.sh
 V=${V:-$(( $(left) - 230 ))}   # the probe's setup (rendering its floors and bank, about 75 s) and three measures
 mkdir -p /tmp/T
 run probe python3 benchmarks/tiny_floor_probe.py --device ${DEVICE:-cuda} --style close --init assets \
-  --budget $V --eval-every 2000 --save-model /tmp/T --out /tmp/R/probe
+  --budget $V --eval-every 2000 --save-model /tmp/T --out /tmp/P
+cp /tmp/P/samples.png /tmp/R/probe_samples.png; pack   # not its samples' tensors: results.tar came back too large
 cp /tmp/T/camgrid-tiny*.safetensors $OUT/
 teacher_floors new_ind_empty /tmp/T --empty --mode independent --pictures /tmp/R/new_ind_empty.png
 teacher_floors new_syncam_empty /tmp/T --empty --pictures /tmp/R/new_syncam_empty.png
