@@ -18,7 +18,7 @@ from ..model.checks import InputError
 from ..model.files import atomic_write
 from ..synth.dataset import VIEW_ORDERS
 from ..synth.scenes import SCENE_STYLES
-from .config import AMP_CHOICES, STAGES, TrainConfig, parse_budgets, parse_stages
+from .config import AMP_CHOICES, IMAGE_SOURCES, STAGES, TrainConfig, parse_budgets, parse_stages
 from .evaluate import evaluate, format_table
 from .real import cli as real_cli
 from .trainer import Trainer
@@ -118,6 +118,10 @@ def add_builtin_model_arguments(parser: argparse.ArgumentParser, d: TrainConfig)
                              "frame, as Wan trains on images beside videos; 0: clips only). The floor's lattice "
                              "came from single frames of the floor alone; whole scenes' frames did not keep it in a "
                              "CPU pilot (benchmarks/TINY_MODEL.md)")
+    parser.add_argument("--image-source", choices=IMAGE_SOURCES, default=d.image_source,
+                        help="with --image-weight: the single frames are the clips' own (clips) or frames of the "
+                             "floor alone from the training cameras, captioned \"floor\" so that the empty caption "
+                             "keeps its meaning for guidance (floor; train/floor_images.py)")
     parser.add_argument("--ae-scale-reg", type=float, default=d.ae_scale_reg,
                         help="built-in model, stage ae: weight of the loss that the latents pooled 2x decode to the "
                              "frames pooled 2x (smoother latents a DiT models more easily; 0: off)")
@@ -158,6 +162,7 @@ def config_from_args(args) -> TrainConfig:
                        ae_scale_reg=args.ae_scale_reg, text_phrases=args.text_phrases, scene_style=args.scene_style,
                        arc_span=parse_arc_span(args.arc_span), given_view_share=args.given_view_share,
                        empty_scene_share=args.empty_scene_share, image_weight=args.image_weight,
+                       image_source=args.image_source,
                        view_order=args.view_order, camera_rays=args.camera_rays, ray_lr_scale=args.ray_lr_scale,
                        relative_cameras=args.relative_cameras,
                        seed=_given(args.seed, d.seed),
@@ -170,8 +175,8 @@ def config_from_args(args) -> TrainConfig:
 
 # options of the built-in model's training that a real DiT's (--dit) does not have: refused there, not ignored
 BUILTIN_ONLY = {"arc_span": "", "given_view_share": 0.0, "empty_scene_share": 0.0, "image_weight": 0.0,
-                "text_phrases": False, "view_order": "preset", "camera_rays": False, "ray_lr_scale": 1.0,
-                "relative_cameras": False}
+                "image_source": "clips", "text_phrases": False, "view_order": "preset", "camera_rays": False,
+                "ray_lr_scale": 1.0, "relative_cameras": False}
 
 
 def run(args: argparse.Namespace) -> int:

@@ -19,6 +19,7 @@ STAGES = ("ae", "video", "syncam", "hard", "soft")
 # The first release trained hard and soft sync in one "sync" stage: the old name still means both.
 LEGACY_STAGES = {"sync": ("hard", "soft")}
 TWO_STREAM_MODES = ("hard", "soft")
+IMAGE_SOURCES = ("clips", "floor")     # where the video stage's single frames come from (--image-source)
 
 
 @dataclass
@@ -45,6 +46,8 @@ class TrainConfig:
     image_weight: float = 0.0          # video stage: this share of the loss from single frames (a second draw of
                                        # clips, their first latent frame only: a causal autoencoder encodes it from the
                                        # first frame alone), as Wan trains on images beside videos
+    image_source: str = "clips"        # those frames: "clips" (the clips' own) or "floor" (the floor alone, captioned
+                                       # "floor": train/floor_images.py)
     # model (the shipped recipe, benchmarks/TINY_MODEL.md "Built-in model v2": 6.8 M parameters, 13.6 MB in fp16)
     dim: int = 224
     ffn_dim: int = 896
@@ -113,6 +116,12 @@ class TrainConfig:
         if not 0.0 <= float(self.image_weight) < 1.0:
             raise InputError(f"image_weight (--image-weight): expected a share of the loss in [0, 1), got "
                              f"{self.image_weight}")
+        if self.image_source not in IMAGE_SOURCES:
+            raise InputError(f"image_source (--image-source): expected one of {', '.join(IMAGE_SOURCES)}, got "
+                             f"{self.image_source!r}")
+        if self.image_source != "clips" and not self.image_weight:
+            raise InputError(f"--image-source {self.image_source} chooses the video stage's single frames, which "
+                             "--image-weight 0 leaves out: give --image-weight (e.g. 0.5) or leave --image-source out")
         if not 0.0 <= float(self.given_view_share) <= 1.0:
             raise InputError(f"given_view_share (--given-view-share): expected a share in [0, 1], "
                              f"got {self.given_view_share}")

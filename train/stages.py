@@ -40,9 +40,11 @@ from ..model.dit import GridDiT
 from ..model.sync import attach_sync_layers
 from .builtin import TinyGridModel
 from .config import TrainConfig
+from .floor_images import FloorImages
 from .loop import StagePlan
 from .objective import flow_matching_loss, mixed_precision
 from .sources import GridSource
+from .text import FLOOR_WORD
 
 SYNCAM_PARTS = ("cam_encoder", "projector", "mvs_attn", "modulation_mvs", "ray_encoder")   # those a block has
 ANCHOR_MODES = ("syncam", "independent")
@@ -168,20 +170,30 @@ def plan_video(s: StageInputs) -> StagePlan:
     text.train().requires_grad_(True)
 
     n = cfg.batch * cfg.views
+    floor = None
+    if cfg.image_weight and cfg.image_source == "floor":
+        floor = FloorImages(s.models.ae.encode, cfg.data_style, cfg.height, cfg.width, cfg.seed, cfg.device)
+        s.log(f"stage video: {cfg.image_weight:g} of the loss from {len(floor)} single frames of the floor alone, "
+              f"captioned {FLOOR_WORD!r}")
+    elif cfg.image_weight:
+        s.log(f"stage video: {cfg.image_weight:g} of the loss from single frames (other clips' first latent frame)")
 
     def step(_):
-        # with images, one draw of twice the clips: the second half gives only its first latent frame, which a
-        # causal autoencoder (ours, Wan's) encodes from the first frame alone, so it is an image's latent
-        batch = s.source.grid_batch(2 * n if cfg.image_weight else n, single_view=True)
+        # with the clips' own frames, one draw of twice the clips: the second half gives only its first latent
+        # frame, which a causal autoencoder (ours, Wan's) encodes from the first frame alone: an image's latent
+        own_frames = cfg.image_weight and floor is None
+        batch = s.source.grid_batch(2 * n if own_frames else n, single_view=True)
         with mixed_precision(cfg.device, cfg.amp):
             loss = flow_matching_loss(dit, batch.latents[:n], batch.context[:n], cfg.training_shift)
             if not cfg.image_weight:
                 return loss
-            image_loss = flow_matching_loss(dit, batch.latents[n:, :, :, :1], batch.context[n:], cfg.training_shift)
+            if floor is None:
+                images, context = batch.latents[n:, :, :, :1], batch.context[n:]
+            else:   # never the empty caption: that stays guidance's "any scene"
+                images, context = floor.batch(n), text.encode([FLOOR_WORD] * n)
+            image_loss = flow_matching_loss(dit, images, context, cfg.training_shift)
         return (1.0 - cfg.image_weight) * loss + cfg.image_weight * image_loss
 
-    if cfg.image_weight:
-        s.log(f"stage video: {cfg.image_weight:g} of the loss from single frames (other clips' first latent frame)")
     params = list(dit.parameters()) + list(text.parameters())
     return StagePlan("video", step, [{"params": params}], {"dit": dit, "text": text}, cfg.lr, cfg.budget("video"),
                      ema_decay=cfg.ema)

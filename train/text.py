@@ -26,7 +26,11 @@ import torch.nn as nn
 from ..synth.scenes import VOCABULARY
 
 PAD, UNK = 0, 1
-WORDS = ("<pad>", "<unk>", *VOCABULARY)
+# the caption of the floor alone (the video stage's floor images, train/floor_images.py): its own word, so that the
+# empty caption keeps meaning "anything" for guidance. Appended after the scenes' words, so the ids of files
+# written before it stay as they were; such files' encoders read it as <unk>, as they always did (below)
+FLOOR_WORD = "floor"
+WORDS = ("<pad>", "<unk>", *VOCABULARY, FLOOR_WORD)
 WORD_INDEX = {w: i for i, w in enumerate(WORDS)}
 PHRASE_START = WORD_INDEX["a"]                      # every object phrase of the grammar starts with "a"
 NOT_CONTENT = (PAD, PHRASE_START, WORD_INDEX["and"])   # words a phrase's summary leaves out
@@ -83,6 +87,16 @@ class TinyTextEncoder(nn.Module):
 
     def encode(self, captions: Union[str, Sequence[str]]) -> torch.Tensor:
         return self(tokenize(captions, self.max_tokens))
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # files from before words were appended (FLOOR_WORD): the new words start as <unk>'s row, so the loaded
+        # encoder reads them exactly as the file's did
+        key = prefix + "words.weight"
+        table = state_dict.get(key)
+        if table is not None and table.ndim == 2 and UNK < table.shape[0] < len(WORDS):
+            extra = table[UNK:UNK + 1].expand(len(WORDS) - table.shape[0], -1)
+            state_dict[key] = torch.cat([table, extra])
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
 
 def phrase_sums(words: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
