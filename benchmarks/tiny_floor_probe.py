@@ -5,7 +5,7 @@ floor alone")
         [--samples 8192] [--batch 64] [--eval-every 400] [--style standard|close] [--seed 0] [--out DIR] \
         [--save-model DIR]
     python benchmarks/tiny_floor_probe.py --shipped 8 [--model DIR] [--teacher] [--cfg G] [--empty] [--pictures PNG] \
-        [--mode syncam|independent|hard|soft] [--bank 4096]
+        [--mode syncam|independent|hard|soft] [--bank 4096] [--empty-caption floor]
         (the second: a built-in model's floors in whole scenes, generated from held-out captions and rigs of the
         model's own scene style)
 
@@ -191,12 +191,13 @@ class FloorProbe:
 
 @torch.no_grad()
 def shipped_floor(scenes: int, mode: str = "syncam", model_dir=None, teacher: bool = False,
-                  device: str = "cpu", cfg=None, empty: bool = False, pictures=None, bank: int = 4096) -> dict:
+                  device: str = "cpu", cfg=None, empty: bool = False, pictures=None, bank: int = 4096,
+                  empty_caption: str = "") -> dict:
     """The near-floor eta and lattice match of a built-in model's grids in `mode` (assets/ or `model_dir`; the 4-step
     student when its LoRA is there and not `teacher`, else the 20-step teacher, at its own guidance unless `cfg`;
     from each held-out scene's caption and rig; frames 0, 8 and 16 of every view; objects are left out as not
     grey), beside the scenes' truth and round trip. `empty`: the same rigs with the objects taken out (the floor
-    alone, the empty caption), where no shadow or object edge enters the measure. Also the share of the frames the
+    alone, under `empty_caption`: the empty one unless given), where no shadow or object edge enters the measure. Also the share of the frames the
     objects cover (`object_share`), truth and generated. `pictures`: a PNG path for the truth, the round trip and
     the grids (rows; frame 8 of every view of the first 4 scenes in each)."""
     model = load_demo_model(model_dir, device=device, teacher=teacher, log=lambda *a: None)
@@ -206,8 +207,8 @@ def shipped_floor(scenes: int, mode: str = "syncam", model_dir=None, teacher: bo
         items = [(dataclasses.replace(scene, objects=()), rig) for scene, rig in items]
     truth = torch.stack([render(scene, rig, model.height, model.width) for scene, rig in items])  # [N, 4, F, H, W, 3]
     cameras = torch.stack([model.camera_embedding(rig) for _, rig in items])
-    generated = model.decode(model.generate_latents([scene.caption for scene, _ in items], cameras, mode=mode,
-                                                    cfg=cfg))
+    captions = [empty_caption if empty else scene.caption for scene, _ in items]
+    generated = model.decode(model.generate_latents(captions, cameras, mode=mode, cfg=cfg))
     round_trip = torch.stack([model.ae.decode(model.ae.encode(views)).cpu() for views in truth])
 
     def frames(x):
@@ -253,11 +254,14 @@ def main() -> None:
                    help="with --shipped: the mode the grids are generated in (independent: the base DiT alone)")
     p.add_argument("--empty", action="store_true",
                    help="with --shipped: the held-out rigs with no objects (the floor alone, the empty caption)")
+    p.add_argument("--empty-caption", default="", metavar="TEXT",
+                   help="with --empty: the caption of the empty rigs (a model trained with --image-source floor: "
+                        "\"floor\")")
     args = p.parse_args()
     if args.shipped:
         print(json.dumps(shipped_floor(args.shipped, args.mode, model_dir=args.model, teacher=args.teacher,
                                        device=args.device, cfg=args.cfg, empty=args.empty,
-                                       pictures=args.pictures, bank=args.bank)))
+                                       pictures=args.pictures, bank=args.bank, empty_caption=args.empty_caption)))
         return
     if (args.init == "assets" or args.save_model) and args.space != "ae":
         raise SystemExit("--init assets and --save-model need --space ae: the shipped DiT reads the autoencoder's "

@@ -41,7 +41,8 @@ class FloorImages:
     (with replacement, from its own generator) as single-view samples [n, 1, C, 1, h, w]."""
 
     def __init__(self, encode_video: Callable[[torch.Tensor], torch.Tensor], style: str, height: int, width: int,
-                 seed: int, device, count: int = FLOOR_IMAGES):
+                 seed: int, device, count: int | None = None):
+        count = FLOOR_IMAGES if count is None else int(count)
         frames = floor_only_frames(count, seed=f"camgrid.train.floor_images:{seed}", style=style, height=height,
                                    width=width)
         with torch.no_grad():

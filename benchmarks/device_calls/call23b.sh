@@ -7,13 +7,16 @@
 # Ran once (NVIDIA H100, 560 s): the lattice went 0.842 -> 0.775 -> 0.767 in whole scenes as the objects came back
 # (benchmarks/TINY_MODEL.md "Floors learned on single frames"). FLAGS adds trainer flags to both segments (a CPU pilot
 # of --image-weight 0.5 kept no more of the lattice than clips alone).
-# env: V (seconds per segment), FLAGS (more trainer flags), SCENES, END; DEVICE=cpu FLAGS="--batch 2 --workers 1
+# Call 24b ran it from call 24a's arm F with FLAGS="--image-weight 0.5 --image-source floor" and
+# EMPTY_FLAGS="--empty-caption floor" (the empty rigs under the floor's own caption).
+# env: V (seconds per segment), FLAGS (more trainer flags), EMPTY_FLAGS (more flags of the empty rigs' measure),
+# SCENES, END; DEVICE=cpu FLAGS="--batch 2 --workers 1
 # --samples 64" only to try it here
 source benchmarks/device_calls/common.sh
 [ -f .gpu/B/camgrid-tiny.safetensors ] || { echo "call23b: .gpu/B holds no model files (call23a.sh's)"; exit 1; }
 V=${V:-$(( ($(left) - 190) / 2 ))}   # each segment's setup (about 20 s) and two measures (25-30 s each)
 measure() { teacher_floors $1 /tmp/T --pictures /tmp/R/$1.png
-  teacher_floors $1_ind_empty /tmp/T --empty --mode independent --pictures /tmp/R/$1_ind_empty.png; }
+  teacher_floors $1_ind_empty /tmp/T --empty --mode independent --pictures /tmp/R/$1_ind_empty.png $EMPTY_FLAGS; }
 train_further --init .gpu/B --stages video --stage-budgets video=$V $FLAGS
 mv /tmp/R/loss.csv /tmp/R/loss_1.csv; measure seg1
 rm -rf /tmp/T1 && mv /tmp/T /tmp/T1   # a fresh --out for the second segment
