@@ -12,13 +12,9 @@ truth's under the same bank. A floor of the right tones and scale with no lattic
 """
 from __future__ import annotations
 
-import random
-
 import torch
 
-from camgrid.synth.dataset import random_rig
-from camgrid.synth.render import render
-from camgrid.synth.scenes import Scene, scene_style
+from camgrid.train.floor_images import floor_only_frames
 
 LATTICE_TOP = 28           # the bottom 20 of 48 rows: floor from every training camera, squares large
 GREY_MAX_CHROMA = 0.12     # max - min of a pixel's RGB: the floor and sky are grey, the objects are not
@@ -27,12 +23,9 @@ BANK_SEED = 99             # not the probe's training (7) or held-out (321) came
 
 def floor_frames(count: int, seed: int = 7, style: str = "standard", height: int = 48,
                  width: int = 80) -> torch.Tensor:
-    """[count, 1, H, W, 3]: the floor of scene style `style` from `count` random training cameras of that style."""
-    look = scene_style(style)
-    scene = Scene(objects=(), num_frames=1, checker_size=look.checker_size)
-    rng = random.Random(seed)
-    return torch.stack([render(scene, random_rig(rng, 1, 1, width / height, radius=look.camera_radius), height,
-                               width)[0] for _ in range(count)])
+    """[count, 1, H, W, 3]: the floor of scene style `style` from `count` random training cameras of that style (the
+    video stage's floor images, train/floor_images.py, with the probe's seeds)."""
+    return floor_only_frames(count, seed, style, height, width)
 
 
 def is_grey(frames: torch.Tensor) -> torch.Tensor:
