@@ -22,7 +22,8 @@ from ..synth.dataset import random_rig
 from ..synth.render import render
 from ..synth.scenes import Scene, scene_style
 
-FLOOR_IMAGES = 4096      # as many as the floor probe's 8,192 halved: rendered in the stage's first seconds
+FLOOR_IMAGES = 4096      # half the floor probe's 8,192: rendered before the stage's clock starts (about 25 s on
+                         # the device calls' CPU, beside the rendering workers)
 ENCODE_CHUNK = 256
 
 

@@ -3,7 +3,9 @@
   ae      the tiny video autoencoder (train/autoencoder.py): L1 + L2 on pixels, object pixels weighed x5 (with
           cfg.ae_scale_reg, the same on the latents pooled 2x2 against the frames pooled 2x2);
   video   a single-view video DiT (variant "wan") + the tiny text encoder, flow matching (train/objective.py)
-          on one view of every sample (captions dropped 10% of the time, for classifier-free guidance);
+          on one view of every sample (captions dropped 10% of the time, for classifier-free guidance); with
+          cfg.image_weight, that share of the loss from single frames: the clips' own, or the floor alone
+          (cfg.image_source "floor", train/floor_images.py);
   syncam  SynCamMaster's modules on the frozen video DiT, initialised as the official code does (mvs_attn
           copied from self_attn, modulation_mvs from modulation[:, :3], zero projector, cam_encoder (and
           ray_encoder, with cfg.camera_rays), so
