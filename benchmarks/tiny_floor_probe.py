@@ -197,9 +197,9 @@ def shipped_floor(scenes: int, mode: str = "syncam", model_dir=None, teacher: bo
     student when its LoRA is there and not `teacher`, else the 20-step teacher, at its own guidance unless `cfg`;
     from each held-out scene's caption and rig; frames 0, 8 and 16 of every view; objects are left out as not
     grey), beside the scenes' truth and round trip. `empty`: the same rigs with the objects taken out (the floor
-    alone, under `empty_caption`: the empty one unless given), where no shadow or object edge enters the measure. Also the share of the frames the
-    objects cover (`object_share`), truth and generated. `pictures`: a PNG path for the truth, the round trip and
-    the grids (rows; frame 8 of every view of the first 4 scenes in each)."""
+    alone, under `empty_caption`: the empty one unless given), where no shadow or object edge enters the measure.
+    Also the share of the frames the objects cover (`object_share`), truth and generated. `pictures`: a PNG path
+    for the truth, the round trip and the grids (rows; frame 8 of every view of the first 4 scenes in each)."""
     model = load_demo_model(model_dir, device=device, teacher=teacher, log=lambda *a: None)
     data = model.scenes(scenes, HELD_OUT_SEED)           # the model's resolution, frames and scene style
     items = [data.scene_and_rig(i) for i in range(scenes)]

@@ -180,10 +180,11 @@ def plan_video(s: StageInputs) -> StagePlan:
     elif cfg.image_weight:
         s.log(f"stage video: {cfg.image_weight:g} of the loss from single frames (other clips' first latent frame)")
 
+    # with the clips' own frames, one draw of twice the clips: the second half gives only its first latent frame,
+    # which a causal autoencoder (ours, Wan's) encodes from the first frame alone: an image's latent
+    own_frames = bool(cfg.image_weight) and floor is None
+
     def step(_):
-        # with the clips' own frames, one draw of twice the clips: the second half gives only its first latent
-        # frame, which a causal autoencoder (ours, Wan's) encodes from the first frame alone: an image's latent
-        own_frames = cfg.image_weight and floor is None
         batch = s.source.grid_batch(2 * n if own_frames else n, single_view=True)
         with mixed_precision(cfg.device, cfg.amp):
             loss = flow_matching_loss(dit, batch.latents[:n], batch.context[:n], cfg.training_shift)
@@ -191,8 +192,8 @@ def plan_video(s: StageInputs) -> StagePlan:
                 return loss
             if floor is None:
                 images, context = batch.latents[n:, :, :, :1], batch.context[n:]
-            else:   # never the empty caption: that stays guidance's "any scene"
-                images, context = floor.batch(n), text.encode([FLOOR_WORD] * n)
+            else:   # never the empty caption: that stays guidance's "any scene"; one caption, encoded once
+                images, context = floor.batch(n), text.encode([FLOOR_WORD]).expand(n, -1, -1)
             image_loss = flow_matching_loss(dit, images, context, cfg.training_shift)
         return (1.0 - cfg.image_weight) * loss + cfg.image_weight * image_loss
 
