@@ -128,6 +128,8 @@ SAMPLING_LIMITS = {"steps": STEPS, "cfg": CFG, "video_cfg": VIDEO_CFG, "shift": 
                    "seed": SEED}
 # an advanced setting: CamGrid Sampler Options' widget, not the sampler's (checked by SamplerOptions)
 CFG_MAX_SIGMA = Limit(0.0, 1.0, hint="the highest noise level (0-1) that gets text guidance; 1 guides every step")
+# an advanced setting of the sampler (SamplerOptions): the weight of a second, composed prompt
+COMPOSE_CFG = Limit(0.0, 10.0, hint="the weight of the composed prompt's guidance term; 0 runs without it")
 
 
 def check_sampling(label: Callable[[str], str] = str, **values) -> dict:

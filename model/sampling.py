@@ -23,6 +23,11 @@ Guidance (the unconditional text is the negative prompt's embedding):
                  s_v = video_cfg. "No video" is defined in `conditioning` (zero latent for recam,
                  pure noise in the source view for replace_view / first_row).
 With `batch_cfg` the guidance branches run as one forward (concatenated along B), else one each.
+  - composed:    with `compose_cfg` > 0 and `compose_context` (a second prompt), text guidance gains the
+                 conjunction term of Liu et al. 2022 ("Compositional Visual Generation with Composable Diffusion
+                 Models"): v = v(∅t) + cfg·(v(t) - v(∅t)) + compose_cfg·(v(t2) - v(∅t)), one more branch.
+                 The built-in model composes its word for the bare floor: guidance then no longer inflates the
+                 objects (benchmarks/TINY_MODEL.md, "The floor composed into the guidance").
 `cfg_max_sigma` < 1 limits text guidance to the steps at or below that noise level (Kynkaenniemi et al. 2024,
 "Applying guidance in a limited interval"): guidance at the highest noise levels, where the layout is set,
 inflates the objects (benchmarks/TINY_MODEL.md, "Guidance in a limited interval"); the steps above it run the
@@ -48,7 +53,7 @@ from typing import Any, Callable, Optional, Sequence, Union
 import numpy as np
 import torch
 
-from .checks import CFG_MAX_SIGMA, DENOISE, SHIFT, STEPS, InputError, NonFiniteError, check_sampling, require_finite
+from .checks import CFG_MAX_SIGMA, COMPOSE_CFG, DENOISE, SHIFT, STEPS, InputError, NonFiniteError, check_sampling, require_finite
 from .conditioning import SourceVideo, SourceVideoError, noised_source, null_source_latent, pad_text, replace_view
 from .context_windows import ContextWindows, windowed_velocity
 from .modes import source_problem
@@ -76,6 +81,7 @@ class SamplerOptions:
     cfg:             text guidance scale (s_t of two_scale); 1 skips the negative branch. None: 5, or the
                      schedule preset's recommendation (1 for the CFG-distilled presets).
     cfg_max_sigma:   text guidance only at noise levels sigma <= this (1: every step; see the module docstring).
+    compose_cfg:     the weight of the composed prompt (`compose_context`; see the module docstring); 0: none.
     shift:           flow shift of the schedule (None: 5, or the preset's).   scheduler: "unipc" | "euler" | "lcm".
     guidance:        "text" | "two_scale" (needs a source video; s_v = video_cfg).
     batch_cfg:       run the guidance branches as one forward.   seed: the noise seed.
@@ -93,6 +99,7 @@ class SamplerOptions:
     steps: int = 50
     cfg: Optional[float] = None
     cfg_max_sigma: float = 1.0
+    compose_cfg: float = 0.0
     shift: Optional[float] = None
     scheduler: str = "unipc"
     seed: int = 0
@@ -119,12 +126,16 @@ class SamplerOptions:
         checked = check_sampling(label, steps=self.steps, cfg=self.cfg, video_cfg=self.video_cfg, shift=self.shift,
                                  denoise=self.denoise, seed=self.seed)
         checked["cfg_max_sigma"] = CFG_MAX_SIGMA.check(label("cfg_max_sigma"), self.cfg_max_sigma)
+        checked["compose_cfg"] = COMPOSE_CFG.check(label("compose_cfg"), self.compose_cfg)
         for name, value in checked.items():
             object.__setattr__(self, name, value)
         if self.scheduler not in SCHEDULERS:
             raise InputError(f"{label('scheduler')} {self.scheduler!r} is not one of {SCHEDULERS}")
         if self.guidance not in GUIDANCE:
             raise InputError(f"{label('guidance')} {self.guidance!r} is not one of {GUIDANCE}")
+        if self.compose_cfg > 0 and self.guidance != "text":
+            raise InputError(f"{label('compose_cfg')} composes a second prompt into text guidance; guidance "
+                             f"{self.guidance!r} weighs a source video instead: use compose_cfg = 0 with it")
         if self.text_length is not None and (isinstance(self.text_length, bool) or
                                              not isinstance(self.text_length, numbers.Integral) or self.text_length < 1):
             raise InputError(f"text_length must be a positive number of tokens or None, got {self.text_length!r}")
@@ -146,8 +157,9 @@ class SamplerOptions:
 
     @property
     def uses_negative(self) -> bool:
-        """Whether the negative prompt's branch runs (two_scale always, text guidance when cfg != 1)."""
-        return self.guidance == "two_scale" or self.cfg != 1.0
+        """Whether the negative prompt's branch runs (two_scale always, text guidance when cfg != 1 or a prompt
+        is composed)."""
+        return self.guidance == "two_scale" or self.cfg != 1.0 or self.compose_cfg > 0
 
     @classmethod
     def build(cls, options: Optional["SamplerOptions"] = None, **settings) -> "SamplerOptions":
@@ -229,7 +241,7 @@ class SamplingPlan:
     """One run's prepared inputs (`prepare`). Used by one run only: its scheduler keeps state.
 
     The guidance branches are fixed by the options: two_scale runs (null video, no text), (video, no text),
-    (video, text); text CFG runs (text), (no text); cfg = 1 runs (text). `texts` / `sources` hold each
+    (video, text); text CFG runs (text), (no text), and (composed text) with compose_cfg; cfg = 1 runs (text). `texts` / `sources` hold each
     branch's text features and recam source latent; `batched` the same concatenated once for batch_cfg.
     Context windows cut the per-view / per-frame fields with `context_windows.restrict_plan`: a new field
     indexed by view or latent frame must be cut there too.
@@ -309,18 +321,26 @@ def _batched_camera(camera, b: int, v: int, t: int, device) -> Optional[torch.Te
     return camera.to(device=device, dtype=torch.float32).expand(b, -1, -1, -1)
 
 
-def _texts(context, negative_context, b: int, text_dim: int, options: SamplerOptions, device):
-    """(context, negative or None) as [B, L, text_dim] float32, padded with zero tokens to one length (at least
-    options.text_length): the guidance branches batch them."""
+def _texts(context, negative_context, compose_context, b: int, text_dim: int, options: SamplerOptions, device):
+    """(context, negative or None, composed or None) as [B, L, text_dim] float32, padded with zero tokens to one
+    length (at least options.text_length): the guidance branches batch them."""
     ctx = _batched_context(context, b, "context", text_dim, device)
     if not options.uses_negative:
-        return pad_text(ctx, options.text_length or 0), None
+        return pad_text(ctx, options.text_length or 0), None, None
     if negative_context is None:
-        raise InputError(f"cfg = {options.cfg} needs negative_context (the negative / empty prompt's features); "
-                         "pass it, or use cfg = 1")
+        needs = f"cfg = {options.cfg}" if options.cfg != 1.0 or options.compose_cfg == 0 else \
+            f"compose_cfg = {options.compose_cfg}"
+        raise InputError(f"{needs} needs negative_context (the negative / empty prompt's features); "
+                         "pass it, or use cfg = 1 and compose_cfg = 0")
     neg = _batched_context(negative_context, b, "negative_context", text_dim, device)
-    length = max(options.text_length or 0, ctx.shape[1], neg.shape[1])
-    return pad_text(ctx, length), pad_text(neg, length)
+    comp = None
+    if options.compose_cfg > 0:
+        if compose_context is None:
+            raise InputError(f"compose_cfg = {options.compose_cfg} needs compose_context (the composed prompt's "
+                             "features); pass it, or use compose_cfg = 0")
+        comp = _batched_context(compose_context, b, "compose_context", text_dim, device)
+    length = max([options.text_length or 0] + [t.shape[1] for t in (ctx, neg, comp) if t is not None])
+    return pad_text(ctx, length), pad_text(neg, length), None if comp is None else pad_text(comp, length)
 
 
 def _source_video(source, mode: str) -> Optional[SourceVideo]:
@@ -335,12 +355,14 @@ def _source_video(source, mode: str) -> Optional[SourceVideo]:
     return None if source is None else source.resolve(mode)
 
 
-def _branches(options: SamplerOptions, ctx, neg, source: Optional[SourceVideo], src):
+def _branches(options: SamplerOptions, ctx, neg, comp, source: Optional[SourceVideo], src):
     """(texts, sources) of the guidance branches, in the order `guided_velocity` combines them."""
     recam = src if (source is not None and source.how == "recam") else None
     if options.guidance == "two_scale":
         null = null_source_latent(src) if recam is not None else None
         return [neg, neg, ctx], [null, recam, recam]
+    if comp is not None:
+        return [ctx, neg, comp], [recam, recam, recam]
     if options.uses_negative:
         return [ctx, neg], [recam, recam]
     return [ctx], [recam]
@@ -349,9 +371,10 @@ def _branches(options: SamplerOptions, ctx, neg, source: Optional[SourceVideo], 
 def prepare(model, shape_or_noise: Union[Sequence[int], torch.Tensor], context, negative_context=None, *,
             mode: str = "independent", camera=None, source: Union[SourceVideo, torch.Tensor, None] = None,
             init_latent: Optional[torch.Tensor] = None, options: Optional[SamplerOptions] = None,
-            interrupt: Optional[Callable[[], None]] = None) -> SamplingPlan:
+            interrupt: Optional[Callable[[], None]] = None, compose_context=None) -> SamplingPlan:
     """Check a run's inputs (the sampler's boundary; the model checks its own at every forward) and prepare
-    them: noise, source, batched text / camera per guidance branch, schedule and the starting latent."""
+    them: noise, source, batched text / camera per guidance branch, schedule and the starting latent.
+    compose_context: the composed prompt's features (used with options.compose_cfg > 0)."""
     options = options or SamplerOptions()
     device = model.device
     if isinstance(shape_or_noise, torch.Tensor):
@@ -372,7 +395,7 @@ def prepare(model, shape_or_noise: Union[Sequence[int], torch.Tensor], context, 
         raise InputError("guidance 'two_scale' weighs a source video against text; without a source use "
                          "guidance='text' (ComfyUI: connect CamGrid Source Video to 'source')")
 
-    ctx, neg = _texts(context, negative_context, b, model.config.text_dim, options, device)
+    ctx, neg, comp = _texts(context, negative_context, compose_context, b, model.config.text_dim, options, device)
     cam = _batched_camera(camera, b, v, t, device)
 
     schedule = prepare_schedule(options, device)
@@ -391,7 +414,7 @@ def prepare(model, shape_or_noise: Union[Sequence[int], torch.Tensor], context, 
     else:
         x_init = noise.clone()  # σ0 = 1 (UniPC: 1 - 1e-6): pure noise, as diffusers' Wan pipeline starts
 
-    texts, sources = _branches(options, ctx, neg, source, src)
+    texts, sources = _branches(options, ctx, neg, comp, source, src)
     batched = None
     if options.batch_cfg and len(texts) > 1:
         n = len(texts)
@@ -419,6 +442,9 @@ def guided_velocity(plan: SamplingPlan, x: torch.Tensor, sigma: float) -> torch.
         v_null, v_video, v_video_text = plan.predict([x_null, x, x], timestep)
         return two_scale_guidance(v_null, v_video, v_video_text, o.video_cfg, o.cfg if text_guided else 1.0)
     if o.uses_negative and text_guided:
+        if o.compose_cfg > 0:
+            v_cond, v_uncond, v_composed = plan.predict([x, x, x], timestep)
+            return text_guidance(v_cond, v_uncond, o.cfg) + o.compose_cfg * (v_composed - v_uncond)
         v_cond, v_uncond = plan.predict([x, x], timestep)
         return text_guidance(v_cond, v_uncond, o.cfg)
     return plan.predict([x], timestep)[0]
@@ -456,7 +482,7 @@ def denoise(plan: SamplingPlan, velocity: Velocity = guided_velocity,
 def sample_grid(model, shape_or_noise: Union[Sequence[int], torch.Tensor], context: torch.Tensor,
                 negative_context: Optional[torch.Tensor] = None, *, mode: str = "independent",
                 camera: Optional[torch.Tensor] = None, source: Union[SourceVideo, torch.Tensor, None] = None,
-                init_latent: Optional[torch.Tensor] = None,
+                init_latent: Optional[torch.Tensor] = None, compose_context: Optional[torch.Tensor] = None,
                 callback: Optional[Callable[[int, int, torch.Tensor], None]] = None,
                 interrupt: Optional[Callable[[], Optional[bool]]] = None,
                 options: Optional[SamplerOptions] = None, stats: Optional[SamplingStats] = None,
@@ -470,12 +496,14 @@ def sample_grid(model, shape_or_noise: Union[Sequence[int], torch.Tensor], conte
     camera: [V, T, 12] or [B, V, T, 12] relative extrinsics (syncam / recam / hard, soft with a camera encoder).
     source: a `SourceVideo` (recam / replace_view / first_row / auto); a bare latent tensor means recam.
     init_latent: the latent that denoise < 1 refines.
+    compose_context: a second prompt's features [B or 1, L, text_dim], composed into text guidance with weight
+        compose_cfg (see the module docstring).
     callback(step, total, x0_pred): after every step (step counts from 1), with the predicted clean grid.
     interrupt(): checked before every step and every DiT block; it raises to stop, or returns True
         to raise `SamplingInterrupted`.
     options / settings: a `SamplerOptions`, and / or its fields by name (steps=, cfg=, shift=, scheduler=,
-        seed=, denoise=, guidance=, video_cfg=, batch_cfg=, text_length=, windows=, cfg_max_sigma=; schedule=,
-        sigmas=, cache=, cache_threshold=, cache_start=, cache_end=).
+        seed=, denoise=, guidance=, video_cfg=, batch_cfg=, text_length=, windows=, cfg_max_sigma=, compose_cfg=;
+        schedule=, sigmas=, cache=, cache_threshold=, cache_start=, cache_end=).
     stats: a `SamplingStats` to fill: the schedule that ran, and which steps ran the DiT (`stats.summary()`).
     """
     options = SamplerOptions.build(options, **settings)
@@ -485,7 +513,7 @@ def sample_grid(model, shape_or_noise: Union[Sequence[int], torch.Tensor], conte
             raise SamplingInterrupted("sampling was interrupted")
 
     plan = prepare(model, shape_or_noise, context, negative_context, mode=mode, camera=camera, source=source,
-                   init_latent=init_latent, options=options,
+                   init_latent=init_latent, options=options, compose_context=compose_context,
                    interrupt=check_interrupt if interrupt is not None else None)
     velocity = guided_velocity
     if options.windows is not None:  # context windows split each step's model calls and fuse them

@@ -480,3 +480,36 @@ def test_cfg_max_sigma_keeps_two_scales_video_guidance():
 def test_cfg_max_sigma_outside_0_1_is_refused(bad):
     with pytest.raises(InputError, match="cfg_max_sigma"):
         SamplerOptions(cfg=3.0, cfg_max_sigma=bad)
+
+
+@pytest.mark.parametrize("batch_cfg", [True, False])
+def test_a_composed_prompt_adds_its_own_guidance_term(batch_cfg):
+    """Liu et al.'s conjunction: v = v(∅) + cfg·(v(t) - v(∅)) + compose_cfg·(v(t2) - v(∅)), the composed prompt as
+    a third branch (one batched forward, or three); cfg = 1 with a composed prompt still runs the negative."""
+    cond, neg, comp = torch.ones(1, 3, 4), torch.full((1, 3, 4), 2.0), torch.full((1, 3, 4), 0.5)
+    shape = (1, 1, 16, 2, 4, 4)
+    for cfg, weight in ((3.0, 0.7), (1.0, 2.0)):
+        model = FakeModel("wan")
+        out = sample_grid(model, shape, cond, neg, mode="independent", steps=1, cfg=cfg, compose_cfg=weight,
+                          compose_context=comp, scheduler="euler", batch_cfg=batch_cfg, seed=4)
+        v_cond, v_uncond, v_comp = 10.0, 20.0, 5.0
+        expected_v = v_uncond + cfg * (v_cond - v_uncond) + weight * (v_comp - v_uncond)
+        torch.testing.assert_close(out, make_noise(shape, 4) - expected_v, atol=1e-4, rtol=0)
+        assert sum(c[1].shape[0] for c in model.calls) == 3 and len(model.calls) == (1 if batch_cfg else 3)
+    plain = sample_grid(FakeModel("wan"), shape, cond, neg, mode="independent", steps=1, cfg=3.0, compose_cfg=0.0,
+                        compose_context=comp, scheduler="euler", seed=4)   # weight 0: the prompt is not run
+    torch.testing.assert_close(plain, make_noise(shape, 4) - (20.0 + 3.0 * (10.0 - 20.0)), atol=1e-4, rtol=0)
+
+
+def test_a_composed_prompt_is_refused_without_its_features_or_with_two_scale():
+    cond, neg = torch.ones(1, 3, 4), torch.full((1, 3, 4), 2.0)
+    with pytest.raises(InputError, match="compose_context"):
+        sample_grid(FakeModel("wan"), (1, 1, 16, 2, 4, 4), cond, neg, mode="independent", steps=1, compose_cfg=0.5)
+    with pytest.raises(InputError, match="compose_cfg = 0.5 needs negative_context"):
+        sample_grid(FakeModel("wan"), (1, 1, 16, 2, 4, 4), cond, None, mode="independent", steps=1, cfg=1.0,
+                    compose_cfg=0.5, compose_context=cond)
+    with pytest.raises(InputError, match="compose_cfg"):
+        SamplerOptions(cfg=3.0, compose_cfg=0.5, guidance="two_scale")
+    for bad in (-0.1, 11.0, float("nan")):
+        with pytest.raises(InputError, match="compose_cfg"):
+            SamplerOptions(cfg=3.0, compose_cfg=bad)

@@ -29,6 +29,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from ..model.camera import CameraRig, relative_extrinsics
+from ..model.checks import InputError
 from ..model.checkpoint import LoadOptions, load_grid_dit, save_grid_dit
 from ..model.conditioning import SourceVideo
 from ..model.files import atomic_save
@@ -51,6 +52,10 @@ DEFAULT_META = {"height": 48, "width": 80, "frames": 17, "shift": 3.0}
 # (cfg_max_sigma) draws the objects at their true size, but v7 and its student were then less consistent from
 # text and no better at shapes (benchmarks/TINY_MODEL.md, "Guidance in a limited interval").
 TEACHER_SAMPLING = {"steps": 20, "cfg": 3.0, "scheduler": "unipc"}
+# A model file may name a caption its teacher composes into that guidance and the weight it gets (the meta's
+# "compose": {"caption", "cfg"}; model/sampling.py "composed"): the teacher's sampling gains compose_cfg, and the
+# student, distilled from that teacher, has it baked in (train/floor_word.py writes it; benchmarks/TINY_MODEL.md,
+# "The floor composed into the guidance").
 
 
 def camera_embedding(rig: CameraRig, num_latent_frames: int) -> torch.Tensor:
@@ -111,6 +116,19 @@ class TinyGridModel:
                                          style=self.scene_style, arc_span=arc_span, view_order=view_order)
 
     @property
+    def composed_caption(self) -> Optional[str]:
+        """The caption the teacher composes into its guidance (the file's meta "compose"), or None."""
+        compose = self.meta.get("compose")
+        return str(compose["caption"]) if compose else None
+
+    def composed_context(self, batch: int) -> torch.Tensor:
+        """[batch, L, text_dim]: the features of `composed_caption`, for sampling with compose_cfg > 0."""
+        if self.composed_caption is None:
+            raise InputError("compose_cfg > 0 composes the model's own caption, and this model's files name none "
+                             "(their meta has no 'compose'): use compose_cfg = 0")
+        return self.encode_prompt([self.composed_caption] * batch)
+
+    @property
     def latent_frames(self) -> int:
         return TinyVideoAE.latent_frames(self.frames)
 
@@ -153,10 +171,12 @@ class TinyGridModel:
         settings = {**self.sampling, **fast,
                     **{k: val for k, val in (("steps", steps), ("cfg", cfg), ("scheduler", scheduler)) if val is not None}}
         ctx = self.encode_prompt(captions)
-        neg = self.encode_prompt([""] * b) if settings["cfg"] != 1.0 else None
+        composed = settings.get("compose_cfg", 0.0) > 0
+        neg = self.encode_prompt([""] * b) if settings["cfg"] != 1.0 or composed else None
         return sample_grid(self.dit, self.latent_shape(v, b), ctx, neg, mode=mode, camera=cameras.to(self.device),
-                           shift=self.shift if shift is None else float(shift), seed=seed,
-                           callback=callback, source=source, stats=stats, **settings)
+                           shift=self.shift if shift is None else float(shift), seed=seed, callback=callback,
+                           source=source, stats=stats, compose_context=self.composed_context(b) if composed else None,
+                           **settings)
 
     @torch.no_grad()
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
@@ -245,6 +265,8 @@ def load_builtin(directory: Union[str, Path, None] = None, device: Union[str, to
         dtype=torch.float32, sync_weights=sync if sync.is_file() else None, attention=attention))
     text, ae, info = load_text_and_autoencoder(directory)
     sampling = dict(TEACHER_SAMPLING)
+    if info.get("compose"):
+        sampling["compose_cfg"] = float(info["compose"]["cfg"])
     if student is not False and student is not None:
         lora = directory / STUDENT_FILE if student is True else Path(student)
         if not lora.is_file():

@@ -96,7 +96,8 @@ def teacher_points(model, captions: list, cameras: torch.Tensor, mode: str, guid
     options = SamplerOptions(steps=TEACHER_STEPS, shift=model.shift, scheduler=TEACHER_SCHEDULER, seed=seed,
                              **guidance)
     plan = prepare(model.dit, model.latent_shape(v, b), model.encode_prompt(captions), model.encode_prompt([""] * b),
-                   mode=mode, camera=cameras.to(model.device), options=options)
+                   mode=mode, camera=cameras.to(model.device), options=options,
+                   compose_context=composed_context(model, guidance, b))
     teacher = plan.sigmas[:-1]
     wanted = [int((teacher - s).abs().argmin()) for s in sigmas[:-1]]
     gaps = [abs(float(teacher[i] - s)) for i, s in zip(wanted, sigmas[:-1])]
@@ -255,10 +256,12 @@ def distill(teacher_dir, out, budget: float = 240.0, trajectories: int = 512, cf
             batch: int = 32, teacher_batch: int = 64, rank: int = 32, lr: float = 5e-4, device="cpu",
             amp: str = "auto", seed: int = 0, log=print, max_steps: int = 10 ** 9,
             validation_grids: int = VALIDATION_GRIDS, init_student=None,
-            cfg_max_sigma: float = TEACHER_SAMPLING.get("cfg_max_sigma", 1.0)) -> dict:
+            cfg_max_sigma: float = TEACHER_SAMPLING.get("cfg_max_sigma", 1.0),
+            compose_cfg: Optional[float] = None) -> dict:
     """Distil the model in `teacher_dir` into STUDENT_FILE in `out`, within about `budget` seconds; the teacher
     samples with guidance `cfg` at the noise levels up to `cfg_max_sigma` (the built-in teacher's own by default),
-    and the student bakes that in. `init_student`:
+    composing its caption with weight `compose_cfg` (None: the teacher's own, from its files), and the student
+    bakes that in. `init_student`:
     a student LoRA (of an earlier teacher of the same size) to start from instead of zero deltas: when the
     teacher was trained further, its old student is most of the way there, and a short run on few trajectories
     (a CPU, say) finishes the job; the report then also scores that starting point."""
@@ -271,6 +274,10 @@ def distill(teacher_dir, out, budget: float = 240.0, trajectories: int = 512, cf
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
     model = load_builtin(teacher_dir, device=device)
+    guidance["compose_cfg"] = model.sampling.get("compose_cfg", 0.0) if compose_cfg is None else float(compose_cfg)
+    SamplerOptions(**guidance)
+    if guidance["compose_cfg"] > 0:
+        model.composed_context(1)   # refused here when the teacher's files name no caption to compose
     modes = [m for m in COMPARED_MODES if m in model.modes()]
     sigmas = student_sigmas(model.shift)
     train, validation = every_mode_trajectories(model, modes, trajectories, validation_grids, guidance, teacher_batch,
@@ -292,6 +299,7 @@ def distill(teacher_dir, out, budget: float = 240.0, trajectories: int = 512, cf
     dit.eval().requires_grad_(False)
     dit.attention_backend = None
     lora = export_student(dit, out / STUDENT_FILE, meta={"teacher_cfg": cfg, "teacher_cfg_max_sigma": cfg_max_sigma,
+                                                         "teacher_compose_cfg": guidance["compose_cfg"],
                                                          "rank": rank,
                                                          "method": "trajectory-segment distillation"})
     check = check_export(teacher_dir, lora, dit, validation[-1], sigmas, device)
@@ -315,8 +323,13 @@ def teacher_four_steps(teacher, held: Trajectories, guidance: dict) -> torch.Ten
     options = SamplerOptions(steps=STUDENT_SAMPLING["steps"], shift=teacher.shift,
                              scheduler=STUDENT_SAMPLING["scheduler"], **guidance)
     plan = prepare(teacher.dit, held.points[:, 0], held.context, teacher.encode_prompt([""] * b), mode=held.mode,
-                   camera=held.cameras, options=options)
+                   camera=held.cameras, options=options, compose_context=composed_context(teacher, guidance, b))
     return denoise(plan)
+
+
+def composed_context(model, guidance: dict, batch: int):
+    """The teacher's composed caption's features when `guidance` composes it (compose_cfg > 0), else None."""
+    return model.composed_context(batch) if guidance.get("compose_cfg", 0.0) > 0 else None
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -328,6 +341,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="the teacher's guidance, baked into the student (default: the built-in teacher's)")
     parser.add_argument("--cfg-max-sigma", type=float, default=TEACHER_SAMPLING.get("cfg_max_sigma", 1.0),
                         help="the teacher guides only the noise levels up to this (default: the built-in teacher's)")
+    parser.add_argument("--compose-cfg", type=float, default=None,
+                        help="the weight of the teacher's composed caption (default: its files' own; 0: none)")
     parser.add_argument("--batch", type=int, default=32, help="grids per student step")
     parser.add_argument("--teacher-batch", type=int, default=64, help="grids per teacher sampling batch")
     parser.add_argument("--rank", type=int, default=32, help="LoRA rank")
@@ -347,7 +362,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     distill(args.model, args.out, args.budget, args.trajectories, args.cfg, args.batch, args.teacher_batch, args.rank,
             args.lr, args.device, args.amp, args.seed, validation_grids=args.validation,
-            init_student=args.init_student, cfg_max_sigma=args.cfg_max_sigma)
+            init_student=args.init_student, cfg_max_sigma=args.cfg_max_sigma, compose_cfg=args.compose_cfg)
     return 0
 
 

@@ -1,0 +1,106 @@
+"""`python -m camgrid.train.floor_word`: teach a built-in model the word "floor" and compose it into its guidance.
+
+Guidance 3 draws the built-in model's objects about 1.6-1.9 times the truth's share of the frame, and guidance 1,
+which draws them at their size, loses their shapes (benchmarks/TINY_MODEL.md, "Guidance in a limited interval").
+The remedy here is a second prompt composed into the guidance (model/sampling.py "composed", Liu et al. 2022):
+v = v(∅) + cfg·(v(scene) - v(∅)) + w·(v("floor") - v(∅)), where "floor" means the bare floor, so its term pulls
+every pixel that is not clearly an object back to the floor.
+
+The word is learned by textual inversion (Gal et al. 2022): only its row of the text encoder's word table trains,
+on single frames of the floor alone (train/floor_images.py) under the flow-matching loss; the DiT, its sync
+parts, the autoencoder and every other word stay exactly as they were, so every other caption means what it
+meant. The files are written with the model's meta naming the composed caption and its weight
+(train/builtin.py "compose"): the teacher then samples with it, and a student distilled from that teacher
+(`python -m camgrid.train.distill`) bakes it in. The student is not copied: the old one was distilled without it.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from pathlib import Path
+from typing import Optional
+
+import torch
+
+from ..model.checks import COMPOSE_CFG, InputError, output_folder
+from ..model.files import atomic_write
+from .builtin import load_builtin, save_builtin
+from .floor_images import FloorImages
+from .objective import flow_matching_loss
+from .text import FLOOR_WORD, WORD_INDEX
+
+REPORT_FILE = "floor_word.json"
+
+
+def learn_floor_word(model, seconds: float, frames: int = 2048, batch: int = 32, lr: float = 5e-3, seed: int = 0,
+                     max_steps: Optional[int] = None, log=print) -> dict:
+    """Train `model`'s FLOOR_WORD row (in place) for about `seconds` (or `max_steps`) on `frames` floor-only frames
+    of its scene style; everything else stays frozen. Returns the steps and the loss at the start and the end."""
+    torch.manual_seed(seed)
+    for module in (model.dit, model.text, model.ae):
+        module.requires_grad_(False)
+    images = FloorImages(model.ae.encode, model.scene_style, model.height, model.width, seed, model.device, frames)
+    table = model.text.words.weight
+    only_the_word = torch.zeros_like(table)
+    only_the_word[WORD_INDEX[FLOOR_WORD]] = 1.0
+    table.requires_grad_(True)
+    optimiser = torch.optim.Adam([table], lr=lr)
+    t0, losses = time.time(), []
+    try:
+        while time.time() - t0 < seconds and (max_steps is None or len(losses) < max_steps):
+            context = model.text.encode([FLOOR_WORD]).expand(batch, -1, -1)
+            loss = flow_matching_loss(model.dit, images.batch(batch), context, model.shift, mode="independent")
+            optimiser.zero_grad(set_to_none=True)
+            loss.backward()
+            table.grad.mul_(only_the_word)   # Adam with zero gradients and zero moments leaves the other rows alone
+            optimiser.step()
+            losses.append(loss.item())
+            if len(losses) % 200 == 0:
+                log(f"floor word: step {len(losses)}, loss {sum(losses[-200:]) / 200:.4f}")
+    finally:
+        table.requires_grad_(False)
+    if not losses or not all(math.isfinite(x) for x in losses):
+        raise InputError(f"the floor word's loss was not finite ({losses[-3:]}): the model's files are broken")
+    window = max(1, min(50, len(losses) // 4))
+    return {"steps": len(losses), "seconds": time.time() - t0, "loss_first": sum(losses[:window]) / window,
+            "loss_last": sum(losses[-window:]) / window}
+
+
+def floor_word(model_dir, out, seconds: float = 360.0, compose_cfg: float = 0.7, frames: int = 2048,
+               batch: int = 32, lr: float = 5e-3, device="cpu", max_steps: Optional[int] = None, log=print) -> dict:
+    """The model in `model_dir` with the floor word learned and composed with weight `compose_cfg`, written to
+    `out` (its three files and REPORT_FILE)."""
+    compose_cfg = COMPOSE_CFG.check("--compose-cfg", compose_cfg)
+    out = output_folder(out)
+    model = load_builtin(model_dir, device=device)
+    report = learn_floor_word(model, seconds, frames, batch, lr, max_steps=max_steps, log=log)
+    model.meta["compose"] = {"caption": FLOOR_WORD, "cfg": compose_cfg}
+    save_builtin(model, out)
+    report = {"model": str(model_dir), "compose": model.meta["compose"], "frames": frames, "batch": batch, "lr": lr,
+              **report}
+    atomic_write(out / REPORT_FILE, json.dumps(report, indent=1))
+    log(f"floor word: {report['steps']} steps, loss {report['loss_first']:.4f} -> {report['loss_last']:.4f}; "
+        f"the teacher in {out} composes '{FLOOR_WORD}' at {compose_cfg}. Distil its student next: "
+        f"python -m camgrid.train.distill --model {out} --out {out}")
+    return report
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m camgrid.train.floor_word", description=__doc__.split("\n")[0])
+    parser.add_argument("--model", default=None, help="the built-in model's folder (default: assets/)")
+    parser.add_argument("--out", required=True, help="folder for the model's files with the word")
+    parser.add_argument("--seconds", type=float, default=360.0, help="training seconds")
+    parser.add_argument("--compose-cfg", type=float, default=0.7, help="the word's weight in the teacher's guidance")
+    parser.add_argument("--frames", type=int, default=2048, help="floor-only frames rendered to train on")
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--lr", type=float, default=5e-3)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    args = parser.parse_args(argv)
+    floor_word(args.model, args.out, args.seconds, args.compose_cfg, args.frames, args.batch, args.lr, args.device)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
