@@ -53,9 +53,11 @@ from typing import Any, Callable, Optional, Sequence, Union
 import numpy as np
 import torch
 
-from .checks import CFG_MAX_SIGMA, COMPOSE_CFG, DENOISE, SHIFT, STEPS, InputError, NonFiniteError, check_sampling, require_finite
-from .conditioning import SourceVideo, SourceVideoError, noised_source, null_source_latent, pad_text, replace_view
+from .checks import CFG_MAX_SIGMA, COMPOSE_CFG, DENOISE, SHIFT, STEPS, InputError, NonFiniteError, check_sampling, \
+    require_finite
+from .conditioning import SourceVideo, SourceVideoError, noised_source, replace_view
 from .context_windows import ContextWindows, windowed_velocity
+from .guidance import composed_guidance, guidance_branches, guidance_texts, text_guidance, two_scale_guidance
 from .modes import source_problem
 from .schedules import DEFAULT as DEFAULT_SCHEDULE, SOLVERS, PreparedSchedule, check_schedule, make_scheduler, \
     prepare_fixed, recommended, renoise_generator
@@ -219,20 +221,6 @@ def make_noise(shape: Sequence[int], seed: int, device=None, dtype=torch.float32
 
 
 # ---------------------------------------------------------------------------------------------
-# guidance
-# ---------------------------------------------------------------------------------------------
-
-def text_guidance(v_cond: torch.Tensor, v_uncond: torch.Tensor, cfg: float) -> torch.Tensor:
-    return v_uncond + cfg * (v_cond - v_uncond)
-
-
-def two_scale_guidance(v_null: torch.Tensor, v_video: torch.Tensor, v_video_text: torch.Tensor,
-                       video_cfg: float, text_cfg: float) -> torch.Tensor:
-    """InstructPix2Pix: v(∅,∅) + s_v·(v(v,∅) - v(∅,∅)) + s_t·(v(v,t) - v(v,∅))."""
-    return v_null + video_cfg * (v_video - v_null) + text_cfg * (v_video_text - v_video)
-
-
-# ---------------------------------------------------------------------------------------------
 # preparation: everything a run needs, made once
 # ---------------------------------------------------------------------------------------------
 
@@ -241,8 +229,9 @@ class SamplingPlan:
     """One run's prepared inputs (`prepare`). Used by one run only: its scheduler keeps state.
 
     The guidance branches are fixed by the options: two_scale runs (null video, no text), (video, no text),
-    (video, text); text CFG runs (text), (no text), and (composed text) with compose_cfg; cfg = 1 runs (text). `texts` / `sources` hold each
-    branch's text features and recam source latent; `batched` the same concatenated once for batch_cfg.
+    (video, text); text CFG runs (text), (no text), and (composed text) with compose_cfg; cfg = 1 runs (text).
+    `texts` / `sources` hold each branch's text features and recam source latent; `batched` the same
+    concatenated once for batch_cfg.
     Context windows cut the per-view / per-frame fields with `context_windows.restrict_plan`: a new field
     indexed by view or latent frame must be cut there too.
     """
@@ -294,18 +283,6 @@ class SamplingPlan:
             self.interrupt()
 
 
-def _batched_context(ctx, b: int, name: str, text_dim: int, device) -> torch.Tensor:
-    ctx = torch.as_tensor(ctx)
-    if ctx.ndim == 2:
-        ctx = ctx[None]
-    if ctx.ndim != 3 or ctx.shape[-1] != text_dim or ctx.shape[0] not in (1, b) or ctx.shape[1] < 1:
-        raise InputError(f"{name} must be text features [B, L, {text_dim}] (B = 1 or {b}, L >= 1), got "
-                         f"{tuple(ctx.shape)}: encode the prompt with the model's text encoder (umT5 for Wan2.1: "
-                         "CLIP Loader type 'wan')")
-    require_finite(name, ctx, "the text features are broken: re-encode the prompt")
-    return ctx.to(device=device, dtype=torch.float32).expand(b, -1, -1)
-
-
 def _batched_camera(camera, b: int, v: int, t: int, device) -> Optional[torch.Tensor]:
     if camera is None:
         return None
@@ -321,28 +298,6 @@ def _batched_camera(camera, b: int, v: int, t: int, device) -> Optional[torch.Te
     return camera.to(device=device, dtype=torch.float32).expand(b, -1, -1, -1)
 
 
-def _texts(context, negative_context, compose_context, b: int, text_dim: int, options: SamplerOptions, device):
-    """(context, negative or None, composed or None) as [B, L, text_dim] float32, padded with zero tokens to one
-    length (at least options.text_length): the guidance branches batch them."""
-    ctx = _batched_context(context, b, "context", text_dim, device)
-    if not options.uses_negative:
-        return pad_text(ctx, options.text_length or 0), None, None
-    if negative_context is None:
-        needs = f"cfg = {options.cfg}" if options.cfg != 1.0 or options.compose_cfg == 0 else \
-            f"compose_cfg = {options.compose_cfg}"
-        raise InputError(f"{needs} needs negative_context (the negative / empty prompt's features); "
-                         "pass it, or use cfg = 1 and compose_cfg = 0")
-    neg = _batched_context(negative_context, b, "negative_context", text_dim, device)
-    comp = None
-    if options.compose_cfg > 0:
-        if compose_context is None:
-            raise InputError(f"compose_cfg = {options.compose_cfg} needs compose_context (the composed prompt's "
-                             "features); pass it, or use compose_cfg = 0")
-        comp = _batched_context(compose_context, b, "compose_context", text_dim, device)
-    length = max([options.text_length or 0] + [t.shape[1] for t in (ctx, neg, comp) if t is not None])
-    return pad_text(ctx, length), pad_text(neg, length), None if comp is None else pad_text(comp, length)
-
-
 def _source_video(source, mode: str) -> Optional[SourceVideo]:
     """The `source` argument as a SourceVideo with its use decided (a bare latent means recam)."""
     if isinstance(source, torch.Tensor):
@@ -353,19 +308,6 @@ def _source_video(source, mode: str) -> Optional[SourceVideo]:
     if source is None and source_problem(mode, None):
         raise SourceVideoError(source_problem(mode, None))
     return None if source is None else source.resolve(mode)
-
-
-def _branches(options: SamplerOptions, ctx, neg, comp, source: Optional[SourceVideo], src):
-    """(texts, sources) of the guidance branches, in the order `guided_velocity` combines them."""
-    recam = src if (source is not None and source.how == "recam") else None
-    if options.guidance == "two_scale":
-        null = null_source_latent(src) if recam is not None else None
-        return [neg, neg, ctx], [null, recam, recam]
-    if comp is not None:
-        return [ctx, neg, comp], [recam, recam, recam]
-    if options.uses_negative:
-        return [ctx, neg], [recam, recam]
-    return [ctx], [recam]
 
 
 def prepare(model, shape_or_noise: Union[Sequence[int], torch.Tensor], context, negative_context=None, *,
@@ -395,7 +337,8 @@ def prepare(model, shape_or_noise: Union[Sequence[int], torch.Tensor], context, 
         raise InputError("guidance 'two_scale' weighs a source video against text; without a source use "
                          "guidance='text' (ComfyUI: connect CamGrid Source Video to 'source')")
 
-    ctx, neg, comp = _texts(context, negative_context, compose_context, b, model.config.text_dim, options, device)
+    ctx, neg, comp = guidance_texts(context, negative_context, compose_context, b, model.config.text_dim, options,
+                                    device)
     cam = _batched_camera(camera, b, v, t, device)
 
     schedule = prepare_schedule(options, device)
@@ -414,7 +357,7 @@ def prepare(model, shape_or_noise: Union[Sequence[int], torch.Tensor], context, 
     else:
         x_init = noise.clone()  # σ0 = 1 (UniPC: 1 - 1e-6): pure noise, as diffusers' Wan pipeline starts
 
-    texts, sources = _branches(options, ctx, neg, comp, source, src)
+    texts, sources = guidance_branches(options, ctx, neg, comp, source, src)
     batched = None
     if options.batch_cfg and len(texts) > 1:
         n = len(texts)
@@ -444,7 +387,7 @@ def guided_velocity(plan: SamplingPlan, x: torch.Tensor, sigma: float) -> torch.
     if o.uses_negative and text_guided:
         if o.compose_cfg > 0:
             v_cond, v_uncond, v_composed = plan.predict([x, x, x], timestep)
-            return text_guidance(v_cond, v_uncond, o.cfg) + o.compose_cfg * (v_composed - v_uncond)
+            return composed_guidance(v_cond, v_uncond, v_composed, o.cfg, o.compose_cfg)
         v_cond, v_uncond = plan.predict([x, x], timestep)
         return text_guidance(v_cond, v_uncond, o.cfg)
     return plan.predict([x], timestep)[0]

@@ -274,10 +274,7 @@ def distill(teacher_dir, out, budget: float = 240.0, trajectories: int = 512, cf
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
     model = load_builtin(teacher_dir, device=device)
-    guidance["compose_cfg"] = model.sampling.get("compose_cfg", 0.0) if compose_cfg is None else float(compose_cfg)
-    SamplerOptions(**guidance)
-    if guidance["compose_cfg"] > 0:
-        model.composed_context(1)   # refused here when the teacher's files name no caption to compose
+    guidance["compose_cfg"] = composed_weight(model, compose_cfg)
     modes = [m for m in COMPARED_MODES if m in model.modes()]
     sigmas = student_sigmas(model.shift)
     train, validation = every_mode_trajectories(model, modes, trajectories, validation_grids, guidance, teacher_batch,
@@ -325,6 +322,16 @@ def teacher_four_steps(teacher, held: Trajectories, guidance: dict) -> torch.Ten
     plan = prepare(teacher.dit, held.points[:, 0], held.context, teacher.encode_prompt([""] * b), mode=held.mode,
                    camera=held.cameras, options=options, compose_context=composed_context(teacher, guidance, b))
     return denoise(plan)
+
+
+def composed_weight(model, compose_cfg: Optional[float]) -> float:
+    """The weight the teacher's composed caption gets: `compose_cfg`, or None for the teacher's own (its files');
+    refused when it is above 0 and the files name no caption, or out of range."""
+    weight = model.sampling.get("compose_cfg", 0.0) if compose_cfg is None else float(compose_cfg)
+    SamplerOptions(compose_cfg=weight)
+    if weight > 0:
+        model.composed_context(1)
+    return weight
 
 
 def composed_context(model, guidance: dict, batch: int):

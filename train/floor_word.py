@@ -19,7 +19,6 @@ import argparse
 import json
 import math
 import time
-from pathlib import Path
 from typing import Optional
 
 import torch
