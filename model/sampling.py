@@ -84,6 +84,7 @@ class SamplerOptions:
                      schedule preset's recommendation (1 for the CFG-distilled presets).
     cfg_max_sigma:   text guidance only at noise levels sigma <= this (1: every step; see the module docstring).
     compose_cfg:     the weight of the composed prompt (`compose_context`; see the module docstring); 0: none.
+                     It joins text guidance, so only on the steps that cfg_max_sigma guides.
     shift:           flow shift of the schedule (None: 5, or the preset's).   scheduler: "unipc" | "euler" | "lcm".
     guidance:        "text" | "two_scale" (needs a source video; s_v = video_cfg).
     batch_cfg:       run the guidance branches as one forward.   seed: the noise seed.
