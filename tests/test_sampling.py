@@ -513,3 +513,15 @@ def test_a_composed_prompt_is_refused_without_its_features_or_with_two_scale():
     for bad in (-0.1, 11.0, float("nan")):
         with pytest.raises(InputError, match="compose_cfg"):
             SamplerOptions(cfg=3.0, compose_cfg=bad)
+
+
+def test_a_composed_prompt_joins_only_the_steps_that_cfg_max_sigma_guides():
+    """Euler, shift 1, 2 steps: sigma 1 runs the text branch alone, sigma 0.5 the three branches."""
+    cond, neg, comp = torch.ones(1, 3, 4), torch.full((1, 3, 4), 2.0), torch.full((1, 3, 4), 0.5)
+    shape, cfg, weight = (1, 1, 16, 2, 4, 4), 3.0, 0.7
+    model = FakeModel("wan")
+    out = sample_grid(model, shape, cond, neg, mode="independent", steps=2, shift=1.0, cfg=cfg, cfg_max_sigma=0.8,
+                      compose_cfg=weight, compose_context=comp, scheduler="euler", seed=4)
+    v_guided = 20.0 + cfg * (10.0 - 20.0) + weight * (5.0 - 20.0)
+    torch.testing.assert_close(out, make_noise(shape, 4) - 0.5 * 10.0 - 0.5 * v_guided, atol=1e-4, rtol=0)
+    assert [c[1].shape[0] for c in model.calls] == [1, 3]
