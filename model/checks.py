@@ -130,6 +130,8 @@ SAMPLING_LIMITS = {"steps": STEPS, "cfg": CFG, "video_cfg": VIDEO_CFG, "shift": 
 CFG_MAX_SIGMA = Limit(0.0, 1.0, hint="the highest noise level (0-1) that gets text guidance; 1 guides every step")
 # an advanced setting of the sampler (SamplerOptions): the weight of a second, composed prompt
 COMPOSE_CFG = Limit(0.0, 10.0, hint="the weight of the composed prompt's guidance term; 0 runs without it")
+COMPOSE_MIN_SIGMA = Limit(0.0, 1.0, hint="the lowest noise level (0-1) that gets the composed prompt; 0: every "
+                          "guided step")
 
 
 def check_sampling(label: Callable[[str], str] = str, **values) -> dict:

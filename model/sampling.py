@@ -53,8 +53,8 @@ from typing import Any, Callable, Optional, Sequence, Union
 import numpy as np
 import torch
 
-from .checks import CFG_MAX_SIGMA, COMPOSE_CFG, DENOISE, SHIFT, STEPS, InputError, NonFiniteError, check_sampling, \
-    require_finite
+from .checks import CFG_MAX_SIGMA, COMPOSE_CFG, COMPOSE_MIN_SIGMA, DENOISE, SHIFT, STEPS, InputError, \
+    NonFiniteError, check_sampling, require_finite
 from .conditioning import SourceVideo, SourceVideoError, noised_source, replace_view
 from .context_windows import ContextWindows, windowed_velocity
 from .guidance import composed_guidance, guidance_branches, guidance_texts, text_guidance, two_scale_guidance
@@ -84,7 +84,8 @@ class SamplerOptions:
                      schedule preset's recommendation (1 for the CFG-distilled presets).
     cfg_max_sigma:   text guidance only at noise levels sigma <= this (1: every step; see the module docstring).
     compose_cfg:     the weight of the composed prompt (`compose_context`; see the module docstring); 0: none.
-                     It joins text guidance, so only on the steps that cfg_max_sigma guides.
+                     It joins text guidance, so only on the steps that cfg_max_sigma guides, and of those only
+                     on the steps whose sigma is at least compose_min_sigma (0: all of them).
     shift:           flow shift of the schedule (None: 5, or the preset's).   scheduler: "unipc" | "euler" | "lcm".
     guidance:        "text" | "two_scale" (needs a source video; s_v = video_cfg).
     batch_cfg:       run the guidance branches as one forward.   seed: the noise seed.
@@ -103,6 +104,7 @@ class SamplerOptions:
     cfg: Optional[float] = None
     cfg_max_sigma: float = 1.0
     compose_cfg: float = 0.0
+    compose_min_sigma: float = 0.0
     shift: Optional[float] = None
     scheduler: str = "unipc"
     seed: int = 0
@@ -130,6 +132,7 @@ class SamplerOptions:
                                  denoise=self.denoise, seed=self.seed)
         checked["cfg_max_sigma"] = CFG_MAX_SIGMA.check(label("cfg_max_sigma"), self.cfg_max_sigma)
         checked["compose_cfg"] = COMPOSE_CFG.check(label("compose_cfg"), self.compose_cfg)
+        checked["compose_min_sigma"] = COMPOSE_MIN_SIGMA.check(label("compose_min_sigma"), self.compose_min_sigma)
         for name, value in checked.items():
             object.__setattr__(self, name, value)
         if self.scheduler not in SCHEDULERS:
@@ -258,8 +261,8 @@ class SamplingPlan:
         """The model's velocity for each branch's latent xs[i] (with the branch's text and source)."""
         b, n = xs[0].shape[0], len(xs)
         kw = dict(mode=self.mode, interrupt=self.interrupt)
-        if self.batched is not None and n > 1:
-            texts, sources, camera = self.batched
+        if self.batched is not None and n > 1:   # the first n branches (a composed prompt may sit a step out)
+            texts, sources, camera = (None if t is None else t[:b * n] for t in self.batched)
             out = self.model(torch.cat(xs), timestep.expand(b * n), texts, camera=camera, source=sources, **kw)
             return list(out.float().chunk(n))
         return [self.model(x, timestep.expand(b), text, camera=self.camera, source=src, **kw).float()
@@ -386,7 +389,7 @@ def guided_velocity(plan: SamplingPlan, x: torch.Tensor, sigma: float) -> torch.
         v_null, v_video, v_video_text = plan.predict([x_null, x, x], timestep)
         return two_scale_guidance(v_null, v_video, v_video_text, o.video_cfg, o.cfg if text_guided else 1.0)
     if o.uses_negative and text_guided:
-        if o.compose_cfg > 0:
+        if o.compose_cfg > 0 and sigma >= o.compose_min_sigma:
             v_cond, v_uncond, v_composed = plan.predict([x, x, x], timestep)
             return composed_guidance(v_cond, v_uncond, v_composed, o.cfg, o.compose_cfg)
         v_cond, v_uncond = plan.predict([x, x], timestep)
@@ -446,7 +449,8 @@ def sample_grid(model, shape_or_noise: Union[Sequence[int], torch.Tensor], conte
     interrupt(): checked before every step and every DiT block; it raises to stop, or returns True
         to raise `SamplingInterrupted`.
     options / settings: a `SamplerOptions`, and / or its fields by name (steps=, cfg=, shift=, scheduler=,
-        seed=, denoise=, guidance=, video_cfg=, batch_cfg=, text_length=, windows=, cfg_max_sigma=, compose_cfg=;
+        seed=, denoise=, guidance=, video_cfg=, batch_cfg=, text_length=, windows=, cfg_max_sigma=, compose_cfg=,
+        compose_min_sigma=;
         schedule=, sigmas=, cache=, cache_threshold=, cache_start=, cache_end=).
     stats: a `SamplingStats` to fill: the schedule that ran, and which steps ran the DiT (`stats.summary()`).
     """

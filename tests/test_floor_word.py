@@ -7,7 +7,7 @@ import torch
 import camgrid.train.builtin as builtin_module
 from camgrid.model.checks import InputError
 from camgrid.train.builtin import builtin_available, load_builtin
-from camgrid.train.distill import composed_context
+from camgrid.train.distill import composed_context, composed_settings
 from camgrid.train.floor_word import REPORT_FILE, floor_word
 from camgrid.train.text import FLOOR_WORD, WORD_INDEX
 
@@ -20,9 +20,10 @@ def test_only_the_floor_words_row_learns_and_the_teacher_composes_it(tmp_path):
     features are the shipped ones. The files name the caption and its weight, the teacher samples with it, and the
     student (whose guidance is baked in) does not."""
     before = load_builtin()
-    report = floor_word(None, tmp_path, seconds=60, compose_cfg=0.6, frames=8, batch=2, max_steps=3, log=lambda *_: None)
+    report = floor_word(None, tmp_path, seconds=60, compose_cfg=0.6, frames=8, batch=2, max_steps=3,
+                        compose_min_sigma=0.8, log=lambda *_: None)
     assert report["steps"] == 3 and json.loads((tmp_path / REPORT_FILE).read_text())["compose"] == \
-        {"caption": FLOOR_WORD, "cfg": 0.6}
+        {"caption": FLOOR_WORD, "cfg": 0.6, "min_sigma": 0.8}
     after = load_builtin(tmp_path)
     row = WORD_INDEX[FLOOR_WORD]
     changed = (after.text.words.weight != before.text.words.weight).any(1)
@@ -30,7 +31,8 @@ def test_only_the_floor_words_row_learns_and_the_teacher_composes_it(tmp_path):
     assert torch.equal(after.encode_prompt(CAPTIONS), before.encode_prompt(CAPTIONS))
     assert all(torch.equal(a, b) for a, b in zip(after.dit.state_dict().values(), before.dit.state_dict().values()))
     assert all(torch.equal(a, b) for a, b in zip(after.ae.state_dict().values(), before.ae.state_dict().values()))
-    assert after.sampling["compose_cfg"] == 0.6 and after.composed_caption == FLOOR_WORD
+    assert after.sampling["compose_cfg"] == 0.6 and after.sampling["compose_min_sigma"] == 0.8
+    assert after.composed_caption == FLOOR_WORD
     assert not (tmp_path / "camgrid-tiny-4step-lora.safetensors").exists()   # the old student was not copied
     student = load_builtin(tmp_path, student=builtin_module.ASSETS_DIR / "camgrid-tiny-4step-lora.safetensors")
     assert "compose_cfg" not in student.sampling
@@ -47,10 +49,11 @@ def test_the_teacher_passes_its_composed_caption_to_the_sampler(tmp_path, monkey
     monkeypatch.setattr(builtin_module, "sample_grid", fake_sample_grid)
     cameras = torch.zeros(2, 4, model.latent_frames, 12)
     model.generate_latents(["a red sphere", "a blue box"], cameras, cfg=1.0)
-    assert seen["compose_cfg"] == 0.6 and seen["neg"] is not None   # cfg 1 still needs the negative branch
+    assert seen["compose_cfg"] == 0.6 and seen["compose_min_sigma"] == 0.0 and seen["neg"] is not None  # cfg 1 too
     assert torch.equal(seen["compose_context"], model.encode_prompt([FLOOR_WORD] * 2))
     model.generate_latents("a red sphere", cameras[0], compose_cfg=0.0)
     assert seen["compose_context"] is None
+    assert composed_settings(model, None) == {"compose_cfg": 0.6, "compose_min_sigma": 0.0}
     assert composed_context(model, {"compose_cfg": 0.6}, 3).shape[0] == 3
     assert composed_context(model, {"compose_cfg": 0.0}, 3) is None
     model.meta.pop("compose")   # files that name no caption to compose

@@ -525,3 +525,22 @@ def test_a_composed_prompt_joins_only_the_steps_that_cfg_max_sigma_guides():
     v_guided = 20.0 + cfg * (10.0 - 20.0) + weight * (5.0 - 20.0)
     torch.testing.assert_close(out, make_noise(shape, 4) - 0.5 * 10.0 - 0.5 * v_guided, atol=1e-4, rtol=0)
     assert [c[1].shape[0] for c in model.calls] == [1, 3]
+
+
+@pytest.mark.parametrize("batch_cfg", [True, False])
+def test_compose_min_sigma_composes_only_the_noisiest_guided_steps(batch_cfg):
+    """Euler, shift 1, 2 steps: sigma 1 runs the three branches, sigma 0.5 text guidance's two (the batched forward
+    takes the first two branches' texts)."""
+    cond, neg, comp = torch.ones(1, 3, 4), torch.full((1, 3, 4), 2.0), torch.full((1, 3, 4), 0.5)
+    shape, cfg, weight = (1, 1, 16, 2, 4, 4), 3.0, 0.7
+    model = FakeModel("wan")
+    out = sample_grid(model, shape, cond, neg, mode="independent", steps=2, shift=1.0, cfg=cfg, compose_cfg=weight,
+                      compose_min_sigma=0.8, compose_context=comp, scheduler="euler", batch_cfg=batch_cfg, seed=4)
+    v_text = 20.0 + cfg * (10.0 - 20.0)
+    v_composed = v_text + weight * (5.0 - 20.0)
+    torch.testing.assert_close(out, make_noise(shape, 4) - 0.5 * v_composed - 0.5 * v_text, atol=1e-4, rtol=0)
+    sizes = [c[1].shape[0] for c in model.calls]
+    assert sizes == ([3, 2] if batch_cfg else [1, 1, 1, 1, 1])
+    for bad in (-0.1, 1.5):
+        with pytest.raises(InputError, match="compose_min_sigma"):
+            SamplerOptions(cfg=3.0, compose_cfg=0.5, compose_min_sigma=bad)

@@ -274,7 +274,7 @@ def distill(teacher_dir, out, budget: float = 240.0, trajectories: int = 512, cf
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
     model = load_builtin(teacher_dir, device=device)
-    guidance["compose_cfg"] = composed_weight(model, compose_cfg)
+    guidance.update(composed_settings(model, compose_cfg))
     modes = [m for m in COMPARED_MODES if m in model.modes()]
     sigmas = student_sigmas(model.shift)
     train, validation = every_mode_trajectories(model, modes, trajectories, validation_grids, guidance, teacher_batch,
@@ -295,8 +295,7 @@ def distill(teacher_dir, out, budget: float = 240.0, trajectories: int = 512, cf
         log_file.close()
     dit.eval().requires_grad_(False)
     dit.attention_backend = None
-    lora = export_student(dit, out / STUDENT_FILE, meta={"teacher_cfg": cfg, "teacher_cfg_max_sigma": cfg_max_sigma,
-                                                         "teacher_compose_cfg": guidance["compose_cfg"],
+    lora = export_student(dit, out / STUDENT_FILE, meta={**{f"teacher_{k}": v for k, v in guidance.items()},
                                                          "rank": rank,
                                                          "method": "trajectory-segment distillation"})
     check = check_export(teacher_dir, lora, dit, validation[-1], sigmas, device)
@@ -324,14 +323,16 @@ def teacher_four_steps(teacher, held: Trajectories, guidance: dict) -> torch.Ten
     return denoise(plan)
 
 
-def composed_weight(model, compose_cfg: Optional[float]) -> float:
-    """The weight the teacher's composed caption gets: `compose_cfg`, or None for the teacher's own (its files');
-    refused when it is above 0 and the files name no caption, or out of range."""
-    weight = model.sampling.get("compose_cfg", 0.0) if compose_cfg is None else float(compose_cfg)
-    SamplerOptions(compose_cfg=weight)
-    if weight > 0:
+def composed_settings(model, compose_cfg: Optional[float]) -> dict:
+    """compose_cfg and compose_min_sigma of the teacher's composed caption: the weight `compose_cfg`, or None for
+    the teacher's own (its files'), and the files' lowest noise level; refused when the weight is above 0 and the
+    files name no caption, or out of range."""
+    settings = {"compose_cfg": model.sampling.get("compose_cfg", 0.0) if compose_cfg is None else float(compose_cfg),
+                "compose_min_sigma": model.sampling.get("compose_min_sigma", 0.0)}
+    SamplerOptions(**settings)
+    if settings["compose_cfg"] > 0:
         model.composed_context(1)
-    return weight
+    return settings
 
 
 def composed_context(model, guidance: dict, batch: int):

@@ -23,7 +23,7 @@ from typing import Optional
 
 import torch
 
-from ..model.checks import COMPOSE_CFG, InputError, output_folder
+from ..model.checks import COMPOSE_CFG, COMPOSE_MIN_SIGMA, InputError, output_folder
 from ..model.files import atomic_write
 from .builtin import load_builtin, save_builtin
 from .floor_images import FloorImages
@@ -68,20 +68,23 @@ def learn_floor_word(model, seconds: float, frames: int = 2048, batch: int = 32,
 
 
 def floor_word(model_dir, out, seconds: float = 360.0, compose_cfg: float = 0.7, frames: int = 2048,
-               batch: int = 32, lr: float = 5e-3, device="cpu", max_steps: Optional[int] = None, log=print) -> dict:
-    """The model in `model_dir` with the floor word learned and composed with weight `compose_cfg`, written to
-    `out` (its three files and REPORT_FILE)."""
+               batch: int = 32, lr: float = 5e-3, device="cpu", max_steps: Optional[int] = None,
+               compose_min_sigma: float = 0.0, log=print) -> dict:
+    """The model in `model_dir` with the floor word learned and composed with weight `compose_cfg` on the guided
+    steps whose sigma is at least `compose_min_sigma`, written to `out` (its three files and REPORT_FILE)."""
     compose_cfg = COMPOSE_CFG.check("--compose-cfg", compose_cfg)
+    compose_min_sigma = COMPOSE_MIN_SIGMA.check("--compose-min-sigma", compose_min_sigma)
     out = output_folder(out)
     model = load_builtin(model_dir, device=device)
     report = learn_floor_word(model, seconds, frames, batch, lr, max_steps=max_steps, log=log)
-    model.meta["compose"] = {"caption": FLOOR_WORD, "cfg": compose_cfg}
+    model.meta["compose"] = {"caption": FLOOR_WORD, "cfg": compose_cfg, "min_sigma": compose_min_sigma}
     save_builtin(model, out)
     report = {"model": str(model_dir), "compose": model.meta["compose"], "frames": frames, "batch": batch, "lr": lr,
               **report}
     atomic_write(out / REPORT_FILE, json.dumps(report, indent=1))
     log(f"floor word: {report['steps']} steps, loss {report['loss_first']:.4f} -> {report['loss_last']:.4f}; "
-        f"the teacher in {out} composes '{FLOOR_WORD}' at {compose_cfg}. Distil its student next: "
+        f"the teacher in {out} composes '{FLOOR_WORD}' at {compose_cfg} (sigma >= {compose_min_sigma}). "
+        f"Distil its student next: "
         f"python -m camgrid.train.distill --model {out} --out {out}")
     return report
 
@@ -92,12 +95,15 @@ def main(argv=None) -> int:
     parser.add_argument("--out", required=True, help="folder for the model's files with the word")
     parser.add_argument("--seconds", type=float, default=360.0, help="training seconds")
     parser.add_argument("--compose-cfg", type=float, default=0.7, help="the word's weight in the teacher's guidance")
+    parser.add_argument("--compose-min-sigma", type=float, default=0.0,
+                        help="compose only on the guided steps whose noise level is at least this (0: all)")
     parser.add_argument("--frames", type=int, default=2048, help="floor-only frames rendered to train on")
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--lr", type=float, default=5e-3)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args(argv)
-    floor_word(args.model, args.out, args.seconds, args.compose_cfg, args.frames, args.batch, args.lr, args.device)
+    floor_word(args.model, args.out, args.seconds, args.compose_cfg, args.frames, args.batch, args.lr, args.device,
+               compose_min_sigma=args.compose_min_sigma)
     return 0
 
 
