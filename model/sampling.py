@@ -22,12 +22,13 @@ Guidance (the unconditional text is the negative prompt's embedding):
                  v = v(∅v,∅t) + s_v·(v(v,∅t) - v(∅v,∅t)) + s_t·(v(v,t) - v(v,∅t)), s_t = cfg,
                  s_v = video_cfg. "No video" is defined in `conditioning` (zero latent for recam,
                  pure noise in the source view for replace_view / first_row).
-With `batch_cfg` the guidance branches run as one forward (concatenated along B), else one each.
   - composed:    with `compose_cfg` > 0 and `compose_context` (a second prompt), text guidance gains the
                  conjunction term of Liu et al. 2022 ("Compositional Visual Generation with Composable Diffusion
-                 Models"): v = v(∅t) + cfg·(v(t) - v(∅t)) + compose_cfg·(v(t2) - v(∅t)), one more branch.
-                 The built-in model composes its word for the bare floor: guidance then no longer inflates the
-                 objects (benchmarks/TINY_MODEL.md, "The floor composed into the guidance").
+                 Models"): v = v(∅t) + cfg·(v(t) - v(∅t)) + compose_cfg·(v(t2) - v(∅t)), one more branch, on
+                 the guided steps with sigma >= compose_min_sigma. Composing the built-in model's word for the
+                 bare floor draws its objects at their size, but its views agree less, so the shipped model does
+                 not (benchmarks/TINY_MODEL.md, "The floor composed into the guidance").
+With `batch_cfg` the guidance branches run as one forward (concatenated along B), else one each.
 `cfg_max_sigma` < 1 limits text guidance to the steps at or below that noise level (Kynkaenniemi et al. 2024,
 "Applying guidance in a limited interval"): guidance at the highest noise levels, where the layout is set,
 inflates the objects (benchmarks/TINY_MODEL.md, "Guidance in a limited interval"); the steps above it run the
@@ -450,8 +451,7 @@ def sample_grid(model, shape_or_noise: Union[Sequence[int], torch.Tensor], conte
         to raise `SamplingInterrupted`.
     options / settings: a `SamplerOptions`, and / or its fields by name (steps=, cfg=, shift=, scheduler=,
         seed=, denoise=, guidance=, video_cfg=, batch_cfg=, text_length=, windows=, cfg_max_sigma=, compose_cfg=,
-        compose_min_sigma=;
-        schedule=, sigmas=, cache=, cache_threshold=, cache_start=, cache_end=).
+        compose_min_sigma=; schedule=, sigmas=, cache=, cache_threshold=, cache_start=, cache_end=).
     stats: a `SamplingStats` to fill: the schedule that ran, and which steps ran the DiT (`stats.summary()`).
     """
     options = SamplerOptions.build(options, **settings)

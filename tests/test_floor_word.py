@@ -59,3 +59,15 @@ def test_the_teacher_passes_its_composed_caption_to_the_sampler(tmp_path, monkey
     model.meta.pop("compose")   # files that name no caption to compose
     with pytest.raises(InputError, match="compose"):
         composed_context(model, {"compose_cfg": 0.6}, 1)
+
+
+def test_a_non_finite_loss_stops_the_word_at_once():
+    """Broken weights give a NaN loss: refused at the first step, naming the files, before any row is updated."""
+    from camgrid.train.floor_word import learn_floor_word
+    model = load_builtin()
+    row = model.text.words.weight[WORD_INDEX[FLOOR_WORD]].clone()
+    with torch.no_grad():
+        next(model.dit.parameters()).fill_(float("nan"))
+    with pytest.raises(InputError, match="not finite at step 1"):
+        learn_floor_word(model, 60, frames=4, batch=2, max_steps=5, log=lambda *_: None)
+    assert torch.equal(model.text.words.weight[WORD_INDEX[FLOOR_WORD]], row)

@@ -54,14 +54,17 @@ def learn_floor_word(model, seconds: float, frames: int = 2048, batch: int = 32,
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             table.grad.mul_(only_the_word)   # Adam with zero gradients and zero moments leaves the other rows alone
-            optimiser.step()
             losses.append(loss.item())
+            if not math.isfinite(losses[-1]):   # stop at once: the files' weights are broken, not the word
+                raise InputError(f"the floor word's loss was not finite at step {len(losses)} ({losses[-1]}): the "
+                                 "model's files are broken; load them again or retrain")
+            optimiser.step()
             if len(losses) % 200 == 0:
                 log(f"floor word: step {len(losses)}, loss {sum(losses[-200:]) / 200:.4f}")
     finally:
         table.requires_grad_(False)
-    if not losses or not all(math.isfinite(x) for x in losses):
-        raise InputError(f"the floor word's loss was not finite ({losses[-3:]}): the model's files are broken")
+    if not losses:
+        raise InputError(f"the floor word trained no step in {seconds} s: give it --seconds above 0")
     window = max(1, min(50, len(losses) // 4))
     return {"steps": len(losses), "seconds": time.time() - t0, "loss_first": sum(losses[:window]) / window,
             "loss_last": sum(losses[-window:]) / window}
