@@ -7,7 +7,7 @@ import torch
 import camgrid.train.builtin as builtin_module
 from camgrid.model.checks import InputError
 from camgrid.train.builtin import builtin_available, load_builtin
-from camgrid.train.distill import composed_context, composed_settings
+from camgrid.train.distill import composed_settings
 from camgrid.train.floor_word import REPORT_FILE, floor_word
 from camgrid.train.text import FLOOR_WORD, WORD_INDEX
 
@@ -54,11 +54,13 @@ def test_the_teacher_passes_its_composed_caption_to_the_sampler(tmp_path, monkey
     model.generate_latents("a red sphere", cameras[0], compose_cfg=0.0)
     assert seen["compose_context"] is None
     assert composed_settings(model, None) == {"compose_cfg": 0.6, "compose_min_sigma": 0.0}
-    assert composed_context(model, {"compose_cfg": 0.6}, 3).shape[0] == 3
-    assert composed_context(model, {"compose_cfg": 0.0}, 3) is None
+    negative, composed = model.guidance_contexts(3, {"cfg": 1.0, "compose_cfg": 0.6})
+    assert composed.shape[0] == 3 and torch.equal(negative, model.encode_prompt([""] * 3))
+    assert model.guidance_contexts(3, {"cfg": 1.0, "compose_cfg": 0.0}) == (None, None)
+    assert model.guidance_contexts(3, {"cfg": 3.0})[1] is None
     model.meta.pop("compose")   # files that name no caption to compose
     with pytest.raises(InputError, match="compose"):
-        composed_context(model, {"compose_cfg": 0.6}, 1)
+        model.guidance_contexts(1, {"cfg": 3.0, "compose_cfg": 0.6})
 
 
 def test_a_non_finite_loss_stops_the_word_at_once():

@@ -213,6 +213,14 @@ def test_tables_run_every_row_and_the_nvs_table(teacher_dir, tmp_path):
     assert results["settings"]["source_noise"] == 1.0 and "(view 0 given; views" in text
     results["settings"]["source_noise"] = 0.5   # --source-noise: the NVS table says at which noise view 0 was given
     assert "(view 0 given at 0.5 of the noise level; views" in format_tables(results)
+    # every grid's detections are kept, so two runs compare on the same views (train/same_views.py)
+    from camgrid.train.same_views import compare_runs, main as same_views_main
+    same = compare_runs(tmp_path / "tables", tmp_path / "tables")
+    assert set(same) == {"teacher 20 steps", "student 4 steps"} and set(same["student 4 steps"]) == set(
+        results["rows"]["student 4 steps"]) - {"settings", "claims"}
+    assert all(r["a"] == r["b"] and r["b_lower"] == 0 for modes in same.values() for r in modes.values())
+    assert same_views_main([str(tmp_path / "tables"), str(tmp_path / "tables"), "--out", str(tmp_path / "s.md")]) == 0
+    assert "| student 4 steps | hard |" in (tmp_path / "s.md").read_text()
     # the files measured, so the demo can tell whether these claims are about the model it runs
     from camgrid.train.builtin import model_fingerprint
     assert results["files"] == model_fingerprint(teacher_dir, student_dir / STUDENT_FILE)

@@ -122,6 +122,14 @@ class TinyGridModel:
         compose = self.meta.get("compose")
         return str(compose["caption"]) if compose else None
 
+    def guidance_contexts(self, batch: int, settings: dict) -> tuple:
+        """(negative, composed): the features sampling `batch` grids with `settings` needs besides the captions':
+        the empty caption's when text guidance or a composed caption uses it, the composed caption's when
+        compose_cfg > 0; None where not needed."""
+        composed = settings.get("compose_cfg", 0.0) > 0
+        negative = self.encode_prompt([""] * batch) if settings.get("cfg", 1.0) != 1.0 or composed else None
+        return negative, self.composed_context(batch) if composed else None
+
     def composed_context(self, batch: int) -> torch.Tensor:
         """[batch, L, text_dim]: the features of `composed_caption`, for sampling with compose_cfg > 0."""
         if self.composed_caption is None:
@@ -171,12 +179,10 @@ class TinyGridModel:
             raise ValueError(f"{len(captions)} captions for {b} camera sets; give one caption per grid")
         settings = {**self.sampling, **fast,
                     **{k: val for k, val in (("steps", steps), ("cfg", cfg), ("scheduler", scheduler)) if val is not None}}
-        ctx = self.encode_prompt(captions)
-        composed = settings.get("compose_cfg", 0.0) > 0
-        neg = self.encode_prompt([""] * b) if settings["cfg"] != 1.0 or composed else None
-        return sample_grid(self.dit, self.latent_shape(v, b), ctx, neg, mode=mode, camera=cameras.to(self.device),
-                           shift=self.shift if shift is None else float(shift), seed=seed, callback=callback,
-                           source=source, stats=stats, compose_context=self.composed_context(b) if composed else None,
+        negative, composed = self.guidance_contexts(b, settings)
+        return sample_grid(self.dit, self.latent_shape(v, b), self.encode_prompt(captions), negative, mode=mode,
+                           camera=cameras.to(self.device), shift=self.shift if shift is None else float(shift),
+                           seed=seed, callback=callback, source=source, stats=stats, compose_context=composed,
                            **settings)
 
     @torch.no_grad()

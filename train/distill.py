@@ -95,9 +95,9 @@ def teacher_points(model, captions: list, cameras: torch.Tensor, mode: str, guid
     b, v = cameras.shape[:2]
     options = SamplerOptions(steps=TEACHER_STEPS, shift=model.shift, scheduler=TEACHER_SCHEDULER, seed=seed,
                              **guidance)
-    plan = prepare(model.dit, model.latent_shape(v, b), model.encode_prompt(captions), model.encode_prompt([""] * b),
-                   mode=mode, camera=cameras.to(model.device), options=options,
-                   compose_context=composed_context(model, guidance, b))
+    negative, composed = model.guidance_contexts(b, guidance)
+    plan = prepare(model.dit, model.latent_shape(v, b), model.encode_prompt(captions), negative, mode=mode,
+                   camera=cameras.to(model.device), options=options, compose_context=composed)
     teacher = plan.sigmas[:-1]
     wanted = [int((teacher - s).abs().argmin()) for s in sigmas[:-1]]
     gaps = [abs(float(teacher[i] - s)) for i, s in zip(wanted, sigmas[:-1])]
@@ -318,8 +318,9 @@ def teacher_four_steps(teacher, held: Trajectories, guidance: dict) -> torch.Ten
     b, v = held.cameras.shape[:2]
     options = SamplerOptions(steps=STUDENT_SAMPLING["steps"], shift=teacher.shift,
                              scheduler=STUDENT_SAMPLING["scheduler"], **guidance)
-    plan = prepare(teacher.dit, held.points[:, 0], held.context, teacher.encode_prompt([""] * b), mode=held.mode,
-                   camera=held.cameras, options=options, compose_context=composed_context(teacher, guidance, b))
+    negative, composed = teacher.guidance_contexts(b, guidance)
+    plan = prepare(teacher.dit, held.points[:, 0], held.context, negative, mode=held.mode, camera=held.cameras,
+                   options=options, compose_context=composed)
     return denoise(plan)
 
 
@@ -334,10 +335,6 @@ def composed_settings(model, compose_cfg: Optional[float]) -> dict:
         model.composed_context(1)
     return settings
 
-
-def composed_context(model, guidance: dict, batch: int):
-    """The teacher's composed caption's features when `guidance` composes it (compose_cfg > 0), else None."""
-    return model.composed_context(batch) if guidance.get("compose_cfg", 0.0) > 0 else None
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

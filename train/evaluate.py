@@ -25,6 +25,7 @@ from ..model.files import atomic_write
 from ..synth.metric import reprojection_errors
 from .builtin import load_builtin
 from .claims import claims
+from .same_views import grid_detections
 
 EVAL_SEED = 9001          # training banks use seeds 0..; held-out scenes come from this one
 # the text-to-grid modes compared (recam needs a source video, which this comparison has not)
@@ -41,20 +42,25 @@ def _mean(values):
     return float(sum(vals) / len(vals)) if vals else None
 
 
-def observation_errors(frames, rig, colours) -> tuple[torch.Tensor, dict]:
+def observation_errors(frames, rig, colours, keep_detections: bool = False) -> tuple[torch.Tensor, dict]:
     """The metric's per-observation reprojection errors (pixels, float64 [n]) and its fractions, so several
     grids pool into one mean and median (synth.metric.consistency_metrics reports one grid's). Raises
-    torch.linalg.LinAlgError if a linear solve fails (safe_metrics catches it)."""
+    torch.linalg.LinAlgError if a linear solve fails (safe_metrics catches it). keep_detections: the fractions
+    also hold "detections" (train/same_views.py grid_detections: centroids, usable and the rig's cameras)."""
     err, used, det, valid = reprojection_errors(frames, rig, colours)
-    return err[used], dict(found=float(det.found.double().mean()), usable=float(det.usable.double().mean()),
-                           triangulated=float(valid.double().mean()))
+    fractions = dict(found=float(det.found.double().mean()), usable=float(det.usable.double().mean()),
+                     triangulated=float(valid.double().mean()))
+    if keep_detections:
+        fractions["detections"] = grid_detections(det, rig, frames)
+    return err[used], fractions
 
 
-def safe_metrics(frames, rig, colours) -> dict:
+def safe_metrics(frames, rig, colours, keep_detections: bool = False) -> dict:
     """One grid: {"reproj_px", "reproj_px_median" (None when nothing was scorable), "found", "usable",
-    "triangulated", "observations", "errors" (the per-observation list), "failed" (1 = the metric broke)}."""
+    "triangulated", "observations", "errors" (the per-observation list), "failed" (1 = the metric broke)},
+    and with keep_detections its "detections" (observation_errors)."""
     try:
-        errors, fractions = observation_errors(frames, rig, colours)
+        errors, fractions = observation_errors(frames, rig, colours, keep_detections)
     except torch.linalg.LinAlgError:
         return {**{k: None for k in KEYS}, "observations": 0, "errors": [], "failed": 1}
     scored = errors.numel() > 0

@@ -12,7 +12,8 @@
 2. Novel-view synthesis (train/nvs.py) with view 0 given, for the teacher and the student: PSNR, colour
    mask IoU and object placement of the other views against their renders, per mode, with the ordering's
    bootstrap stability.
-Writes tables.json and tables.md into --out. `--budget` seconds: rows still waiting when it is spent are
+Writes tables.json and tables.md into --out, and detections.pt: every grid's objects, for comparing two models
+on the same views (`python -m camgrid.train.same_views`). `--budget` seconds: rows still waiting when it is spent are
 skipped (and listed), the most important first (teacher 20, student 4, NVS, then the others).
 """
 from __future__ import annotations
@@ -30,13 +31,14 @@ import numpy as np
 import torch
 
 from ..model.checks import SOURCE_NOISE, output_folder
-from ..model.files import atomic_write
+from ..model.files import atomic_save, atomic_write
 from ..synth.dataset import SyntheticMultiViewDataset
 from ..synth.render import render
 from .builtin import ASSETS_DIR, TEACHER_SAMPLING, load_builtin, model_fingerprint
 from .claims import claims
 from .evaluate import COMPARED_MODES, EVAL_SEED, safe_metrics, summarise
 from .nvs import nvs_scores, ordering_stability, source_of, summarise_scores
+from .same_views import DETECTIONS_FILE
 from .student import STUDENT_FILE, STUDENT_SAMPLING
 
 # (row name, model, settings); generated in this order, the reference first
@@ -62,7 +64,7 @@ def _render_job(index: int):
 def _metric_job(args):
     index, frames = args
     scene, rig = _DATASET.scene_and_rig(index)
-    return safe_metrics(torch.from_numpy(frames), rig, scene.colours)
+    return safe_metrics(torch.from_numpy(frames), rig, scene.colours, keep_detections=True)
 
 
 def _uint8(frames: torch.Tensor) -> np.ndarray:
@@ -95,8 +97,14 @@ class HeldOut:
     def map(self, fn, jobs):
         return self.pool.map(fn, list(jobs), chunksize=1) if self.pool is not None else [fn(j) for j in jobs]
 
-    def metrics(self, frames: torch.Tensor) -> list:
-        return self.map(_metric_job, [(i, _uint8(f)) for i, f in enumerate(frames)])
+    def metrics(self, frames: torch.Tensor, detections: Optional[list] = None) -> list:
+        """Every scene's safe_metrics; each grid's detections (train/same_views.py) go into `detections`
+        (None where the metric failed)."""
+        scored = self.map(_metric_job, [(i, _uint8(f)) for i, f in enumerate(frames)])
+        found = [m.pop("detections", None) for m in scored]
+        if detections is not None:
+            detections += found
+        return scored
 
     def nvs_scores(self, frames: torch.Tensor) -> list:
         """train/nvs.py nvs_scores of every scene's grid frames [N, V, F, H, W, 3] against its true views."""
@@ -153,7 +161,7 @@ def run_tables(model_dir, out, student_file=None, scenes: int = 96, views: int =
     results = {"settings": {"scenes": scenes, "views": views, "seed": seed, "eval_seed": EVAL_SEED,
                             "device": str(device), "source_noise": source_noise}, "rows": {}, "nvs": {}, "skipped": [],
                "files": model_fingerprint(model_dir, lora if lora.is_file() else None)}
-    reference = {}
+    reference, detections = {}, {"settings": results["settings"], "rows": {}}
     round_trips = _round_trips(models["teacher"], held)
     results["controls"] = _controls(held, round_trips)
     results["nvs_ceiling"] = _ae_ceiling(held, round_trips)
@@ -165,7 +173,10 @@ def run_tables(model_dir, out, student_file=None, scenes: int = 96, views: int =
                 results["skipped"].append(f"{what}: {name}")
                 continue
             if what == "rows":
-                results["rows"][name] = _row(models[kind], held, modes, settings, batch, seed, reference, device)
+                detections["rows"][name] = {}
+                results["rows"][name] = _row(models[kind], held, modes, settings, batch, seed, reference, device,
+                                             detections["rows"][name])
+                atomic_save(out / DETECTIONS_FILE, lambda tmp: torch.save(detections, tmp))
             else:
                 results["nvs"][name] = _nvs(models[kind], held, modes, settings, batch, seed, source_noise)
             results["seconds"] = time.time() - t0
@@ -184,7 +195,8 @@ def _write(out: Path, results: dict) -> None:
     atomic_write(out / "tables.md", format_tables(results))
 
 
-def _row(model, held, modes, settings, batch, seed, reference, device) -> dict:
+def _row(model, held, modes, settings, batch, seed, reference, device, detections: dict) -> dict:
+    """One row of the steps x mode table; every mode's per-scene detections go into `detections`."""
     row = {"settings": settings}
     for mode in modes:
         _sync(device)
@@ -192,7 +204,7 @@ def _row(model, held, modes, settings, batch, seed, reference, device) -> dict:
         frames = generate(model, held, mode, settings, batch, seed)
         _sync(device)
         seconds = time.time() - t
-        summary = summarise(held.metrics(frames))
+        summary = summarise(held.metrics(frames, detections.setdefault(mode, [])))
         reference.setdefault(mode, frames)
         summary.update(psnr_vs_reference=psnr(frames, reference[mode]), seconds=seconds)
         row[mode] = summary

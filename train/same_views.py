@@ -1,0 +1,138 @@
+"""`python -m camgrid.train.same_views A B`: two models' reprojection error on the same views of the same scenes.
+
+The tables' reprojection error (train/evaluate.py) triangulates each object, per frame, from every view where it
+is usable (found, whole, apart from the others) and pools the residuals. Between two models that is not a fair
+comparison when their objects differ in size: smaller objects are usable in more views, and a point fitted to
+more views leaves larger residuals (two views can nearly always be met; four must agree). So the pooled error
+favours large blobs found in few views (benchmarks/TINY_MODEL.md, "The floor composed into the guidance").
+
+Here both arms are scored on the same observations from the same views: per scene, object and frame, each arm
+is triangulated only from the views where the object is usable in both arms' grids, and scored on those views.
+Each scene's median error is paired across the arms, and the table gives the median of the scene medians, the
+scenes where B is lower, and the signed-rank test's p (train/claims.py).
+
+A and B are two `python -m camgrid.train.tables --out` folders of the same held-out scenes (the same --scenes,
+--views and --seed): the tables keep every grid's detections in detections.pt for this.
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Optional
+
+import torch
+
+from ..model.checks import InputError
+from ..model.files import atomic_write
+from ..model.camera import CameraRig
+from ..synth.metric import triangulate
+from ..synth.render import project_points, rig_at_frames
+from .claims import median_of, signed_rank_test
+
+DETECTIONS_FILE = "detections.pt"
+# the settings that must match for two runs to have generated the same scenes from the same noise
+SAME_SCENES_KEYS = ("scenes", "views", "seed", "eval_seed")
+
+
+def grid_detections(det, rig: CameraRig, frames) -> dict:
+    """What same_view_errors needs of one grid: the objects' centroids [N, V, F, 2] (float64, pixels), where
+    they are usable [N, V, F], and the cameras at the grid's frames (c2w [V, F, 4, 4], intrinsics [V, 4])."""
+    v, f, h, w = torch.as_tensor(frames).shape[:4]
+    rig = rig_at_frames(rig, f)
+    return {"centroids": det.centroids.clone(), "usable": det.usable.clone(), "c2w": rig.c2w[:, :f].double(),
+            "intrinsics": rig.intrinsics.double(), "height": int(h), "width": int(w)}
+
+
+def _residuals(grid: dict, used: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each observation's reprojection error [N, V, F] when every (object, frame) is triangulated only from
+    the views in `used`, and where that triangulation exists [N, F]."""
+    rig = CameraRig(grid["c2w"], grid["intrinsics"])
+    points, valid = triangulate(grid["centroids"], used, rig, grid["height"], grid["width"])
+    proj, _ = project_points(points[:, None], rig.c2w[None], rig.intrinsics[None, :, None], grid["height"],
+                             grid["width"])
+    return (proj - grid["centroids"]).norm(dim=-1), valid
+
+
+def same_view_errors(a: dict, b: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    """The errors (float64 [n] each, the same n observations) of two grids of one scene (grid_detections),
+    each triangulated and scored only on the views where the object is usable in both."""
+    if a["centroids"].shape != b["centroids"].shape or not torch.equal(a["c2w"], b["c2w"]):
+        raise InputError("same_views: the two grids are not of the same scene and cameras; compare two tables "
+                         "runs of the same held-out scenes (the same --scenes, --views and --seed).")
+    both = a["usable"] & b["usable"]
+    err_a, valid_a = _residuals(a, both)
+    err_b, valid_b = _residuals(b, both)
+    used = both & (valid_a & valid_b)[:, None, :]
+    return err_a[used], err_b[used]
+
+
+def compare_grids(grids_a: list, grids_b: list) -> dict:
+    """One row and mode of two runs (per scene: grid_detections, or None where the metric failed):
+    {"scenes" (scored in both), "observations", "a"/"b" (median of the scene medians), "b_lower", "p"}."""
+    medians = []
+    observations = 0
+    for a, b in zip(grids_a, grids_b):
+        if a is None or b is None:
+            continue
+        err_a, err_b = same_view_errors(a, b)
+        if err_a.numel():
+            medians.append((float(err_a.median()), float(err_b.median())))
+            observations += err_a.numel()
+    differences = [b - a for a, b in medians]
+    return {"scenes": len(medians), "observations": observations,
+            "a": median_of([a for a, _ in medians]), "b": median_of([b for _, b in medians]),
+            "b_lower": sum(d < 0 for d in differences), "p": signed_rank_test(differences) if medians else None}
+
+
+def load_detections(folder) -> dict:
+    path = Path(folder) / DETECTIONS_FILE
+    if not path.is_file():
+        raise InputError(f"same_views: {path} does not exist; run `python -m camgrid.train.tables --out {folder}` "
+                         "(tables from before the same-views comparison did not keep their detections).")
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def compare_runs(folder_a, folder_b) -> dict:
+    """Every row and mode that both tables runs measured: {row: {mode: compare_grids(...)}}."""
+    a, b = load_detections(folder_a), load_detections(folder_b)
+    differ = [k for k in SAME_SCENES_KEYS if a["settings"].get(k) != b["settings"].get(k)]
+    if differ:
+        raise InputError(f"same_views: {folder_a} and {folder_b} measured other scenes or noise ({', '.join(differ)} "
+                         "differ); run both tables with the same --scenes, --views and --seed.")
+    return {row: {mode: compare_grids(grids, b["rows"][row][mode]) for mode, grids in modes.items()
+                  if mode in b["rows"].get(row, {})}
+            for row, modes in a["rows"].items() if row in b["rows"]}
+
+
+def _f(value: Optional[float], digits: int = 2) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}"
+
+
+def format_comparison(results: dict, name_a: str, name_b: str) -> str:
+    lines = [f"Reprojection error on the same views (A: {name_a}, B: {name_b}; per scene, object and frame, both "
+             "triangulated from the views usable in both; median px of the scene medians)", "",
+             "| row | mode | scenes | observations | A | B | B lower in | p |", "|---|---|---:|---:|---:|---:|---:|---:|"]
+    for row, modes in results.items():
+        lines += [f"| {row} | {mode} | {r['scenes']} | {r['observations']} | {_f(r['a'])} | {_f(r['b'])} | "
+                  f"{r['b_lower']} of {r['scenes']} | {_f(r['p'], 3)} |" for mode, r in modes.items()]
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m camgrid.train.same_views", description=__doc__.split("\n")[0])
+    parser.add_argument("a", help="a `python -m camgrid.train.tables --out` folder")
+    parser.add_argument("b", help="another, of the same held-out scenes")
+    parser.add_argument("--out", default=None, help="also write the table to this markdown file")
+    args = parser.parse_args(argv)
+    try:
+        text = format_comparison(compare_runs(args.a, args.b), args.a, args.b)
+    except InputError as e:
+        parser.error(str(e))
+    print(text)
+    if args.out:
+        atomic_write(Path(args.out), text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
