@@ -38,6 +38,19 @@ def test_only_the_floor_words_row_learns_and_the_teacher_composes_it(tmp_path):
     assert "compose_cfg" not in student.sampling
 
 
+def test_zero_seconds_keeps_the_word_and_writes_only_the_composing(tmp_path):
+    """--seconds 0 (a model whose "floor" already means the floor): every weight is the model's own, the meta
+    composes it; a negative budget is refused, naming the flag."""
+    before = load_builtin()
+    report = floor_word(None, tmp_path, seconds=0, compose_cfg=1.0, compose_min_sigma=0.8, log=lambda *_: None)
+    assert report["steps"] == 0
+    after = load_builtin(tmp_path)
+    assert torch.equal(after.text.words.weight, before.text.words.weight)
+    assert after.sampling["compose_cfg"] == 1.0 and after.sampling["compose_min_sigma"] == 0.8
+    with pytest.raises(InputError, match="--seconds"):
+        floor_word(None, tmp_path / "x", seconds=-1, log=lambda *_: None)
+
+
 def test_the_teacher_passes_its_composed_caption_to_the_sampler(tmp_path, monkeypatch):
     floor_word(None, tmp_path, seconds=60, compose_cfg=0.6, frames=8, batch=2, max_steps=1, log=lambda *_: None)
     model = load_builtin(tmp_path)

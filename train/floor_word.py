@@ -12,6 +12,8 @@ parts, the autoencoder and every other word stay exactly as they were, so every 
 meant. The files are written with the model's meta naming the composed caption and its weight
 (train/builtin.py "compose"): the teacher then samples with it, and a student distilled from that teacher
 (`python -m camgrid.train.distill`) bakes it in. The student is not copied: the old one was distilled without it.
+With --seconds 0 nothing trains: for a model whose "floor" already means the bare floor (its video stage trained
+with floor images captioned "floor"), only the composing is written.
 """
 from __future__ import annotations
 
@@ -78,15 +80,21 @@ def floor_word(model_dir, out, seconds: float = 360.0, compose_cfg: float = 0.7,
     compose_cfg = COMPOSE_CFG.check("--compose-cfg", compose_cfg)
     compose_min_sigma = COMPOSE_MIN_SIGMA.check("--compose-min-sigma", compose_min_sigma)
     out = output_folder(out)
+    if not seconds >= 0:
+        raise InputError(f"--seconds is {seconds}: give the training seconds, or 0 to keep the word as the model has it")
     model = load_builtin(model_dir, device=device)
-    report = learn_floor_word(model, seconds, frames, batch, lr, max_steps=max_steps, log=log)
+    if seconds == 0:   # a model whose "floor" already means the bare floor (trained with --image-source floor)
+        report = {"steps": 0, "seconds": 0.0, "loss_first": None, "loss_last": None}
+    else:
+        report = learn_floor_word(model, seconds, frames, batch, lr, max_steps=max_steps, log=log)
     model.meta["compose"] = {"caption": FLOOR_WORD, "cfg": compose_cfg, "min_sigma": compose_min_sigma}
     save_builtin(model, out)
     report = {"model": str(model_dir), "compose": model.meta["compose"], "frames": frames, "batch": batch, "lr": lr,
               **report}
     atomic_write(out / REPORT_FILE, json.dumps(report, indent=1))
-    log(f"floor word: {report['steps']} steps, loss {report['loss_first']:.4f} -> {report['loss_last']:.4f}; "
-        f"the teacher in {out} composes '{FLOOR_WORD}' at {compose_cfg} (sigma >= {compose_min_sigma}). "
+    trained = f"{report['steps']} steps, loss {report['loss_first']:.4f} -> {report['loss_last']:.4f}" \
+        if report["steps"] else "kept as the model has it"
+    log(f"floor word: {trained}; the teacher in {out} composes '{FLOOR_WORD}' at {compose_cfg} (sigma >= {compose_min_sigma}). "
         f"Distil its student next: "
         f"python -m camgrid.train.distill --model {out} --out {out}")
     return report
@@ -96,7 +104,9 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m camgrid.train.floor_word", description=__doc__.split("\n")[0])
     parser.add_argument("--model", default=None, help="the built-in model's folder (default: assets/)")
     parser.add_argument("--out", required=True, help="folder for the model's files with the word")
-    parser.add_argument("--seconds", type=float, default=360.0, help="training seconds")
+    parser.add_argument("--seconds", type=float, default=360.0,
+                        help="training seconds; 0: the word is kept as it is (a model trained with floor images "
+                             "captioned 'floor', `camgrid train --image-source floor`), only the composing is written")
     parser.add_argument("--compose-cfg", type=float, default=0.7, help="the word's weight in the teacher's guidance")
     parser.add_argument("--compose-min-sigma", type=float, default=0.0,
                         help="compose only on the guided steps whose noise level is at least this (0: all)")
