@@ -41,7 +41,7 @@ def test_views_usable_in_only_one_arm_are_not_scored(scene):
     err_a, err_b = same_view_errors(a, b)
     assert err_a.numel() == 2 * 2 * FRAMES and torch.equal(err_a, err_b)
     result = compare_grids([a], [b])
-    assert result["a"] == result["b"] and result["b_lower"] == 0 and result["p"] == 1.0
+    assert result["a"] == result["b"] and result["difference"] == 0 and result["b_lower"] == 0 and result["p"] == 1.0
 
 
 def test_an_arm_whose_views_disagree_is_higher_on_the_same_views(scene):
@@ -53,7 +53,8 @@ def test_an_arm_whose_views_disagree_is_higher_on_the_same_views(scene):
     grids_b = [_grid(points, usable, rig, noise=0.3, seed=100 + s, offsets={3: 4.0}) for s in range(12)]
     result = compare_grids(grids_a, grids_b)
     assert result["scenes"] == 12 and result["observations"] == 12 * 2 * 4 * FRAMES
-    assert result["b"] > result["a"] + 0.5 and result["b_lower"] == 0 and result["p"] < 0.001
+    assert result["b"] > result["a"] + 0.5 and result["difference"] > 0.5
+    assert result["b_lower"] == 0 and result["p"] < 0.001
     swapped = compare_grids(grids_b, grids_a)
     assert swapped["b_lower"] == 12 and swapped["p"] == result["p"]
 
@@ -65,7 +66,7 @@ def test_objects_usable_in_one_common_view_are_not_scored_and_failed_grids_are_s
     a, b = _grid(points, a_only, rig), _grid(points, b_only, rig)
     assert same_view_errors(a, b)[0].numel() == 0
     result = compare_grids([a, None], [b, a])
-    assert result == {"scenes": 0, "observations": 0, "a": None, "b": None, "b_lower": 0, "p": None}
+    assert result == {"scenes": 0, "observations": 0, "a": None, "b": None, "difference": None, "b_lower": 0, "p": None}
 
 
 def test_grids_of_other_cameras_are_refused(scene):

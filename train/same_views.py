@@ -9,7 +9,8 @@ favours large blobs found in few views (benchmarks/TINY_MODEL.md, "The floor com
 Here both arms are scored on the same observations from the same views: per scene, object and frame, each arm
 is triangulated only from the views where the object is usable in both arms' grids, and scored on those views.
 Each scene's median error is paired across the arms, and the table gives the median of the scene medians, the
-scenes where B is lower, and the signed-rank test's p (train/claims.py).
+median of the scenes' differences, the scenes where B is lower, and the signed-rank test's p (train/claims.py):
+the last three are the paired comparison, the first two only where each arm stands.
 
 A and B are two `python -m camgrid.train.tables --out` folders of the same held-out scenes (the same --scenes,
 --views and --seed): the tables keep every grid's detections in detections.pt for this.
@@ -68,7 +69,8 @@ def same_view_errors(a: dict, b: dict) -> tuple[torch.Tensor, torch.Tensor]:
 
 def compare_grids(grids_a: list, grids_b: list) -> dict:
     """One row and mode of two runs (per scene: grid_detections, or None where the metric failed):
-    {"scenes" (scored in both), "observations", "a"/"b" (median of the scene medians), "b_lower", "p"}."""
+    {"scenes" (scored in both), "observations", "a"/"b" (median of the scene medians), "difference" (the median of
+    the scenes' B - A), "b_lower" (scenes where B is lower), "p"}."""
     medians = []
     observations = 0
     for a, b in zip(grids_a, grids_b):
@@ -81,7 +83,8 @@ def compare_grids(grids_a: list, grids_b: list) -> dict:
     differences = [b - a for a, b in medians]
     return {"scenes": len(medians), "observations": observations,
             "a": median_of([a for a, _ in medians]), "b": median_of([b for _, b in medians]),
-            "b_lower": sum(d < 0 for d in differences), "p": signed_rank_test(differences) if medians else None}
+            "difference": median_of(differences), "b_lower": sum(d < 0 for d in differences),
+            "p": signed_rank_test(differences) if medians else None}
 
 
 def load_detections(folder) -> dict:
@@ -111,10 +114,12 @@ def _f(value: Optional[float], digits: int = 2) -> str:
 def format_comparison(results: dict, name_a: str, name_b: str) -> str:
     lines = [f"Reprojection error on the same views (A: {name_a}, B: {name_b}; per scene, object and frame, both "
              "triangulated from the views usable in both; median px of the scene medians)", "",
-             "| row | mode | scenes | observations | A | B | B lower in | p |", "|---|---|---:|---:|---:|---:|---:|---:|"]
+             "| row | mode | scenes | observations | A | B | B - A (median over scenes) | B lower in | p |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     for row, modes in results.items():
         lines += [f"| {row} | {mode} | {r['scenes']} | {r['observations']} | {_f(r['a'])} | {_f(r['b'])} | "
-                  f"{r['b_lower']} of {r['scenes']} | {_f(r['p'], 3)} |" for mode, r in modes.items()]
+                  f"{_f(r['difference'])} | {r['b_lower']} of {r['scenes']} | {_f(r['p'], 3)} |"
+                  for mode, r in modes.items()]
     return "\n".join(lines)
 
 
