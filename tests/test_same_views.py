@@ -92,3 +92,8 @@ def test_runs_without_detections_or_of_other_scenes_are_refused(scene, tmp_path)
     assert compare_runs(tmp_path / "a", tmp_path / "a")["teacher 20 steps"]["syncam"]["scenes"] == 1
     with pytest.raises(InputError, match="seed differ"):
         compare_runs(tmp_path / "a", tmp_path / "b")
+    on_gpu = torch.load(tmp_path / "a" / DETECTIONS_FILE, weights_only=True)
+    on_gpu["settings"]["device"] = "cuda:0"      # another kind of device: other arithmetic
+    torch.save(on_gpu, tmp_path / "b" / DETECTIONS_FILE)
+    with pytest.raises(InputError, match="device differ"):
+        compare_runs(tmp_path / "a", tmp_path / "b")

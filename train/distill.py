@@ -336,7 +336,6 @@ def composed_settings(model, compose_cfg: Optional[float]) -> dict:
     return settings
 
 
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default=None, help="the teacher: a `camgrid train --out` folder (default: assets/)")
     parser.add_argument("--out", required=True, help="folder for the student LoRA, distill.json and its loss log")

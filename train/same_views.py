@@ -12,8 +12,9 @@ Each scene's median error is paired across the arms, and the table gives the med
 median of the scenes' differences, the scenes where B is lower, and the signed-rank test's p (train/claims.py):
 the last three are the paired comparison, the first two only where each arm stands.
 
-A and B are two `python -m camgrid.train.tables --out` folders of the same held-out scenes (the same --scenes,
---views and --seed): the tables keep every grid's detections in detections.pt for this.
+A and B are two `python -m camgrid.train.tables --out` folders of the same held-out scenes and noise (the same
+--scenes, --views and --seed, on the same kind of device, so the pairs share its arithmetic too): the tables keep
+every grid's detections in detections.pt for this.
 """
 from __future__ import annotations
 
@@ -95,13 +96,20 @@ def load_detections(folder) -> dict:
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
+def _device_type(settings: dict) -> str:
+    return str(settings.get("device", "cpu")).split(":")[0]
+
+
 def compare_runs(folder_a, folder_b) -> dict:
     """Every row and mode that both tables runs measured: {row: {mode: compare_grids(...)}}."""
     a, b = load_detections(folder_a), load_detections(folder_b)
     differ = [k for k in SAME_SCENES_KEYS if a["settings"].get(k) != b["settings"].get(k)]
+    # the noise is drawn on the CPU either way, but a GPU's arithmetic differs: pairs would differ by more than the model
+    if _device_type(a["settings"]) != _device_type(b["settings"]):
+        differ.append("device")
     if differ:
         raise InputError(f"same_views: {folder_a} and {folder_b} measured other scenes or noise ({', '.join(differ)} "
-                         "differ); run both tables with the same --scenes, --views and --seed.")
+                         "differ); run both tables with the same --scenes, --views, --seed and --device type.")
     return {row: {mode: compare_grids(grids, b["rows"][row][mode]) for mode, grids in modes.items()
                   if mode in b["rows"].get(row, {})}
             for row, modes in a["rows"].items() if row in b["rows"]}
