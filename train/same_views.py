@@ -104,7 +104,8 @@ def compare_runs(folder_a, folder_b) -> dict:
     """Every row and mode that both tables runs measured: {row: {mode: compare_grids(...)}}."""
     a, b = load_detections(folder_a), load_detections(folder_b)
     differ = [k for k in SAME_SCENES_KEYS if a["settings"].get(k) != b["settings"].get(k)]
-    # the noise is drawn on the CPU either way, but a GPU's arithmetic differs: pairs would differ by more than the model
+    # the noise is drawn on the CPU either way, but a GPU's arithmetic differs: pairs would differ by more than
+    # the model
     if _device_type(a["settings"]) != _device_type(b["settings"]):
         differ.append("device")
     if differ:
