@@ -260,6 +260,16 @@ def triangulate(centroids: torch.Tensor, found: torch.Tensor, rig: CameraRig, he
     return points, valid
 
 
+def triangulated_residuals(centroids: torch.Tensor, used: torch.Tensor, rig: CameraRig, height: int,
+                           width: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each observation's reprojection error float64 [N, V, F] (pixels) when every object and frame is
+    triangulated from the views in `used` [N, V, F] (centroids [N, V, F, 2]; the rig has F frames), and where that
+    triangulation exists, valid bool [N, F]."""
+    points, valid = triangulate(centroids, used, rig, height, width)
+    proj, _ = project_points(points[:, None, :, :], rig.c2w[None], rig.intrinsics[None, :, None], height, width)
+    return (proj - centroids).norm(dim=-1), valid
+
+
 def reprojection_errors(frames, rig: CameraRig, colours: Sequence[Colour], min_pixels: int | None = None,
                         **segment_kwargs) -> tuple[torch.Tensor, torch.Tensor, Detections, torch.Tensor]:
     """Steps 1-3 of the module docstring for frames [V, F, H, W, 3]: (errors float64 [N, V, F] in pixels,
@@ -273,9 +283,7 @@ def reprojection_errors(frames, rig: CameraRig, colours: Sequence[Colour], min_p
     rig = rig_at_frames(rig, f)
     det = object_centroids(frames, colours, min_pixels, **segment_kwargs)
     usable = det.usable
-    points, valid = triangulate(det.centroids, usable, rig, h, w)
-    proj, _ = project_points(points[:, None, :, :], rig.c2w[None], rig.intrinsics[None, :, None], h, w)  # [N, V, F, 2]
-    err = (proj - det.centroids).norm(dim=-1)                              # [N, V, F]
+    err, valid = triangulated_residuals(det.centroids, usable, rig, h, w)
     return err, usable & valid[:, None, :], det, valid
 
 

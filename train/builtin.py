@@ -54,9 +54,8 @@ DEFAULT_META = {"height": 48, "width": 80, "frames": 17, "shift": 3.0}
 TEACHER_SAMPLING = {"steps": 20, "cfg": 3.0, "scheduler": "unipc"}
 # A model file may name a caption its teacher composes into that guidance, the weight it gets and the lowest noise
 # level it gets it at (the meta's "compose": {"caption", "cfg", "min_sigma"}; model/sampling.py "composed"): the
-# teacher's sampling gains compose_cfg and compose_min_sigma, and the
-# student, distilled from that teacher, has it baked in (train/floor_word.py writes it; benchmarks/TINY_MODEL.md,
-# "The floor composed into the guidance").
+# teacher's sampling gains compose_cfg and compose_min_sigma, and the student, distilled from that teacher, has it
+# baked in (train/floor_word.py writes it; benchmarks/TINY_MODEL.md, "The floor composed into the guidance").
 
 
 def camera_embedding(rig: CameraRig, num_latent_frames: int) -> torch.Tensor:

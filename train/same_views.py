@@ -27,8 +27,8 @@ import torch
 from ..model.checks import InputError
 from ..model.files import atomic_write
 from ..model.camera import CameraRig
-from ..synth.metric import triangulate
-from ..synth.render import project_points, rig_at_frames
+from ..synth.metric import triangulated_residuals
+from ..synth.render import rig_at_frames
 from .claims import median_of, signed_rank_test
 
 DETECTIONS_FILE = "detections.pt"
@@ -46,13 +46,9 @@ def grid_detections(det, rig: CameraRig, frames) -> dict:
 
 
 def _residuals(grid: dict, used: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Each observation's reprojection error [N, V, F] when every (object, frame) is triangulated only from
-    the views in `used`, and where that triangulation exists [N, F]."""
+    """synth.metric.triangulated_residuals of one grid's detections, triangulated only from the views in `used`."""
     rig = CameraRig(grid["c2w"], grid["intrinsics"])
-    points, valid = triangulate(grid["centroids"], used, rig, grid["height"], grid["width"])
-    proj, _ = project_points(points[:, None], rig.c2w[None], rig.intrinsics[None, :, None], grid["height"],
-                             grid["width"])
-    return (proj - grid["centroids"]).norm(dim=-1), valid
+    return triangulated_residuals(grid["centroids"], used, rig, grid["height"], grid["width"])
 
 
 def same_view_errors(a: dict, b: dict) -> tuple[torch.Tensor, torch.Tensor]:
