@@ -2,9 +2,10 @@
 # the repository root on the device with `.gpu` carried: it holds the diffusers wheel (`pip download --no-deps
 # diffusers==0.42.1 -d .gpu`).
 # Gives: T0 and END (seconds the script may use), el (seconds since the start), left (seconds left, at least 5),
-# diffusers on the path, this checkout importable as `camgrid`, pack (everything under /tmp/R into
-# $OUT/results.tar: at most 8 files come back from $OUT), run NAME CMD... (CMD's output into /tmp/R/NAME.txt
-# within the time left, its tail, then pack), train_further and student_and_tables (below).
+# diffusers on the path, this checkout importable as `camgrid`, pack (everything under /tmp/R, gzipped, into
+# $OUT/results.tgz.00, .01, ...: no file over 16 MiB comes back, and one tables run's detections.pt is 26 MB;
+# unpack with `cat results.tgz.* | tar -xz`; at most 8 files come back from $OUT), run NAME CMD... (CMD's output
+# into /tmp/R/NAME.txt within the time left, its tail, then pack), train_further and student_and_tables (below).
 T0=$(date +%s); END=${END:-585}
 el() { echo $(( $(date +%s) - T0 )); }
 left() { local l=$(( END - $(el) )); [ $l -lt 5 ] && l=5; echo $l; }
@@ -12,7 +13,8 @@ python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --tar
 mkdir -p /tmp/pp /tmp/R && ln -sfn "$PWD" /tmp/pp/camgrid
 export PYTHONPATH=/tmp/site:/tmp/pp PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name --format=csv,noheader
-pack() { (cd /tmp && tar -cf $OUT/results.tar R); }
+pack() { rm -f $OUT/results.tar $OUT/results.tgz.*
+  (cd /tmp && tar -czf - R) | split -b 15M -d - $OUT/results.tgz.; }
 run() { local n=$1; shift; timeout $(left) "$@" > /tmp/R/$n.txt 2>&1; echo "$n rc=$? at $(el) s"
   tail -${TAIL:-8} /tmp/R/$n.txt; pack; }
 # train_further FLAGS...: assets/ (or FLAGS' --init DIR) trained further into /tmp/T with v7's recipe (call X:
