@@ -97,3 +97,34 @@ def test_runs_without_detections_or_of_other_scenes_are_refused(scene, tmp_path)
     torch.save(on_gpu, tmp_path / "b" / DETECTIONS_FILE)
     with pytest.raises(InputError, match="device differ"):
         compare_runs(tmp_path / "a", tmp_path / "b")
+
+
+def _nvs_tables(psnr: list, iou: list, noise: float = 0.5) -> dict:
+    """A tables.json's parts compare_nvs reads: one row, syncam with its scenes' scores, hard without (a table
+    from before the per-scene scores were kept)."""
+    return {"settings": {"source_noise": noise},
+            "nvs": {"teacher 20 steps": {"settings": {"steps": 20},
+                                         "syncam": {"psnr": 0.0, "per_scene": {"psnr": psnr, "iou": iou}},
+                                         "hard": {"psnr": 0.0}, "stability": {}}}}
+
+
+def test_nvs_scores_pair_scene_by_scene_and_tables_without_them_are_left_out():
+    from camgrid.train.same_views import compare_nvs, format_nvs_comparison
+
+    psnr_a = [15.0 + 0.1 * i for i in range(12)]
+    iou_a = [0.3 + 0.01 * i for i in range(12)]
+    # B is 0.5 dB higher on 11 of 12 scenes and lower on one; its IoU is lower on every scene but one (not scored)
+    psnr_b = [p + (0.5 if i else -0.2) for i, p in enumerate(psnr_a)]
+    iou_b = [None] + [x - 0.02 for x in iou_a[1:]]
+    out = compare_nvs(_nvs_tables(psnr_a, iou_a), _nvs_tables(psnr_b, iou_b))
+    assert set(out) == {"teacher 20 steps"} and set(out["teacher 20 steps"]) == {"syncam"}
+    psnr, iou = out["teacher 20 steps"]["syncam"]["psnr"], out["teacher 20 steps"]["syncam"]["iou"]
+    assert psnr["scenes"] == 12 and psnr["b_higher"] == 11 and psnr["difference"] == pytest.approx(0.5)
+    assert psnr["b"] - psnr["a"] == pytest.approx((11 * 0.5 - 0.2) / 12) and psnr["p"] < 0.01
+    assert iou["scenes"] == 11 and iou["b_higher"] == 0 and iou["difference"] == pytest.approx(-0.02)
+    assert iou["p"] < 0.01
+    text = format_nvs_comparison(out)
+    assert "| teacher 20 steps | syncam | 12 |" in text and "11 of 12" in text and "0 of 11" in text
+    assert format_nvs_comparison(compare_nvs(_nvs_tables(psnr_a, iou_a), {"settings": {"source_noise": 0.5}})) == ""
+    with pytest.raises(InputError, match="source-noise"):
+        compare_nvs(_nvs_tables(psnr_a, iou_a), _nvs_tables(psnr_b, iou_b, noise=1.0))

@@ -221,6 +221,9 @@ def test_tables_run_every_row_and_the_nvs_table(teacher_dir, tmp_path):
     assert all(r["a"] == r["b"] and r["b_lower"] == 0 for modes in same.values() for r in modes.values())
     assert same_views_main([str(tmp_path / "tables"), str(tmp_path / "tables"), "--out", str(tmp_path / "s.md")]) == 0
     assert "| student 4 steps | hard |" in (tmp_path / "s.md").read_text()
+    # and the novel-view scores per scene, so those pair too
+    assert len(results["nvs"]["student 4 steps"]["soft"]["per_scene"]["psnr"]) == 2
+    assert "Novel-view synthesis on the same scenes" in (tmp_path / "s.md").read_text()
     # the files measured, so the demo can tell whether these claims are about the model it runs
     from camgrid.train.builtin import model_fingerprint
     assert results["files"] == model_fingerprint(teacher_dir, student_dir / STUDENT_FILE)

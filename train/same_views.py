@@ -12,6 +12,10 @@ Each scene's median error is paired across the arms, and the table gives the med
 median of the scenes' differences, the scenes where B is lower, and the signed-rank test's p (train/claims.py):
 the last three are the paired comparison, the first two only where each arm stands.
 
+Where both tables kept their novel-view scores per scene, a second table pairs those the same way: each row's
+PSNR and colour-mask IoU, the mean over the scenes scored in both, the median of the scenes' B - A, the scenes
+where B is higher, and p.
+
 A and B are two `python -m camgrid.train.tables --out` folders of the same held-out scenes and noise (the same
 --scenes, --views and --seed, on the same kind of device, so the pairs share its arithmetic too): the tables keep
 every grid's detections in detections.pt for this.
@@ -19,6 +23,7 @@ every grid's detections in detections.pt for this.
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 from typing import Optional
 
@@ -32,6 +37,8 @@ from ..synth.render import rig_at_frames
 from .claims import median_of, signed_rank_test
 
 DETECTIONS_FILE = "detections.pt"
+TABLES_FILE = "tables.json"
+NVS_METRICS = ("psnr", "iou")   # higher is better
 # the settings that must match for two runs to have generated the same scenes from the same noise
 SAME_SCENES_KEYS = ("scenes", "views", "seed", "eval_seed")
 
@@ -112,6 +119,32 @@ def compare_runs(folder_a, folder_b) -> dict:
             for row, modes in a["rows"].items() if row in b["rows"]}
 
 
+def compare_scene_scores(scores_a: list, scores_b: list) -> dict:
+    """Two runs' scores of the same scenes (None where a scene was not scored): {"scenes" (scored in both),
+    "a"/"b" (their means over those scenes), "difference" (the median of B - A), "b_higher", "p"}."""
+    pairs = [(a, b) for a, b in zip(scores_a, scores_b) if a is not None and b is not None]
+    differences = [b - a for a, b in pairs]
+    return {"scenes": len(pairs), "a": sum(a for a, _ in pairs) / len(pairs) if pairs else None,
+            "b": sum(b for _, b in pairs) / len(pairs) if pairs else None, "difference": median_of(differences),
+            "b_higher": sum(d > 0 for d in differences), "p": signed_rank_test(differences) if pairs else None}
+
+
+def compare_nvs(tables_a: dict, tables_b: dict) -> dict:
+    """Every novel-view row and mode whose per-scene scores both tables.json hold (tables from before this kept
+    only the means): {row: {mode: {metric: compare_scene_scores(...)}}}."""
+    if tables_a["settings"].get("source_noise") != tables_b["settings"].get("source_noise"):
+        raise InputError("same_views: the two tables gave view 0 at different noise levels (--source-noise), so "
+                         "their novel-view scores do not pair; run both with the same --source-noise.")
+    out = {}
+    for row, table in tables_a.get("nvs", {}).items():
+        other = tables_b.get("nvs", {}).get(row, {})
+        for mode, scores in table.items():
+            if "per_scene" in scores and "per_scene" in other.get(mode, {}):
+                out.setdefault(row, {})[mode] = {
+                    m: compare_scene_scores(scores["per_scene"][m], other[mode]["per_scene"][m]) for m in NVS_METRICS}
+    return out
+
+
 def _f(value: Optional[float], digits: int = 2) -> str:
     return "n/a" if value is None else f"{value:.{digits}f}"
 
@@ -128,6 +161,28 @@ def format_comparison(results: dict, name_a: str, name_b: str) -> str:
     return "\n".join(lines)
 
 
+def format_nvs_comparison(results: dict) -> str:
+    """compare_nvs's table (empty where neither run kept its scenes' scores)."""
+    if not results:
+        return ""
+    lines = ["Novel-view synthesis on the same scenes (view 0 given; means over the scenes scored in both)", "",
+             "| row | mode | scenes | PSNR A | PSNR B | B - A (median) | B higher in | p | IoU A | IoU B | "
+             "B - A (median) | B higher in | p |", "|---|---|---:|" + "---:|" * 10]
+    for row, modes in results.items():
+        for mode, r in modes.items():
+            cells = [f"{_f(m['a'], d)} | {_f(m['b'], d)} | {_f(m['difference'], d)} | {m['b_higher']} of "
+                     f"{m['scenes']} | {_f(m['p'], 3)}" for m, d in ((r["psnr"], 2), (r["iou"], 3))]
+            lines.append(f"| {row} | {mode} | {r['psnr']['scenes']} | {cells[0]} | {cells[1]} |")
+    return "\n".join(lines)
+
+
+def load_tables(folder) -> dict:
+    path = Path(folder) / TABLES_FILE
+    if not path.is_file():
+        raise InputError(f"same_views: {path} does not exist; run `python -m camgrid.train.tables --out {folder}`.")
+    return json.loads(path.read_text())
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m camgrid.train.same_views", description=__doc__.split("\n")[0])
     parser.add_argument("a", help="a `python -m camgrid.train.tables --out` folder")
@@ -136,6 +191,8 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     try:
         text = format_comparison(compare_runs(args.a, args.b), args.a, args.b)
+        nvs = format_nvs_comparison(compare_nvs(load_tables(args.a), load_tables(args.b)))
+        text += "\n\n" + nvs if nvs else ""
     except InputError as e:
         parser.error(str(e))
     print(text)

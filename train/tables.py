@@ -220,7 +220,9 @@ def _nvs(model, held, modes, settings, batch, seed, source_noise: float = 1.0) -
         scores = held.nvs_scores(frames)
         per_scene_psnr[mode] = [s["psnr"] for s in scores]
         per_scene_iou[mode] = [s["iou"] for s in scores]
-        table[mode] = summarise_scores(scores)
+        # the scenes' own scores, so that two runs can be paired scene by scene (train/same_views.py)
+        table[mode] = {**summarise_scores(scores),
+                       "per_scene": {"psnr": per_scene_psnr[mode], "iou": per_scene_iou[mode]}}
     table["stability"] = {"psnr": ordering_stability(per_scene_psnr), "iou": ordering_stability(per_scene_iou)}
     return table
 
