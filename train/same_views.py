@@ -192,7 +192,8 @@ def main(argv=None) -> int:
     try:
         text = format_comparison(compare_runs(args.a, args.b), args.a, args.b)
         nvs = format_nvs_comparison(compare_nvs(load_tables(args.a), load_tables(args.b)))
-        text += "\n\n" + nvs if nvs else ""
+        if nvs:
+            text += "\n\n" + nvs
     except InputError as e:
         parser.error(str(e))
     print(text)
