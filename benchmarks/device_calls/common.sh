@@ -19,13 +19,15 @@ run() { local n=$1; shift; timeout $(left) "$@" > /tmp/R/$n.txt 2>&1; echo "$n r
   tail -${TAIL:-8} /tmp/R/$n.txt; pack; }
 # train_further FLAGS...: assets/ (or FLAGS' --init DIR) trained further into /tmp/T with v7's recipe (call X:
 # rays, relative cameras, given views, shuffled views; FLAGS add the arcs, stages and budgets), then the three
-# model files into $OUT and the loss log into the results (DEVICE=cpu only to try a script here)
-train_further() { mkdir -p /tmp/T
-  run train python3 -m camgrid train --init assets --device ${DEVICE:-cuda} --out /tmp/T --workers 13 --samples 30000 \
-    --batch 96 --lr 4e-4 --ema 0.998 --camera-rays --relative-cameras --given-view-share 0.5 --view-order shuffled \
-    --checkpoint-every 100000 --no-progress "$@"
-  cp /tmp/T/camgrid-tiny.safetensors /tmp/T/camgrid-tiny-sync.safetensors /tmp/T/camgrid-tiny-text-ae.safetensors $OUT/
-  cp /tmp/T/loss.csv /tmp/T/progress.json /tmp/R/ 2>/dev/null; pack; }
+# model files into $OUT and the loss log into the results (DEVICE=cpu only to try a script here); TDIR=DIR trains
+# into DIR instead and copies into $OUT/DIR's name, the log into /tmp/R/DIR's name (several arms in one call)
+train_further() { local t=${TDIR:-/tmp/T} o=$OUT r=/tmp/R; [ -n "$TDIR" ] && o=$OUT/$(basename $TDIR) r=/tmp/R/$(basename $TDIR)
+  mkdir -p $t $o $r
+  run train${TDIR:+_$(basename $TDIR)} python3 -m camgrid train --init assets --device ${DEVICE:-cuda} --out $t \
+    --workers 13 --samples 30000 --batch 96 --lr 4e-4 --ema 0.998 --camera-rays --relative-cameras \
+    --given-view-share 0.5 --view-order shuffled --checkpoint-every 100000 --no-progress "$@"
+  cp $t/camgrid-tiny.safetensors $t/camgrid-tiny-sync.safetensors $t/camgrid-tiny-text-ae.safetensors $o/
+  cp $t/loss.csv $t/progress.json $r/ 2>/dev/null; pack; }
 # student_and_tables MODEL INIT DB RESERVE: MODEL's student distilled further from the LoRA file INIT for DB
 # seconds into /tmp/R/S and copied into MODEL (every row after it measures this student), then MODEL's 96-scene
 # tables into /tmp/R/S in what is left but RESERVE seconds, at most 150 (/tmp/R/S is what tiny_release.py
