@@ -1,0 +1,24 @@
+#!/bin/bash
+# Twenty-seventh session (issue 15: the floor's checkers without the shapes' loss). Four starts failed before
+# call 28a's two arms could run, so one call does one arm's whole path. Call 25a (the floor probe's 6,633 steps of
+# the floor alone, then the video stage with floor images at --image-weight 0.5) took the shapes judged right from
+# v8.1's 0.93 to 0.75 (seed 0, 24 scenes; 0.74 in independent mode, the DiT alone). Here the same video stage
+# from v8.1 (assets/) without the probe, for V seconds at weight W: its DiT and text files in $OUT/A (the sync
+# parts are v8.1's), for the shapes to be judged on the CPU right after the video stage. Then the three sync stages
+# on it with v8's arcs (SS, HH, FF seconds), the teacher's floors, and its student distilled for DB seconds from
+# v8.1's: the three model files and the student in $OUT. The next call runs its tables (call28d.sh).
+# env: V W SS HH FF DB, END; DEVICE=cpu OUT=DIR V=5 SS=5 HH=5 FF=5 DB=5 SCENES=1
+# FLAGS="--batch 2 --workers 1 --samples 64" only to try it here
+source benchmarks/device_calls/common.sh
+V=${V:-130}; W=${W:-0.5}; SS=${SS:-120}; HH=${HH:-80}; FF=${FF:-50}; DB=${DB:-50}
+TDIR=/tmp/A train_further --stages video --stage-budgets video=$V --image-weight $W --image-source floor $FLAGS
+rm -f $OUT/A/camgrid-tiny-sync.safetensors   # v8.1's, unchanged by the video stage (at most 8 files come back)
+train_further --init /tmp/A --arc-span 20,160 --stages syncam,hard,soft \
+  --stage-budgets syncam=$SS,hard=$HH,soft=$FF $FLAGS
+teacher_floors new /tmp/T --pictures /tmp/R/new.png
+mkdir -p /tmp/R/S
+run distill python3 -m camgrid.train.distill --model /tmp/T --out /tmp/R/S --budget $DB \
+  --init-student assets/camgrid-tiny-4step-lora.safetensors
+cp /tmp/R/S/camgrid-tiny-4step-lora.safetensors $OUT/
+rm -f /tmp/R/S/camgrid-tiny-4step-lora.safetensors; pack
+echo "done at $(el) s"
