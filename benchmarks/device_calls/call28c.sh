@@ -12,15 +12,25 @@
 # 187 in 80 s, soft 264 in 50 s; lattice 0.766, object share 0.251 (16 held-out scenes); the student 311 steps in
 # 25 s. Shapes judged right (this CPU, seed 0, 24 scenes): 0.911 after the video stage (independent; v8.1 0.925),
 # 0.962 at the end (syncam; v8.1 0.926). Its files: .gpu/A28 (benchmarks/TINY_MODEL.md "Call 28c").
-# env: V W SS HH FF DB, END; DEVICE=cpu OUT=DIR V=5 SS=5 HH=5 FF=5 DB=5 SCENES=1
-# FLAGS="--batch 2 --workers 1 --samples 64" only to try it here
+# P > 0 runs call 25a's floor probe for P seconds first (its setup about 75 s) and starts the video stage from it:
+# a shorter probe than call 25a's 240 s, for the floor's checkers (the next try; not run yet). DB=0: no student.
+# env: P V W SS HH FF DB, END; DEVICE=cpu OUT=DIR P=0|5 V=5 SS=5 HH=5 FF=5 DB=5 SCENES=1
+# FLAGS="--batch 2 --workers 1 --samples 64" PROBE_FLAGS="--bank 64 --samples 64" only to try it here
 source benchmarks/device_calls/common.sh
-V=${V:-130}; W=${W:-0.5}; SS=${SS:-120}; HH=${HH:-80}; FF=${FF:-50}; DB=${DB:-50}
-TDIR=/tmp/A train_further --stages video --stage-budgets video=$V --image-weight $W --image-source floor $FLAGS
+P=${P:-0}; V=${V:-130}; W=${W:-0.5}; SS=${SS:-120}; HH=${HH:-80}; FF=${FF:-50}; DB=${DB:-50}
+INIT=assets
+if [ $P -gt 0 ]; then
+  mkdir -p /tmp/T0; INIT=/tmp/T0
+  run probe python3 benchmarks/tiny_floor_probe.py --device ${DEVICE:-cuda} --style close --init assets \
+    --budget $P --eval-every 100000 --save-model /tmp/T0 $PROBE_FLAGS
+fi
+TDIR=/tmp/A train_further --init $INIT --stages video --stage-budgets video=$V --image-weight $W \
+  --image-source floor $FLAGS
 rm -f $OUT/A/camgrid-tiny-sync.safetensors   # v8.1's, unchanged by the video stage (at most 8 files come back)
 train_further --init /tmp/A --arc-span 20,160 --stages syncam,hard,soft \
   --stage-budgets syncam=$SS,hard=$HH,soft=$FF $FLAGS
 teacher_floors new /tmp/T --pictures /tmp/R/new.png
+[ $DB -gt 0 ] || { echo "done at $(el) s"; exit 0; }
 mkdir -p /tmp/R/S
 run distill python3 -m camgrid.train.distill --model /tmp/T --out /tmp/R/S --budget $DB \
   --init-student assets/camgrid-tiny-4step-lora.safetensors

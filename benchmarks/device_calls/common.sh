@@ -21,7 +21,8 @@ run() { local n=$1; shift; timeout $(left) "$@" > /tmp/R/$n.txt 2>&1; echo "$n r
 # rays, relative cameras, given views, shuffled views; FLAGS add the arcs, stages and budgets), then the three
 # model files into $OUT and the loss log into the results (DEVICE=cpu only to try a script here); TDIR=DIR trains
 # into DIR instead and copies into $OUT/DIR's name, the log into /tmp/R/DIR's name (several arms in one call)
-train_further() { local t=${TDIR:-/tmp/T} o=$OUT r=/tmp/R; [ -n "$TDIR" ] && o=$OUT/$(basename $TDIR) r=/tmp/R/$(basename $TDIR)
+train_further() { local t=${TDIR:-/tmp/T} o=$OUT r=/tmp/R
+  [ -n "$TDIR" ] && o=$OUT/$(basename $TDIR) r=/tmp/R/$(basename $TDIR)
   mkdir -p $t $o $r
   run train${TDIR:+_$(basename $TDIR)} python3 -m camgrid train --init assets --device ${DEVICE:-cuda} --out $t \
     --workers 13 --samples 30000 --batch 96 --lr 4e-4 --ema 0.998 --camera-rays --relative-cameras \
