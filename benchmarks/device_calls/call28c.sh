@@ -31,9 +31,7 @@ train_further --init /tmp/A --arc-span 20,160 --stages syncam,hard,soft \
   --stage-budgets syncam=$SS,hard=$HH,soft=$FF $FLAGS
 teacher_floors new /tmp/T --pictures /tmp/R/new.png
 [ $DB -gt 0 ] || { echo "done at $(el) s"; exit 0; }
-mkdir -p /tmp/R/S
-run distill python3 -m camgrid.train.distill --model /tmp/T --out /tmp/R/S --budget $DB \
-  --init-student assets/camgrid-tiny-4step-lora.safetensors
-cp /tmp/R/S/camgrid-tiny-4step-lora.safetensors $OUT/
+student /tmp/T assets/camgrid-tiny-4step-lora.safetensors $DB
+cp /tmp/T/camgrid-tiny-4step-lora.safetensors $OUT/
 rm -f /tmp/R/S/camgrid-tiny-4step-lora.safetensors; pack
 echo "done at $(el) s"

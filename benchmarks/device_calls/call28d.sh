@@ -8,7 +8,5 @@
 # env: END; DEVICE=cpu OUT=DIR only to try it here
 source benchmarks/device_calls/common.sh
 [ -f .gpu/A28/camgrid-tiny-4step-lora.safetensors ] || { echo "call28d: .gpu/A28 lacks call 28c's files"; exit 1; }
-mkdir -p /tmp/R/S
-run tables python3 -m camgrid.train.tables --model .gpu/A28 --out /tmp/R/S --scenes 96 --budget $(( $(left) - 15 )) \
-  --source-noise 0.5 --device ${DEVICE:-cuda}
+tables96 .gpu/A28 $(( $(left) - 15 ))
 echo "done at $(el) s"

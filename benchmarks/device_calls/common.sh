@@ -29,15 +29,20 @@ train_further() { local t=${TDIR:-/tmp/T} o=$OUT r=/tmp/R
     --given-view-share 0.5 --view-order shuffled --checkpoint-every 100000 --no-progress "$@"
   cp $t/camgrid-tiny.safetensors $t/camgrid-tiny-sync.safetensors $t/camgrid-tiny-text-ae.safetensors $o/
   cp $t/loss.csv $t/progress.json $r/ 2>/dev/null; pack; }
-# student_and_tables MODEL INIT DB RESERVE: MODEL's student distilled further from the LoRA file INIT for DB
-# seconds into /tmp/R/S and copied into MODEL (every row after it measures this student), then MODEL's 96-scene
-# tables into /tmp/R/S in what is left but RESERVE seconds, at most 150 (/tmp/R/S is what tiny_release.py
-# --student-files takes)
-student_and_tables() { local model=$1 init=$2 db=$3 reserve=$4; mkdir -p /tmp/R/S
+# student MODEL INIT DB: MODEL's student distilled further from the LoRA file INIT for DB seconds into /tmp/R/S and
+# copied into MODEL (every tables row after it measures this student)
+student() { local model=$1 init=$2 db=$3; mkdir -p /tmp/R/S
   run distill python3 -m camgrid.train.distill --model $model --out /tmp/R/S --budget $db --init-student $init
-  cp /tmp/R/S/camgrid-tiny-4step-lora.safetensors $model/ || exit 1
-  local b=$(( $(left) - reserve )); [ $b -gt 150 ] && b=150
-  run tables python3 -m camgrid.train.tables --model $model --out /tmp/R/S --scenes 96 --budget $b --source-noise 0.5; }
+  cp /tmp/R/S/camgrid-tiny-4step-lora.safetensors $model/ || exit 1; }
+# tables96 MODEL BUDGET: MODEL's 96-scene tables into /tmp/R/S, rows started within BUDGET seconds (/tmp/R/S is what
+# tiny_release.py --student-files takes; same_views compares two such folders)
+tables96() { mkdir -p /tmp/R/S
+  run tables python3 -m camgrid.train.tables --model $1 --out /tmp/R/S --scenes 96 --budget $2 --source-noise 0.5 \
+    --device ${DEVICE:-cuda}; }
+# student_and_tables MODEL INIT DB RESERVE: student, then tables96 in what is left but RESERVE seconds, at most 150
+student_and_tables() { student $1 $2 $3
+  local b=$(( $(left) - $4 )); [ $b -gt 150 ] && b=150
+  tables96 $1 $b; }
 # teacher_floors NAME DIR [FLAGS]: the floors of DIR's 20-step teacher on SCENES held-out scenes (default 16):
 # lattice match, eta and object share (tiny_floor_probe.py --shipped; FLAGS e.g. --empty)
 teacher_floors() { TAIL=1 run floor_$1 python3 benchmarks/tiny_floor_probe.py --shipped ${SCENES:-16} --teacher \
