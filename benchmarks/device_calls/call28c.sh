@@ -18,15 +18,7 @@
 # FLAGS="--batch 2 --workers 1 --samples 64" PROBE_FLAGS="--bank 64 --samples 64" only to try it here
 source benchmarks/device_calls/common.sh
 P=${P:-0}; V=${V:-130}; W=${W:-0.5}; SS=${SS:-120}; HH=${HH:-80}; FF=${FF:-50}; DB=${DB:-50}
-INIT=assets
-if [ $P -gt 0 ]; then
-  mkdir -p /tmp/T0; INIT=/tmp/T0
-  run probe python3 benchmarks/tiny_floor_probe.py --device ${DEVICE:-cuda} --style close --init assets \
-    --budget $P --eval-every 100000 --save-model /tmp/T0 $PROBE_FLAGS
-fi
-TDIR=/tmp/A train_further --init $INIT --stages video --stage-budgets video=$V --image-weight $W \
-  --image-source floor $FLAGS
-rm -f $OUT/A/camgrid-tiny-sync.safetensors   # v8.1's, unchanged by the video stage (at most 8 files come back)
+floor_video $P $V $W
 train_further --init /tmp/A --arc-span 20,160 --stages syncam,hard,soft \
   --stage-budgets syncam=$SS,hard=$HH,soft=$FF $FLAGS
 teacher_floors new /tmp/T --pictures /tmp/R/new.png

@@ -47,3 +47,15 @@ student_and_tables() { student $1 $2 $3
 # lattice match, eta and object share (tiny_floor_probe.py --shipped; FLAGS e.g. --empty)
 teacher_floors() { TAIL=1 run floor_$1 python3 benchmarks/tiny_floor_probe.py --shipped ${SCENES:-16} --teacher \
   --device ${DEVICE:-cuda} --model "${@:2}"; }
+# floor_video P V W: the video stage with floor images (--image-weight W --image-source floor) for V seconds into
+# /tmp/A, from v8.1 (assets/) or, with P > 0, from P seconds of call 25a's floor probe (its setup about 75 s); the
+# DiT and text files into $OUT/A (the sync file is v8.1's, left out: at most 8 files come back)
+floor_video() { local init=assets
+  if [ $1 -gt 0 ]; then
+    mkdir -p /tmp/T0; init=/tmp/T0
+    run probe python3 benchmarks/tiny_floor_probe.py --device ${DEVICE:-cuda} --style close --init assets \
+      --budget $1 --eval-every 100000 --save-model /tmp/T0 $PROBE_FLAGS
+  fi
+  TDIR=/tmp/A train_further --init $init --stages video --stage-budgets video=$2 --image-weight $3 \
+    --image-source floor $FLAGS
+  rm -f $OUT/A/camgrid-tiny-sync.safetensors; }
