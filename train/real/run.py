@@ -147,4 +147,10 @@ def run(cfg: RealTrainConfig, log=print) -> dict:
     finally:
         if source is not None:
             source.close()
+        # The wrapped model can sit in reference cycles (its hooks), and then its communication handles, which
+        # hold tensors, are freed only at interpreter shutdown, where freeing a tensor can abort the process
+        # (pytorch PR 179291; seen once in the torchrun test: SIGABRT after the files were written). Free them
+        # here, while Python is alive and before the process group goes.
+        model = trainable = None
+        gc.collect()
         dist.close()
