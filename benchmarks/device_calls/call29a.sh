@@ -1,5 +1,6 @@
 #!/bin/bash
-# Twenty-eighth session (issue 15). Sixteen device starts failed this session, so the next device call does two jobs:
+# Twenty-eighth session (issue 15). Sixteen device starts failed this session (sixteen more in the twenty-ninth, so it
+# has not run yet), so the next device call does two jobs:
 # 1. call 28d's: the 96-scene tables of call 28c's model and student (.gpu/A28, carried) into /tmp/R/S, rows started
 #    within TB seconds (v8.1's full tables took 145 s), for its release (tiny_release.py --student-files);
 # 2. the next try for checkers and shapes together: P seconds of call 25a's floor probe, then call 28c's video stage
