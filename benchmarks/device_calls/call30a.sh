@@ -12,10 +12,10 @@
 source benchmarks/device_calls/common.sh
 [ -f .gpu/A28/camgrid-tiny.safetensors ] || { echo "call30a: .gpu/A28 lacks call 28c's files"; exit 1; }
 V1=${V1:-200}; V2=${V2:-200}; W=${W:-0.5}
-video() { TDIR=$1 train_further --init $2 --stages video --stage-budgets video=$3 --image-weight $W \
-  --image-source floor $FLAGS
-  teacher_floors $(basename $1) $1 --pictures /tmp/R/$(basename $1).png
-  rm -f $OUT/$(basename $1)/camgrid-tiny-sync.safetensors; }
-video /tmp/A .gpu/A28 $V1
-[ $V2 -gt 0 ] && video /tmp/B /tmp/A $V2
+floor_video 0 $V1 $W .gpu/A28 /tmp/A
+teacher_floors A /tmp/A --pictures /tmp/R/A.png
+if [ $V2 -gt 0 ]; then
+  floor_video 0 $V2 $W /tmp/A /tmp/B
+  teacher_floors B /tmp/B --pictures /tmp/R/B.png
+fi
 echo "done at $(el) s"

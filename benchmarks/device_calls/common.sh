@@ -47,15 +47,16 @@ student_and_tables() { student $1 $2 $3
 # lattice match, eta and object share (tiny_floor_probe.py --shipped; FLAGS e.g. --empty)
 teacher_floors() { TAIL=1 run floor_$1 python3 benchmarks/tiny_floor_probe.py --shipped ${SCENES:-16} --teacher \
   --device ${DEVICE:-cuda} --model "${@:2}"; }
-# floor_video P V W: the video stage with floor images (--image-weight W --image-source floor) for V seconds into
-# /tmp/A, from v8.1 (assets/) or, with P > 0, from P seconds of call 25a's floor probe (its setup about 75 s); the
-# DiT and text files into $OUT/A (the sync file is v8.1's, left out: at most 8 files come back)
-floor_video() { local init=assets
+# floor_video P V W [INIT [DIR]]: the video stage with floor images (--image-weight W --image-source floor) for V
+# seconds into DIR (default /tmp/A), from INIT (default assets/, v8.1 when written) or, with P > 0, from P seconds of
+# call 25a's floor probe on assets/ (its setup about 75 s); the DiT and text files into $OUT/<DIR's name> (the sync
+# file is INIT's, left out: at most 8 files come back)
+floor_video() { local init=${4:-assets} dir=${5:-/tmp/A}
   if [ $1 -gt 0 ]; then
     mkdir -p /tmp/T0; init=/tmp/T0
     run probe python3 benchmarks/tiny_floor_probe.py --device ${DEVICE:-cuda} --style close --init assets \
       --budget $1 --eval-every 100000 --save-model /tmp/T0 $PROBE_FLAGS
   fi
-  TDIR=/tmp/A train_further --init $init --stages video --stage-budgets video=$2 --image-weight $3 \
+  TDIR=$dir train_further --init $init --stages video --stage-budgets video=$2 --image-weight $3 \
     --image-source floor $FLAGS
-  rm -f $OUT/A/camgrid-tiny-sync.safetensors; }
+  rm -f $OUT/$(basename $dir)/camgrid-tiny-sync.safetensors; }
