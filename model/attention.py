@@ -68,6 +68,7 @@ import functools
 import importlib
 import math
 import os
+import sys
 import warnings
 from dataclasses import dataclass
 from typing import Callable, Optional
@@ -410,9 +411,24 @@ def _check_inputs(q, k, v) -> None:
         raise ValueError(f"attention: q, k, v dtypes differ ({q.dtype}, {k.dtype}, {v.dtype}); cast them to one dtype")
 
 
+def never_compiled(fn):
+    """`fn` as torch.compiler.disable makes it, without importing torch._dynamo before torch.compile is in use.
+    The decorator imports it at once, which took 1.4 s of the quick start's import on 2 CPU cores; torch.compile
+    imports it before it traces anything, so while it is not loaded no trace can reach `fn`. Once it is, calls
+    go through torch's own lazy form of the decorator (torch._disable_dynamo, what torch uses inside itself)."""
+    disabled = torch._disable_dynamo(fn)
+
+    @functools.wraps(fn)
+    def call(*args, **kwargs):
+        if "torch._dynamo" in sys.modules:
+            return disabled(*args, **kwargs)
+        return fn(*args, **kwargs)
+    return call
+
+
 # Never traced by torch.compile: a compiled block keeps exactly the backend this dispatcher picks
 # (the choice reads a context variable and may call optional extension kernels).
-@torch.compiler.disable
+@never_compiled
 def attention(q, k, v, backend=None):
     """Multi-head attention, q [B, Lq, H, D], k/v [B, Lk, H, D] -> [B, Lq, H, D] (q.dtype)."""
     _check_inputs(q, k, v)
@@ -429,7 +445,7 @@ LSE_KERNEL = {"flash_attn3": "fa3", "fp8": "auto", "chunked": "chunked", "naive"
 
 
 # Not traced by torch.compile, like `attention` (Python dispatch, optional extension kernels).
-@torch.compiler.disable
+@never_compiled
 def fused_grid_attention(q, k, v, views: int, frames: int, tokens_per_frame: int, method: str = "auto"):
     """Attention of a whole grid, q / k / v [B, V*T*hw, H, D] (view-major: frame (view a, time t) is frame
     a*T + t), a query-key pair kept iff the two frames share the view or the time -> [B, V*T*hw, H, D].

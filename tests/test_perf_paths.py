@@ -4,6 +4,9 @@ Row chunking, FFN chunking, torch.compile of the blocks and the kernel dispatch 
 results beyond fp32 rounding; the old (pre-kernel) block equations are re-derived here in plain
 torch as an independent reference. No timing here: benchmarks/bench_dit.py measures speed.
 """
+import subprocess
+import sys
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -15,7 +18,7 @@ from camgrid.kernels.sdpa_select import choose_order, sdpa_priority, set_sdpa_po
 from camgrid.model import attach_sync_layers
 from camgrid.kernels.rope import rope_apply_reference as rope_apply
 from camgrid.kernels.rope import rope_cos_sin
-from camgrid.model.attention import attention_backend, attention_naive
+from camgrid.model.attention import attention, attention_backend, attention_naive
 from grid_helpers import tiny_model
 
 
@@ -111,6 +114,39 @@ def test_compiled_blocks_match_eager_blocks(backend):
     torch._dynamo.reset()
     assert maxrel(got_ind, ref_ind) < 1e-5
     assert maxrel(got_hard, ref_hard) < 1e-5
+
+
+def test_importing_camgrid_does_not_load_torch_dynamo():
+    """model/attention.py never_compiled: the quick start and ComfyUI's start do not pay for importing
+    torch._dynamo (1.4 s on 2 CPU cores) when nothing is compiled."""
+    code = "import sys, camgrid.nodes, camgrid.train.demo; print('torch._dynamo' in sys.modules)"
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == "False"
+
+
+def test_compiled_code_does_not_trace_the_attention_dispatcher(monkeypatch):
+    """never_compiled keeps torch.compiler.disable's meaning: the dispatcher runs eagerly (a graph break at the
+    call), so the compiled code uses exactly the backend it picks."""
+    import torch._dynamo
+    from torch._dynamo.utils import counters
+
+    from camgrid.model import attention as attention_mod
+
+    traced = []
+    check = attention_mod._check_inputs
+    def spy(q, k, v):   # the dispatcher's first line: records whether it runs under a trace
+        traced.append(torch.compiler.is_compiling())
+        return check(q, k, v)
+    monkeypatch.setattr(attention_mod, "_check_inputs", spy)
+    torch._dynamo.reset()
+    counters.clear()
+    q = torch.randn(1, 16, 2, 8)
+    got = torch.compile(lambda q: attention(q * 2, q, q).sin(), backend="eager")(q)
+    torch._dynamo.reset()
+    assert torch.allclose(got, attention_naive(q * 2, q, q).sin(), atol=1e-5)
+    assert traced == [False]
+    assert sum(counters["graph_break"].values()) >= 1
 
 
 def test_cpu_never_calls_the_triton_launchers(monkeypatch):
