@@ -6,8 +6,9 @@
 # model (.gpu/A28, carried): V1 seconds into /tmp/A, its floors, then V2 seconds more from /tmp/A into /tmp/B, its
 # floors, so one call gives the trend at two lengths. Judge the shapes of $OUT/A and $OUT/B on the CPU
 # (tiny_shape_accuracy.py DIR --scenes 24 --train-scenes 64 --mode independent).
-# Not run yet: after call 29a, the thirtieth session's six later starts failed. With a fresh budget: carry .gpu,
-# END=560 bash benchmarks/device_calls/call30a.sh (V1=V2=200, about 530 s on an H100).
+# Ran once (thirty-first session, NVIDIA H100, END=560, 531 s wall): A 929 steps, lattice 0.777, object share
+# 0.270; B 871 more, 0.783, 0.281 (v9 0.766, 0.251; truth 0.879, 0.125); shapes judged right in independent mode
+# 0.942 (A) and 0.954 (B) against v8.1's 0.925 (benchmarks/TINY_MODEL.md "Call 30a"). Next: call30b.sh on B.
 # env: V1 V2 (0: /tmp/A only) W, END; DEVICE=cpu OUT=DIR V1=5 V2=5 SCENES=1 FLAGS="--batch 2 --workers 1 --samples 64" only to try it
 source benchmarks/device_calls/common.sh
 [ -f .gpu/A28/camgrid-tiny.safetensors ] || { echo "call30a: .gpu/A28 lacks call 28c's files"; exit 1; }

@@ -35,10 +35,10 @@ student() { local model=$1 init=$2 db=$3; mkdir -p /tmp/R/S
   run distill python3 -m camgrid.train.distill --model $model --out /tmp/R/S --budget $db --init-student $init
   cp /tmp/R/S/camgrid-tiny-4step-lora.safetensors $model/ || exit 1; }
 # tables96 MODEL BUDGET: MODEL's 96-scene tables into /tmp/R/S, rows started within BUDGET seconds (/tmp/R/S is what
-# tiny_release.py --student-files takes; same_views compares two such folders)
+# tiny_release.py --student-files takes; same_views compares two such folders; TABLE_SCENES=N only to try a script)
 tables96() { mkdir -p /tmp/R/S
-  run tables python3 -m camgrid.train.tables --model $1 --out /tmp/R/S --scenes 96 --budget $2 --source-noise 0.5 \
-    --device ${DEVICE:-cuda}; }
+  run tables python3 -m camgrid.train.tables --model $1 --out /tmp/R/S --scenes ${TABLE_SCENES:-96} --budget $2 \
+    --source-noise 0.5 --device ${DEVICE:-cuda}; }
 # student_and_tables MODEL INIT DB RESERVE: student, then tables96 in what is left but RESERVE seconds, at most 150
 student_and_tables() { student $1 $2 $3
   local b=$(( $(left) - $4 )); [ $b -gt 150 ] && b=150

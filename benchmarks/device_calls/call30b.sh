@@ -1,0 +1,28 @@
+#!/bin/bash
+# Thirty-first session (issue 15). Call 30a ran call 28c's video stage with floor images from v9 for 929 steps (A)
+# and 871 more (B): the teacher's lattice match rose from v9's 0.766 to 0.777 and 0.783 (truth 0.879), the objects
+# grew from 0.251 to 0.270 and 0.281 of the frame (truth 0.125), and the shapes held: 0.942 (A, n=208) and 0.954
+# (B, n=238) judged right in independent mode (v8.1 0.925, call 28c's DiT 0.911; benchmarks/TINY_MODEL.md
+# "Call 30a"). This call makes B a release candidate in one go: the three sync stages on B's DiT (SS, HH, FF
+# seconds, call 28c's budgets), the teacher's floors, its student distilled from v9's for DB seconds, then the
+# 96-scene tables with what is left (v9's took 141 s): the three model files and the student in $OUT, the tables
+# in /tmp/R/S (tiny_release.py --student-files takes that folder).
+# .gpu (carried) must hold B30 (call 30a's B: its DiT and text files, with v9's sync file beside them) and A28
+# (call 28c's = v9's files, for the student's start). Rebuild B30 from call 30a's $OUT/B plus
+# .gpu/A28/camgrid-tiny-sync.safetensors; without call 30a's files run call30a.sh first.
+# env: SS HH FF DB TB, END; DEVICE=cpu OUT=DIR SS=5 HH=5 FF=5 DB=5 TB=5 SCENES=1 TABLE_SCENES=2
+# FLAGS="--batch 2 --workers 1 --samples 64" only to try it here
+source benchmarks/device_calls/common.sh
+for f in B30/camgrid-tiny.safetensors B30/camgrid-tiny-sync.safetensors A28/camgrid-tiny-4step-lora.safetensors; do
+  [ -f .gpu/$f ] || { echo "call30b: .gpu/$f is missing (see the header)"; exit 1; }
+done
+SS=${SS:-120}; HH=${HH:-80}; FF=${FF:-50}; DB=${DB:-50}; TB=${TB:-150}
+train_further --init .gpu/B30 --arc-span 20,160 --stages syncam,hard,soft \
+  --stage-budgets syncam=$SS,hard=$HH,soft=$FF $FLAGS
+teacher_floors new /tmp/T --pictures /tmp/R/new.png
+student /tmp/T .gpu/A28/camgrid-tiny-4step-lora.safetensors $DB
+cp /tmp/T/camgrid-tiny-4step-lora.safetensors $OUT/
+rm -f /tmp/R/S/camgrid-tiny-4step-lora.safetensors; pack
+b=$(( $(left) - 20 )); [ $b -gt $TB ] && b=$TB
+tables96 /tmp/T $b
+echo "done at $(el) s"
