@@ -7,20 +7,20 @@
 # seconds, call 28c's budgets), the teacher's floors, its student distilled from v9's for DB seconds, then the
 # 96-scene tables with what is left (v9's took 141 s): the three model files and the student in $OUT, the tables
 # in /tmp/R/S (tiny_release.py --student-files takes that folder).
-# .gpu (carried) must hold B30 (call 30a's B: its DiT and text files, with v9's sync file beside them) and A28
-# (call 28c's = v9's files, for the student's start). Rebuild B30 from call 30a's $OUT/B plus
-# .gpu/A28/camgrid-tiny-sync.safetensors; without call 30a's files run call30a.sh first.
+# Carry [".gpu/diffusers-0.42.1-py3-none-any.whl", ".gpu/B30"] (all of .gpu with the tree is over 64 MiB): B30 is
+# call 30a's B (its DiT and text files) with v9's sync file (assets/camgrid-tiny-sync.safetensors) beside them; the
+# student starts from v9's (assets/). Without call 30a's files run call30a.sh first.
 # env: SS HH FF DB TB, END; DEVICE=cpu OUT=DIR SS=5 HH=5 FF=5 DB=5 TB=5 SCENES=1 TABLE_SCENES=2
 # FLAGS="--batch 2 --workers 1 --samples 64" only to try it here
 source benchmarks/device_calls/common.sh
-for f in B30/camgrid-tiny.safetensors B30/camgrid-tiny-sync.safetensors A28/camgrid-tiny-4step-lora.safetensors; do
-  [ -f .gpu/$f ] || { echo "call30b: .gpu/$f is missing (see the header)"; exit 1; }
+for f in camgrid-tiny.safetensors camgrid-tiny-text-ae.safetensors camgrid-tiny-sync.safetensors; do
+  [ -f .gpu/B30/$f ] || { echo "call30b: .gpu/B30/$f is missing (see the header)"; exit 1; }
 done
 SS=${SS:-120}; HH=${HH:-80}; FF=${FF:-50}; DB=${DB:-50}; TB=${TB:-150}
 train_further --init .gpu/B30 --arc-span 20,160 --stages syncam,hard,soft \
   --stage-budgets syncam=$SS,hard=$HH,soft=$FF $FLAGS
 teacher_floors new /tmp/T --pictures /tmp/R/new.png
-student /tmp/T .gpu/A28/camgrid-tiny-4step-lora.safetensors $DB
+student /tmp/T assets/camgrid-tiny-4step-lora.safetensors $DB
 cp /tmp/T/camgrid-tiny-4step-lora.safetensors $OUT/
 rm -f /tmp/R/S/camgrid-tiny-4step-lora.safetensors; pack
 b=$(( $(left) - 20 )); [ $b -gt $TB ] && b=$TB
