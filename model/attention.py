@@ -413,10 +413,10 @@ def _check_inputs(q, k, v) -> None:
 
 def never_compiled(fn):
     """`fn` as torch.compiler.disable makes it, without importing torch._dynamo before torch.compile is in use.
-    The decorator imports it at once, about 1.2 s of the quick start on 2 CPU cores; torch.compile imports it
-    before it traces anything, so while it is not loaded no trace can reach `fn`. Once it is, calls go through
-    torch's own lazy form of the decorator (torch._disable_dynamo, what torch uses inside itself; where a torch
-    lacks it, the plain decorator, which imports torch._dynamo as before)."""
+    The decorator imports it at once, 1.3 s of the quick start on 2 CPU cores (benchmarks/bench_import_time.py);
+    torch.compile imports it before it traces anything, so while it is not loaded no trace can reach `fn`. Once it
+    is, calls go through torch's own lazy form of the decorator (torch._disable_dynamo, what torch uses inside
+    itself; where a torch lacks it, the plain decorator, which imports torch._dynamo as before)."""
     disabled = getattr(torch, "_disable_dynamo", torch.compiler.disable)(fn)
 
     @functools.wraps(fn)

@@ -118,7 +118,7 @@ def test_compiled_blocks_match_eager_blocks(backend):
 
 def test_importing_camgrid_does_not_load_torch_dynamo():
     """model/attention.py never_compiled: the quick start (any `import camgrid`) does not pay for importing
-    torch._dynamo (about 1.2 s on 2 CPU cores) when nothing is compiled."""
+    torch._dynamo (1.3 s on 2 CPU cores, benchmarks/bench_import_time.py) when nothing is compiled."""
     code = "import sys, camgrid.nodes, camgrid.train.demo; print('torch._dynamo' in sys.modules)"
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr
