@@ -355,6 +355,37 @@ def test_select_views_and_static():
     assert rig.is_static and not recammaster_trajectory("zoom_out", num_frames=3).is_static
 
 
+@pytest.mark.parametrize("offset,static", [(0.0, True), (9e-10, True), (-9e-10, True), (2e-9, False), (-2e-9, False)])
+def test_is_static_means_every_frame_within_1e9_of_frame_0(offset, static):
+    """is_static is computed from reductions over frames (no rig-sized temporary); it must still mean what
+    allclose against frame 0 means, including a frame that moves one way while another moves the other."""
+    c2w = orbit_arc(3, num_frames=5).c2w.clone()
+    c2w[1, 3, 0, 3] += offset
+    c2w[2, 1, 1, 3] -= offset / 2   # within tolerance on its own: only `offset` decides
+    rig = CameraRig(c2w)
+    assert rig.is_static is static
+    assert rig.is_static == torch.allclose(c2w, c2w[:, :1].expand_as(c2w), rtol=0.0, atol=1e-9)
+
+
+def test_determinant_check_agrees_with_linalg_det():
+    """check_poses takes det R from its 3x3 formula; on random rotations, mirrored or not, its sign is
+    linalg.det's."""
+    gen = torch.Generator().manual_seed(0)
+    q, _ = torch.linalg.qr(torch.randn(64, 3, 3, generator=gen, dtype=torch.float64))
+    c2w = torch.eye(4, dtype=torch.float64).repeat(64, 1, 1)
+    flip = torch.rand(64, generator=gen) < 0.5
+    q[flip, :, 0] *= -1.0   # a mirrored frame in about half
+    c2w[:, :3, :3] = q
+    mirrored = torch.linalg.det(q) < 0
+    assert 0 < int(mirrored.sum()) < 64   # both kinds are in the sample
+    for i in range(64):
+        if mirrored[i]:
+            with pytest.raises(CameraRigError, match="determinant -1"):
+                CameraRig(c2w[i][None, None])
+        else:
+            CameraRig(c2w[i][None, None])
+
+
 # ------------------------------------------------------------------------------------------------
 # Plücker rays
 # ------------------------------------------------------------------------------------------------
