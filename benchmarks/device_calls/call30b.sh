@@ -10,6 +10,10 @@
 # Carry [".gpu/diffusers-0.42.1-py3-none-any.whl", ".gpu/B30"] (all of .gpu with the tree is over 64 MiB): B30 is
 # call 30a's B (its DiT and text files) with v9's sync file (assets/camgrid-tiny-sync.safetensors) beside them; the
 # student starts from v9's (assets/). Without call 30a's files run call30a.sh first.
+# Ran (thirty-second session): `END=585 bash benchmarks/device_calls/call30b.sh`, NVIDIA H100, 479 s: syncam 648
+# steps, hard 187, soft 266, floors lattice 0.773 / objects 0.246 (16 scenes), student 266 steps, tables in 134 s
+# (benchmarks/TINY_MODEL.md "v10"). assets/ held v9 then (the student's starting point); v10 has replaced it, so
+# to run this again, restore v9's student from commit 3c1e472 first.
 # env: SS HH FF DB TB, END; DEVICE=cpu OUT=DIR SS=5 HH=5 FF=5 DB=5 TB=5 SCENES=1 TABLE_SCENES=2
 # FLAGS="--batch 2 --workers 1 --samples 64" only to try it here
 source benchmarks/device_calls/common.sh
