@@ -23,7 +23,5 @@ train_further --init /tmp/A --arc-span 20,160 --stages syncam,hard,soft \
   --stage-budgets syncam=$SS,hard=$HH,soft=$FF $FLAGS
 teacher_floors new /tmp/T --pictures /tmp/R/new.png
 [ $DB -gt 0 ] || { echo "done at $(el) s"; exit 0; }
-student /tmp/T assets/camgrid-tiny-4step-lora.safetensors $DB
-cp /tmp/T/camgrid-tiny-4step-lora.safetensors $OUT/
-rm -f /tmp/R/S/camgrid-tiny-4step-lora.safetensors; pack
+student_out /tmp/T assets/camgrid-tiny-4step-lora.safetensors $DB
 echo "done at $(el) s"

@@ -24,9 +24,6 @@ SS=${SS:-120}; HH=${HH:-80}; FF=${FF:-50}; DB=${DB:-50}; TB=${TB:-150}
 train_further --init .gpu/B30 --arc-span 20,160 --stages syncam,hard,soft \
   --stage-budgets syncam=$SS,hard=$HH,soft=$FF $FLAGS
 teacher_floors new /tmp/T --pictures /tmp/R/new.png
-student /tmp/T assets/camgrid-tiny-4step-lora.safetensors $DB
-cp /tmp/T/camgrid-tiny-4step-lora.safetensors $OUT/
-rm -f /tmp/R/S/camgrid-tiny-4step-lora.safetensors; pack
-b=$(( $(left) - 20 )); [ $b -gt $TB ] && b=$TB
-tables96 /tmp/T $b
+student_out /tmp/T assets/camgrid-tiny-4step-lora.safetensors $DB
+tables_in_rest /tmp/T 20 $TB
 echo "done at $(el) s"

@@ -15,9 +15,6 @@ for f in camgrid-tiny.safetensors camgrid-tiny-text-ae.safetensors camgrid-tiny-
 done
 DB=${DB:-150}; TB=${TB:-150}
 mkdir -p /tmp/T && cp .gpu/C31/*.safetensors /tmp/T/
-student /tmp/T .gpu/C31/camgrid-tiny-4step-lora.safetensors $DB
-cp /tmp/T/camgrid-tiny-4step-lora.safetensors $OUT/
-rm -f /tmp/R/S/camgrid-tiny-4step-lora.safetensors; pack
-b=$(( $(left) - 20 )); [ $b -gt $TB ] && b=$TB
-tables96 /tmp/T $b
+student_out /tmp/T .gpu/C31/camgrid-tiny-4step-lora.safetensors $DB
+tables_in_rest /tmp/T 20 $TB
 echo "done at $(el) s"

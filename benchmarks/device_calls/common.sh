@@ -39,10 +39,18 @@ student() { local model=$1 init=$2 db=$3; mkdir -p /tmp/R/S
 tables96() { mkdir -p /tmp/R/S
   run tables python3 -m camgrid.train.tables --model $1 --out /tmp/R/S --scenes ${TABLE_SCENES:-96} --budget $2 \
     --source-noise 0.5 --device ${DEVICE:-cuda}; }
-# student_and_tables MODEL INIT DB RESERVE: student, then tables96 in what is left but RESERVE seconds, at most 150
-student_and_tables() { student $1 $2 $3
-  local b=$(( $(left) - $4 )); [ $b -gt 150 ] && b=150
+# student_out MODEL INIT DB: student, then the new LoRA into $OUT and out of /tmp/R/S, so it comes back even if a later
+# step runs out of time, and the results' archive does not carry it twice
+student_out() { student $1 $2 $3
+  cp $1/camgrid-tiny-4step-lora.safetensors $OUT/
+  rm -f /tmp/R/S/camgrid-tiny-4step-lora.safetensors; pack; }
+# tables_in_rest MODEL RESERVE [CAP]: tables96 with rows started within what is left but RESERVE seconds, at most CAP
+# (default 150)
+tables_in_rest() { local b=$(( $(left) - $2 )) cap=${3:-150}; [ $b -gt $cap ] && b=$cap
   tables96 $1 $b; }
+# student_and_tables MODEL INIT DB RESERVE: student, then tables_in_rest MODEL RESERVE
+student_and_tables() { student $1 $2 $3
+  tables_in_rest $1 $4; }
 # teacher_floors NAME DIR [FLAGS]: the floors of DIR's 20-step teacher on SCENES held-out scenes (default 16):
 # lattice match, eta and object share (tiny_floor_probe.py --shipped; FLAGS e.g. --empty)
 teacher_floors() { TAIL=1 run floor_$1 python3 benchmarks/tiny_floor_probe.py --shipped ${SCENES:-16} --teacher \
