@@ -241,6 +241,34 @@ def test_autoencoder_shapes_follow_wan_packing():
         ae.encode(torch.rand(1, 8, 16, 32, 3))
 
 
+def test_channels_last_autoencoder_codes_the_same_frames_and_the_cpu_model_uses_it(micro_model):
+    torch.manual_seed(0)
+    ae = TinyVideoAE(latent_dim=4, width=8).eval()
+    frames, z = torch.rand(2, 9, 16, 32, 3), torch.randn(2, 4, 3, 4, 8)
+    with torch.no_grad():
+        encoded, decoded = ae.encode(frames), ae.decode(z)
+        assert not ae.channels_last and not ae.decoder[0].weight.is_contiguous(memory_format=torch.channels_last)
+        ae.use_channels_last()
+        assert ae.decoder[0].weight.is_contiguous(memory_format=torch.channels_last)
+        assert torch.allclose(ae.encode(frames), encoded, atol=1e-5)   # another summation order only
+        assert torch.allclose(ae.decode(z), decoded, atol=1e-5)
+    assert load_builtin(micro_model).ae.channels_last   # the CPU's faster convolutions
+
+
+def test_demo_writes_every_folders_clips_several_at_a_time(tmp_path, monkeypatch):
+    from camgrid.train import demo
+
+    monkeypatch.setattr(demo, "_save_clip", lambda path, clip, fps: (written.append((path, clip.shape)), path)[1])
+    written = []
+    folders = [(tmp_path / name, torch.rand(3, 5, 8, 12, 3)) for name in ("a", "b", "c")]
+    paths = demo._write_videos(folders, 8.0)
+    expected = [tmp_path / f / f"{n}.mp4" for f in "abc" for n in ("view_0", "view_1", "view_2", "side_by_side")]
+    assert paths == expected and sorted(p for p, _ in written) == sorted(expected)   # in order, each once
+    shapes = dict(written)
+    assert shapes[tmp_path / "a" / "view_0.mp4"] == (5, 32, 48, 3)          # 4x larger pixels
+    assert shapes[tmp_path / "c" / "side_by_side.mp4"] == (5, 32, 3 * 48, 3)
+
+
 def test_syncammaster_init_equals_the_video_model():
     from camgrid.model.config import DiTConfig
     from camgrid.model.dit import GridDiT

@@ -281,5 +281,7 @@ def load_builtin(directory: Union[str, Path, None] = None, device: Union[str, to
                                     "`python -m camgrid.train.distill`, or use the teacher (student=False / --teacher)")
         apply_lora(dit, lora)
         sampling = student_sampling(lora)
-    return TinyGridModel(dit, text.to(device).eval().requires_grad_(False), ae.to(device).eval().requires_grad_(False),
-                         info, sampling)
+    ae = ae.to(device).eval().requires_grad_(False)
+    if device.type == "cpu":   # oneDNN's faster convolutions (TinyVideoAE.use_channels_last)
+        ae.use_channels_last()
+    return TinyGridModel(dit, text.to(device).eval().requires_grad_(False), ae, info, sampling)
