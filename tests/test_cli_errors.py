@@ -36,6 +36,19 @@ def test_demo_into_an_existing_file_is_one_line(capsys, tmp_path):
     assert target.read_text() == "keep me"
 
 
+@pytest.mark.parametrize("flag, value, words", [("--steps", "0", "1 and 1000"), ("--cfg", "nan", "0 and 30"),
+                                                 ("--seed", "-5", "0 and 18446744073709551615"),
+                                                 ("--grids", "65", "1..64")])
+def test_demo_settings_out_of_range_are_one_line_before_the_model_loads(capsys, tmp_path, monkeypatch, flag, value,
+                                                                        words):
+    import camgrid.train.demo as demo
+
+    monkeypatch.setattr(demo, "load_demo_model", lambda *a, **k: pytest.fail("the model loaded before the check"))
+    err = _one_line_error(capsys, ["demo", "--out", str(tmp_path / "demo"), flag, value])
+    assert flag in err and words in err and value in err
+    assert not any((tmp_path / "demo").iterdir())   # nothing written
+
+
 def test_bad_device_name_is_one_line(capsys, tmp_path):
     err = _one_line_error(capsys, ["eval", "--device", "gpu0"])
     assert "gpu0" in err and "cpu" in err

@@ -45,7 +45,7 @@ import torch
 from PIL import Image, ImageDraw
 
 from ..model.camera import default_intrinsics, make_preset
-from ..model.checks import InputError, output_folder
+from ..model.checks import InputError, check_sampling, output_folder
 from ..model.files import atomic_write
 from ..model.rig_preview import draw_rig
 from ..model.video_io import tile_views, to_uint8
@@ -244,12 +244,19 @@ def score_modes(model, rig, caption: str = DEMO_CAPTION, grids: int = DEMO_GRIDS
     return summaries, first
 
 
+def check_settings(grids: int, steps=None, cfg=None, seed: int = 0) -> None:
+    """An InputError naming the flag, before anything is loaded or written, for settings out of their range."""
+    if not 1 <= grids <= 64:
+        raise InputError(f"grids (--grids) must be 1..64, got {grids}")
+    given = {name: value for name, value in (("steps", steps), ("cfg", cfg), ("seed", seed)) if value is not None}
+    check_sampling(lambda name: f"{name} (--{name})", **given)
+
+
 def run_demo(out, model=None, caption: str = DEMO_CAPTION, views: int = 4, steps=None, cfg=None, seed: int = 0,
              grids: int = DEMO_GRIDS, modes=COMPARED_MODES, fps: float = 8.0, log=print, shipped: bool = None) -> dict:
     """`shipped`: the model is the built-in files of assets/ (default: when `model` is None), so the recorded
     held-out claims may be printed beside the demo's own (only at the model's own settings and caption)."""
-    if not 1 <= grids <= 64:
-        raise InputError(f"grids (--grids) must be 1..64, got {grids}")
+    check_settings(grids, steps, cfg, seed)
     out = output_folder(out)
     t0 = time.time()
     shipped = model is None if shipped is None else shipped
@@ -314,6 +321,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    check_settings(args.grids, args.steps, args.cfg, args.seed)
     model = load_demo_model(args.model, args.device, args.teacher)
     run_demo(args.out, model, caption=args.caption, steps=args.steps, cfg=args.cfg, seed=args.seed, grids=args.grids,
              shipped=args.model is None)
