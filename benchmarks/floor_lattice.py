@@ -22,10 +22,11 @@ BANK_SEED = 99             # not the probe's training (7) or held-out (321) came
 
 
 def floor_frames(count: int, seed: int = 7, style: str = "standard", height: int = 48,
-                 width: int = 80) -> torch.Tensor:
+                 width: int = 80, align_floor: bool = False) -> torch.Tensor:
     """[count, 1, H, W, 3]: the floor of scene style `style` from `count` random training cameras of that style (the
-    video stage's floor images, train/floor_images.py, with the probe's seeds)."""
-    return floor_only_frames(count, seed, style, height, width)
+    video stage's floor images, train/floor_images.py, with the probe's seeds; align_floor: every camera looks
+    along a grid line, synth/dataset.random_rig)."""
+    return floor_only_frames(count, seed, style, height, width, align_floor)
 
 
 def is_grey(frames: torch.Tensor) -> torch.Tensor:
@@ -72,8 +73,8 @@ def floor_signs(frames: torch.Tensor) -> torch.Tensor:
 class LatticeBank:
     """`count` true floors of scene style `style` (random training cameras from BANK_SEED), as floor signs."""
 
-    def __init__(self, style: str, count: int = 4096, height: int = 48, width: int = 80):
-        frames = torch.cat([floor_frames(min(512, count - i), BANK_SEED + i, style, height, width)[:, 0]
+    def __init__(self, style: str, count: int = 4096, height: int = 48, width: int = 80, align_floor: bool = False):
+        frames = torch.cat([floor_frames(min(512, count - i), BANK_SEED + i, style, height, width, align_floor)[:, 0]
                             for i in range(0, count, 512)])
         self.signs = floor_signs(frames)
 

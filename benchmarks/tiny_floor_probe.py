@@ -130,8 +130,8 @@ class FloorProbe:
     """The data in one latent space, a DiT of the shipped config, its EMA, and the evaluation."""
 
     def __init__(self, space_name: str, init: str, samples: int, lr: float, out, seed: int = 0,
-                 style: str = "standard", device: str = "cpu", bank: int = 4096):
-        frames = floor_frames(samples + HELD_OUT, style=style)
+                 style: str = "standard", device: str = "cpu", bank: int = 4096, align_floor: bool = False):
+        frames = floor_frames(samples + HELD_OUT, style=style, align_floor=align_floor)
         model = load_builtin(None)
         with torch.no_grad():
             self.space = model.ae if space_name == "ae" else PixelSquares(frames[:samples])
@@ -140,6 +140,8 @@ class FloorProbe:
         self.train_latents, self.channels = latents[:samples].to(device), latents.shape[1]
         self.context, self.shift = model.encode_prompt([""]).to(device), float(model.shift)
         self.out, self.seed, self.bank = out, seed, LatticeBank(style, bank)
+        # aligned floors are also matched against a bank of aligned floors: like against like
+        self.aligned_bank = LatticeBank(style, bank, align_floor=True) if align_floor else None
         self.dit = GridDiT(model.dit.config.replace(variant="wan", camera_rays=False, relative_cameras=False,
                                                     in_dim=self.channels, out_dim=self.channels))
         if init == "assets":
@@ -186,7 +188,15 @@ class FloorProbe:
             save(samples, self.out / f"samples_{step}.pt")
             self.sheet.append(samples[:8])
             save_rows_png(self.sheet, self.out / "samples.png")
-        return floor_scores(samples, self.bank)
+        return self.scores(samples)
+
+    def scores(self, frames: torch.Tensor) -> dict:
+        """floor_scores against the bank of random floors, and with --align-floor `lattice_aligned` against the
+        aligned bank."""
+        scores = floor_scores(frames, self.bank)
+        if self.aligned_bank is not None:
+            scores["lattice_aligned"] = self.aligned_bank.median(frames)
+        return scores
 
 
 @torch.no_grad()
@@ -254,6 +264,10 @@ def main() -> None:
                    help="with --shipped: the mode the grids are generated in (independent: the base DiT alone)")
     p.add_argument("--empty", action="store_true",
                    help="with --shipped: the held-out rigs with no objects (the floor alone, the empty caption)")
+    p.add_argument("--align-floor", action="store_true",
+                   help="train on floors whose squares lie the same way in every frame (each camera looks along a "
+                        "grid line over a checker corner; synth/dataset.random_rig align_floor) and match them "
+                        "against a bank of such floors too (lattice_aligned)")
     p.add_argument("--empty-caption", default="", metavar="TEXT",
                    help="with --empty: the caption of the empty rigs (a model trained with --image-source floor: "
                         "\"floor\")")
@@ -268,9 +282,9 @@ def main() -> None:
                          "latents")
     torch.manual_seed(args.seed)
     probe = FloorProbe(args.space, args.init, args.samples, args.lr, args.out, args.seed, args.style, args.device,
-                       args.bank)
-    print(json.dumps({"space": args.space, "init": args.init, "truth": floor_scores(probe.truth, probe.bank),
-                      "round_trip": floor_scores(probe.round_trip, probe.bank)}), flush=True)
+                       args.bank, args.align_floor)
+    print(json.dumps({"space": args.space, "init": args.init, "align_floor": args.align_floor,
+                      "truth": probe.scores(probe.truth), "round_trip": probe.scores(probe.round_trip)}), flush=True)
     t0, losses = time.time(), []
 
     def report() -> None:

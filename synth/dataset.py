@@ -51,10 +51,14 @@ def default_arc_span(num_views: int) -> tuple[float, float]:
 
 def random_rig(rng: random.Random, num_views: int, num_frames: int, aspect: float,
                presets: dict[str, float] | None = None, radius: tuple[float, float] = (3.0, 4.5),
-               arc_span: tuple[float, float] | None = None) -> CameraRig:
+               arc_span: tuple[float, float] | None = None, align_floor: bool = False) -> CameraRig:
     """A random static rig of `num_views` cameras looking at (near) the origin, from a preset, at a distance
     drawn from `radius` (metres; a SceneStyle's camera_radius); an orbit arc spans a total azimuth drawn from
-    `arc_span` (degrees; default_arc_span without it)."""
+    `arc_span` (degrees; default_arc_span without it).
+
+    align_floor: view 0 looks along one of the floor's grid lines, straight over the origin (a checker corner),
+    so the floor's squares lie the same way in view 0 of every rig (what a camera input relative to view 0, or
+    none, cannot tell otherwise: the turn about the vertical is uniform). The same draws are made either way."""
     presets = DEFAULT_PRESETS if presets is None else presets
     names, weights = list(presets), list(presets.values())
     name = rng.choices(names, weights)[0]
@@ -76,7 +80,27 @@ def random_rig(rng: random.Random, num_views: int, num_frames: int, aspect: floa
     else:
         raise ValueError(f"random_rig: unsupported preset '{name}'; use orbit_arc, elevation_sweep or dolly.")
     rig.intrinsics = default_intrinsics(num_views, hfov, aspect=aspect)
-    return _turn_about_vertical(rig, rng.uniform(-math.pi, math.pi), target).validate()
+    turn = rng.uniform(-math.pi, math.pi)
+    if align_floor:
+        rig, target = _aligned_over_origin(rig, target), (0.0, target[1], 0.0)
+        turn = _turn_along_grid(rig, math.floor((turn + math.pi) / (math.pi / 2)) % 4)
+    return _turn_about_vertical(rig, turn, target).validate()
+
+
+def _aligned_over_origin(rig: CameraRig, target: Sequence[float]) -> CameraRig:
+    """The rig moved sideways so that its target is straight over the origin."""
+    shift = torch.eye(4, dtype=torch.float64)
+    shift[0, 3], shift[2, 3] = -float(target[0]), -float(target[2])
+    return CameraRig(shift @ rig.c2w, rig.intrinsics.clone(), list(rig.names), rig.target.clone() if
+                     rig.target is not None else None)
+
+
+def _turn_along_grid(rig: CameraRig, quarter: int) -> float:
+    """The turn about the vertical (_turn_about_vertical's angle) after which view 0 looks along a grid line of the
+    floor: along +x, +z, -x or -z for quarter 0-3."""
+    forward = rig.c2w[0, 0, :3, 2]   # an OpenCV camera looks along its z axis
+    # _turn_about_vertical(angle) turns a direction's (x, z) angle atan2(z, x) by -angle
+    return math.atan2(float(forward[2]), float(forward[0])) - quarter * math.pi / 2
 
 
 def reorder_views(rig: CameraRig, order: str, rng: random.Random | None = None) -> CameraRig:

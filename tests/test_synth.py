@@ -349,3 +349,26 @@ def test_view_orders_keep_the_scenes_and_cameras_and_only_reorder_the_views():
     assert torch.equal(reversed_[5]["videos"], preset[5]["videos"].flip(0))
     with pytest.raises(ValueError, match="view_order"):
         SyntheticMultiViewDataset(**kw, view_order="sideways")
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_aligned_rigs_look_along_a_grid_line_over_the_origin_and_keep_the_other_draws(seed):
+    import random
+
+    from camgrid.synth.dataset import random_rig
+
+    free = random_rig(random.Random(seed), 3, 5, 80 / 48, radius=(2.2, 3.2))
+    aligned = random_rig(random.Random(seed), 3, 5, 80 / 48, radius=(2.2, 3.2), align_floor=True)
+    forward, centre = aligned.c2w[0, 0, :3, 2], aligned.c2w[0, 0, :3, 3]
+    assert min(abs(float(forward[0])), abs(float(forward[2]))) < 1e-9            # along x or along z
+    assert min(abs(float(centre[0])), abs(float(centre[2]))) < 1e-9              # in a vertical plane through the origin
+    assert float(aligned.target[0]) == float(aligned.target[2]) == 0.0
+    # the same preset, distances, heights and field of view: only the turn and the sideways offset differ
+    assert torch.allclose(aligned.intrinsics, free.intrinsics)
+    for rig in (free, aligned):
+        assert rig.c2w.shape == (3, 5, 4, 4)
+    height = lambda rig: rig.c2w[:, 0, 1, 3] - rig.target[1]                    # noqa: E731
+    reach = lambda rig: (rig.c2w[:, 0, :3, 3] - rig.target).norm(dim=-1)        # noqa: E731
+    assert torch.allclose(height(aligned), height(free)) and torch.allclose(reach(aligned), reach(free))
+    # the free rigs turn every way: seeds differ in view 0's heading by more than a quarter turn's multiples
+    assert abs(math.remainder(math.atan2(float(free.c2w[0, 0, 2, 2]), float(free.c2w[0, 0, 0, 2])), math.pi / 2)) > 1e-6
