@@ -91,8 +91,10 @@ def _aligned_over_origin(rig: CameraRig, target: Sequence[float]) -> CameraRig:
     """The rig moved sideways so that its target is straight over the origin."""
     shift = torch.eye(4, dtype=torch.float64)
     shift[0, 3], shift[2, 3] = -float(target[0]), -float(target[2])
-    return CameraRig(shift @ rig.c2w, rig.intrinsics.clone(), list(rig.names), rig.target.clone() if
-                     rig.target is not None else None)
+    moved = None if rig.target is None else rig.target.clone()
+    if moved is not None:
+        moved[0], moved[2] = 0.0, 0.0
+    return CameraRig(shift @ rig.c2w, rig.intrinsics.clone(), list(rig.names), moved)
 
 
 def _turn_along_grid(rig: CameraRig, quarter: int) -> float:
