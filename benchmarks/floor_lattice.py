@@ -22,10 +22,10 @@ BANK_SEED = 99             # not the probe's training (7) or held-out (321) came
 
 
 def floor_frames(count: int, seed: int = 7, style: str = "standard", height: int = 48,
-                 width: int = 80, align_floor: bool = False) -> torch.Tensor:
+                 width: int = 80, align_floor: bool | None = None) -> torch.Tensor:
     """[count, 1, H, W, 3]: the floor of scene style `style` from `count` random training cameras of that style (the
     video stage's floor images, train/floor_images.py, with the probe's seeds; align_floor: every camera looks
-    along a grid line, synth/dataset.random_rig)."""
+    along a grid line, synth/dataset.random_rig; the style's own unless given)."""
     return floor_only_frames(count, seed, style, height, width, align_floor)
 
 
@@ -71,9 +71,11 @@ def floor_signs(frames: torch.Tensor) -> torch.Tensor:
 
 
 class LatticeBank:
-    """`count` true floors of scene style `style` (random training cameras from BANK_SEED), as floor signs."""
+    """`count` true floors of scene style `style` (random training cameras from BANK_SEED), as floor signs;
+    align_floor: as floor_frames."""
 
-    def __init__(self, style: str, count: int = 4096, height: int = 48, width: int = 80, align_floor: bool = False):
+    def __init__(self, style: str, count: int = 4096, height: int = 48, width: int = 80,
+                 align_floor: bool | None = None):
         frames = torch.cat([floor_frames(min(512, count - i), BANK_SEED + i, style, height, width, align_floor)[:, 0]
                             for i in range(0, count, 512)])
         self.signs = floor_signs(frames)

@@ -5,7 +5,7 @@ floor alone")
         [--samples 8192] [--batch 64] [--eval-every 400] [--style standard|close] [--seed 0] [--out DIR] \
         [--save-model DIR]
     python benchmarks/tiny_floor_probe.py --shipped 8 [--model DIR] [--teacher] [--cfg G] [--empty] [--pictures PNG] \
-        [--mode syncam|independent|hard|soft] [--bank 4096] [--empty-caption floor]
+        [--mode syncam|independent|hard|soft] [--bank 4096] [--empty-caption floor] [--scenes-style STYLE]
         (the second: a built-in model's floors in whole scenes, generated from held-out captions and rigs of the
         model's own scene style)
 
@@ -57,7 +57,7 @@ from camgrid.model.dit import GridDiT  # noqa: E402
 from camgrid.model.files import atomic_save  # noqa: E402
 from camgrid.model.sampling import sample_grid  # noqa: E402
 from camgrid.synth.render import render  # noqa: E402
-from camgrid.synth.scenes import SCENE_STYLES  # noqa: E402
+from camgrid.synth.scenes import SCENE_STYLES, scene_style  # noqa: E402
 from camgrid.train.builtin import load_builtin, save_builtin  # noqa: E402
 from camgrid.train.demo import load_demo_model  # noqa: E402
 from camgrid.train.objective import flow_matching_loss  # noqa: E402
@@ -131,7 +131,8 @@ class FloorProbe:
 
     def __init__(self, space_name: str, init: str, samples: int, lr: float, out, seed: int = 0,
                  style: str = "standard", device: str = "cpu", bank: int = 4096, align_floor: bool = False):
-        frames = floor_frames(samples + HELD_OUT, style=style, align_floor=align_floor)
+        aligned = align_floor or scene_style(style).align_floor
+        frames = floor_frames(samples + HELD_OUT, style=style, align_floor=aligned)
         model = load_builtin(None)
         with torch.no_grad():
             self.space = model.ae if space_name == "ae" else PixelSquares(frames[:samples])
@@ -139,9 +140,9 @@ class FloorProbe:
             self.truth, self.round_trip = frames[-HELD_OUT:, 0], self.space.decode(latents[-HELD_OUT:])[:, 0]
         self.train_latents, self.channels = latents[:samples].to(device), latents.shape[1]
         self.context, self.shift = model.encode_prompt([""]).to(device), float(model.shift)
-        self.out, self.seed, self.bank = out, seed, LatticeBank(style, bank)
+        self.out, self.seed, self.bank = out, seed, LatticeBank(style, bank, align_floor=False)
         # aligned floors are also matched against a bank of aligned floors: like against like
-        self.aligned_bank = LatticeBank(style, bank, align_floor=True) if align_floor else None
+        self.aligned_bank = LatticeBank(style, bank, align_floor=True) if aligned else None
         self.dit = GridDiT(model.dit.config.replace(variant="wan", camera_rays=False, relative_cameras=False,
                                                     in_dim=self.channels, out_dim=self.channels))
         if init == "assets":
@@ -191,8 +192,8 @@ class FloorProbe:
         return self.scores(samples)
 
     def scores(self, frames: torch.Tensor) -> dict:
-        """floor_scores against the bank of random floors, and with --align-floor `lattice_aligned` against the
-        aligned bank."""
+        """floor_scores against the bank of random floors, and on aligned floors (--align-floor, or a style that
+        aligns them) `lattice_aligned` against the aligned bank."""
         scores = floor_scores(frames, self.bank)
         if self.aligned_bank is not None:
             scores["lattice_aligned"] = self.aligned_bank.median(frames)
@@ -202,16 +203,20 @@ class FloorProbe:
 @torch.no_grad()
 def shipped_floor(scenes: int, mode: str = "syncam", model_dir=None, teacher: bool = False,
                   device: str = "cpu", cfg=None, empty: bool = False, pictures=None, bank: int = 4096,
-                  empty_caption: str = "") -> dict:
+                  empty_caption: str = "", style=None) -> dict:
     """The near-floor eta and lattice match of a built-in model's grids in `mode` (assets/ or `model_dir`; the 4-step
     student when its LoRA is there and not `teacher`, else the 20-step teacher, at its own guidance unless `cfg`;
     from each held-out scene's caption and rig; frames 0, 8 and 16 of every view; objects are left out as not
     grey), beside the scenes' truth and round trip. `empty`: the same rigs with the objects taken out (the floor
     alone, under `empty_caption`: the empty one unless given), where no shadow or object edge enters the measure.
     Also the share of the frames the objects cover (`object_share`), truth and generated. `pictures`: a PNG path
-    for the truth, the round trip and the grids (rows; frame 8 of every view of the first 4 scenes in each)."""
+    for the truth, the round trip and the grids (rows; frame 8 of every view of the first 4 scenes in each).
+    `style`: held-out scenes of this scene style, not the model's. `lattice` matches against a bank of floors from
+    cameras turned every way; where the scenes' style aligns its floors, `lattice_aligned_view0` matches view 0's
+    frames against a bank of aligned floors."""
     model = load_demo_model(model_dir, device=device, teacher=teacher, log=lambda *a: None)
-    data = model.scenes(scenes, HELD_OUT_SEED)           # the model's resolution, frames and scene style
+    style = style or model.scene_style
+    data = model.scenes(scenes, HELD_OUT_SEED, style=style)   # the model's resolution and frames
     items = [data.scene_and_rig(i) for i in range(scenes)]
     if empty:
         items = [(dataclasses.replace(scene, objects=()), rig) for scene, rig in items]
@@ -226,12 +231,16 @@ def shipped_floor(scenes: int, mode: str = "syncam", model_dir=None, teacher: bo
     if pictures:
         save_rows_png([x[:4, :, 8].flatten(0, 1) for x in (truth, round_trip, generated)], Path(pictures))
     name = f"{'student' if model.is_student else 'teacher'}_{mode}{'_empty' if empty else ''}"
-    lattice_bank = LatticeBank(model.scene_style, bank, model.height, model.width)
-    scores = {key: floor_scores(frames(x), lattice_bank) for key, x in (("truth", truth), ("round_trip", round_trip),
-                                                                  (name, generated))}
-    return {"frames": len(frames(truth)), "cfg": model.sampling["cfg"] if cfg is None else cfg,
+    lattice_bank = LatticeBank(style, bank, model.height, model.width, align_floor=False)
+    aligned_bank = LatticeBank(style, bank, model.height, model.width) if scene_style(style).align_floor else None
+    rows = (("truth", truth), ("round_trip", round_trip), (name, generated))
+    scores = {key: floor_scores(frames(x), lattice_bank) for key, x in rows}
+    # only view 0 looks along a grid line: the other views' floors are turned by the rig, not in the aligned bank
+    aligned = {"lattice_aligned_view0": {key: aligned_bank.median(frames(x[:, :1])) for key, x in rows}
+               } if aligned_bank else {}
+    return {"frames": len(frames(truth)), "cfg": model.sampling["cfg"] if cfg is None else cfg, "style": style,
             **{f"{key}_eta": score["eta"] for key, score in scores.items()},
-            "lattice": {key: score["lattice"] for key, score in scores.items()},
+            "lattice": {key: score["lattice"] for key, score in scores.items()}, **aligned,
             "object_share": {"truth": object_share(truth), "generated": object_share(generated)}}
 
 
@@ -245,7 +254,8 @@ def main() -> None:
     p.add_argument("--lr", type=float, default=4e-4)
     p.add_argument("--eval-every", type=int, default=400)
     p.add_argument("--style", default="standard", choices=sorted(SCENE_STYLES),
-                   help="the floor's scene style (the shipped model learned 'close': 1 m checkers from 2.2-3.2 m)")
+                   help="the floor's scene style (the shipped model learned 'close': 1 m checkers from 2.2-3.2 m; "
+                        "close_aligned: the same, each camera looking along a grid line)")
     p.add_argument("--seed", type=int, default=0, help="the DiT's initial weights, its batches and the samples' noise")
     p.add_argument("--out", type=Path, default=None, help="folder for the samples (default: none saved)")
     p.add_argument("--shipped", type=int, default=0, metavar="SCENES",
@@ -268,6 +278,9 @@ def main() -> None:
                    help="train on floors whose squares lie the same way in every frame (each camera looks along a "
                         "grid line over a checker corner; synth/dataset.random_rig align_floor) and match them "
                         "against a bank of such floors too (lattice_aligned)")
+    p.add_argument("--scenes-style", default=None, choices=sorted(SCENE_STYLES),
+                   help="with --shipped: held-out scenes of this scene style instead of the model's (e.g. a close "
+                        "model on close_aligned rigs, beside a model trained on them)")
     p.add_argument("--empty-caption", default="", metavar="TEXT",
                    help="with --empty: the caption of the empty rigs (a model trained with --image-source floor: "
                         "\"floor\")")
@@ -275,7 +288,8 @@ def main() -> None:
     if args.shipped:
         print(json.dumps(shipped_floor(args.shipped, args.mode, model_dir=args.model, teacher=args.teacher,
                                        device=args.device, cfg=args.cfg, empty=args.empty,
-                                       pictures=args.pictures, bank=args.bank, empty_caption=args.empty_caption)))
+                                       pictures=args.pictures, bank=args.bank, empty_caption=args.empty_caption,
+                                       style=args.scenes_style)))
         return
     if (args.init == "assets" or args.save_model) and args.space != "ae":
         raise SystemExit("--init assets and --save-model need --space ae: the shipped DiT reads the autoencoder's "

@@ -19,7 +19,7 @@ from ..model.camera import CameraRig, default_intrinsics, make_preset
 from .render import render
 from .scenes import Scene, sample_scene, scene_style
 
-__all__ = ["SyntheticMultiViewDataset", "random_rig", "collate_samples", "default_arc_span", "check_arc_span",
+__all__ = ["SyntheticMultiViewDataset", "random_rig", "turn_to_floor_grid", "collate_samples", "default_arc_span", "check_arc_span",
            "VIEW_ORDERS", "check_view_order", "reorder_views"]
 
 # The order of a rig's views. "preset": as the preset lays the cameras out (left to right along an orbit arc, low
@@ -85,6 +85,14 @@ def random_rig(rng: random.Random, num_views: int, num_frames: int, aspect: floa
         rig, target = _aligned_over_origin(rig, target), (0.0, target[1], 0.0)
         turn = _turn_along_grid(rig, math.floor((turn + math.pi) / (math.pi / 2)) % 4)
     return _turn_about_vertical(rig, turn, target).validate()
+
+
+def turn_to_floor_grid(rig: CameraRig) -> CameraRig:
+    """`rig`, aimed over the origin, turned about the vertical through it so that view 0 looks along the floor's
+    grid line nearest its heading (a SceneStyle's align_floor, for rigs that are not random: the demo's)."""
+    forward = rig.c2w[0, 0, :3, 2]
+    heading = math.atan2(float(forward[2]), float(forward[0]))
+    return _turn_about_vertical(rig, _turn_along_grid(rig, round(heading / (math.pi / 2)) % 4), (0.0, 0.0, 0.0))
 
 
 def _aligned_over_origin(rig: CameraRig, target: Sequence[float]) -> CameraRig:
@@ -198,7 +206,7 @@ class SyntheticMultiViewDataset(torch.utils.data.Dataset):
                              checker_size=self.style.checker_size)
         num_views = rng.randint(self.min_views, self.max_views)
         rig = random_rig(rng, num_views, self.num_frames, self.width / self.height, self.presets,
-                         self.style.camera_radius, self.arc_span)
+                         self.style.camera_radius, self.arc_span, self.style.align_floor)
         order_rng = random.Random(f"camgrid.synth.views:{self.seed}:{index % self.length}")   # the scene's draws stay
         if self.empty_share and self._is_empty(index % self.length):   # after every draw above: the rest stay
             scene = dataclasses.replace(scene, objects=())

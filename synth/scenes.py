@@ -16,6 +16,7 @@ A scene is deterministic from its seed (`sample_scene` uses its own `random.Rand
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import random
 from dataclasses import dataclass, field
@@ -54,11 +55,20 @@ class SceneStyle:
     """How the data looks through the cameras, beyond what a scene's objects and paths are: the floor's checker
     square and the training cameras' distance from the scene (random rigs draw it from `camera_radius`; the
     built-in demo's rig stands at `demo_radius`). A built-in model records the style it learned
-    (train/builtin.py meta "scene_style"), and its held-out scenes are drawn in that style."""
+    (train/builtin.py meta "scene_style"), and its held-out scenes are drawn in that style.
+
+    align_floor: every rig's view 0 looks along one of the floor's grid lines over a checker corner
+    (synth/dataset.random_rig's align_floor), the demo's rig too; the same scenes and draws otherwise."""
 
     checker_size: float = CHECKER_SIZE
     camera_radius: tuple[float, float] = (3.0, 4.5)
     demo_radius: float = 3.5
+    align_floor: bool = False
+
+    def looks_like(self, other: "SceneStyle") -> bool:
+        """Whether the two render the same scenes through the same kind of cameras, the rigs' turn aside (a model
+        of one style may be trained further on the other)."""
+        return dataclasses.replace(self, align_floor=other.align_floor) == other
 
 
 # "close": the same scenes with 1 m checkers and cameras at 2.2-3.2 m. At 80x48 px an object is then 15-25 px
@@ -67,6 +77,11 @@ class SceneStyle:
 SCENE_STYLES: dict[str, SceneStyle] = {
     "standard": SceneStyle(),
     "close": SceneStyle(checker_size=1.0, camera_radius=(2.2, 3.2), demo_radius=3.0),   # 2.7: too few demo scenes
+    # "close_aligned": close, with view 0 looking along a grid line. The camera input is relative to view 0 (or
+    # absent), and the rigs turn every way, so in "close" nothing tells the model which way the squares lie: the
+    # floor probe drew the lattice on aligned floors and camouflage on the others in the same steps
+    # (benchmarks/TINY_MODEL.md "Is the floor many floors at once?").
+    "close_aligned": SceneStyle(checker_size=1.0, camera_radius=(2.2, 3.2), demo_radius=3.0, align_floor=True),
 }
 
 

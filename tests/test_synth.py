@@ -372,3 +372,43 @@ def test_aligned_rigs_look_along_a_grid_line_over_the_origin_and_keep_the_other_
     assert torch.allclose(height(aligned), height(free)) and torch.allclose(reach(aligned), reach(free))
     # the free rigs turn every way: seeds differ in view 0's heading by more than a quarter turn's multiples
     assert abs(math.remainder(math.atan2(float(free.c2w[0, 0, 2, 2]), float(free.c2w[0, 0, 0, 2])), math.pi / 2)) > 1e-6
+
+
+def test_close_aligned_style_is_close_with_every_view_0_along_a_grid_line():
+    """The aligned style renders close's scenes (the same captions, checkers and camera distances), its rigs turned
+    so that view 0 looks along x or z over the origin; and only styles that differ in that turn look alike (a model
+    of one may be trained further on the other)."""
+    from camgrid.synth.scenes import SCENE_STYLES
+
+    kw = dict(length=12, num_frames=5, min_views=2, max_views=4, seed=3)
+    close, aligned = SyntheticMultiViewDataset(**kw, style="close"), SyntheticMultiViewDataset(**kw, style="close_aligned")
+    headings = set()
+    for i in range(12):
+        (scene, rig), (scene_a, rig_a) = close.scene_and_rig(i), aligned.scene_and_rig(i)
+        assert scene == scene_a and rig.num_views == rig_a.num_views
+        forward = rig_a.c2w[0, 0, :3, 2]
+        assert min(abs(float(forward[0])), abs(float(forward[2]))) < 1e-9
+        assert float(rig_a.target[0]) == float(rig_a.target[2]) == 0.0
+        headings.add(round(math.degrees(math.atan2(float(forward[2]), float(forward[0])))) % 360)
+    assert len(headings) > 1                                          # all four grid directions occur, not one
+    assert SCENE_STYLES["close"].looks_like(SCENE_STYLES["close_aligned"])
+    assert SCENE_STYLES["close_aligned"].looks_like(SCENE_STYLES["close"])
+    assert not SCENE_STYLES["standard"].looks_like(SCENE_STYLES["close_aligned"])
+
+
+def test_turn_to_floor_grid_turns_view_0_onto_the_nearest_grid_line():
+    from camgrid.model.camera import make_preset
+    from camgrid.synth.dataset import turn_to_floor_grid
+
+    for span in (120.0, 60.0, 200.0):
+        rig = make_preset("orbit_arc", num_views=3, azimuth_span_deg=span, elevation_deg=20.0, radius=3.0,
+                          num_frames=5)
+        turned = turn_to_floor_grid(rig)
+        forward = turned.c2w[0, 0, :3, 2]
+        assert min(abs(float(forward[0])), abs(float(forward[2]))) < 1e-9
+        # the same arc: distances between cameras and to the target are kept
+        assert torch.allclose(torch.cdist(turned.c2w[:, 0, :3, 3], turned.c2w[:, 0, :3, 3]),
+                              torch.cdist(rig.c2w[:, 0, :3, 3], rig.c2w[:, 0, :3, 3]))
+        before = math.degrees(math.atan2(float(rig.c2w[0, 0, 2, 2]), float(rig.c2w[0, 0, 0, 2])))
+        after = math.degrees(math.atan2(float(forward[2]), float(forward[0])))
+        assert abs(math.remainder(after - before, 360.0)) <= 45.0     # the nearest of the four lines

@@ -448,6 +448,17 @@ def test_scene_style_is_trained_recorded_and_kept_by_init(tmp_path, micro_model)
     again.run()
     assert again.cfg.scene_style == "close"                         # --init without a style: the files'
     assert again.source.bank.dataset.style == SCENE_STYLES["close"]
+    # a style that differs only in the rigs' turn may train files further: they record the new one, and the demo's
+    # rig turns with it
+    turned = Trainer(TrainConfig(**{**MICRO, "out": str(tmp_path / "aligned"), "init": str(tmp_path / "close"),
+                                    "steps": 1, "stages": ("video",), "scene_style": "close_aligned"}),
+                     log=lambda *_: None)
+    turned.run()
+    assert turned.source.bank.dataset.style == SCENE_STYLES["close_aligned"]
+    aligned = load_builtin(tmp_path / "aligned")
+    assert aligned.scene_style == "close_aligned" and aligned.scenes(2, 0).style == SCENE_STYLES["close_aligned"]
+    forward = demo_rig(aligned).c2w[0, 0, :3, 2]
+    assert min(abs(float(forward[0])), abs(float(forward[2]))) < 1e-9
     with pytest.raises(InputError, match="scene_style close .files: standard"):
         Trainer(TrainConfig(**{**MICRO, "out": str(tmp_path / "x"), "init": str(micro_model), "stages": ("hard",),
                                "scene_style": "close"}), log=lambda *_: None)
@@ -671,7 +682,7 @@ def test_observation_errors_match_the_metric_and_triangulation_survives_degenera
     assert torch.isfinite(points[valid]).all()
 
 
-@pytest.mark.parametrize("style", ["standard", "close"])
+@pytest.mark.parametrize("style", ["standard", "close", "close_aligned"])
 def test_demo_scene_seeds_are_fully_usable_at_the_builtin_resolution(style):
     from types import SimpleNamespace
 

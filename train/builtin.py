@@ -105,15 +105,16 @@ class TinyGridModel:
         return str(self.meta.get("scene_style", "standard"))
 
     def scenes(self, count: int, seed: int, views: int = 4, arc_span=None,
-               view_order: str = "preset") -> SyntheticMultiViewDataset:
+               view_order: str = "preset", style: Optional[str] = None) -> SyntheticMultiViewDataset:
         """`count` scenes of the data it learned, with rigs of `views` cameras: its resolution, frames and scene
         style; every held-out set (tables, evaluate, distill, the tiny_* benchmarks) draws them with its own seed.
         arc_span (LOW, HIGH degrees): orbit arcs of that span instead of the training default (wider arcs are
         rigs on which copying one view into the others is wrong; the same scenes either way). view_order
-        (synth/dataset.py VIEW_ORDERS): the rigs' views in that order (the same scenes and cameras)."""
+        (synth/dataset.py VIEW_ORDERS): the rigs' views in that order (the same scenes and cameras). style: that
+        scene style's instead of the model's (synth/scenes.py SCENE_STYLES)."""
         return SyntheticMultiViewDataset(length=max(count, 1), height=self.height, width=self.width,
                                          num_frames=self.frames, min_views=views, max_views=views, seed=seed,
-                                         style=self.scene_style, arc_span=arc_span, view_order=view_order)
+                                         style=style or self.scene_style, arc_span=arc_span, view_order=view_order)
 
     @property
     def composed_caption(self) -> Optional[str]:

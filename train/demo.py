@@ -49,6 +49,7 @@ from ..model.checks import InputError, check_sampling, output_folder
 from ..model.files import atomic_write
 from ..model.rig_preview import draw_rig
 from ..model.video_io import tile_views, to_uint8
+from ..synth.dataset import turn_to_floor_grid
 from ..synth.render import render
 from ..synth.scenes import sample_scene, scene_style
 from .builtin import load_builtin, model_fingerprint, student_available
@@ -68,7 +69,7 @@ DEMO_GRIDS = 8
 RECORDED_TABLES = Path(__file__).resolve().parent.parent / "benchmarks" / "tiny_tables.json"
 # find_demo_scene_seeds(built-in model, demo_rig(model)) for 80x48 px, 17 frames, per scene style (the rig's
 # distance follows the style; tests/test_train.py checks them)
-DEMO_SCENE_SEEDS = {"standard": (11, 25, 48), "close": (11, 88, 112)}
+DEMO_SCENE_SEEDS = {"standard": (11, 25, 48), "close": (11, 88, 112), "close_aligned": (23, 44, 48)}
 # scenes of the novel-view check (train/demo_novel_views.py): the demo scenes first (the pictures' ground truth),
 # then the next seeds; as many as the grids per mode, so its paired test has the same power
 NOVEL_VIEW_SCENES = DEMO_GRIDS
@@ -82,10 +83,13 @@ def novel_view_scene_seeds(style: str, count: int = NOVEL_VIEW_SCENES) -> list:
 
 
 def demo_rig(model, views: int = 4):
+    """The demo's orbit arc, in the model's scene style: its distance, and turned so that view 0 looks along a grid
+    line where the style aligns its floors (as the model's training rigs did)."""
+    look = scene_style(model.scene_style)
     rig = make_preset("orbit_arc", num_views=views, azimuth_span_deg=30.0 * views, elevation_deg=20.0,
-                      radius=scene_style(model.scene_style).demo_radius, num_frames=model.frames, hfov_deg=60.0)
+                      radius=look.demo_radius, num_frames=model.frames, hfov_deg=60.0)
     rig.intrinsics = default_intrinsics(views, 60.0, aspect=model.width / model.height)
-    return rig.validate()
+    return (turn_to_floor_grid(rig) if look.align_floor else rig).validate()
 
 
 def _save_clip(path: Path, clip: np.ndarray, fps: float) -> Path:

@@ -27,14 +27,16 @@ FLOOR_IMAGES = 4096      # half the floor probe's 8,192: rendered before the sta
 ENCODE_CHUNK = 256
 
 
-def floor_only_frames(count: int, seed, style: str, height: int, width: int, align_floor: bool = False) -> torch.Tensor:
+def floor_only_frames(count: int, seed, style: str, height: int, width: int,
+                      align_floor: bool | None = None) -> torch.Tensor:
     """[count, 1, H, W, 3] float32 in 0..1: the floor of scene style `style` (no objects) from `count` random
-    training cameras of that style (`seed`: anything random.Random takes; align_floor: synth/dataset.random_rig's)."""
+    training cameras of that style (`seed`: anything random.Random takes; align_floor: synth/dataset.random_rig's,
+    the style's own unless given)."""
     look = scene_style(style)
     scene = Scene(objects=(), num_frames=1, checker_size=look.checker_size)
     rng = random.Random(seed)
     return torch.stack([render(scene, random_rig(rng, 1, 1, width / height, radius=look.camera_radius,
-                                                   align_floor=align_floor), height,
+                                                   align_floor=look.align_floor if align_floor is None else align_floor), height,
                                width)[0] for _ in range(count)])
 
 

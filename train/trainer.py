@@ -16,6 +16,7 @@ import torch
 from ..model.checks import InputError, output_folder
 from ..model.config import DiTConfig
 from ..model.dit import GridDiT
+from ..synth.scenes import scene_style
 from .autoencoder import TinyVideoAE
 from .builtin import DIT_FILE, TEXT_AE_FILE, TinyGridModel, load_builtin, save_builtin
 from .config import TrainConfig
@@ -60,7 +61,10 @@ def initial_models(cfg: TrainConfig, device: torch.device) -> TinyGridModel:
     given = {"height": cfg.height, "width": cfg.width, "frames": cfg.frames, "shift": cfg.shift}
     differ = {k: (v, models.meta.get(k)) for k, v in given.items() if float(v) != float(models.meta.get(k, v))}
     if cfg.scene_style and cfg.scene_style != models.scene_style:
-        differ["scene_style"] = (cfg.scene_style, models.scene_style)
+        if scene_style(cfg.scene_style).looks_like(scene_style(models.scene_style)):
+            models.meta["scene_style"] = cfg.scene_style   # only the rigs' turn differs: the files learn the new one
+        else:
+            differ["scene_style"] = (cfg.scene_style, models.scene_style)
     if cfg.text_phrases and not models.text.phrases:
         differ["text_phrases"] = (True, False)
     if differ:
