@@ -212,8 +212,8 @@ def shipped_floor(scenes: int, mode: str = "syncam", model_dir=None, teacher: bo
     Also the share of the frames the objects cover (`object_share`), truth and generated. `pictures`: a PNG path
     for the truth, the round trip and the grids (rows; frame 8 of every view of the first 4 scenes in each).
     `style`: held-out scenes of this scene style, not the model's. `lattice` matches against a bank of floors from
-    cameras turned every way; where the scenes' style aligns its floors, `lattice_aligned_view0` matches view 0's
-    frames against a bank of aligned floors."""
+    cameras turned every way (`lattice_by_view`: the same, view by view); where the scenes' style aligns its floors,
+    `lattice_aligned_view0` matches view 0's frames against a bank of aligned floors."""
     model = load_demo_model(model_dir, device=device, teacher=teacher, log=lambda *a: None)
     style = style or model.scene_style
     data = model.scenes(scenes, HELD_OUT_SEED, style=style)   # the model's resolution and frames
@@ -241,6 +241,9 @@ def shipped_floor(scenes: int, mode: str = "syncam", model_dir=None, teacher: bo
     return {"frames": len(frames(truth)), "cfg": model.sampling["cfg"] if cfg is None else cfg, "style": style,
             **{f"{key}_eta": score["eta"] for key, score in scores.items()},
             "lattice": {key: score["lattice"] for key, score in scores.items()}, **aligned,
+            # view 0 fixes the floor; the other views' floors follow from their cameras relative to it
+            "lattice_by_view": {key: [lattice_bank.median(frames(x[:, v:v + 1])) for v in range(x.shape[1])]
+                                for key, x in rows},
             "object_share": {"truth": object_share(truth), "generated": object_share(generated)}}
 
 
