@@ -19,8 +19,8 @@ from ..model.camera import CameraRig, default_intrinsics, make_preset
 from .render import render
 from .scenes import Scene, sample_scene, scene_style
 
-__all__ = ["SyntheticMultiViewDataset", "random_rig", "turn_to_floor_grid", "collate_samples", "default_arc_span", "check_arc_span",
-           "VIEW_ORDERS", "check_view_order", "reorder_views"]
+__all__ = ["SyntheticMultiViewDataset", "random_rig", "turn_to_floor_grid", "collate_samples", "default_arc_span",
+           "check_arc_span", "VIEW_ORDERS", "check_view_order", "reorder_views"]
 
 # The order of a rig's views. "preset": as the preset lays the cameras out (left to right along an orbit arc, low
 # to high in an elevation sweep, near to far in a dolly), so the view index alone says which way the next camera

@@ -8,6 +8,9 @@
 # on 16 held-out close_aligned scenes: lattice match against random floors (v10's measure) and against aligned
 # ones, object share. v10 itself is measured first on the same scenes, the baseline.
 # Carry [".gpu/diffusers-0.42.1-py3-none-any.whl"].
+# Ran (thirty-fourth session): `END=585 V=330 bash benchmarks/device_calls/call34a.sh`, NVIDIA H100, 481 s: 1,365
+# steps; syncam lattice 0.773 -> 0.781, view 0 against aligned floors 0.691 -> 0.751, objects 0.246 -> 0.279
+# (benchmarks/TINY_MODEL.md "Whole scenes on aligned rigs"). Six tries to start a machine failed before it.
 # env: V (video seconds), END; DEVICE=cpu OUT=DIR V=5 SCENES=2 FLAGS="--samples 64 --batch 4 --workers 2" only to
 # try it
 source benchmarks/device_calls/common.sh

@@ -8,6 +8,8 @@
 # Carry [".gpu/diffusers-0.42.1-py3-none-any.whl", ".gpu/A34"]: A34 is call 34a's A (its DiT and text files, which
 # record the style close_aligned) with v10's sync file (assets/camgrid-tiny-sync.safetensors) beside them; the
 # student starts from v10's (assets/).
+# Not run: A's whole-scene floors did not rise enough to make it a candidate (benchmarks/TINY_MODEL.md "Whole
+# scenes on aligned rigs"); kept for an aligned DiT that does.
 # env: SS HH FF DB TB, END; DEVICE=cpu OUT=DIR SS=5 HH=5 FF=5 DB=5 TB=5 SCENES=1 TABLE_SCENES=2
 # FLAGS="--batch 2 --workers 1 --samples 64" only to try it here
 source benchmarks/device_calls/common.sh

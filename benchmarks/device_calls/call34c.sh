@@ -7,6 +7,9 @@
 # with the steps, and in which views?
 # Carry [".gpu/diffusers-0.42.1-py3-none-any.whl", ".gpu/A34"]: A34 is call 34a's A (its DiT and text files) with
 # v10's sync file (assets/camgrid-tiny-sync.safetensors) beside them.
+# Ran (thirty-fourth session): `END=330 V=220 bash benchmarks/device_calls/call34c.sh`, NVIDIA H100, 331 s: 764
+# steps; the floors were cut by END (the video stage's setup took 57 s) and measured on the CPU instead
+# (benchmarks/TINY_MODEL.md "Whole scenes on aligned rigs").
 # env: V (video seconds), END; DEVICE=cpu OUT=DIR V=5 SCENES=2 FLAGS="--samples 64 --batch 4 --workers 2" only to
 # try it
 source benchmarks/device_calls/common.sh
