@@ -232,7 +232,8 @@ def shipped_floor(scenes: int, mode: str = "syncam", model_dir=None, teacher: bo
         save_rows_png([x[:4, :, 8].flatten(0, 1) for x in (truth, round_trip, generated)], Path(pictures))
     name = f"{'student' if model.is_student else 'teacher'}_{mode}{'_empty' if empty else ''}"
     lattice_bank = LatticeBank(style, bank, model.height, model.width, align_floor=False)
-    aligned_bank = LatticeBank(style, bank, model.height, model.width) if scene_style(style).align_floor else None
+    aligned_bank = (LatticeBank(style, bank, model.height, model.width, align_floor=True)
+                    if scene_style(style).align_floor else None)
     rows = (("truth", truth), ("round_trip", round_trip), (name, generated))
     scores = {key: floor_scores(frames(x), lattice_bank) for key, x in rows}
     # only view 0 looks along a grid line: the other views' floors are turned by the rig, not in the aligned bank

@@ -90,9 +90,8 @@ def random_rig(rng: random.Random, num_views: int, num_frames: int, aspect: floa
 def turn_to_floor_grid(rig: CameraRig) -> CameraRig:
     """`rig`, aimed over the origin, turned about the vertical through it so that view 0 looks along the floor's
     grid line nearest its heading (a SceneStyle's align_floor, for rigs that are not random: the demo's)."""
-    forward = rig.c2w[0, 0, :3, 2]
-    heading = math.atan2(float(forward[2]), float(forward[0]))
-    return _turn_about_vertical(rig, _turn_along_grid(rig, round(heading / (math.pi / 2)) % 4), (0.0, 0.0, 0.0))
+    quarter = round(_view0_heading(rig) / (math.pi / 2)) % 4
+    return _turn_about_vertical(rig, _turn_along_grid(rig, quarter), (0.0, 0.0, 0.0))
 
 
 def _aligned_over_origin(rig: CameraRig, target: Sequence[float]) -> CameraRig:
@@ -105,12 +104,17 @@ def _aligned_over_origin(rig: CameraRig, target: Sequence[float]) -> CameraRig:
     return CameraRig(shift @ rig.c2w, rig.intrinsics.clone(), list(rig.names), moved)
 
 
+def _view0_heading(rig: CameraRig) -> float:
+    """The angle atan2(z, x) of the horizontal direction view 0 looks in (radians)."""
+    forward = rig.c2w[0, 0, :3, 2]   # an OpenCV camera looks along its z axis
+    return math.atan2(float(forward[2]), float(forward[0]))
+
+
 def _turn_along_grid(rig: CameraRig, quarter: int) -> float:
     """The turn about the vertical (_turn_about_vertical's angle) after which view 0 looks along a grid line of the
     floor: along +x, +z, -x or -z for quarter 0-3."""
-    forward = rig.c2w[0, 0, :3, 2]   # an OpenCV camera looks along its z axis
     # _turn_about_vertical(angle) turns a direction's (x, z) angle atan2(z, x) by -angle
-    return math.atan2(float(forward[2]), float(forward[0])) - quarter * math.pi / 2
+    return _view0_heading(rig) - quarter * math.pi / 2
 
 
 def reorder_views(rig: CameraRig, order: str, rng: random.Random | None = None) -> CameraRig:

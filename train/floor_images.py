@@ -33,11 +33,11 @@ def floor_only_frames(count: int, seed, style: str, height: int, width: int,
     training cameras of that style (`seed`: anything random.Random takes; align_floor: synth/dataset.random_rig's,
     the style's own unless given)."""
     look = scene_style(style)
+    aligned = look.align_floor if align_floor is None else align_floor
     scene = Scene(objects=(), num_frames=1, checker_size=look.checker_size)
     rng = random.Random(seed)
     return torch.stack([render(scene, random_rig(rng, 1, 1, width / height, radius=look.camera_radius,
-                                                   align_floor=look.align_floor if align_floor is None else align_floor), height,
-                               width)[0] for _ in range(count)])
+                                                   align_floor=aligned), height, width)[0] for _ in range(count)])
 
 
 class FloorImages:
