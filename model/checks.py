@@ -132,6 +132,12 @@ CFG_MAX_SIGMA = Limit(0.0, 1.0, hint="the highest noise level (0-1) that gets te
 COMPOSE_CFG = Limit(0.0, 10.0, hint="the weight of the composed prompt's guidance term; 0 runs without it")
 COMPOSE_MIN_SIGMA = Limit(0.0, 1.0, hint="the lowest noise level (0-1) that gets the composed prompt; 0: every "
                           "guided step")
+COMPOSE_MAX_SIGMA = Limit(0.0, 1.0, hint="the highest noise level (0-1) that gets the composed prompt; 1: every "
+                          "guided step")
+COMPOSE_BACKGROUND_SIGMA = Limit(0.0, 1.0, hint="the noise level (0-1) below which the composed prompt acts on the "
+                                 "background only; 0: everywhere on every step")
+COMPOSE_BACKGROUND_TAU = Limit(1.0, 100.0, hint="background: the latent pixels where the two prompts' predictions "
+                               "differ by at most this many times the frame's median difference")
 
 
 def check_sampling(label: Callable[[str], str] = str, **values) -> dict:

@@ -27,6 +27,25 @@ def composed_guidance(v_cond: torch.Tensor, v_uncond: torch.Tensor, v_composed: 
     return text_guidance(v_cond, v_uncond, cfg) + compose_cfg * (v_composed - v_uncond)
 
 
+def background_mask(v_cond: torch.Tensor, v_composed: torch.Tensor, tau: float) -> torch.Tensor:
+    """[B, V, 1, T, H, W] float, 1 where the composed prompt's prediction agrees with the prompt's: the latent
+    pixels whose difference (the channels' norm of v(t) - v(t2)) is at most `tau` times its median over the
+    frame. What the prompt draws and the composed prompt does not (an object, where t2 asks for the bare floor)
+    differs most; the background both draw differs in its texture only. The median is the frame's own, so the
+    noise level, which scales both predictions' difference from the clean estimate alike, drops out."""
+    d = (v_cond.float() - v_composed.float()).pow(2).sum(2).sqrt()         # [B, V, T, H, W]
+    median = d.flatten(-2).median(-1).values[..., None, None]
+    return (d <= tau * median).to(v_cond.dtype)[:, :, None]
+
+
+def background_composed_guidance(v_cond: torch.Tensor, v_uncond: torch.Tensor, v_composed: torch.Tensor, cfg: float,
+                                 compose_cfg: float, tau: float) -> torch.Tensor:
+    """`composed_guidance` with the conjunction term only on the background (`background_mask`): the composed
+    prompt sets the background's texture and leaves what only the prompt draws to the prompt."""
+    keep = background_mask(v_cond, v_composed, tau)
+    return text_guidance(v_cond, v_uncond, cfg) + compose_cfg * keep * (v_composed - v_uncond)
+
+
 def batched_context(ctx, b: int, name: str, text_dim: int, device) -> torch.Tensor:
     ctx = torch.as_tensor(ctx)
     if ctx.ndim == 2:

@@ -25,7 +25,10 @@ Guidance (the unconditional text is the negative prompt's embedding):
   - composed:    with `compose_cfg` > 0 and `compose_context` (a second prompt), text guidance gains the
                  conjunction term of Liu et al. 2022 ("Compositional Visual Generation with Composable Diffusion
                  Models"): v = v(∅t) + cfg·(v(t) - v(∅t)) + compose_cfg·(v(t2) - v(∅t)), one more branch, on
-                 the guided steps with sigma >= compose_min_sigma. Composing the built-in model's word for the
+                 the guided steps with compose_min_sigma <= sigma <= compose_max_sigma. Below
+                 compose_background_sigma the term acts only on the background, the latent pixels where v(t2)
+                 agrees with v(t) (model/guidance.py background_mask): a composed "floor" then sets the floor's
+                 texture and leaves the objects, which only t draws, alone. Composing the built-in model's word for the
                  bare floor draws its objects at their size, but its views agree less, so the shipped model does
                  not (benchmarks/TINY_MODEL.md, "The floor composed into the guidance").
 With `batch_cfg` the guidance branches run as one forward (concatenated along B), else one each.
@@ -54,11 +57,12 @@ from typing import Any, Callable, Optional, Sequence, Union
 import numpy as np
 import torch
 
-from .checks import CFG_MAX_SIGMA, COMPOSE_CFG, COMPOSE_MIN_SIGMA, DENOISE, SHIFT, STEPS, InputError, \
-    NonFiniteError, check_sampling, require_finite
+from .checks import CFG_MAX_SIGMA, COMPOSE_BACKGROUND_SIGMA, COMPOSE_BACKGROUND_TAU, COMPOSE_CFG, COMPOSE_MAX_SIGMA, \
+    COMPOSE_MIN_SIGMA, DENOISE, SHIFT, STEPS, InputError, NonFiniteError, check_sampling, require_finite
 from .conditioning import SourceVideo, SourceVideoError, noised_source, replace_view
 from .context_windows import ContextWindows, windowed_velocity
-from .guidance import composed_guidance, guidance_branches, guidance_texts, text_guidance, two_scale_guidance
+from .guidance import background_composed_guidance, composed_guidance, guidance_branches, guidance_texts, \
+    text_guidance, two_scale_guidance
 from .modes import source_problem
 from .schedules import DEFAULT as DEFAULT_SCHEDULE, SOLVERS, PreparedSchedule, check_schedule, make_scheduler, \
     prepare_fixed, recommended, renoise_generator
@@ -86,7 +90,9 @@ class SamplerOptions:
     cfg_max_sigma:   text guidance only at noise levels sigma <= this (1: every step; see the module docstring).
     compose_cfg:     the weight of the composed prompt (`compose_context`; see the module docstring); 0: none.
                      It joins text guidance, so only on the steps that cfg_max_sigma guides, and of those only
-                     on the steps whose sigma is at least compose_min_sigma (0: all of them).
+                     on the steps whose sigma lies in [compose_min_sigma, compose_max_sigma] (0 and 1: all of them);
+                     on those below compose_background_sigma only on the background, as compose_background_tau
+                     defines it (model/guidance.py background_mask).
     shift:           flow shift of the schedule (None: 5, or the preset's).   scheduler: "unipc" | "euler" | "lcm".
     guidance:        "text" | "two_scale" (needs a source video; s_v = video_cfg).
     batch_cfg:       run the guidance branches as one forward.   seed: the noise seed.
@@ -106,6 +112,9 @@ class SamplerOptions:
     cfg_max_sigma: float = 1.0
     compose_cfg: float = 0.0
     compose_min_sigma: float = 0.0
+    compose_max_sigma: float = 1.0
+    compose_background_sigma: float = 0.0
+    compose_background_tau: float = 2.0
     shift: Optional[float] = None
     scheduler: str = "unipc"
     seed: int = 0
@@ -134,6 +143,15 @@ class SamplerOptions:
         checked["cfg_max_sigma"] = CFG_MAX_SIGMA.check(label("cfg_max_sigma"), self.cfg_max_sigma)
         checked["compose_cfg"] = COMPOSE_CFG.check(label("compose_cfg"), self.compose_cfg)
         checked["compose_min_sigma"] = COMPOSE_MIN_SIGMA.check(label("compose_min_sigma"), self.compose_min_sigma)
+        checked["compose_max_sigma"] = COMPOSE_MAX_SIGMA.check(label("compose_max_sigma"), self.compose_max_sigma)
+        checked["compose_background_sigma"] = COMPOSE_BACKGROUND_SIGMA.check(label("compose_background_sigma"),
+                                                                             self.compose_background_sigma)
+        checked["compose_background_tau"] = COMPOSE_BACKGROUND_TAU.check(label("compose_background_tau"),
+                                                                         self.compose_background_tau)
+        if checked["compose_min_sigma"] > checked["compose_max_sigma"]:
+            raise InputError(f"{label('compose_min_sigma')} {checked['compose_min_sigma']} is above "
+                             f"{label('compose_max_sigma')} {checked['compose_max_sigma']}: no step would get the "
+                             f"composed prompt; give a lowest noise level at most the highest")
         for name, value in checked.items():
             object.__setattr__(self, name, value)
         if self.scheduler not in SCHEDULERS:
@@ -390,8 +408,11 @@ def guided_velocity(plan: SamplingPlan, x: torch.Tensor, sigma: float) -> torch.
         v_null, v_video, v_video_text = plan.predict([x_null, x, x], timestep)
         return two_scale_guidance(v_null, v_video, v_video_text, o.video_cfg, o.cfg if text_guided else 1.0)
     if o.uses_negative and text_guided:
-        if o.compose_cfg > 0 and sigma >= o.compose_min_sigma:
+        if o.compose_cfg > 0 and o.compose_min_sigma <= sigma <= o.compose_max_sigma:
             v_cond, v_uncond, v_composed = plan.predict([x, x, x], timestep)
+            if sigma < o.compose_background_sigma:
+                return background_composed_guidance(v_cond, v_uncond, v_composed, o.cfg, o.compose_cfg,
+                                                    o.compose_background_tau)
             return composed_guidance(v_cond, v_uncond, v_composed, o.cfg, o.compose_cfg)
         v_cond, v_uncond = plan.predict([x, x], timestep)
         return text_guidance(v_cond, v_uncond, o.cfg)
@@ -451,7 +472,8 @@ def sample_grid(model, shape_or_noise: Union[Sequence[int], torch.Tensor], conte
         to raise `SamplingInterrupted`.
     options / settings: a `SamplerOptions`, and / or its fields by name (steps=, cfg=, shift=, scheduler=,
         seed=, denoise=, guidance=, video_cfg=, batch_cfg=, text_length=, windows=, cfg_max_sigma=, compose_cfg=,
-        compose_min_sigma=; schedule=, sigmas=, cache=, cache_threshold=, cache_start=, cache_end=).
+        compose_min_sigma=, compose_max_sigma=, compose_background_sigma=, compose_background_tau=; schedule=,
+        sigmas=, cache=, cache_threshold=, cache_start=, cache_end=).
     stats: a `SamplingStats` to fill: the schedule that ran, and which steps ran the DiT (`stats.summary()`).
     """
     options = SamplerOptions.build(options, **settings)

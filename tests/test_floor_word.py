@@ -23,7 +23,8 @@ def test_only_the_floor_words_row_learns_and_the_teacher_composes_it(tmp_path):
     report = floor_word(None, tmp_path, seconds=60, compose_cfg=0.6, frames=8, batch=2, max_steps=3,
                         compose_min_sigma=0.8, log=lambda *_: None)
     assert report["steps"] == 3 and json.loads((tmp_path / REPORT_FILE).read_text())["compose"] == \
-        {"caption": FLOOR_WORD, "cfg": 0.6, "min_sigma": 0.8}
+        {"caption": FLOOR_WORD, "cfg": 0.6, "min_sigma": 0.8, "max_sigma": 1.0, "background_sigma": 0.0,
+         "background_tau": 2.0}
     after = load_builtin(tmp_path)
     row = WORD_INDEX[FLOOR_WORD]
     changed = (after.text.words.weight != before.text.words.weight).any(1)
@@ -42,13 +43,20 @@ def test_zero_seconds_keeps_the_word_and_writes_only_the_composing(tmp_path):
     """--seconds 0 (a model whose "floor" already means the floor): every weight is the model's own, the meta
     composes it; a negative budget is refused, naming the flag."""
     before = load_builtin()
-    report = floor_word(None, tmp_path, seconds=0, compose_cfg=1.0, compose_min_sigma=0.8, log=lambda *_: None)
+    report = floor_word(None, tmp_path, seconds=0, compose_cfg=1.0, compose_max_sigma=0.6,
+                        compose_background_sigma=0.5, compose_background_tau=3.0, log=lambda *_: None)
     assert report["steps"] == 0
     after = load_builtin(tmp_path)
     assert torch.equal(after.text.words.weight, before.text.words.weight)
-    assert after.sampling["compose_cfg"] == 1.0 and after.sampling["compose_min_sigma"] == 0.8
+    assert after.sampling["compose_cfg"] == 1.0 and after.sampling["compose_min_sigma"] == 0.0
+    assert after.sampling["compose_max_sigma"] == 0.6
+    assert composed_settings(after, None) == {"compose_cfg": 1.0, "compose_min_sigma": 0.0, "compose_max_sigma": 0.6,
+                                              "compose_background_sigma": 0.5, "compose_background_tau": 3.0}
     with pytest.raises(InputError, match="--seconds"):
         floor_word(None, tmp_path / "x", seconds=-1, log=lambda *_: None)
+    with pytest.raises(InputError, match="--compose-min-sigma 0.8 is above --compose-max-sigma 0.6"):
+        floor_word(None, tmp_path / "y", seconds=0, compose_min_sigma=0.8, compose_max_sigma=0.6, log=lambda *_: None)
+    assert not (tmp_path / "y").exists()   # refused before anything is written
 
 
 def test_the_teacher_passes_its_composed_caption_to_the_sampler(tmp_path, monkeypatch):
@@ -66,7 +74,8 @@ def test_the_teacher_passes_its_composed_caption_to_the_sampler(tmp_path, monkey
     assert torch.equal(seen["compose_context"], model.encode_prompt([FLOOR_WORD] * 2))
     model.generate_latents("a red sphere", cameras[0], compose_cfg=0.0)
     assert seen["compose_context"] is None
-    assert composed_settings(model, None) == {"compose_cfg": 0.6, "compose_min_sigma": 0.0}
+    assert composed_settings(model, None) == {"compose_cfg": 0.6, "compose_min_sigma": 0.0, "compose_max_sigma": 1.0,
+                                              "compose_background_sigma": 0.0, "compose_background_tau": 2.0}
     negative, composed = model.guidance_contexts(3, {"cfg": 1.0, "compose_cfg": 0.6})
     assert composed.shape[0] == 3 and torch.equal(negative, model.encode_prompt([""] * 3))
     assert model.guidance_contexts(3, {"cfg": 1.0, "compose_cfg": 0.0}) == (None, None)

@@ -6,6 +6,7 @@ import torch
 
 from camgrid.model.checks import InputError, NonFiniteError
 from camgrid.model.conditioning import SourceVideo, SourceVideoError
+from camgrid.model.guidance import background_composed_guidance, background_mask, composed_guidance, text_guidance
 from camgrid.model.sampling import (SamplerOptions, SamplingInterrupted, base_sigmas, denoise, guided_velocity,
                                     make_noise, prepare, prepare_scheduler, sample_grid, shift_sigmas,
                                     two_scale_guidance)
@@ -544,3 +545,71 @@ def test_compose_min_sigma_composes_only_the_noisiest_guided_steps(batch_cfg):
     for bad in (-0.1, 1.5):
         with pytest.raises(InputError, match="compose_min_sigma"):
             SamplerOptions(cfg=3.0, compose_cfg=0.5, compose_min_sigma=bad)
+        with pytest.raises(InputError, match="compose_max_sigma"):
+            SamplerOptions(cfg=3.0, compose_cfg=0.5, compose_max_sigma=bad)
+    with pytest.raises(InputError, match="compose_min_sigma 0.8 is above compose_max_sigma 0.5"):
+        SamplerOptions(cfg=3.0, compose_cfg=0.5, compose_min_sigma=0.8, compose_max_sigma=0.5)
+
+
+@pytest.mark.parametrize("batch_cfg", [True, False])
+def test_compose_max_sigma_composes_only_the_less_noisy_guided_steps(batch_cfg):
+    """The mirror of the test above: sigma 1 runs text guidance's two branches, sigma 0.5 the three."""
+    cond, neg, comp = torch.ones(1, 3, 4), torch.full((1, 3, 4), 2.0), torch.full((1, 3, 4), 0.5)
+    shape, cfg, weight = (1, 1, 16, 2, 4, 4), 3.0, 0.7
+    model = FakeModel("wan")
+    out = sample_grid(model, shape, cond, neg, mode="independent", steps=2, shift=1.0, cfg=cfg, compose_cfg=weight,
+                      compose_max_sigma=0.8, compose_context=comp, scheduler="euler", batch_cfg=batch_cfg, seed=4)
+    v_text = 20.0 + cfg * (10.0 - 20.0)
+    v_composed = v_text + weight * (5.0 - 20.0)
+    torch.testing.assert_close(out, make_noise(shape, 4) - 0.5 * v_text - 0.5 * v_composed, atol=1e-4, rtol=0)
+    sizes = [c[1].shape[0] for c in model.calls]
+    assert sizes == ([2, 3] if batch_cfg else [1, 1, 1, 1, 1])
+
+
+def test_background_mask_leaves_out_what_only_the_prompt_draws():
+    """The composed prompt differs from the prompt by a texture everywhere and by an object in a 2x2 patch: the
+    mask is 0 on the patch and 1 elsewhere, whatever the scale of the difference (the noise level's)."""
+    g = torch.Generator().manual_seed(0)
+    v_cond = torch.randn(1, 2, 8, 3, 6, 10, generator=g)
+    texture = 0.1 * torch.randn(1, 2, 8, 3, 6, 10, generator=g)
+    v_comp = v_cond + texture
+    v_comp[..., 2:4, 5:7] += 3.0
+    expected = torch.ones(1, 2, 1, 3, 6, 10)
+    expected[..., 2:4, 5:7] = 0
+    for scale in (1.0, 0.01):
+        mask = background_mask(scale * v_cond, scale * v_comp, tau=2.0)
+        assert torch.equal(mask, expected)
+    v_uncond = torch.zeros_like(v_cond)
+    out = background_composed_guidance(v_cond, v_uncond, v_comp, 3.0, 0.7, tau=2.0)
+    everywhere = composed_guidance(v_cond, v_uncond, v_comp, 3.0, 0.7)
+    inside = expected.expand_as(out).bool()
+    torch.testing.assert_close(out[inside], everywhere[inside])
+    torch.testing.assert_close(out[~inside], text_guidance(v_cond, v_uncond, 3.0)[~inside])
+
+
+class ObjectFakeModel(FakeModel):
+    """FakeModel, and the composed prompt (mean context 0.5) draws something else at the latent pixel (0, 0)."""
+
+    def __call__(self, x, timestep, context, mode=None, camera=None, source=None, interrupt=None):
+        out = super().__call__(x, timestep, context, mode, camera, source, interrupt)
+        composed = context.mean(dim=(1, 2)) == 0.5
+        out[composed, ..., 0, 0] += 50.0
+        return out
+
+
+@pytest.mark.parametrize("batch_cfg", [True, False])
+def test_compose_background_sigma_keeps_the_composed_term_off_what_only_the_prompt_draws(batch_cfg):
+    """Euler, shift 1, 2 steps: at sigma 1 the composed term acts everywhere, at sigma 0.5 (below
+    compose_background_sigma 0.8) everywhere but at the pixel where the composed prompt's prediction differs."""
+    cond, neg, comp = torch.ones(1, 3, 4), torch.full((1, 3, 4), 2.0), torch.full((1, 3, 4), 0.5)
+    shape, cfg, weight = (1, 1, 16, 2, 4, 4), 3.0, 0.7
+    out = sample_grid(ObjectFakeModel("wan"), shape, cond, neg, mode="independent", steps=2, shift=1.0, cfg=cfg,
+                      compose_cfg=weight, compose_background_sigma=0.8, compose_context=comp, scheduler="euler",
+                      batch_cfg=batch_cfg, seed=4)
+    v_text = 20.0 + cfg * (10.0 - 20.0)
+    v_floor, v_object = v_text + weight * (5.0 - 20.0), v_text + weight * (55.0 - 20.0)
+    expected = make_noise(shape, 4) - 0.5 * v_floor - 0.5 * v_floor
+    expected[..., 0, 0] = make_noise(shape, 4)[..., 0, 0] - 0.5 * v_object - 0.5 * v_text
+    torch.testing.assert_close(out, expected, atol=1e-4, rtol=0)
+    with pytest.raises(InputError, match="compose_background_tau"):
+        SamplerOptions(cfg=3.0, compose_cfg=0.5, compose_background_tau=0.5)

@@ -52,10 +52,17 @@ DEFAULT_META = {"height": 48, "width": 80, "frames": 17, "shift": 3.0}
 # (cfg_max_sigma) draws the objects at their true size, but v7 and its student were then less consistent from
 # text and no better at shapes (benchmarks/TINY_MODEL.md, "Guidance in a limited interval").
 TEACHER_SAMPLING = {"steps": 20, "cfg": 3.0, "scheduler": "unipc"}
-# A model file may name a caption its teacher composes into that guidance, the weight it gets and the lowest noise
-# level it gets it at (the meta's "compose": {"caption", "cfg", "min_sigma"}; model/sampling.py "composed"): the
-# teacher's sampling gains compose_cfg and compose_min_sigma, and the student, distilled from that teacher, has it
-# baked in (train/floor_word.py writes it; benchmarks/TINY_MODEL.md, "The floor composed into the guidance").
+# A model file may name a caption its teacher composes into that guidance, the weight it gets, the noise levels it
+# gets it at and those where it acts on the background only (the meta's "compose": {"caption", and COMPOSE_KEYS};
+# model/sampling.py "composed"): the teacher's sampling gains SamplerOptions' compose_<key> for each key, and the
+# student, distilled from that teacher, has it baked in (train/floor_word.py writes it; benchmarks/TINY_MODEL.md,
+# "The floor composed into the guidance").
+COMPOSE_KEYS = ("cfg", "min_sigma", "max_sigma", "background_sigma", "background_tau")
+
+
+def compose_settings(compose: dict) -> dict:
+    """The sampler's settings (compose_cfg, ...) that a files' meta "compose" gives, one per key it has."""
+    return {f"compose_{key}": float(compose[key]) for key in COMPOSE_KEYS if key in compose}
 
 
 def camera_embedding(rig: CameraRig, num_latent_frames: int) -> torch.Tensor:
@@ -273,8 +280,7 @@ def load_builtin(directory: Union[str, Path, None] = None, device: Union[str, to
     text, ae, info = load_text_and_autoencoder(directory)
     sampling = dict(TEACHER_SAMPLING)
     if info.get("compose"):
-        sampling["compose_cfg"] = float(info["compose"]["cfg"])
-        sampling["compose_min_sigma"] = float(info["compose"].get("min_sigma", 0.0))
+        sampling.update(compose_settings(info["compose"]))
     if student is not False and student is not None:
         lora = directory / STUDENT_FILE if student is True else Path(student)
         if not lora.is_file():

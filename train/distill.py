@@ -25,6 +25,7 @@ exported file merged by `apply_lora` reproduces the trained student), `distill_l
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import time
@@ -325,11 +326,13 @@ def teacher_four_steps(teacher, held: Trajectories, guidance: dict) -> torch.Ten
 
 
 def composed_settings(model, compose_cfg: Optional[float]) -> dict:
-    """compose_cfg and compose_min_sigma of the teacher's composed caption: the weight `compose_cfg`, or None for
-    the teacher's own (its files'), and the files' lowest noise level; refused when the weight is above 0 and the
-    files name no caption, or out of range."""
-    settings = {"compose_cfg": model.sampling.get("compose_cfg", 0.0) if compose_cfg is None else float(compose_cfg),
-                "compose_min_sigma": model.sampling.get("compose_min_sigma", 0.0)}
+    """The sampler's compose_* settings of the teacher's composed caption: the weight `compose_cfg`, or None for the
+    teacher's own (its files'), and the rest as its files give them (SamplerOptions' defaults where they do not);
+    refused when the weight is above 0 and the files name no caption, or out of range."""
+    settings = {f.name: model.sampling.get(f.name, f.default) for f in dataclasses.fields(SamplerOptions)
+                if f.name.startswith("compose_")}
+    if compose_cfg is not None:
+        settings["compose_cfg"] = float(compose_cfg)
     SamplerOptions(**settings)
     if settings["compose_cfg"] > 0:
         model.composed_context(1)

@@ -25,9 +25,10 @@ from typing import Optional
 
 import torch
 
-from ..model.checks import COMPOSE_CFG, COMPOSE_MIN_SIGMA, InputError, output_folder
+from ..model.checks import InputError, output_folder
 from ..model.files import atomic_write
-from .builtin import load_builtin, save_builtin
+from ..model.sampling import SamplerOptions
+from .builtin import COMPOSE_KEYS, TEACHER_SAMPLING, load_builtin, save_builtin
 from .floor_images import FloorImages
 from .objective import flow_matching_loss
 from .text import FLOOR_WORD, WORD_INDEX
@@ -74,11 +75,16 @@ def learn_floor_word(model, seconds: float, frames: int = 2048, batch: int = 32,
 
 def floor_word(model_dir, out, seconds: float = 360.0, compose_cfg: float = 0.7, frames: int = 2048,
                batch: int = 32, lr: float = 5e-3, device="cpu", max_steps: Optional[int] = None,
-               compose_min_sigma: float = 0.0, log=print) -> dict:
-    """The model in `model_dir` with the floor word learned and composed with weight `compose_cfg` on the guided
-    steps whose sigma is at least `compose_min_sigma`, written to `out` (its three files and REPORT_FILE)."""
-    compose_cfg = COMPOSE_CFG.check("--compose-cfg", compose_cfg)
-    compose_min_sigma = COMPOSE_MIN_SIGMA.check("--compose-min-sigma", compose_min_sigma)
+               log=print, **compose) -> dict:
+    """The model in `model_dir` with the floor word learned and composed with weight `compose_cfg`, written to
+    `out` (its three files and REPORT_FILE). `compose`: the sampler's other compose_* settings (compose_min_sigma,
+    compose_max_sigma, compose_background_sigma, compose_background_tau; model/sampling.py "composed")."""
+    if any(not name.startswith("compose_") for name in compose):
+        raise TypeError(f"floor_word takes the sampler's compose_* settings, not {sorted(compose)}")
+    # SamplerOptions checks them the way the teacher will use them (ranges, the lowest noise level below the highest)
+    checked = SamplerOptions(cfg=TEACHER_SAMPLING["cfg"], compose_cfg=compose_cfg, **compose,
+                             label=lambda name: "--" + name.replace("_", "-"))
+    settings = {key: getattr(checked, f"compose_{key}") for key in COMPOSE_KEYS}
     out = output_folder(out)
     if not seconds >= 0:
         raise InputError(f"--seconds is {seconds}: give the training seconds, or 0 to keep the word as the model has it")
@@ -87,14 +93,16 @@ def floor_word(model_dir, out, seconds: float = 360.0, compose_cfg: float = 0.7,
         report = {"steps": 0, "seconds": 0.0, "loss_first": None, "loss_last": None}
     else:
         report = learn_floor_word(model, seconds, frames, batch, lr, max_steps=max_steps, log=log)
-    model.meta["compose"] = {"caption": FLOOR_WORD, "cfg": compose_cfg, "min_sigma": compose_min_sigma}
+    model.meta["compose"] = {"caption": FLOOR_WORD, **settings}
     save_builtin(model, out)
     report = {"model": str(model_dir), "compose": model.meta["compose"], "frames": frames, "batch": batch, "lr": lr,
               **report}
     atomic_write(out / REPORT_FILE, json.dumps(report, indent=1))
     trained = f"{report['steps']} steps, loss {report['loss_first']:.4f} -> {report['loss_last']:.4f}" \
         if report["steps"] else "kept as the model has it"
-    log(f"floor word: {trained}; the teacher in {out} composes '{FLOOR_WORD}' at {compose_cfg} (sigma >= {compose_min_sigma}). "
+    log(f"floor word: {trained}; the teacher in {out} composes '{FLOOR_WORD}' at {checked.compose_cfg} "
+        f"({checked.compose_min_sigma} <= sigma <= {checked.compose_max_sigma}; on the background only below "
+        f"{checked.compose_background_sigma}). "
         f"Distil its student next: "
         f"python -m camgrid.train.distill --model {out} --out {out}")
     return report
@@ -110,13 +118,23 @@ def main(argv=None) -> int:
     parser.add_argument("--compose-cfg", type=float, default=0.7, help="the word's weight in the teacher's guidance")
     parser.add_argument("--compose-min-sigma", type=float, default=0.0,
                         help="compose only on the guided steps whose noise level is at least this (0: all)")
+    parser.add_argument("--compose-max-sigma", type=float, default=1.0,
+                        help="compose only on the guided steps whose noise level is at most this (1: all)")
+    parser.add_argument("--compose-background-sigma", type=float, default=0.0,
+                        help="below this noise level compose on the background only, where the word's prediction "
+                             "agrees with the caption's (0: everywhere)")
+    parser.add_argument("--compose-background-tau", type=float, default=2.0,
+                        help="the background: where the two predictions differ by at most this many times the "
+                             "frame's median difference")
     parser.add_argument("--frames", type=int, default=2048, help="floor-only frames rendered to train on")
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--lr", type=float, default=5e-3)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args(argv)
     floor_word(args.model, args.out, args.seconds, args.compose_cfg, args.frames, args.batch, args.lr, args.device,
-               compose_min_sigma=args.compose_min_sigma)
+               compose_min_sigma=args.compose_min_sigma, compose_max_sigma=args.compose_max_sigma,
+               compose_background_sigma=args.compose_background_sigma,
+               compose_background_tau=args.compose_background_tau)
     return 0
 
 
