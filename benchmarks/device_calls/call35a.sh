@@ -11,6 +11,9 @@
 #     one that changes, into $OUT), the teacher's floors on 16 held-out close_aligned scenes;
 #  3. its student distilled from v10's for DB seconds with the composed guidance baked in (into $OUT);
 #  4. the 96-scene tables with what is left (/tmp/R/S, which tiny_release.py --student-files takes).
+# DB=0 leaves out 3 and 4.
+# Ran (thirty-fifth session): `END=420 DB=0 bash benchmarks/device_calls/call35a.sh`, NVIDIA H200, 337 s: steps 1-2
+# (C; benchmarks/TINY_MODEL.md "The floor composed on the background only"). Steps 3-4 on C's files are next.
 # Carry [".gpu/diffusers-0.42.1-py3-none-any.whl", ".gpu/B34"]: B34 is call 34c's B (its DiT and text files, which
 # record the style close_aligned) with v10's sync file (assets/camgrid-tiny-sync.safetensors) beside them.
 # env: SS HH FF CW BG TAU DB, END; DEVICE=cpu OUT=DIR SS=5 HH=5 FF=5 DB=5 SCENES=1 TABLE_SCENES=2
@@ -26,6 +29,8 @@ run compose python3 -m camgrid.train.floor_word --model /tmp/T --out /tmp/C --se
   --compose-background-sigma $BG --compose-background-tau $TAU --device ${DEVICE:-cuda}
 cp /tmp/C/camgrid-tiny-text-ae.safetensors $OUT/ || exit 1
 teacher_floors composed /tmp/C --pictures /tmp/R/composed.png
-student_out /tmp/C assets/camgrid-tiny-4step-lora.safetensors $DB
-tables_in_rest /tmp/C 10 150
+if [ "$DB" -gt 0 ]; then   # DB=0: the sync stages, the composing and the floors only
+  student_out /tmp/C assets/camgrid-tiny-4step-lora.safetensors $DB
+  tables_in_rest /tmp/C 10 150
+fi
 echo "done at $(el) s"
