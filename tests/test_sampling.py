@@ -529,41 +529,37 @@ def test_a_composed_prompt_joins_only_the_steps_that_cfg_max_sigma_guides():
 
 
 @pytest.mark.parametrize("batch_cfg", [True, False])
-def test_compose_min_sigma_composes_only_the_noisiest_guided_steps(batch_cfg):
-    """Euler, shift 1, 2 steps: sigma 1 runs the three branches, sigma 0.5 text guidance's two (the batched forward
-    takes the first two branches' texts)."""
+@pytest.mark.parametrize("window, composed_first", [({"compose_min_sigma": 0.8}, True),
+                                                    ({"compose_max_sigma": 0.8}, False)])
+def test_the_compose_window_composes_only_its_guided_steps(batch_cfg, window, composed_first):
+    """Euler, shift 1, 2 steps (sigma 1, then 0.5): compose_min_sigma 0.8 composes the first, compose_max_sigma 0.8
+    the second; the other step runs text guidance's two branches (the batched forward takes the first two
+    branches' texts)."""
     cond, neg, comp = torch.ones(1, 3, 4), torch.full((1, 3, 4), 2.0), torch.full((1, 3, 4), 0.5)
     shape, cfg, weight = (1, 1, 16, 2, 4, 4), 3.0, 0.7
     model = FakeModel("wan")
     out = sample_grid(model, shape, cond, neg, mode="independent", steps=2, shift=1.0, cfg=cfg, compose_cfg=weight,
-                      compose_min_sigma=0.8, compose_context=comp, scheduler="euler", batch_cfg=batch_cfg, seed=4)
+                      compose_context=comp, scheduler="euler", batch_cfg=batch_cfg, seed=4, **window)
     v_text = 20.0 + cfg * (10.0 - 20.0)
     v_composed = v_text + weight * (5.0 - 20.0)
-    torch.testing.assert_close(out, make_noise(shape, 4) - 0.5 * v_composed - 0.5 * v_text, atol=1e-4, rtol=0)
+    first, second = (v_composed, v_text) if composed_first else (v_text, v_composed)
+    torch.testing.assert_close(out, make_noise(shape, 4) - 0.5 * first - 0.5 * second, atol=1e-4, rtol=0)
     sizes = [c[1].shape[0] for c in model.calls]
-    assert sizes == ([3, 2] if batch_cfg else [1, 1, 1, 1, 1])
+    assert sizes == (([3, 2] if composed_first else [2, 3]) if batch_cfg else [1, 1, 1, 1, 1])
+
+
+def test_the_compose_settings_are_checked():
     for bad in (-0.1, 1.5):
         with pytest.raises(InputError, match="compose_min_sigma"):
             SamplerOptions(cfg=3.0, compose_cfg=0.5, compose_min_sigma=bad)
         with pytest.raises(InputError, match="compose_max_sigma"):
             SamplerOptions(cfg=3.0, compose_cfg=0.5, compose_max_sigma=bad)
+        with pytest.raises(InputError, match="compose_background_sigma"):
+            SamplerOptions(cfg=3.0, compose_cfg=0.5, compose_background_sigma=bad)
     with pytest.raises(InputError, match="compose_min_sigma 0.8 is above compose_max_sigma 0.5"):
         SamplerOptions(cfg=3.0, compose_cfg=0.5, compose_min_sigma=0.8, compose_max_sigma=0.5)
-
-
-@pytest.mark.parametrize("batch_cfg", [True, False])
-def test_compose_max_sigma_composes_only_the_less_noisy_guided_steps(batch_cfg):
-    """The mirror of the test above: sigma 1 runs text guidance's two branches, sigma 0.5 the three."""
-    cond, neg, comp = torch.ones(1, 3, 4), torch.full((1, 3, 4), 2.0), torch.full((1, 3, 4), 0.5)
-    shape, cfg, weight = (1, 1, 16, 2, 4, 4), 3.0, 0.7
-    model = FakeModel("wan")
-    out = sample_grid(model, shape, cond, neg, mode="independent", steps=2, shift=1.0, cfg=cfg, compose_cfg=weight,
-                      compose_max_sigma=0.8, compose_context=comp, scheduler="euler", batch_cfg=batch_cfg, seed=4)
-    v_text = 20.0 + cfg * (10.0 - 20.0)
-    v_composed = v_text + weight * (5.0 - 20.0)
-    torch.testing.assert_close(out, make_noise(shape, 4) - 0.5 * v_text - 0.5 * v_composed, atol=1e-4, rtol=0)
-    sizes = [c[1].shape[0] for c in model.calls]
-    assert sizes == ([2, 3] if batch_cfg else [1, 1, 1, 1, 1])
+    with pytest.raises(InputError, match="compose_background_tau"):
+        SamplerOptions(cfg=3.0, compose_cfg=0.5, compose_background_tau=0.5)
 
 
 def test_background_mask_leaves_out_what_only_the_prompt_draws():
@@ -611,5 +607,3 @@ def test_compose_background_sigma_keeps_the_composed_term_off_what_only_the_prom
     expected = make_noise(shape, 4) - 0.5 * v_floor - 0.5 * v_floor
     expected[..., 0, 0] = make_noise(shape, 4)[..., 0, 0] - 0.5 * v_object - 0.5 * v_text
     torch.testing.assert_close(out, expected, atol=1e-4, rtol=0)
-    with pytest.raises(InputError, match="compose_background_tau"):
-        SamplerOptions(cfg=3.0, compose_cfg=0.5, compose_background_tau=0.5)
