@@ -13,7 +13,7 @@
 #  4. the 96-scene tables with what is left (/tmp/R/S, which tiny_release.py --student-files takes).
 # DB=0 leaves out 3 and 4.
 # Ran (thirty-fifth session): `END=420 DB=0 bash benchmarks/device_calls/call35a.sh`, NVIDIA H200, 337 s: steps 1-2
-# (C; benchmarks/TINY_MODEL.md "The floor composed on the background only"). Steps 3-4 on C's files are next.
+# (C; benchmarks/TINY_MODEL.md "The floor composed on the background only"). Steps 3-4 on C: call35b.sh.
 # Carry [".gpu/diffusers-0.42.1-py3-none-any.whl", ".gpu/B34"]: B34 is call 34c's B (its DiT and text files, which
 # record the style close_aligned) with v10's sync file (assets/camgrid-tiny-sync.safetensors) beside them.
 # env: SS HH FF CW BG TAU DB, END; DEVICE=cpu OUT=DIR SS=5 HH=5 FF=5 DB=5 SCENES=1 TABLE_SCENES=2

@@ -1,0 +1,16 @@
+#!/bin/bash
+# After call35a.sh (thirty-fifth session, issue 15): its model C (call 34c's aligned DiT B, the sync stages trained
+# on it, "floor" composed on the background only; teacher: lattice 0.871, objects 0.129 of the frame) made a release
+# candidate: its student distilled from v10's for DB seconds with the composed guidance baked in (into $OUT), then
+# the 96-scene tables with what is left (/tmp/R/S, which tiny_release.py --student-files takes).
+# Carry [".gpu/diffusers-0.42.1-py3-none-any.whl", ".gpu/C35"]: C35 is call 35a's three files (its $OUT).
+# env: DB, END; DEVICE=cpu OUT=DIR DB=5 TABLE_SCENES=2 only to try it here
+source benchmarks/device_calls/common.sh
+for f in camgrid-tiny.safetensors camgrid-tiny-text-ae.safetensors camgrid-tiny-sync.safetensors; do
+  [ -f .gpu/C35/$f ] || { echo "call35b: .gpu/C35/$f is missing (see the header)"; exit 1; }
+done
+DB=${DB:-100}
+mkdir -p /tmp/C && cp .gpu/C35/camgrid-tiny*.safetensors /tmp/C/
+student_out /tmp/C assets/camgrid-tiny-4step-lora.safetensors $DB
+tables_in_rest /tmp/C 10 250
+echo "done at $(el) s"
