@@ -18,6 +18,7 @@ Weights are stored in float16 (half the size) and loaded as float32.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass, field
@@ -34,7 +35,7 @@ from ..model.checkpoint import LoadOptions, load_grid_dit, save_grid_dit
 from ..model.conditioning import SourceVideo
 from ..model.files import atomic_save
 from ..model.lora import apply_lora
-from ..model.sampling import sample_grid
+from ..model.sampling import SamplerOptions, sample_grid
 from ..model.sync import load_sync_weights, save_sync_weights
 from ..synth.dataset import SyntheticMultiViewDataset
 from .autoencoder import TinyVideoAE
@@ -57,7 +58,10 @@ TEACHER_SAMPLING = {"steps": 20, "cfg": 3.0, "scheduler": "unipc"}
 # model/sampling.py "composed"): the teacher's sampling gains SamplerOptions' compose_<key> for each key, and the
 # student, distilled from that teacher, has it baked in (train/floor_word.py writes it; benchmarks/TINY_MODEL.md,
 # "The floor composed into the guidance").
-COMPOSE_KEYS = ("cfg", "min_sigma", "max_sigma", "background_sigma", "background_tau")
+# SamplerOptions' compose_* fields and their defaults; COMPOSE_KEYS names them without the prefix, so a compose
+# setting added to the sampler reaches the files and the student's distillation with no list to keep in step
+COMPOSE_DEFAULTS = {f.name: f.default for f in dataclasses.fields(SamplerOptions) if f.name.startswith("compose_")}
+COMPOSE_KEYS = tuple(name[len("compose_"):] for name in COMPOSE_DEFAULTS)
 
 
 def compose_settings(compose: dict) -> dict:

@@ -25,7 +25,6 @@ exported file merged by `apply_lora` reproduces the trained student), `distill_l
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import math
 import time
@@ -41,7 +40,7 @@ from ..model.checks import InputError, output_folder
 from ..model.files import atomic_write
 from ..model.lora import apply_lora
 from ..model.sampling import SamplerOptions, denoise, guided_velocity, prepare, prepare_scheduler
-from .builtin import TEACHER_SAMPLING, load_builtin
+from .builtin import COMPOSE_DEFAULTS, TEACHER_SAMPLING, load_builtin
 from .evaluate import COMPARED_MODES
 from .loop import LoopSettings, StagePlan, run_stage
 from .losslog import LossLog
@@ -329,8 +328,7 @@ def composed_settings(model, compose_cfg: Optional[float]) -> dict:
     """The sampler's compose_* settings of the teacher's composed caption: the weight `compose_cfg`, or None for the
     teacher's own (its files'), and the rest as its files give them (SamplerOptions' defaults where they do not);
     refused when the weight is above 0 and the files name no caption, or out of range."""
-    settings = {f.name: model.sampling.get(f.name, f.default) for f in dataclasses.fields(SamplerOptions)
-                if f.name.startswith("compose_")}
+    settings = {name: model.sampling.get(name, default) for name, default in COMPOSE_DEFAULTS.items()}
     if compose_cfg is not None:
         settings["compose_cfg"] = float(compose_cfg)
     SamplerOptions(**settings)
