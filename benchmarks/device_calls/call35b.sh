@@ -3,6 +3,7 @@
 # on it, "floor" composed on the background only; teacher: lattice 0.871, objects 0.129 of the frame) made a release
 # candidate: its student distilled from v10's for DB seconds with the composed guidance baked in (into $OUT), then
 # the 96-scene tables with what is left (/tmp/R/S, which tiny_release.py --student-files takes).
+# DB=0: no distillation; the student LoRA carried beside C's files in .gpu/C35 (distilled on a CPU, say) is used.
 # Carry [".gpu/diffusers-0.42.1-py3-none-any.whl", ".gpu/C35"]: C35 is call 35a's three files (its $OUT).
 # env: DB, END; DEVICE=cpu OUT=DIR DB=5 TABLE_SCENES=2 only to try it here
 source benchmarks/device_calls/common.sh
@@ -11,6 +12,10 @@ for f in camgrid-tiny.safetensors camgrid-tiny-text-ae.safetensors camgrid-tiny-
 done
 DB=${DB:-100}
 mkdir -p /tmp/C && cp .gpu/C35/camgrid-tiny*.safetensors /tmp/C/
-student_out /tmp/C assets/camgrid-tiny-4step-lora.safetensors $DB
+if [ "$DB" -gt 0 ]; then
+  student_out /tmp/C assets/camgrid-tiny-4step-lora.safetensors $DB
+else
+  cp .gpu/C35/camgrid-tiny-4step-lora.safetensors /tmp/C/ || { echo "call35b: DB=0 needs .gpu/C35's student"; exit 1; }
+fi
 tables_in_rest /tmp/C 10 250
 echo "done at $(el) s"
