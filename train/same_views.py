@@ -63,7 +63,8 @@ def same_view_errors(a: dict, b: dict) -> tuple[torch.Tensor, torch.Tensor]:
     each triangulated and scored only on the views where the object is usable in both."""
     if a["centroids"].shape != b["centroids"].shape or not torch.equal(a["c2w"], b["c2w"]):
         raise InputError("same_views: the two grids are not of the same scene and cameras; compare two tables "
-                         "runs of the same held-out scenes (the same --scenes, --views and --seed).")
+                         "runs of the same held-out scenes (the same --scenes, --views and --seed, of models of one "
+                         "scene style: each model draws its held-out scenes in the style its files record).")
     both = a["usable"] & b["usable"]
     err_a, valid_a = _residuals(a, both)
     err_b, valid_b = _residuals(b, both)
