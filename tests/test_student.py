@@ -193,6 +193,24 @@ def test_nvs_placement_tells_views_that_follow_their_cameras_from_copies_of_view
     assert median_of([None, 1.0, 4.0]) == 2.5 and median_of([]) is None and median_of(torch.tensor([3.0, 1.0])) == 2.0
 
 
+def test_tables_on_another_scene_style_pair_with_that_styles_model(teacher_dir, tmp_path):
+    # --scene-style: a model measured on another style's held-out scenes, so that same_views can pair it with a
+    # model of that style (the rigs differ between styles, and same_views refuses grids of other cameras)
+    from camgrid.train.same_views import compare_runs
+    from camgrid.train.tables import ROWS, run_tables
+
+    assert load_builtin(teacher_dir).scene_style == "standard"
+    runs = {}
+    for style in (None, "close_aligned"):
+        out = tmp_path / str(style)
+        runs[style] = run_tables(teacher_dir, out, scenes=1, views=2, batch=1, rows=ROWS[:1], log=lambda *_: None,
+                                 scene_style=style)
+    assert runs[None]["settings"]["scene_style"] == "standard"
+    assert runs["close_aligned"]["settings"]["scene_style"] == "close_aligned"
+    with pytest.raises(InputError, match="scene style"):
+        compare_runs(tmp_path / "None", tmp_path / "close_aligned")
+
+
 def test_tables_run_every_row_and_the_nvs_table(teacher_dir, tmp_path):
     from camgrid.train.tables import ROWS, run_tables
 

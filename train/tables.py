@@ -34,6 +34,7 @@ from ..model.checks import SOURCE_NOISE, output_folder
 from ..model.files import atomic_save, atomic_write
 from ..synth.dataset import SyntheticMultiViewDataset
 from ..synth.render import render
+from ..synth.scenes import SCENE_STYLES
 from .builtin import ASSETS_DIR, TEACHER_SAMPLING, load_builtin, model_fingerprint
 from .claims import claims
 from .evaluate import COMPARED_MODES, EVAL_SEED, safe_metrics, summarise
@@ -74,9 +75,10 @@ def _uint8(frames: torch.Tensor) -> np.ndarray:
 class HeldOut:
     """The held-out scenes: captions, cameras, true videos and object ids, and a pool for the metric."""
 
-    def __init__(self, model, count: int, views: int, workers: int, arc_span=None, view_order: str = "preset"):
+    def __init__(self, model, count: int, views: int, workers: int, arc_span=None, view_order: str = "preset",
+                 style: Optional[str] = None):
         global _DATASET
-        _DATASET = model.scenes(count, EVAL_SEED, views, arc_span, view_order)
+        _DATASET = model.scenes(count, EVAL_SEED, views, arc_span, view_order, style=style)
         self.pool = mp.get_context("fork").Pool(workers, initializer=torch.set_num_threads, initargs=(1,)) \
             if workers > 0 else None
         pairs = [_DATASET.scene_and_rig(i) for i in range(count)]
@@ -144,11 +146,15 @@ def psnr(frames: torch.Tensor, reference: torch.Tensor) -> float:
 
 def run_tables(model_dir, out, student_file=None, scenes: int = 96, views: int = 4, batch: int = 48, seed: int = 0,
                budget: float = 120.0, device="cpu", workers: int = 0, rows=ROWS, log=print,
-               source_noise: float = 1.0) -> dict:
+               source_noise: float = 1.0, scene_style: Optional[str] = None) -> dict:
+    """`scene_style`: the held-out scenes of that style (synth/scenes.py SCENE_STYLES) instead of the model's own,
+    to measure two models of different styles on the same scenes (train/same_views.py pairs only those)."""
     t0 = time.time()
     out = output_folder(out)
     # the worker pool is forked before anything touches the GPU (the workers only render and score on CPU)
-    held = HeldOut(load_builtin(model_dir, device="cpu"), scenes, views, workers)
+    cpu_model = load_builtin(model_dir, device="cpu")
+    scene_style = scene_style or cpu_model.scene_style
+    held = HeldOut(cpu_model, scenes, views, workers, style=scene_style)
     models = {"teacher": load_builtin(model_dir, device=device)}
     lora = Path(student_file) if student_file else Path(model_dir or ASSETS_DIR) / STUDENT_FILE
     if lora.is_file():
@@ -159,7 +165,7 @@ def run_tables(model_dir, out, student_file=None, scenes: int = 96, views: int =
     modes = [m for m in COMPARED_MODES if m in models["teacher"].modes()]
     # which files were measured: the demo prints these claims only for the same files (train/demo.py)
     results = {"settings": {"scenes": scenes, "views": views, "seed": seed, "eval_seed": EVAL_SEED,
-                            "device": str(device), "source_noise": source_noise}, "rows": {}, "nvs": {}, "skipped": [],
+                            "device": str(device), "source_noise": source_noise, "scene_style": scene_style}, "rows": {}, "nvs": {}, "skipped": [],
                "files": model_fingerprint(model_dir, lora if lora.is_file() else None)}
     reference, detections = {}, {"settings": results["settings"], "rows": {}}
     round_trips = _round_trips(models["teacher"], held)
@@ -320,13 +326,15 @@ def main(argv=None) -> int:
                         help="processes for rendering and the metric (0: in this process)")
     parser.add_argument("--source-noise", type=float, default=1.0,
                         help="NVS: the given view held at this share of the grid's noise level (SourceVideo.noise_scale)")
+    parser.add_argument("--scene-style", default=None, choices=sorted(SCENE_STYLES),
+                        help="held-out scenes of this style instead of the model's own (to pair two models' tables)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args(argv)
     noise_problem = SOURCE_NOISE.problem("--source-noise", args.source_noise)
     if noise_problem:
         parser.error(noise_problem)
     run_tables(args.model, args.out, args.student, args.scenes, args.views, args.batch, args.seed, args.budget,
-               args.device, args.workers, source_noise=args.source_noise)
+               args.device, args.workers, source_noise=args.source_noise, scene_style=args.scene_style)
     return 0
 
 
