@@ -165,7 +165,8 @@ def run_tables(model_dir, out, student_file=None, scenes: int = 96, views: int =
     modes = [m for m in COMPARED_MODES if m in models["teacher"].modes()]
     # which files were measured: the demo prints these claims only for the same files (train/demo.py)
     results = {"settings": {"scenes": scenes, "views": views, "seed": seed, "eval_seed": EVAL_SEED,
-                            "device": str(device), "source_noise": source_noise, "scene_style": scene_style}, "rows": {}, "nvs": {}, "skipped": [],
+                            "device": str(device), "source_noise": source_noise, "scene_style": scene_style},
+               "rows": {}, "nvs": {}, "skipped": [],
                "files": model_fingerprint(model_dir, lora if lora.is_file() else None)}
     reference, detections = {}, {"settings": results["settings"], "rows": {}}
     round_trips = _round_trips(models["teacher"], held)
