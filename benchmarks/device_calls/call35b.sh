@@ -7,11 +7,13 @@
 # Carry [".gpu/diffusers-0.42.1-py3-none-any.whl", ".gpu/C35"]: C35 is call 35a's three files (its $OUT).
 # env: DB, END; DEVICE=cpu OUT=DIR DB=5 TABLE_SCENES=2 only to try it here
 source benchmarks/device_calls/common.sh
-for f in camgrid-tiny.safetensors camgrid-tiny-text-ae.safetensors camgrid-tiny-sync.safetensors; do
+MODEL_FILES="camgrid-tiny.safetensors camgrid-tiny-text-ae.safetensors camgrid-tiny-sync.safetensors"
+for f in $MODEL_FILES; do
   [ -f .gpu/C35/$f ] || { echo "call35b: .gpu/C35/$f is missing (see the header)"; exit 1; }
 done
 DB=${DB:-100}
-mkdir -p /tmp/C && cp .gpu/C35/camgrid-tiny*.safetensors /tmp/C/
+# the model's three files only: a student beside them is taken only with DB=0
+mkdir -p /tmp/C && for f in $MODEL_FILES; do cp .gpu/C35/$f /tmp/C/; done
 if [ "$DB" -gt 0 ]; then
   student_out /tmp/C assets/camgrid-tiny-4step-lora.safetensors $DB
 else
