@@ -12,6 +12,10 @@ Each scene's median error is paired across the arms, and the table gives the med
 median of the scenes' differences, the scenes where B is lower, and the signed-rank test's p (train/claims.py):
 the last three are the paired comparison, the first two only where each arm stands.
 
+Scoring only what both arms found hides an arm that loses objects (a sphere that is not drawn costs it nothing
+there), so a second table pairs the scenes' found-rates (the share of object, view and frame that was segmented),
+where the detections kept them (tables from before kept only what was usable).
+
 Where both tables kept their novel-view scores per scene, a second table pairs those the same way: each row's
 PSNR and colour-mask IoU, the mean over the scenes scored in both, the median of the scenes' B - A, the scenes
 where B is higher, and p.
@@ -45,10 +49,12 @@ SAME_SCENES_KEYS = ("scenes", "views", "seed", "eval_seed")
 
 def grid_detections(det, rig: CameraRig, frames) -> dict:
     """What same_view_errors needs of one grid: the objects' centroids [N, V, F, 2] (float64, pixels), where
-    they are usable [N, V, F], and the cameras at the grid's frames (c2w [V, F, 4, 4], intrinsics [V, 4])."""
+    they are usable and where they were found [N, V, F], and the cameras at the grid's frames (c2w [V, F, 4, 4],
+    intrinsics [V, 4])."""
     v, f, h, w = torch.as_tensor(frames).shape[:4]
     rig = rig_at_frames(rig, f)
-    return {"centroids": det.centroids.clone(), "usable": det.usable.clone(), "c2w": rig.c2w[:, :f].double(),
+    return {"centroids": det.centroids.clone(), "usable": det.usable.clone(), "found": det.found.clone(),
+            "c2w": rig.c2w[:, :f].double(),
             "intrinsics": rig.intrinsics.double(), "height": int(h), "width": int(w)}
 
 
@@ -75,7 +81,8 @@ def same_view_errors(a: dict, b: dict) -> tuple[torch.Tensor, torch.Tensor]:
 def compare_grids(grids_a: list, grids_b: list) -> dict:
     """One row and mode of two runs (per scene: grid_detections, or None where the metric failed):
     {"scenes" (scored in both), "observations", "a"/"b" (median of the scene medians), "difference" (the median of
-    the scenes' B - A), "b_lower" (scenes where B is lower), "p"}."""
+    the scenes' B - A), "b_lower" (scenes where B is lower), "p"}, and "found" (compare_scene_scores of the scenes'
+    found-rates) where both runs kept them."""
     medians = []
     observations = 0
     for a, b in zip(grids_a, grids_b):
@@ -86,10 +93,19 @@ def compare_grids(grids_a: list, grids_b: list) -> dict:
             medians.append((float(err_a.median()), float(err_b.median())))
             observations += err_a.numel()
     differences = [b - a for a, b in medians]
-    return {"scenes": len(medians), "observations": observations,
-            "a": median_of([a for a, _ in medians]), "b": median_of([b for _, b in medians]),
-            "difference": median_of(differences), "b_lower": sum(d < 0 for d in differences),
-            "p": signed_rank_test(differences) if medians else None}
+    result = {"scenes": len(medians), "observations": observations,
+              "a": median_of([a for a, _ in medians]), "b": median_of([b for _, b in medians]),
+              "difference": median_of(differences), "b_lower": sum(d < 0 for d in differences),
+              "p": signed_rank_test(differences) if medians else None}
+    if any(a is not None and b is not None and "found" in a and "found" in b for a, b in zip(grids_a, grids_b)):
+        result["found"] = compare_scene_scores(_found_rates(grids_a), _found_rates(grids_b))
+    return result
+
+
+def _found_rates(grids: list) -> list:
+    """Each grid's share of (object, view, frame) that was segmented; None where the metric failed or the run
+    did not keep it."""
+    return [float(g["found"].double().mean()) if g is not None and "found" in g else None for g in grids]
 
 
 def load_detections(folder) -> dict:
@@ -159,6 +175,13 @@ def format_comparison(results: dict, name_a: str, name_b: str) -> str:
         lines += [f"| {row} | {mode} | {r['scenes']} | {r['observations']} | {_f(r['a'])} | {_f(r['b'])} | "
                   f"{_f(r['difference'])} | {r['b_lower']} of {r['scenes']} | {_f(r['p'], 3)} |"
                   for mode, r in modes.items()]
+    found = [(row, mode, r["found"]) for row, modes in results.items() for mode, r in modes.items() if "found" in r]
+    if found:
+        lines += ["", "Objects found (the share of object, view and frame segmented; means over the scenes)", "",
+                  "| row | mode | scenes | A | B | B - A (median over scenes) | B higher in | p |",
+                  "|---|---|---:|---:|---:|---:|---:|---:|"]
+        lines += [f"| {row} | {mode} | {f['scenes']} | {_f(f['a'], 3)} | {_f(f['b'], 3)} | {_f(f['difference'], 3)} | "
+                  f"{f['b_higher']} of {f['scenes']} | {_f(f['p'], 3)} |" for row, mode, f in found]
     return "\n".join(lines)
 
 
