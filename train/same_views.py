@@ -16,7 +16,7 @@ Scoring only what both arms found hides an arm that loses objects (a sphere that
 there), so a second table pairs the scenes' found-rates (the share of object, view and frame that was segmented),
 where the detections kept them (tables from before kept only what was usable).
 
-Where both tables kept their novel-view scores per scene, a second table pairs those the same way: each row's
+Where both tables kept their novel-view scores per scene, a third table pairs those the same way: each row's
 PSNR and colour-mask IoU, the mean over the scenes scored in both, the median of the scenes' B - A, the scenes
 where B is higher, and p.
 
