@@ -54,8 +54,7 @@ def grid_detections(det, rig: CameraRig, frames) -> dict:
     v, f, h, w = torch.as_tensor(frames).shape[:4]
     rig = rig_at_frames(rig, f)
     return {"centroids": det.centroids.clone(), "usable": det.usable.clone(), "found": det.found.clone(),
-            "c2w": rig.c2w[:, :f].double(),
-            "intrinsics": rig.intrinsics.double(), "height": int(h), "width": int(w)}
+            "c2w": rig.c2w[:, :f].double(), "intrinsics": rig.intrinsics.double(), "height": int(h), "width": int(w)}
 
 
 def _residuals(grid: dict, used: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -97,8 +96,9 @@ def compare_grids(grids_a: list, grids_b: list) -> dict:
               "a": median_of([a for a, _ in medians]), "b": median_of([b for _, b in medians]),
               "difference": median_of(differences), "b_lower": sum(d < 0 for d in differences),
               "p": signed_rank_test(differences) if medians else None}
-    if any(a is not None and b is not None and "found" in a and "found" in b for a, b in zip(grids_a, grids_b)):
-        result["found"] = compare_scene_scores(_found_rates(grids_a), _found_rates(grids_b))
+    found_a, found_b = _found_rates(grids_a), _found_rates(grids_b)
+    if any(a is not None and b is not None for a, b in zip(found_a, found_b)):
+        result["found"] = compare_scene_scores(found_a, found_b)
     return result
 
 
@@ -166,6 +166,12 @@ def _f(value: Optional[float], digits: int = 2) -> str:
     return "n/a" if value is None else f"{value:.{digits}f}"
 
 
+def _paired_cells(scores: dict, digits: int) -> str:
+    """compare_scene_scores' cells: A | B | B - A | B higher in | p."""
+    return (f"{_f(scores['a'], digits)} | {_f(scores['b'], digits)} | {_f(scores['difference'], digits)} | "
+            f"{scores['b_higher']} of {scores['scenes']} | {_f(scores['p'], 3)}")
+
+
 def format_comparison(results: dict, name_a: str, name_b: str) -> str:
     lines = [f"Reprojection error on the same views (A: {name_a}, B: {name_b}; per scene, object and frame, both "
              "triangulated from the views usable in both; median px of the scene medians)", "",
@@ -180,8 +186,7 @@ def format_comparison(results: dict, name_a: str, name_b: str) -> str:
         lines += ["", "Objects found (the share of object, view and frame segmented; means over the scenes)", "",
                   "| row | mode | scenes | A | B | B - A (median over scenes) | B higher in | p |",
                   "|---|---|---:|---:|---:|---:|---:|---:|"]
-        lines += [f"| {row} | {mode} | {f['scenes']} | {_f(f['a'], 3)} | {_f(f['b'], 3)} | {_f(f['difference'], 3)} | "
-                  f"{f['b_higher']} of {f['scenes']} | {_f(f['p'], 3)} |" for row, mode, f in found]
+        lines += [f"| {row} | {mode} | {f['scenes']} | {_paired_cells(f, 3)} |" for row, mode, f in found]
     return "\n".join(lines)
 
 
@@ -194,8 +199,7 @@ def format_nvs_comparison(results: dict) -> str:
              "B - A (median) | B higher in | p |", "|---|---|---:|" + "---:|" * 10]
     for row, modes in results.items():
         for mode, r in modes.items():
-            cells = [f"{_f(m['a'], d)} | {_f(m['b'], d)} | {_f(m['difference'], d)} | {m['b_higher']} of "
-                     f"{m['scenes']} | {_f(m['p'], 3)}" for m, d in ((r["psnr"], 2), (r["iou"], 3))]
+            cells = [_paired_cells(m, d) for m, d in ((r["psnr"], 2), (r["iou"], 3))]
             lines.append(f"| {row} | {mode} | {r['psnr']['scenes']} | {cells[0]} | {cells[1]} |")
     return "\n".join(lines)
 
